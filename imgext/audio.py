@@ -1,0 +1,351 @@
+"""Audio I/O: decode, resample, fold to mono, fit to a duration, encode.
+
+Array convention everywhere in :mod:`imgext`: ``float32``, multichannel audio
+has shape ``(n_channels, n_samples)``, mono audio ``(n_samples,)``.  The
+samples-first layout of soundfile and soxr is converted here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError, ParameterError
+
+__all__ = [
+    "DEFAULT_SAMPLE_RATE",
+    "MAX_SOURCE_SECONDS",
+    "MIN_SOURCE_SECONDS",
+    "Decoded",
+    "decode",
+    "to_mono",
+    "resample",
+    "fit_duration",
+    "prepare_source",
+    "encode_wav",
+    "write_atomic",
+    "db_to_gain",
+    "gain_to_db",
+    "peak_dbfs",
+]
+
+DEFAULT_SAMPLE_RATE = 44100
+"""Mix sample rate in Hz (CD rate; Freesound previews are mostly 44.1 kHz)."""
+
+MAX_SOURCE_SECONDS = 600.0
+"""Longest stretch of a source file that is decoded, in seconds; longer files are cut with a note."""
+
+MIN_SOURCE_SECONDS = 0.02
+"""Shortest usable sound in seconds (20 ms: below that a loop is a buzz, not a sound)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded sound.
+
+    Attributes
+    ----------
+    audio : np.ndarray [shape=(n_channels, n_samples), dtype=float32]
+    sample_rate : int
+        In Hz.
+    notes : tuple of str
+        Things the user should know (file cut to a maximum length, bad samples zeroed).
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    notes: tuple[str, ...] = ()
+
+
+def db_to_gain(gain_db):
+    """Convert decibels to a linear amplitude factor (``10 ** (dB / 20)``)."""
+    return np.power(10.0, np.asarray(gain_db, dtype=np.float64) / 20.0)
+
+
+def gain_to_db(gain, floor_db: float = -200.0):
+    """Convert a linear amplitude factor to decibels, clamped below at ``floor_db``."""
+    g = np.maximum(np.abs(np.asarray(gain, dtype=np.float64)), 10.0 ** (floor_db / 20.0))
+    return 20.0 * np.log10(g)
+
+
+def peak_dbfs(audio: np.ndarray) -> float:
+    """Sample peak of ``audio`` in dBFS (``-inf`` for digital silence)."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return float("-inf") if peak == 0.0 else 20.0 * np.log10(peak)
+
+
+def decode(
+    data: bytes | str | os.PathLike,
+    *,
+    name: str = "sound",
+    max_seconds: float = MAX_SOURCE_SECONDS,
+) -> Decoded:
+    """Decode WAV, FLAC, OGG or MP3 from bytes or a path.
+
+    Parameters
+    ----------
+    data : bytes or path
+        The encoded file.
+    name : str
+        Shown in error messages so the user knows which sound failed.
+    max_seconds : float > 0
+        Only this many seconds are decoded; a note says when a file was cut.
+
+    Returns
+    -------
+    Decoded
+
+    Raises
+    ------
+    AudioError
+        If the data is not audio, is corrupt, holds no samples, or is shorter
+        than :data:`MIN_SOURCE_SECONDS`.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        if not data:
+            raise AudioError(f"sound {name!r} is an empty file (0 bytes)")
+        try:
+            return _decode(io.BytesIO(data), name, max_seconds)
+        except AudioError:
+            suffix = _sniff_suffix(data)
+            if suffix is None:
+                raise
+            # libsndfile finds some valid MP3s (odd ID3 headers) only with the file extension as a hint.
+            with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+                tmp.write(data)
+                tmp.flush()
+                return _decode(tmp.name, name, max_seconds)
+    return _decode(os.fspath(data), name, max_seconds)
+
+
+def _sniff_suffix(data: bytes) -> str | None:
+    """File extension from magic bytes (for libsndfile's format detection)."""
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return ".mp3"
+    return {b"OggS": ".ogg", b"fLaC": ".flac", b"RIFF": ".wav", b"FORM": ".aiff"}.get(data[:4])
+
+
+def _decode(src, name: str, max_seconds: float) -> Decoded:
+    notes: list[str] = []
+    try:
+        with sf.SoundFile(src) as f:
+            sr = int(f.samplerate)
+            if sr <= 0 or f.channels <= 0:
+                raise AudioError(f"sound {name!r} has an invalid header ({f.channels} channels at {sr} Hz)")
+            limit = int(max_seconds * sr)
+            total = f.frames
+            frames = f.read(frames=limit, dtype="float32", always_2d=True)
+            more = f.read(frames=1, dtype="float32", always_2d=True).shape[0] > 0 if frames.shape[0] == limit else False
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as exc:
+        raise AudioError(f"sound {name!r} could not be decoded: {_first_line(exc)}") from None
+    if more:
+        length = f"{total / sr:.0f} s" if 0 < total < 2**62 else "longer"
+        notes.append(f"sound {name!r} is {length}; only the first {max_seconds:g} s are used")
+    if frames.shape[0] == 0:
+        raise AudioError(f"sound {name!r} holds no audio samples")
+    if frames.shape[0] < MIN_SOURCE_SECONDS * sr:
+        raise AudioError(
+            f"sound {name!r} is too short to use ({frames.shape[0]} samples, "
+            f"{frames.shape[0] / sr * 1000:.1f} ms; at least {MIN_SOURCE_SECONDS * 1000:.0f} ms needed)"
+        )
+    audio = np.ascontiguousarray(frames.T)
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        count = int(bad.sum())
+        audio[bad] = 0.0
+        notes.append(f"sound {name!r} had {count} NaN/infinite samples; they were set to silence")
+    # Float files may exceed full scale; keep them (the mix normalises) but never let inf through.
+    return Decoded(audio=audio, sample_rate=sr, notes=tuple(notes))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Fold ``(n_channels, n_samples)`` to mono ``(n_samples,)`` by averaging channels.
+
+    A point source panned in the mix must be mono: a stereo recording at one
+    emitter adds nothing and can comb-filter.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim != 2:
+        raise ParameterError(f"audio must have shape (n_channels, n_samples), got {audio.shape}")
+    return audio.mean(axis=0, dtype=np.float32) if audio.shape[0] > 1 else audio[0]
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int, *, quality: str = "HQ") -> np.ndarray:
+    """Resample with soxr.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    sr_in, sr_out : int > 0
+        Sample rates in Hz.
+    quality : {"QQ", "LQ", "MQ", "HQ", "VHQ"}
+        soxr quality preset.
+    """
+    if sr_in <= 0 or sr_out <= 0:
+        raise ParameterError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    if sr_in == sr_out:
+        return np.asarray(audio, dtype=np.float32)
+    x = np.asarray(audio, dtype=np.float32)
+    y = soxr.resample(x.T if x.ndim == 2 else x, sr_in, sr_out, quality=quality)
+    return np.ascontiguousarray(y.T if x.ndim == 2 else y, dtype=np.float32)
+
+
+def _loop_fades(head: np.ndarray, tail: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-in for the head and fade-out for the tail at a loop seam.
+
+    * One-shot sounds (tail more than 12 dB below the head: a bark, a click)
+      keep their attack: the head gets only a 2 ms fade-in, the quiet tail
+      fades out under it.
+    * Continuous sounds get a crossfade whose law follows the correlation of
+      head and tail: equal-power for uncorrelated material (noise, crowds),
+      linear for in-phase material (steady tones), so the level stays flat.
+    """
+    n = head.shape[0]
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    fade_out = np.cos(0.5 * np.pi * t)
+    h_rms = float(np.sqrt(np.mean(np.square(head, dtype=np.float64))))
+    t_rms = float(np.sqrt(np.mean(np.square(tail, dtype=np.float64))))
+    if t_rms < 0.25 * h_rms:
+        short = max(1, min(n, int(0.002 * sample_rate)))
+        fade_in = np.ones(n)
+        fade_in[:short] = np.sin(0.5 * np.pi * (np.arange(short) + 0.5) / short)
+        return fade_in.astype(np.float32), fade_out.astype(np.float32)
+    denom = h_rms * t_rms * n
+    r = float(np.clip(np.dot(head.astype(np.float64), tail.astype(np.float64)) / denom, 0.0, 1.0)) if denom > 0 else 0.0
+    fade_in = (1.0 - r) * np.sin(0.5 * np.pi * t) + r * t
+    fade_out = (1.0 - r) * fade_out + r * (1.0 - t)
+    return fade_in.astype(np.float32), fade_out.astype(np.float32)
+
+
+def fit_duration(
+    audio: np.ndarray,
+    n_samples: int,
+    sample_rate: int,
+    *,
+    crossfade_s: float = 0.25,
+    fade_in_s: float = 0.005,
+    fade_out_s: float = 0.5,
+) -> np.ndarray:
+    """Loop (with an equal-power crossfade) or trim mono audio to ``n_samples``.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n,), dtype=float32]
+        Mono source.
+    n_samples : int > 0
+        Length of the scene in samples.
+    sample_rate : int
+        In Hz; used for the fade lengths.
+    crossfade_s : float >= 0
+        Loop crossfade in seconds (at most a quarter of the sound is used).
+    fade_in_s, fade_out_s : float >= 0
+        Fades at the very start and end of the result, in seconds, so no
+        sound starts or stops with a click.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_samples,), dtype=float32]
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 1:
+        raise ParameterError(f"fit_duration expects mono audio (n_samples,), got shape {x.shape}")
+    if n_samples <= 0:
+        raise ParameterError(f"n_samples={n_samples} must be positive")
+    length = x.shape[0]
+    if length >= n_samples:
+        out = x[:n_samples].copy()
+    else:
+        c = int(min(crossfade_s * sample_rate, length // 4))
+        if c > 0:
+            fade_in, fade_out = _loop_fades(x[:c], x[length - c :], sample_rate)
+            unit = x[: length - c].copy()
+            unit[:c] = x[:c] * fade_in + x[length - c :] * fade_out
+        else:
+            unit = x
+        out = np.resize(unit, n_samples).astype(np.float32, copy=False)
+        out[:c] = x[:c]  # the real beginning of the sound, not the crossfaded seam
+    fi = min(int(fade_in_s * sample_rate), n_samples // 4)
+    fo = min(int(fade_out_s * sample_rate), n_samples // 4)
+    if fi > 0:
+        out[:fi] *= np.linspace(0.0, 1.0, fi, endpoint=False, dtype=np.float32)
+    if fo > 0:
+        out[n_samples - fo :] *= np.linspace(1.0, 0.0, fo, endpoint=True, dtype=np.float32)
+    return out
+
+
+def prepare_source(
+    data: bytes | str | os.PathLike,
+    *,
+    name: str,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    duration_s: float,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Decode, fold to mono, resample and fit one source to the scene.
+
+    Returns
+    -------
+    track : np.ndarray [shape=(round(duration_s * sample_rate),), dtype=float32]
+    notes : tuple of str
+    """
+    n = int(round(duration_s * sample_rate))
+    # Decode only what the scene can use (plus room for a crossfade), so an hour-long file costs little.
+    decoded = decode(data, name=name, max_seconds=min(MAX_SOURCE_SECONDS, duration_s + 5.0))
+    notes = tuple(n_ for n_ in decoded.notes if "only the first" not in n_)
+    mono = to_mono(decoded.audio)
+    mono = resample(mono, decoded.sample_rate, sample_rate)
+    return fit_duration(mono, n, sample_rate), notes
+
+
+def encode_wav(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_24") -> bytes:
+    """Encode ``(n_channels, n_samples)`` or mono audio as WAV bytes.
+
+    Parameters
+    ----------
+    subtype : str
+        soundfile subtype: ``"PCM_16"``, ``"PCM_24"`` (default) or ``"FLOAT"``.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, x.T if x.ndim == 2 else x, sample_rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    A process killed midway leaves either the old file or none, never a
+    half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path

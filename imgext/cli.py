@@ -1,0 +1,281 @@
+"""Command line: ``python -m imgext render|mix|presets|labels``.
+
+Every expected failure prints one line (``imgext: error: ...``) and exits
+non-zero; tracebacks are for bugs only (and even then are shortened unless
+``IMGEXT_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import ImgExtError
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """\
+settings (environment variables):
+  IMGEXT_YOLO_WEIGHTS    detector weights (.pt/.onnx); default: Ultralytics' nano model, downloaded on first use
+  FREESOUND_API_KEY      Freesound API key; with it the default source is freesound, without it builtin
+  IMGEXT_FREESOUND_URL   Freesound API root (default https://freesound.org/apiv2)
+  IMGEXT_CACHE_DIR       disk cache folder (default ~/.cache/imgext); IMGEXT_CACHE_SIZE_MB bounds it (default 1024)
+  IMGEXT_DATA_DIR        data folder for filter presets (default ~/.local/share/imgext)
+
+examples:
+  python -m imgext render photo.jpg --out out/
+  python -m imgext render photo.jpg --out out/ --source local:~/sounds --duration 20 --seed 3
+  python -m imgext mix rain.wav birds.flac --pan -0.5 0.5 --gain-db 0 -6 --out mixed/
+"""
+
+
+def _float_range(lo: float, hi: float, unit: str = ""):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= value <= hi:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}{unit}")
+        return value
+
+    return parse
+
+
+def _add_mix_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mix")
+    g.add_argument("--duration", type=_float_range(1, 600, " s"), default=30.0, metavar="SECONDS",
+                   help="length of the soundscape in seconds (default 30)")
+    g.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0); same seed, same output")
+    g.add_argument("--loudness", type=_float_range(-70, 0, " LUFS"), default=-16.0, metavar="LUFS",
+                   help="target integrated loudness, BS.1770 (default -16)")
+    g.add_argument("--peak-dbfs", type=_float_range(-60, 0, " dBFS"), default=-1.0, metavar="DB",
+                   help="sample-peak ceiling of the mix (default -1)")
+    g.add_argument("--sample-rate", type=int, default=44100, metavar="HZ", help="mix sample rate (default 44100)")
+    g.add_argument("--eq-strength", type=_float_range(0, 1), default=1.0, metavar="0..1",
+                   help="depth of the masking-driven EQ; 0 turns it off (default 1)")
+    g.add_argument("--max-cut-db", type=_float_range(0, 24, " dB"), default=6.0, metavar="DB",
+                   help="deepest cut an EQ filter may make (default 6)")
+    g.add_argument("--optimize", action="store_true",
+                   help="refine gains and EQ depth with differential evolution (seeded)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m imgext",
+        description="Image Extender: turn a photo into a stereo soundscape. Objects are detected, each gets a sound "
+        "placed where it sits in the picture and weighted by importance, and the mix is cleared of spectral "
+        "masking by an adaptive EQ.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imgext {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("render", help="photo -> soundscape folder (mix.wav, stems, scene.json, ATTRIBUTION.txt, bundle.zip)",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("image", help="photo to sonify (JPEG, PNG, WebP ...)")
+    r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    r.add_argument("--source", default=None, metavar="SOURCE",
+                   help="builtin | local:PATH | freesound (default: freesound when FREESOUND_API_KEY is set, else builtin)")
+    r.add_argument("--attenuation-db", type=_float_range(0, 60, " dB"), default=12.0, metavar="DB",
+                   help="how far below the most important object the least important sits (default 12)")
+    r.add_argument("--conf", type=_float_range(0.01, 0.99), default=0.25, help="detection confidence threshold (default 0.25)")
+    r.add_argument("--candidates", type=int, default=10, metavar="N", help="candidates preloaded per search term (default 10)")
+    r.add_argument("--preset", default=None, metavar="NAME", help="Freesound filter preset (see: presets list)")
+    r.add_argument("--include-silent", action="store_true", help="also give sounds to labels that make none on their own (tie, book ...)")
+    r.add_argument("--labels", default=None, metavar="JSON", help="label table overrides, e.g. {\"dog\": {\"query\": \"puppy yapping\"}}")
+    r.add_argument("--weights", default=None, metavar="PATH", help="detector weights (overrides IMGEXT_YOLO_WEIGHTS)")
+    r.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
+    _add_mix_options(r)
+
+    m = sub.add_parser("mix", help="mix given audio files (no image) with the same engine",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("files", nargs="+", metavar="AUDIO_FILE")
+    m.add_argument("--out", required=True, metavar="DIR")
+    m.add_argument("--pan", type=_float_range(-1, 1), nargs="+", default=None, metavar="P",
+                   help="one pan per file, -1 left .. 1 right (default centre)")
+    m.add_argument("--gain-db", type=_float_range(-60, 24, " dB"), nargs="+", default=None, metavar="G",
+                   help="one gain per file in dB (default 0)")
+    m.add_argument("--importance", type=_float_range(0, 1), nargs="+", default=None, metavar="I",
+                   help="one importance per file in 0..1 (default: follows gain, louder = more important)")
+    m.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
+    _add_mix_options(m)
+
+    pr = sub.add_parser("presets", help="Freesound filter presets: list | show NAME | save NAME [filter options] | delete NAME")
+    pr.add_argument("action", choices=["list", "show", "save", "delete"])
+    pr.add_argument("name", nargs="?")
+    from .filters import add_filter_arguments
+
+    add_filter_arguments(pr)
+
+    sub.add_parser("labels", help="print the label -> sound table")
+    return parser
+
+
+def _settings_from(args):
+    from .pipeline import MixSettings
+
+    return MixSettings(
+        duration_s=args.duration, sample_rate=args.sample_rate, attenuation_db=getattr(args, "attenuation_db", 0.0),
+        loudness_lufs=args.loudness, peak_dbfs=args.peak_dbfs, eq_strength=args.eq_strength,
+        max_cut_db=args.max_cut_db, optimize=args.optimize, seed=args.seed,
+    )
+
+
+def _progress_printer(enabled: bool):
+    last = {"stage": None}
+
+    def progress(stage: str, fraction: float, message: str) -> None:
+        if not enabled:
+            return
+        if stage != last["stage"] or fraction >= 1.0:
+            print(f"  [{stage}] {message}", file=sys.stderr, flush=True)
+            last["stage"] = stage
+
+    return progress
+
+
+def _fmt(value, unit: str, spec: str = ".1f") -> str:
+    return "n/a" if value is None else f"{value:{spec}} {unit}"
+
+
+def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
+    """A short human summary of a render."""
+    lines = []
+    img = scene.get("image")
+    head = f"Image Extender {__version__}"
+    if img:
+        head += f" - {img['path']} ({img['width']}x{img['height']})"
+    lines.append(f"{head} - source: {scene['source']}")
+    objs = scene["objects"]
+    sounding = [o for o in objs if o.get("sound")]
+    lines.append(f"objects: {len(objs)} found, {len(sounding)} with a sound, {len(objs) - len(sounding)} without")
+    for o in objs:
+        if o.get("sound"):
+            s = o["sound"]
+            flag = " [NON-COMMERCIAL]" if not s.get("commercial_ok", True) else ""
+            lines.append(
+                f"  {o['label']:<14} pan {o['pan']:+.2f}  importance {o['importance']:.2f}  gain {o['gain_db']:+6.1f} dB  "
+                f"{s['name']} ({s['license'] if not s.get('synthetic') else 'synthetic'}){flag}"
+            )
+        else:
+            lines.append(f"  {o['label']:<14} no sound: {o.get('reason')}")
+    mix = scene["mix"]
+    limited = " (held back by the peak ceiling)" if mix.get("limited_by_peak") else ""
+    lines.append(
+        f"mix: {mix['duration_s']:.1f} s at {mix['sample_rate']} Hz, loudness {_fmt(mix['loudness_lufs'], 'LUFS')}{limited}, "
+        f"peak {_fmt(mix['peak_dbfs'], 'dBFS')}"
+    )
+    masking = scene.get("masking") or {}
+    b, a = masking.get("before"), masking.get("after")
+    if b and a:
+        wp_b, wp_a = b.get("worst_pair"), a.get("worst_pair")
+        worst = ""
+        if wp_b:
+            worst = f"; worst pair {wp_b['masker']} -> {wp_b['maskee']} {wp_b['db']:.1f} dB -> " + (f"{wp_a['db']:.1f} dB" if wp_a else "none")
+        n_filters = sum(len(o.get("eq") or []) for o in objs)
+        lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {n_filters} EQ cuts{worst}")
+    nc = [o for o in sounding if not o["sound"].get("commercial_ok", True)]
+    if nc:
+        lines.append(f"licences: {len(nc)} sound(s) are NonCommercial - this mix may not be used commercially")
+    for note in scene.get("notes", [])[:8]:
+        lines.append(f"note: {note}")
+    t = scene.get("timings_s", {})
+    parts = [f"{k} {t[k]:.2f} s" for k in ("detect", "sounds", "mix") if k in t]
+    lines.append(f"time: {', '.join(parts)}, total {elapsed_s:.2f} s")
+    lines.append(f"wrote {out_dir}/ (mix.wav, {len(sounding)} x 2 stems, sources, scene.json, ATTRIBUTION.txt, bundle.zip)")
+    return "\n".join(lines)
+
+
+def _cmd_render(args) -> int:
+    from .detection import Detector
+    from .pipeline import render_image
+    from .scene import LabelMap
+    from .settings import load_settings
+    from .sources import open_source
+
+    settings = load_settings()
+    mix_settings = _settings_from(args)
+    if args.candidates <= 0:
+        raise ImgExtError(f"--candidates {args.candidates} must be positive")
+    labels = LabelMap.default()
+    if args.labels:
+        labels = labels.with_file(args.labels)
+    if not os.path.isfile(args.image):
+        raise ImgExtError(f"image not found: {args.image}")
+    source_kw = {"preset": args.preset} if args.preset else {}
+    if args.preset and (args.source or ("freesound" if settings.freesound_api_key else "builtin")) != "freesound":
+        raise ImgExtError("--preset applies to --source freesound only")
+    source = open_source(args.source, settings=settings, labels=labels, **source_kw)
+    progress = _progress_printer(sys.stderr.isatty() and not args.json)
+    t0 = time.perf_counter()
+    detector = Detector(args.weights or settings.yolo_weights)
+    result = render_image(
+        args.image, args.out, detector=detector, source=source, settings=mix_settings, conf=args.conf,
+        n_candidates=args.candidates, labels=labels, include_silent=args.include_silent, progress=progress,
+    )
+    _print_result(result, args, time.perf_counter() - t0)
+    return 0
+
+
+def _cmd_mix(args) -> int:
+    from .pipeline import render_files
+
+    t0 = time.perf_counter()
+    result = render_files(
+        args.files, args.out, pans=args.pan, gains_db=args.gain_db, importance=args.importance,
+        settings=_settings_from(args), progress=_progress_printer(sys.stderr.isatty() and not args.json),
+    )
+    _print_result(result, args, time.perf_counter() - t0)
+    return 0
+
+
+def _print_result(result, args, elapsed: float) -> None:
+    if args.json:
+        from .export import json_ready
+
+        print(json.dumps(json_ready(result.scene), indent=2, ensure_ascii=False))
+    else:
+        print(summary(result.scene, result.out_dir, elapsed))
+
+
+def _cmd_labels(args) -> int:
+    from .scene import LabelMap
+
+    for label, entry in LabelMap.default().items():
+        print(f"{label:<16} {'(silent) ' if entry.silent else ''}{entry.query}  [synth: {entry.synth}]")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from .filters import run_presets_command
+
+    return run_presets_command(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    commands = {"render": _cmd_render, "mix": _cmd_mix, "labels": _cmd_labels, "presets": _cmd_presets}
+    try:
+        return commands[args.command](args)
+    except ImgExtError as exc:
+        print(f"imgext: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("imgext: interrupted; no partial file was left under a final name", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line unless debugging
+        if os.environ.get("IMGEXT_DEBUG"):
+            raise
+        print(f"imgext: internal error ({type(exc).__name__}: {exc}); rerun with IMGEXT_DEBUG=1 for details", file=sys.stderr)
+        return 3

@@ -1,0 +1,304 @@
+"""Detection: load and validate an image, find the objects in it with YOLO.
+
+:func:`load_image` turns untrusted bytes into an upright RGB picture or a clear
+:class:`~imgext.errors.ImageError`.  :class:`Detector` wraps one Ultralytics
+model, loaded once and guarded by a lock (a shared YOLO model is not
+thread-safe), and returns plain :class:`Detection` records with boxes
+normalised to 0..1.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError, ParameterError
+
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_BYTES",
+    "ImageInfo",
+    "Detection",
+    "load_image",
+    "Detector",
+    "default_weights",
+]
+
+MAX_IMAGE_PIXELS = 50_000_000
+"""Largest accepted image in pixels (50 MP); bigger ones are refused as possible decompression bombs."""
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+"""Largest accepted image file in bytes (50 MB)."""
+
+DEFAULT_WEIGHTS = "yolo26n.pt"
+"""Ultralytics' default nano detector, downloaded by Ultralytics on first use."""
+
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install behind the user's back
+os.environ.setdefault("YOLO_VERBOSE", "false")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What we know of the input image after decoding.
+
+    Attributes
+    ----------
+    path : str or None
+        File name as given (for the record only; never used to open files again).
+    width, height : int
+        Upright size in pixels, after EXIF orientation.
+    format : str
+        Decoder format name (``"JPEG"``, ``"PNG"`` ...).
+    notes : tuple of str
+        Conversions applied (CMYK to RGB, first frame of an animation ...).
+    """
+
+    path: str | None
+    width: int
+    height: int
+    format: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    Attributes
+    ----------
+    label : str
+        COCO class name (``"person"``, ``"bus"`` ...).
+    confidence : float
+        Detector score in [0, 1].
+    box : tuple of 4 float
+        ``(x0, y0, x1, y1)`` normalised to [0, 1] by the image width and height,
+        origin top left.
+    """
+
+    label: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_image(
+    data: bytes | str | os.PathLike,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> tuple[Image.Image, ImageInfo]:
+    """Decode an image into an upright 8-bit RGB picture.
+
+    EXIF orientation is applied; greyscale, palette, CMYK, 16-bit and alpha
+    images are converted to RGB (alpha composited on white); of an animation
+    the first frame is used.
+
+    Parameters
+    ----------
+    data : bytes or path
+        The encoded image.
+    name : str, optional
+        Shown in messages; defaults to the path's file name.
+    max_pixels : int
+        Images with more pixels are refused before they are decoded.
+    max_bytes : int
+        Files larger than this are refused.
+
+    Returns
+    -------
+    image : PIL.Image.Image
+        Mode ``"RGB"``.
+    info : ImageInfo
+
+    Raises
+    ------
+    ImageError
+        Empty, not an image, truncated, too large, or zero-sized.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        name = name or path.name
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ImageError(f"cannot read image {name!r}: {exc.strerror or exc}") from None
+        if size > max_bytes:
+            raise ImageError(f"image {name!r} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raw = path.read_bytes()
+    else:
+        raw = bytes(data)
+        name = name or "image"
+    if len(raw) == 0:
+        raise ImageError(f"image {name!r} is empty (0 bytes)")
+    if len(raw) > max_bytes:
+        raise ImageError(f"image {name!r} is {len(raw) / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = _pil_open(io.BytesIO(raw))
+            fmt = img.format or "unknown"
+            w, h = img.size
+            if w <= 0 or h <= 0:
+                raise ImageError(f"image {name!r} has no pixels ({w}x{h})")
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"image {name!r} is {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
+                    f"{max_pixels / 1e6:.0f} MP (refused as a possible decompression bomb)"
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+                notes.append(f"animated image: the first of {img.n_frames} frames is used")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image {name!r} is too large to decode safely (possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name!r} is not an image this tool can read (JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"image {name!r} is damaged or truncated: {_first_line(exc)}") from None
+    rgb, note = _to_rgb(img)
+    if note:
+        notes.append(note)
+    return rgb, ImageInfo(path=name, width=rgb.width, height=rgb.height, format=fmt, notes=tuple(notes))
+
+
+def _pil_open(fp):
+    """PIL's own ``Image.open``: Ultralytics replaces it with a wrapper that tries to pip-install a HEIF plugin."""
+    fn = Image.open
+    if getattr(fn, "__module__", "") != "PIL.Image":
+        try:
+            from ultralytics.utils import patches
+
+            fn = patches._image_open
+        except (ImportError, AttributeError):
+            pass
+    return fn(fp)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+    mode = img.mode
+    if mode == "RGB":
+        return img, None
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 / hi if hi > 0 else 0.0
+        grey = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        return grey.convert("RGB"), f"{mode} (high bit depth) image scaled to 8-bit RGB"
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB"), "transparency composited on white"
+    return img.convert("RGB"), f"{mode} image converted to RGB"
+
+
+def default_weights(configured: str | None = None) -> str:
+    """The weights to load: ``configured`` (``IMGEXT_YOLO_WEIGHTS``) or Ultralytics' default nano model."""
+    return configured or DEFAULT_WEIGHTS
+
+
+class Detector:
+    """A YOLO object detector, loaded once, safe to share between threads.
+
+    Parameters
+    ----------
+    weights : str, optional
+        Path to ``.pt``/``.onnx`` weights or an Ultralytics model name.
+        Defaults to Ultralytics' nano model (downloaded on first use).
+    image_size : int
+        Inference size in pixels (the model's training size, 640 for COCO models).
+    warm_up : bool
+        Run one inference at load time so the first real image is fast.
+
+    Raises
+    ------
+    ImageError, ParameterError
+        ``ParameterError`` if the weights cannot be found or loaded.
+    """
+
+    def __init__(self, weights: str | None = None, *, image_size: int = 640, warm_up: bool = True) -> None:
+        weights = default_weights(weights)
+        local = Path(weights).expanduser()
+        if (os.sep in weights or local.suffix in (".onnx",)) and not local.exists():
+            raise ParameterError(f"detector weights not found: {weights} (check IMGEXT_YOLO_WEIGHTS)")
+        try:
+            from ultralytics import YOLO
+        except ImportError as exc:  # pragma: no cover - ultralytics is a hard requirement
+            raise ParameterError(f"ultralytics is not installed: {exc}") from None
+        t0 = time.perf_counter()
+        try:
+            self._model = YOLO(str(local) if local.exists() else weights, task="detect")
+        except Exception as exc:  # ultralytics raises many kinds; all mean "cannot load"
+            raise ParameterError(f"cannot load detector weights {weights!r}: {_first_line(exc)}") from None
+        self.weights = weights
+        self.image_size = int(image_size)
+        self.names: dict[int, str] = dict(self._model.names or {})
+        self._lock = threading.Lock()
+        if warm_up:
+            self._predict(Image.new("RGB", (self.image_size, self.image_size)), conf=0.5)
+        self.load_time_s = time.perf_counter() - t0
+
+    def _predict(self, image: Image.Image, *, conf: float):
+        with self._lock:
+            return self._model.predict(image, conf=conf, imgsz=self.image_size, verbose=False)
+
+    def detect(self, image: Image.Image, *, conf: float = 0.25, max_objects: int = 32) -> list[Detection]:
+        """Detect objects in an RGB image.
+
+        Parameters
+        ----------
+        image : PIL.Image.Image
+            Mode ``"RGB"``, as returned by :func:`load_image`.
+        conf : float in (0, 1)
+            Confidence threshold; lower finds more (and more wrong) objects.
+        max_objects : int > 0
+            Keep at most this many, the most confident first.
+
+        Returns
+        -------
+        list of Detection
+            Sorted by confidence, highest first.
+        """
+        if not 0.0 < conf < 1.0:
+            raise ParameterError(f"conf={conf} must be between 0 and 1 (exclusive)")
+        if max_objects <= 0:
+            raise ParameterError(f"max_objects={max_objects} must be positive")
+        if image.mode != "RGB":
+            raise ParameterError(f"image mode must be RGB, got {image.mode!r}; use load_image()")
+        result = self._predict(image, conf=conf)[0]
+        boxes = result.boxes
+        xyxyn = boxes.xyxyn.cpu().numpy().astype(float)
+        scores = boxes.conf.cpu().numpy().astype(float)
+        classes = boxes.cls.cpu().numpy().astype(int)
+        names = result.names or self.names
+        order = np.argsort(-scores, kind="stable")[:max_objects]
+        return [
+            Detection(
+                label=str(names.get(int(classes[k]), f"class {int(classes[k])}")),
+                confidence=round(float(scores[k]), 4),
+                box=tuple(round(float(v), 4) for v in np.clip(xyxyn[k], 0.0, 1.0)),
+            )
+            for k in order
+        ]

@@ -1,0 +1,419 @@
+"""Freesound search filters and named presets ("filters saved with a button").
+
+:class:`SearchFilter` holds a structured filter and builds a correct Solr
+filter string for ``/apiv2/search/``: every value quoted and escaped, ranges
+with ``TO``, multiple values with ``OR``.  :class:`PresetStore` keeps named
+filters in one JSON file in the data folder; presets are keys inside that
+file, never file names, so no name can reach outside it.  A corrupt file is
+moved aside (``presets.json.corrupt-<time>``) and reported, never lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .audio import write_atomic
+from .errors import ImgExtError, ParameterError
+
+__all__ = [
+    "LICENSES",
+    "FILE_TYPES",
+    "SORT_ORDERS",
+    "SearchFilter",
+    "solr_quote",
+    "PresetStore",
+    "BUILTIN_PRESETS",
+    "add_filter_arguments",
+    "filter_from_args",
+    "run_presets_command",
+]
+
+LICENSES = {
+    "cc0": "Creative Commons 0",
+    "by": "Attribution",
+    "by-nc": "Attribution NonCommercial",
+    "sampling+": "Sampling+",
+}
+"""Our short names -> the licence names Freesound's ``license`` filter matches exactly."""
+
+FILE_TYPES = ("wav", "aif", "aiff", "ogg", "mp3", "m4a", "flac")
+SORT_ORDERS = (
+    "score", "duration_desc", "duration_asc", "created_desc", "created_asc",
+    "downloads_desc", "downloads_asc", "rating_desc", "rating_asc",
+)
+MAX_TEXT = 200
+
+
+def solr_quote(value: str) -> str:
+    """Quote one value for a Solr filter: ``dog "big"`` -> ``"dog \\"big\\""``.
+
+    Backslashes and double quotes are escaped; control characters are refused.
+    """
+    text = str(value)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ParameterError(f"filter value {text!r} contains control characters")
+    if len(text) > MAX_TEXT:
+        raise ParameterError(f"filter value is {len(text)} characters long; the limit is {MAX_TEXT}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _num(value: float | int | None, what: str, *, lo: float = 0.0, hi: float = math.inf) -> str | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{what}={value!r} must be a number") from None
+    if not (lo <= v <= hi):
+        raise ParameterError(f"{what}={value!r} must lie between {lo:g} and {hi:g}")
+    return f"{v:g}" if not v.is_integer() else str(int(v))
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """A structured Freesound filter.
+
+    Attributes
+    ----------
+    duration_min_s, duration_max_s : float or None
+        Duration range in seconds.
+    licenses : tuple of str
+        Any of ``"cc0"``, ``"by"``, ``"by-nc"``, ``"sampling+"``; empty = any.
+    file_types : tuple of str
+        Any of :data:`FILE_TYPES`; empty = any.
+    min_rating : float or None
+        Average rating 0..5.
+    min_num_ratings : int or None
+    sample_rates : tuple of int
+        E.g. ``(44100, 48000)``; empty = any.
+    channels : int or None
+        1 (mono) or 2 (stereo).
+    exclude_tags : tuple of str
+        Sounds carrying any of these tags are left out.
+    sort : str
+        One of :data:`SORT_ORDERS`.
+    raw : str
+        Extra Solr filter for experts, appended as given after a syntax check.
+    """
+
+    duration_min_s: float | None = None
+    duration_max_s: float | None = None
+    licenses: tuple[str, ...] = ()
+    file_types: tuple[str, ...] = ()
+    min_rating: float | None = None
+    min_num_ratings: int | None = None
+    sample_rates: tuple[int, ...] = ()
+    channels: int | None = None
+    exclude_tags: tuple[str, ...] = ()
+    sort: str = "score"
+    raw: str = ""
+
+    def __post_init__(self) -> None:
+        self.to_solr()  # validate eagerly: an invalid filter cannot exist
+
+    def to_solr(self) -> str:
+        """The ``filter=`` parameter value ('' when nothing is constrained).
+
+        Raises
+        ------
+        ParameterError
+            On any value that cannot be expressed safely.
+        """
+        parts: list[str] = []
+        lo = _num(self.duration_min_s, "duration_min_s", hi=86400)
+        hi = _num(self.duration_max_s, "duration_max_s", hi=86400)
+        if lo is not None and hi is not None and float(lo) > float(hi):
+            raise ParameterError(f"duration range {lo}..{hi} s is empty (min > max)")
+        if lo is not None or hi is not None:
+            parts.append(f"duration:[{lo or '0'} TO {hi or '*'}]")
+        for name in self.licenses:
+            if name not in LICENSES:
+                raise ParameterError(f"unknown licence {name!r}; choose from {', '.join(LICENSES)}")
+        if self.licenses:
+            parts.append("license:(" + " OR ".join(solr_quote(LICENSES[n]) for n in dict.fromkeys(self.licenses)) + ")")
+        for t in self.file_types:
+            if t not in FILE_TYPES:
+                raise ParameterError(f"unknown file type {t!r}; choose from {', '.join(FILE_TYPES)}")
+        if self.file_types:
+            parts.append("type:(" + " OR ".join(solr_quote(t) for t in dict.fromkeys(self.file_types)) + ")")
+        rating = _num(self.min_rating, "min_rating", hi=5)
+        if rating is not None:
+            parts.append(f"avg_rating:[{rating} TO *]")
+        n_ratings = _num(self.min_num_ratings, "min_num_ratings", hi=1e9)
+        if n_ratings is not None:
+            if not float(n_ratings).is_integer():
+                raise ParameterError(f"min_num_ratings={self.min_num_ratings!r} must be a whole number")
+            parts.append(f"num_ratings:[{n_ratings} TO *]")
+        if self.sample_rates:
+            rates = [_num(r, "sample rate", lo=1000, hi=768000) for r in self.sample_rates]
+            parts.append("samplerate:(" + " OR ".join(rates) + ")")
+        if self.channels is not None:
+            if self.channels not in (1, 2):
+                raise ParameterError(f"channels={self.channels!r} must be 1 (mono) or 2 (stereo)")
+            parts.append(f"channels:{self.channels}")
+        for tag in self.exclude_tags:
+            if not str(tag).strip():
+                raise ParameterError("an excluded tag cannot be empty")
+            parts.append(f"-tag:{solr_quote(str(tag).strip())}")
+        if self.sort not in SORT_ORDERS:
+            raise ParameterError(f"unknown sort order {self.sort!r}; choose from {', '.join(SORT_ORDERS)}")
+        raw = self.raw.strip()
+        if raw:
+            _check_raw(raw)
+            parts.append(raw)
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("licenses", "file_types", "sample_rates", "exclude_tags"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SearchFilter:
+        if not isinstance(d, Mapping):
+            raise ParameterError(f"a filter must be a JSON object, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ParameterError(f"unknown filter fields: {', '.join(sorted(map(str, unknown)))}")
+        kw = dict(d)
+        for k in ("licenses", "file_types", "sample_rates", "exclude_tags"):
+            if k in kw:
+                value = kw[k]
+                if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                    raise ParameterError(f"filter field {k} must be a list")
+                kw[k] = tuple(value)
+        return cls(**kw)
+
+
+def _check_raw(raw: str) -> None:
+    if len(raw) > 1000:
+        raise ParameterError("the raw filter is longer than 1000 characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        raise ParameterError("the raw filter contains control characters")
+    depth = {"(": 0, "[": 0}
+    closing = {")": "(", "]": "[", "}": "["}
+    in_quote = escaped = False
+    for ch in raw:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            in_quote = not in_quote
+        elif not in_quote and ch in "([{":
+            depth["(" if ch == "(" else "["] += 1
+        elif not in_quote and ch in closing:
+            depth[closing[ch]] -= 1
+            if depth[closing[ch]] < 0:
+                raise ParameterError(f"the raw filter has an unmatched {ch!r}")
+    if in_quote:
+        raise ParameterError("the raw filter has an unclosed double quote")
+    if any(depth.values()):
+        raise ParameterError("the raw filter has an unclosed bracket or parenthesis")
+
+
+BUILTIN_PRESETS: dict[str, SearchFilter] = {
+    "Short CC0 field recordings": SearchFilter(
+        duration_min_s=1, duration_max_s=30, licenses=("cc0",), exclude_tags=("music", "synth", "loop"),
+    ),
+    "Commercial-safe (CC0 + Attribution)": SearchFilter(licenses=("cc0", "by")),
+    "Well-rated ambiences": SearchFilter(
+        duration_min_s=10, duration_max_s=300, min_rating=3.5, min_num_ratings=3, sort="rating_desc",
+        exclude_tags=("music",),
+    ),
+    "Lossless studio quality": SearchFilter(file_types=("wav", "flac", "aiff"), sample_rates=(44100, 48000, 96000)),
+}
+"""Presets that ship with the package (read-only)."""
+
+MAX_NAME = 80
+
+
+def _check_name(name: str) -> str:
+    name = unicodedata.normalize("NFC", str(name)).strip()
+    if not name:
+        raise ParameterError("a preset needs a name")
+    if len(name) > MAX_NAME:
+        raise ParameterError(f"preset names are limited to {MAX_NAME} characters")
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise ParameterError("preset names cannot contain control characters")
+    return name
+
+
+@dataclass
+class PresetStore:
+    """Named filter presets in ``<data_dir>/presets.json``, beside the built-in ones.
+
+    Parameters
+    ----------
+    data_dir : path
+        Folder of the file (created on first save).
+
+    Attributes
+    ----------
+    warnings : list of str
+        Problems met while loading (a corrupt file set aside ...), for the UI to show.
+    """
+
+    data_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / "presets.json"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: atomic replace alone
+            yield
+            return
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.data_dir / ".presets.lock", "a+")
+        except OSError as exc:
+            raise ImgExtError(f"cannot use the presets folder {self.data_dir}: {exc.strerror or exc}") from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read_user(self) -> dict[str, SearchFilter]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self.warnings.append(f"cannot read presets file {self.path}: {exc.strerror or exc}")
+            return {}
+        try:
+            data = json.loads(text)
+            items = data["presets"] if isinstance(data, dict) else None
+            if not isinstance(items, dict):
+                raise ValueError("no 'presets' object")
+            out = {}
+            for name, d in items.items():
+                out[_check_name(name)] = SearchFilter.from_dict(d)
+            return out
+        except (ValueError, KeyError, TypeError, ParameterError) as exc:
+            aside = self.path.with_name(f"presets.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                os.replace(self.path, aside)
+                self.warnings.append(f"the presets file was corrupt ({exc}); it was set aside as {aside.name}")
+            except OSError as move_exc:
+                self.warnings.append(f"the presets file is corrupt ({exc}) and could not be set aside: {move_exc}")
+            return {}
+
+    def _write_user(self, presets: Mapping[str, SearchFilter]) -> None:
+        body = {"schema_version": 1, "presets": {n: f.to_dict() for n, f in sorted(presets.items())}}
+        try:
+            write_atomic(self.path, (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise ImgExtError(f"cannot save presets to {self.path}: {exc.strerror or exc}") from None
+
+    def names(self) -> list[str]:
+        """Built-in presets first, then the user's, each group sorted."""
+        return list(BUILTIN_PRESETS) + sorted(n for n in self._read_user() if n not in BUILTIN_PRESETS)
+
+    def is_builtin(self, name: str) -> bool:
+        return name in BUILTIN_PRESETS
+
+    def load(self, name: str) -> SearchFilter:
+        name = _check_name(name)
+        if name in BUILTIN_PRESETS:
+            return BUILTIN_PRESETS[name]
+        user = self._read_user()
+        if name not in user:
+            raise ParameterError(f"no preset named {name!r}; known: {', '.join(self.names())}")
+        return user[name]
+
+    def save(self, name: str, flt: SearchFilter) -> None:
+        name = _check_name(name)
+        if name in BUILTIN_PRESETS:
+            raise ParameterError(f"{name!r} is a built-in preset; save under another name")
+        flt.to_solr()
+        with self._locked():
+            user = self._read_user()
+            user[name] = flt
+            self._write_user(user)
+
+    def delete(self, name: str) -> None:
+        name = _check_name(name)
+        if name in BUILTIN_PRESETS:
+            raise ParameterError(f"{name!r} is a built-in preset and cannot be deleted")
+        with self._locked():
+            user = self._read_user()
+            if name not in user:
+                raise ParameterError(f"no preset named {name!r}")
+            del user[name]
+            self._write_user(user)
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Filter options for ``presets save``."""
+    g = parser.add_argument_group("filter (for save)")
+    g.add_argument("--duration-min", type=float, default=None, metavar="S")
+    g.add_argument("--duration-max", type=float, default=None, metavar="S")
+    g.add_argument("--license", nargs="+", default=(), choices=list(LICENSES), metavar="L",
+                   help=f"any of {', '.join(LICENSES)}")
+    g.add_argument("--type", nargs="+", default=(), choices=list(FILE_TYPES), metavar="T", dest="file_types")
+    g.add_argument("--min-rating", type=float, default=None, metavar="0..5")
+    g.add_argument("--min-ratings", type=int, default=None, metavar="N", help="minimum number of ratings")
+    g.add_argument("--samplerate", type=int, nargs="+", default=(), metavar="HZ")
+    g.add_argument("--channels", type=int, default=None, choices=[1, 2])
+    g.add_argument("--exclude-tag", nargs="+", default=(), metavar="TAG")
+    g.add_argument("--sort", default="score", choices=list(SORT_ORDERS))
+    g.add_argument("--raw", default="", metavar="SOLR", help="extra Solr filter, e.g. 'bitdepth:24'")
+
+
+def filter_from_args(args) -> SearchFilter:
+    return SearchFilter(
+        duration_min_s=args.duration_min, duration_max_s=args.duration_max, licenses=tuple(args.license),
+        file_types=tuple(args.file_types), min_rating=args.min_rating, min_num_ratings=args.min_ratings,
+        sample_rates=tuple(args.samplerate), channels=args.channels, exclude_tags=tuple(args.exclude_tag),
+        sort=args.sort, raw=args.raw,
+    )
+
+
+def run_presets_command(args) -> int:
+    """``python -m imgext presets list|show|save|delete``."""
+    import sys
+
+    from .settings import load_settings
+
+    store = PresetStore(load_settings().data_dir)
+    if args.action != "list" and not args.name:
+        raise ParameterError(f"presets {args.action} needs a NAME")
+    if args.action == "list":
+        for name in store.names():
+            tag = " (built-in)" if store.is_builtin(name) else ""
+            print(f"{name}{tag}: {store.load(name).to_solr() or '(no filter)'}")
+    elif args.action == "show":
+        flt = store.load(args.name)
+        print(json.dumps({"name": args.name, "filter": flt.to_dict(), "solr": flt.to_solr()}, indent=2, ensure_ascii=False))
+    elif args.action == "save":
+        flt = filter_from_args(args)
+        store.save(args.name, flt)
+        print(f"saved preset {args.name!r}: {flt.to_solr() or '(no filter)'}")
+    elif args.action == "delete":
+        store.delete(args.name)
+        print(f"deleted preset {args.name!r}")
+    for w in store.warnings:
+        print(f"imgext: warning: {w}", file=sys.stderr)
+    return 0

@@ -1,0 +1,474 @@
+"""Freesound APIv2: a small client over ``requests`` and the sound source built on it.
+
+:class:`FreesoundClient` speaks ``GET {root}/search/`` with ``Authorization:
+Token KEY``, explicit ``fields=``, ``page_size`` and pagination via ``next``.
+Every request has a timeout; connection errors and 5xx are retried a bounded
+number of times with backoff; 401 says the key was refused; 429 is read from
+``detail`` (Freesound sends no ``Retry-After``): per-minute limits are waited
+out within a budget, a per-day limit stops further requests and the source
+continues from the cache.
+
+:class:`FreesoundSource` adds the filter preset, the disk cache (search
+results as JSON text with a TTL, preview bytes keyed by sound id + quality)
+and preview downloads (HQ MP3, OGG as fallback).  The API key is sent only to
+the API root's host and never appears in messages.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+import requests
+
+from .audio import DEFAULT_SAMPLE_RATE
+from .cache import DiskCache, cache_key
+from .errors import AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
+from .filters import PresetStore, SearchFilter
+from .sources import Candidate
+
+__all__ = [
+    "SEARCH_FIELDS",
+    "license_info",
+    "FreesoundClient",
+    "FreesoundSource",
+]
+
+SEARCH_FIELDS = (
+    "id", "name", "tags", "description", "username", "license", "duration", "samplerate",
+    "channels", "previews", "url", "avg_rating", "num_ratings",
+)
+"""Fields requested with every search, so no per-sound request is ever needed."""
+
+DEFAULT_TIMEOUT = (3.05, 20.0)
+"""(connect, read) timeout in seconds for every request."""
+
+MAX_PREVIEW_BYTES = 40 * 1024 * 1024
+"""Largest preview accepted (HQ MP3 previews are ~1 MB per minute)."""
+
+_LICENSE_PATTERNS = [
+    (re.compile(r"publicdomain/zero/(\d\.\d)"), "CC0 {v}", True),
+    (re.compile(r"licenses/by-nc/(\d\.\d)"), "CC BY-NC {v}", False),
+    (re.compile(r"licenses/by/(\d\.\d)"), "CC BY {v}", True),
+    (re.compile(r"licenses/sampling\+/(\d\.\d)"), "Sampling+ {v}", True),
+]
+_LICENSE_NAMES = {
+    "creative commons 0": ("CC0 1.0", True),
+    "attribution": ("CC BY", True),
+    "attribution noncommercial": ("CC BY-NC", False),
+    "sampling+": ("Sampling+", True),
+}
+
+
+def license_info(value: str | None) -> tuple[str, bool]:
+    """Name with version and commercial use for a Freesound licence.
+
+    Parameters
+    ----------
+    value : str
+        A deed URL (what the API returns, e.g. ``http://creativecommons.org/licenses/by/4.0/``)
+        or a licence name (``"Attribution"``).
+
+    Returns
+    -------
+    name : str
+        ``"CC0 1.0"``, ``"CC BY 4.0"``, ``"CC BY-NC 3.0"``, ``"Sampling+ 1.0"`` ...
+    commercial_ok : bool
+        False for NonCommercial licences.
+    """
+    text = (value or "").strip()
+    for pattern, template, commercial in _LICENSE_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return template.format(v=m.group(1)), commercial
+    if text.lower() in _LICENSE_NAMES:
+        return _LICENSE_NAMES[text.lower()]
+    noncommercial = "noncommercial" in text.lower().replace("-", "").replace(" ", "") or "by-nc" in text.lower()
+    return text or "unknown licence", not noncommercial
+
+
+_RATE = re.compile(r"\((\d+)\s*/\s*(minute|min|hour|day)\)", re.I)
+
+
+class FreesoundClient:
+    """A Freesound APIv2 client.
+
+    Parameters
+    ----------
+    api_key : str
+        Token (never printed).
+    base_url : str
+        API root, e.g. ``https://freesound.org/apiv2`` (``IMGEXT_FREESOUND_URL``).
+    timeout : (float, float)
+        Connect and read timeouts in seconds.
+    max_retries : int
+        Retries after a connection error or 5xx, with exponential backoff.
+    backoff_s : float
+        First backoff in seconds (doubles each retry).
+    minute_wait_s : float
+        Pause after a per-minute 429 before trying again.
+    rate_wait_budget_s : float
+        Most time spent waiting out per-minute limits for one request.
+    sleep : callable
+        ``time.sleep`` (tests may shorten waits by passing small budgets instead).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = "https://freesound.org/apiv2",
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        minute_wait_s: float = 15.0,
+        rate_wait_budget_s: float = 65.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key or not str(api_key).strip():
+            raise ParameterError("a Freesound API key is required (FREESOUND_API_KEY)")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ParameterError(f"IMGEXT_FREESOUND_URL={base_url!r} is not an http(s) URL")
+        self._key = str(api_key).strip()
+        self.base_url = base_url.rstrip("/")
+        self._api_origin = (parts.scheme, parts.netloc)
+        self._api_path = parts.path.rstrip("/") + "/"
+        self.timeout = timeout
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.minute_wait_s = float(minute_wait_s)
+        self.rate_wait_budget_s = float(rate_wait_budget_s)
+        self._sleep = sleep
+        self._local = threading.local()
+        self.daily_limit_hit = False
+        self.request_count = 0
+        self._count_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FreesoundClient(base_url={self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = "ImageExtender/0.1 (+https://freesound.org/docs/api/)"
+            self._local.session = session
+        return session
+
+    def _is_api(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (parts.scheme, parts.netloc) == self._api_origin and (parts.path.rstrip("/") + "/").startswith(self._api_path)
+
+    def _get(self, url: str, *, params: dict | None = None, stream: bool = False, what: str) -> requests.Response:
+        """One GET with retries; maps statuses to our exceptions."""
+        if self.daily_limit_hit and self._is_api(url):
+            raise RateLimitedError("Freesound's daily request limit was reached; using cached results only", period="day")
+        headers = {"Authorization": f"Token {self._key}"} if self._is_api(url) else {}
+        attempt, waited = 0, 0.0
+        while True:
+            try:
+                with self._count_lock:
+                    self.request_count += 1
+                resp = self._session().get(url, params=params, headers=headers, timeout=self.timeout, stream=stream)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt < self.max_retries:
+                    self._sleep(self.backoff_s * 2**attempt)
+                    attempt += 1
+                    continue
+                kind = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
+                raise SourceUnavailableError(f"Freesound {kind} while {what} (after {attempt + 1} attempts)") from None
+            except requests.RequestException as exc:
+                raise SourceError(f"Freesound request failed while {what}: {type(exc).__name__}") from None
+            status = resp.status_code
+            if status < 400:
+                return resp
+            detail = _detail(resp)
+            resp.close()
+            if status == 401:
+                raise AuthError(f"the Freesound API key was refused (HTTP 401: {detail or 'Invalid token'})")
+            if status == 429:
+                period = _rate_period(detail)
+                if period == "day":
+                    self.daily_limit_hit = True
+                    raise RateLimitedError(
+                        f"Freesound's daily request limit was reached ({detail or 'HTTP 429'}); "
+                        "continuing with cached sounds only until tomorrow",
+                        period="day",
+                    )
+                if waited + self.minute_wait_s <= self.rate_wait_budget_s:
+                    self._sleep(self.minute_wait_s)
+                    waited += self.minute_wait_s
+                    continue
+                raise RateLimitedError(
+                    f"Freesound is throttling requests ({detail or 'HTTP 429'}); waited {waited:.0f} s, try again in a minute",
+                    period=period or "minute",
+                )
+            if status >= 500 and attempt < self.max_retries:
+                self._sleep(self.backoff_s * 2**attempt)
+                attempt += 1
+                continue
+            if status >= 500:
+                raise SourceUnavailableError(f"Freesound had a server error while {what} (HTTP {status}, {attempt + 1} attempts)")
+            if status == 404:
+                raise _NotFound(detail)
+            raise SourceError(f"Freesound refused the request while {what} (HTTP {status}: {detail or 'no detail'})")
+
+    def search(
+        self,
+        query: str,
+        *,
+        filter: str = "",
+        sort: str = "score",
+        max_results: int = 10,
+        page_size: int | None = None,
+        fields: Sequence[str] = SEARCH_FIELDS,
+    ) -> list[dict]:
+        """Search sounds; follows ``next`` until ``max_results`` are collected.
+
+        ``null`` results are skipped; a page past the end (404) ends pagination.
+
+        Returns
+        -------
+        list of dict
+            Raw sound records with the requested ``fields``.
+        """
+        if max_results <= 0:
+            return []
+        if not query.strip() and not filter.strip():
+            raise ParameterError("a Freesound search needs a query or a filter")
+        params: dict | None = {
+            "query": query,
+            "fields": ",".join(fields),
+            "page_size": str(min(150, page_size or max(15, max_results))),
+            "sort": sort,
+        }
+        if filter:
+            params["filter"] = filter
+        url = f"{self.base_url}/search/"
+        results: list[dict] = []
+        pages = 0
+        while url and len(results) < max_results and pages < 20:
+            try:
+                resp = self._get(url, params=params, what=f"searching for {query!r}")
+            except _NotFound:
+                break  # past the last page
+            try:
+                body = resp.json()
+            except ValueError:
+                raise SourceError(f"Freesound sent an unreadable search response for {query!r}") from None
+            if not isinstance(body, dict) or not isinstance(body.get("results", []), list):
+                raise SourceError(f"Freesound sent an unexpected search response for {query!r}")
+            results += [r for r in body.get("results", []) if isinstance(r, dict) and "id" in r]
+            url = body.get("next")
+            if url and not self._is_api(url):
+                break  # never follow (or send our key to) a foreign host
+            params = None  # `next` carries every parameter
+            pages += 1
+        return results[:max_results]
+
+    def download(self, url: str, *, max_bytes: int = MAX_PREVIEW_BYTES, what: str = "downloading a preview") -> bytes:
+        """Download a file completely or raise; a short read is an error, never a partial result."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise SourceError(f"refusing to download from a non-http URL while {what}")
+        try:
+            resp = self._get(url, stream=True, what=what)
+        except _NotFound:
+            raise SourceError(f"the preview is gone (HTTP 404) while {what}") from None
+        expected = resp.headers.get("Content-Length")
+        chunks, size = [], 0
+        try:
+            for chunk in resp.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise SourceError(f"preview larger than {max_bytes // 2**20} MB while {what}")
+                chunks.append(chunk)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            raise SourceUnavailableError(f"the download was interrupted while {what} ({type(exc).__name__})") from None
+        finally:
+            resp.close()
+        data = b"".join(chunks)
+        if expected is not None and expected.isdigit() and int(expected) != len(data):
+            raise SourceUnavailableError(f"the download was cut short while {what} ({len(data)} of {expected} bytes)")
+        if not data:
+            raise SourceError(f"the preview was empty while {what}")
+        return data
+
+
+class _NotFound(SourceError):
+    pass
+
+
+def _detail(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return re.sub(r"\s+", " ", str(detail))[:300] if detail else ""
+
+
+def _rate_period(detail: str) -> str | None:
+    m = _RATE.search(detail or "")
+    if not m:
+        return "day" if "day" in (detail or "").lower() else None
+    unit = m.group(2).lower()
+    return {"min": "minute"}.get(unit, unit)
+
+
+class FreesoundSource:
+    """Freesound as a :class:`~imgext.sources.SoundSource`, with a filter and a disk cache.
+
+    Parameters
+    ----------
+    client : FreesoundClient
+    cache : DiskCache, optional
+    search_filter : SearchFilter, optional
+    preview_quality : {"hq", "lq"}
+    search_ttl_s : float
+        How long cached search results are reused.
+    """
+
+    name = "freesound"
+
+    def __init__(
+        self,
+        client: FreesoundClient,
+        *,
+        cache: DiskCache | None = None,
+        search_filter: SearchFilter | None = None,
+        preset_name: str | None = None,
+        preview_quality: str = "hq",
+        search_ttl_s: float = 24 * 3600.0,
+    ) -> None:
+        if preview_quality not in ("hq", "lq"):
+            raise ParameterError(f"preview_quality={preview_quality!r} must be 'hq' or 'lq'")
+        self.client = client
+        self.cache = cache or DiskCache(None)
+        self.filter = search_filter or SearchFilter()
+        self.preset_name = preset_name
+        self.preview_quality = preview_quality
+        self.search_ttl_s = float(search_ttl_s)
+        self.notes: list[str] = []
+        self._origin = cache_key(client.base_url)[:16]
+
+    @classmethod
+    def from_settings(cls, settings, *, preset: str | None = None, search_filter: SearchFilter | None = None,
+                      cache: DiskCache | None = None, **client_kw) -> FreesoundSource:
+        """Build from :class:`~imgext.settings.Settings` (key, API root, cache folder, presets folder)."""
+        client = FreesoundClient(settings.freesound_api_key, base_url=settings.freesound_url, **client_kw)
+        if preset:
+            search_filter = PresetStore(settings.data_dir).load(preset)
+        if cache is None:
+            cache = DiskCache(settings.cache_dir, size_limit_bytes=settings.cache_size_bytes)
+        return cls(client, cache=cache, search_filter=search_filter, preset_name=preset)
+
+    def describe(self) -> str:
+        preset = f", preset {self.preset_name!r}" if self.preset_name else ""
+        return f"Freesound ({self.client.base_url}{preset})"
+
+    def _search_key(self, query: str, n: int) -> str:
+        return "search:" + cache_key(self._origin, query, self.filter.to_solr(), self.filter.sort, n, SEARCH_FIELDS)
+
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+        """Up to ``n`` candidates, from the cache when fresh, else from the API.
+
+        On a per-day limit or an unreachable server, a cached result (if any)
+        is used and a note records it; otherwise the error propagates.
+        """
+        key = self._search_key(query, n)
+        cached = self.cache.get_text(key)
+        if cached is not None:
+            try:
+                return [self._candidate(r) for r in json.loads(cached)]
+            except (ValueError, TypeError, KeyError):
+                self.cache.delete(key)
+        records = self.client.search(query, filter=self.filter.to_solr(), sort=self.filter.sort, max_results=n)
+        self.cache.set_text(key, json.dumps(records), expire_s=self.search_ttl_s)
+        return [self._candidate(r) for r in records]
+
+    def _candidate(self, r: dict) -> Candidate:
+        licence, commercial = license_info(r.get("license"))
+        tags = tuple(str(t).lower() for t in (r.get("tags") or []) if isinstance(t, str))
+        rating = r.get("avg_rating")
+        duration = r.get("duration")
+        return Candidate(
+            id=f"freesound:{int(r['id'])}",
+            name=str(r.get("name") or f"sound {r['id']}"),
+            source="freesound",
+            author=str(r.get("username") or "unknown"),
+            license=licence,
+            license_url=r.get("license") if isinstance(r.get("license"), str) and "://" in r.get("license", "") else None,
+            url=r.get("url") if isinstance(r.get("url"), str) else None,
+            tags=tags,
+            duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+            rating=float(rating) if isinstance(rating, (int, float)) else None,
+            num_ratings=int(r.get("num_ratings") or 0),
+            description=str(r.get("description") or "")[:2000],
+            commercial_ok=commercial,
+            file_ext="mp3",
+            extra={"previews": dict(r.get("previews") or {}), "freesound_id": int(r["id"])},
+        )
+
+    def _preview_order(self, cand: Candidate) -> list[tuple[str, str]]:
+        previews = cand.extra.get("previews") or {}
+        q = self.preview_quality
+        order = [f"preview-{q}-mp3", f"preview-{q}-ogg"]
+        return [(k, previews[k]) for k in order if isinstance(previews.get(k), str)]
+
+    def _preview_key(self, cand: Candidate, kind: str) -> str:
+        return f"preview:{self._origin}:{cand.extra.get('freesound_id', cand.id)}:{kind}"
+
+    def fetch(self, candidate: Candidate, *, duration_s: float = 0.0, sample_rate: int = DEFAULT_SAMPLE_RATE) -> bytes:
+        """Preview bytes (HQ MP3, else OGG), from the cache when present."""
+        options = self._preview_order(candidate)
+        if not options:
+            raise SourceError(f"Freesound gave no preview for {candidate.name!r}")
+        for kind, _ in options:
+            data = self.cache.get_bytes(self._preview_key(candidate, kind))
+            if data:
+                return data
+        error: Exception | None = None
+        for kind, url in options:
+            try:
+                data = self.client.download(url, what=f"downloading {candidate.name!r}")
+            except (SourceUnavailableError, AuthError, RateLimitedError):
+                raise
+            except SourceError as exc:
+                error = exc
+                continue
+            self.cache.set_bytes(self._preview_key(candidate, kind), data)
+            return data
+        raise error or SourceError(f"no preview of {candidate.name!r} could be downloaded")
+
+    def invalidate(self, candidate: Candidate) -> None:
+        """Forget cached previews of ``candidate`` (after they failed to decode)."""
+        for kind, _ in self._preview_order(candidate):
+            self.cache.delete(self._preview_key(candidate, kind))
+
+    def download_many(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        max_workers: int = 4,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> dict[str, bytes | Exception]:
+        """Fetch several previews at once (bounded thread pool); errors are returned, not raised."""
+        out: dict[str, bytes | Exception] = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+            futures = {pool.submit(self.fetch, c): c for c in candidates}
+            for done, fut in enumerate(concurrent.futures.as_completed(futures), start=1):
+                cand = futures[fut]
+                try:
+                    out[cand.id] = fut.result()
+                except SourceError as exc:
+                    out[cand.id] = exc
+                if progress:
+                    progress(done, len(futures), cand.name)
+        return out

@@ -1,0 +1,299 @@
+"""Scene placement: where each object sits in the stereo field, how much it matters, what it should sound like.
+
+For every detection: pan from the box centre (``pan = 2 * cx - 1``, -1 left ..
+1 right), an importance in [0, 1] from box area and confidence, and a search
+term from the label table (``data/labels.json``, overridable).  The gain in dB
+follows from importance and the user's attenuation at mix time
+(:func:`object_gain_db`), so moving that slider never needs a new detection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from .detection import Detection
+from .errors import ParameterError
+
+__all__ = [
+    "DEFAULT_ATTENUATION_DB",
+    "LabelSound",
+    "LabelMap",
+    "SceneObject",
+    "place_objects",
+    "manual_object",
+    "object_gain_db",
+    "importance_from",
+]
+
+DEFAULT_ATTENUATION_DB = 12.0
+"""How far (dB) the least important object sits below the most important one at importance 0."""
+
+
+@dataclass(frozen=True)
+class LabelSound:
+    """What a label should sound like.
+
+    Attributes
+    ----------
+    query : str
+        Search terms for Freesound or a local library.
+    synth : str
+        Kind name for the built-in synthesiser (:data:`imgext.synth.SYNTH_KINDS`).
+    synonyms : tuple of str
+        Words that mark a candidate sound as on-topic when ranking.
+    silent : bool
+        Makes no sound on its own (tie, book, vase ...); skipped by default.
+    """
+
+    query: str
+    synth: str = "ambience"
+    synonyms: tuple[str, ...] = ()
+    silent: bool = False
+
+
+class LabelMap(Mapping[str, LabelSound]):
+    """Label -> :class:`LabelSound` table, the package default plus user overrides.
+
+    Override files are JSON: ``{"labels": {"dog": {"query": "small dog yapping"}}}``
+    (or the inner mapping alone); fields not given keep their defaults, and new
+    labels may be added.
+    """
+
+    def __init__(self, table: Mapping[str, LabelSound]) -> None:
+        self._table = dict(table)
+
+    @classmethod
+    def default(cls) -> LabelMap:
+        text = resources.files("imgext").joinpath("data/labels.json").read_text(encoding="utf-8")
+        return cls({k: _label_sound(k, v, None) for k, v in json.loads(text)["labels"].items()})
+
+    def with_overrides(self, overrides: Mapping[str, Mapping]) -> LabelMap:
+        """Return a new map with ``overrides`` (label -> partial fields) applied."""
+        if "labels" in overrides and isinstance(overrides["labels"], Mapping):
+            overrides = overrides["labels"]
+        table = dict(self._table)
+        for label, fields in overrides.items():
+            if not isinstance(fields, Mapping):
+                raise ParameterError(f"label override for {label!r} must be an object, got {fields!r}")
+            table[str(label)] = _label_sound(str(label), fields, table.get(str(label)))
+        return LabelMap(table)
+
+    def with_file(self, path: str | os.PathLike) -> LabelMap:
+        """Return a new map with the overrides from a JSON file applied."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"cannot read label table {os.fspath(path)!r}: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise ParameterError(f"label table {os.fspath(path)!r} must hold a JSON object")
+        return self.with_overrides(data)
+
+    def lookup(self, label: str) -> LabelSound:
+        """The entry for ``label``; unknown labels search for themselves."""
+        return self._table.get(label) or LabelSound(query=label, synth="animal_call", synonyms=(label,))
+
+    def __getitem__(self, key: str) -> LabelSound:
+        return self._table[key]
+
+    def __iter__(self):
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _label_sound(label: str, fields: Mapping, base: LabelSound | None) -> LabelSound:
+    base = base or LabelSound(query=label, synonyms=(label,))
+    unknown = set(fields) - {"query", "synth", "synonyms", "silent"}
+    if unknown:
+        raise ParameterError(f"label {label!r}: unknown fields {sorted(unknown)}")
+    query = str(fields.get("query", base.query)).strip() or label
+    synonyms = fields.get("synonyms", base.synonyms)
+    if isinstance(synonyms, str) or not isinstance(synonyms, Iterable):
+        raise ParameterError(f"label {label!r}: synonyms must be a list of words")
+    return LabelSound(
+        query=query,
+        synth=str(fields.get("synth", base.synth)),
+        synonyms=tuple(str(s).lower() for s in synonyms),
+        silent=bool(fields.get("silent", base.silent)),
+    )
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """An object placed in the scene.
+
+    Attributes
+    ----------
+    label : str
+    confidence : float
+        Detector score in [0, 1] (1.0 for objects added by hand).
+    box : tuple of 4 float
+        ``(x0, y0, x1, y1)`` in [0, 1].
+    pan : float
+        Stereo position in [-1, 1], -1 hard left.
+    importance : float
+        In [0, 1]; the most important object of the scene has 1.
+    query : str
+        Search terms for the sound.
+    synth : str
+        Built-in synthesiser kind.
+    synonyms : tuple of str
+        On-topic words for ranking candidates.
+    volume_db : float
+        The user's own level offset in dB, added to the importance gain.
+    skipped : bool
+        True for objects that get no sound (silent labels unless asked for).
+    origin : {"detected", "manual"}
+    """
+
+    label: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    pan: float
+    importance: float
+    query: str
+    synth: str = "ambience"
+    synonyms: tuple[str, ...] = ()
+    volume_db: float = 0.0
+    skipped: bool = False
+    origin: str = "detected"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        d["synonyms"] = list(self.synonyms)
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SceneObject:
+        names = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["box"] = tuple(float(v) for v in kw.get("box", (0, 0, 0, 0)))
+        kw["synonyms"] = tuple(kw.get("synonyms", ()))
+        kw["notes"] = tuple(kw.get("notes", ()))
+        return cls(**kw)
+
+
+def importance_from(confidences: Iterable[float], areas: Iterable[float]) -> list[float]:
+    """Importance in [0, 1] from detector confidence and normalised box area.
+
+    ``raw = confidence * sqrt(area)``: the square root keeps a huge bus from
+    drowning every person (apparent size grows with the square of closeness);
+    the result is divided by the largest value, so the top object has 1.
+    """
+    raw = [max(0.0, float(c)) * math.sqrt(max(0.0, float(a))) for c, a in zip(confidences, areas)]
+    top = max(raw, default=0.0)
+    return [round(r / top, 4) if top > 0 else 1.0 for r in raw]
+
+
+def object_gain_db(importance: float, *, attenuation_db: float = DEFAULT_ATTENUATION_DB, volume_db: float = 0.0) -> float:
+    """Gain of an object in dB: ``-attenuation_db * (1 - importance) + volume_db``.
+
+    Parameters
+    ----------
+    importance : float in [0, 1]
+    attenuation_db : float >= 0
+        How far below the most important object an object of importance 0 sits.
+    volume_db : float
+        The user's own offset.
+    """
+    if attenuation_db < 0 or not math.isfinite(attenuation_db):
+        raise ParameterError(f"attenuation_db={attenuation_db} must be a finite number >= 0")
+    return float(-attenuation_db * (1.0 - min(max(importance, 0.0), 1.0)) + volume_db)
+
+
+def place_objects(
+    detections: Iterable[Detection],
+    *,
+    labels: LabelMap | None = None,
+    include_silent: bool = False,
+) -> list[SceneObject]:
+    """Place detections in the stereo field.
+
+    Parameters
+    ----------
+    detections : iterable of Detection
+    labels : LabelMap, optional
+        Label table; defaults to :meth:`LabelMap.default`.
+    include_silent : bool
+        Keep objects whose label makes no sound on its own (marked ``skipped``
+        otherwise, so the user sees them and can bring them back).
+
+    Returns
+    -------
+    list of SceneObject
+        In the detector's order (most confident first).
+    """
+    labels = labels or LabelMap.default()
+    detections = list(detections)
+    areas = [max(0.0, (d.box[2] - d.box[0])) * max(0.0, (d.box[3] - d.box[1])) for d in detections]
+    importance = importance_from([d.confidence for d in detections], areas)
+    objects = []
+    for det, imp in zip(detections, importance):
+        entry = labels.lookup(det.label)
+        cx = 0.5 * (det.box[0] + det.box[2])
+        skipped = entry.silent and not include_silent
+        objects.append(
+            SceneObject(
+                label=det.label,
+                confidence=float(det.confidence),
+                box=tuple(float(v) for v in det.box),
+                pan=round(min(max(2.0 * cx - 1.0, -1.0), 1.0), 4),
+                importance=imp,
+                query=entry.query,
+                synth=entry.synth,
+                synonyms=entry.synonyms,
+                skipped=skipped,
+                notes=(f"{det.label!r} makes no sound on its own; skipped",) if skipped else (),
+            )
+        )
+    return objects
+
+
+def manual_object(
+    label: str,
+    x: float,
+    *,
+    importance: float = 0.5,
+    labels: LabelMap | None = None,
+    query: str | None = None,
+) -> SceneObject:
+    """An object added by hand at horizontal position ``x`` in [0, 1] (0 = left edge)."""
+    if not 0.0 <= x <= 1.0:
+        raise ParameterError(f"x={x} must be between 0 (left edge) and 1 (right edge)")
+    if not 0.0 <= importance <= 1.0:
+        raise ParameterError(f"importance={importance} must be between 0 and 1")
+    label = label.strip()
+    if not label:
+        raise ParameterError("a manual object needs a label")
+    entry = (labels or LabelMap.default()).lookup(label)
+    half = 0.05
+    return SceneObject(
+        label=label,
+        confidence=1.0,
+        box=(max(0.0, x - half), 0.4, min(1.0, x + half), 0.6),
+        pan=round(2.0 * x - 1.0, 4),
+        importance=float(importance),
+        query=(query or entry.query).strip() or label,
+        synth=entry.synth,
+        synonyms=entry.synonyms,
+        origin="manual",
+    )
+
+
+def with_query(obj: SceneObject, query: str) -> SceneObject:
+    """Return ``obj`` with a new search term (the user's edit)."""
+    query = query.strip()
+    if not query:
+        raise ParameterError("the search term cannot be empty")
+    words = tuple(w.lower() for w in query.split())
+    return replace(obj, query=query, synonyms=tuple(dict.fromkeys(words + obj.synonyms)))

@@ -1,0 +1,90 @@
+"""Mixing: pan law, loudness target, the peak ceiling, silence and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgext.errors import ParameterError
+from imgext.mixing import integrated_loudness, pan_gains, render_mix
+
+SR = 44100
+
+
+def _noise(rng, seconds=3.0, level=0.1):
+    return (level * rng.standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def test_pan_law_is_constant_power():
+    p = np.linspace(-1, 1, 21)
+    g = pan_gains(p)
+    np.testing.assert_allclose(g[0] ** 2 + g[1] ** 2, 1.0, atol=1e-12)
+    np.testing.assert_allclose(pan_gains(-1.0), [1.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(pan_gains(1.0), [0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(pan_gains(0.0), [2**-0.5, 2**-0.5], atol=1e-12)
+    with pytest.raises(ParameterError):
+        pan_gains(1.5)
+
+
+def test_left_object_is_louder_left_in_stem_and_mix(rng):
+    tracks = np.stack([_noise(rng), _noise(rng)])
+    mix = render_mix(tracks, pans=[-0.8, 0.0], gains_db=[0.0, -20.0], sample_rate=SR)
+    stem = mix.stem(tracks, 0)
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))  # noqa: E731
+    assert rms(stem[0]) > 4 * rms(stem[1])
+    assert rms(mix.audio[0]) > 2 * rms(mix.audio[1])
+    centre = mix.stem(tracks, 1)
+    assert rms(centre[0]) == pytest.approx(rms(centre[1]), rel=1e-6)
+    # the stems sum to the mix
+    np.testing.assert_allclose(stem + centre, mix.audio, atol=1e-6)
+
+
+def test_loudness_hits_target(rng):
+    tracks = np.stack([_noise(rng, level=0.01), _noise(rng, level=0.02)])
+    for target in (-16.0, -23.0):
+        mix = render_mix(tracks, pans=[-0.5, 0.5], gains_db=[0, 0], sample_rate=SR, loudness_lufs=target)
+        assert not mix.limited_by_peak
+        assert mix.loudness_lufs == pytest.approx(target, abs=0.1)
+        assert integrated_loudness(mix.audio, SR) == pytest.approx(target, abs=0.1)
+
+
+def test_ten_loud_sources_never_clip(rng):
+    t = np.arange(3 * SR) / SR
+    tracks = np.stack([np.sign(np.sin(2 * np.pi * (50 + 7 * k) * t)).astype(np.float32) for k in range(10)])
+    mix = render_mix(tracks, pans=np.zeros(10), gains_db=np.full(10, 12.0), sample_rate=SR, loudness_lufs=-6.0)
+    assert mix.limited_by_peak
+    assert np.max(np.abs(mix.audio)) <= 10 ** (-1 / 20)
+    assert mix.peak_dbfs <= -1.0
+    assert mix.loudness_lufs < -6.0  # honest: the target was not reached
+
+
+def test_silence_in_silence_out():
+    tracks = np.zeros((3, SR), dtype=np.float32)
+    mix = render_mix(tracks, pans=[-1, 0, 1], gains_db=[0, -6, -12], sample_rate=SR)
+    assert not np.any(mix.audio) and np.isfinite(mix.audio).all()
+    assert mix.loudness_lufs is None and mix.peak_dbfs is None
+
+
+def test_no_tracks_is_silence():
+    mix = render_mix(np.zeros((0, SR), dtype=np.float32), pans=[], gains_db=[], sample_rate=SR)
+    assert mix.audio.shape == (2, SR) and not np.any(mix.audio)
+
+
+def test_short_clip_loudness_is_measured():
+    x = (0.1 * np.sin(2 * np.pi * 1000 * np.arange(int(0.2 * SR)) / SR)).astype(np.float32)
+    assert np.isfinite(integrated_loudness(x, SR))
+
+
+def test_same_input_same_bits(rng):
+    tracks = np.stack([_noise(rng), _noise(rng)])
+    a = render_mix(tracks, pans=[-0.3, 0.7], gains_db=[0, -3], sample_rate=SR)
+    b = render_mix(tracks.copy(), pans=[-0.3, 0.7], gains_db=[0, -3], sample_rate=SR)
+    assert np.array_equal(a.audio, b.audio)
+
+
+def test_bad_parameters_are_named(rng):
+    tracks = np.stack([_noise(rng)])
+    with pytest.raises(ParameterError, match="one pan and one gain"):
+        render_mix(tracks, pans=[0, 0], gains_db=[0], sample_rate=SR)
+    with pytest.raises(ParameterError, match="loudness_lufs"):
+        render_mix(tracks, pans=[0], gains_db=[0], sample_rate=SR, loudness_lufs=5)
