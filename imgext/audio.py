@@ -327,6 +327,15 @@ def encode_wav(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_24") 
     return buf.getvalue()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: toggling the umask later would race other threads
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
 
@@ -338,6 +347,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

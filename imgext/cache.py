@@ -92,6 +92,7 @@ class DiskCache:
                 disk=SafeDisk,
                 size_limit=self.size_limit_bytes,
                 eviction_policy="least-recently-used",
+                cull_limit=2,  # evict a couple per write: the default 10 can empty a small cache at once
                 timeout=5,
             )
         except _DB_ERRORS as exc:

@@ -162,7 +162,7 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
             flag = " [NON-COMMERCIAL]" if not s.get("commercial_ok", True) else ""
             lines.append(
                 f"  {o['label']:<14} pan {o['pan']:+.2f}  importance {o['importance']:.2f}  gain {o['gain_db']:+6.1f} dB  "
-                f"{s['name']} ({s['license'] if not s.get('synthetic') else 'synthetic'}){flag}"
+                f"{s['name']}" + ("" if s.get("synthetic") else f" ({s['license']})") + flag
             )
         else:
             lines.append(f"  {o['label']:<14} no sound: {o.get('reason')}")
@@ -178,7 +178,7 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
         wp_b, wp_a = b.get("worst_pair"), a.get("worst_pair")
         worst = ""
         if wp_b:
-            worst = f"; worst pair {wp_b['masker']} -> {wp_b['maskee']} {wp_b['db']:.1f} dB -> " + (f"{wp_a['db']:.1f} dB" if wp_a else "none")
+            worst = f"; worst pair {wp_b['masker']} -> {wp_b['maskee']} {wp_b['masking_db']:.1f} dB -> " + (f"{wp_a['masking_db']:.1f} dB" if wp_a else "none")
         n_filters = sum(len(o.get("eq") or []) for o in objs)
         lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {n_filters} EQ cuts{worst}")
     nc = [o for o in sounding if not o["sound"].get("commercial_ok", True)]
