@@ -26,15 +26,16 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .audio import DEFAULT_SAMPLE_RATE
+from .audio import DEFAULT_SAMPLE_RATE, decode
 from .cache import DiskCache, cache_key
-from .errors import AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
+from .errors import AudioError, AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
 from .filters import PresetStore, SearchFilter
 from .sources import Candidate
 
 __all__ = [
     "SEARCH_FIELDS",
     "license_info",
+    "relaxed_queries",
     "FreesoundClient",
     "FreesoundSource",
 ]
@@ -273,10 +274,20 @@ class FreesoundClient:
         return results[:max_results]
 
     def download(self, url: str, *, max_bytes: int = MAX_PREVIEW_BYTES, what: str = "downloading a preview") -> bytes:
-        """Download a file completely or raise; a short read is an error, never a partial result."""
+        """Download a file completely or raise; a short read is retried, never returned as a result."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise SourceError(f"refusing to download from a non-http URL while {what}")
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._download_once(url, max_bytes=max_bytes, what=what)
+            except _Interrupted:
+                if attempt >= self.max_retries:
+                    raise
+                self._sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _download_once(self, url: str, *, max_bytes: int, what: str) -> bytes:
         try:
             resp = self._get(url, stream=True, what=what)
         except _NotFound:
@@ -290,18 +301,22 @@ class FreesoundClient:
                     raise SourceError(f"preview larger than {max_bytes // 2**20} MB while {what}")
                 chunks.append(chunk)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise SourceUnavailableError(f"the download was interrupted while {what} ({type(exc).__name__})") from None
+            raise _Interrupted(f"the download was interrupted while {what} ({type(exc).__name__})") from None
         finally:
             resp.close()
         data = b"".join(chunks)
         if expected is not None and expected.isdigit() and int(expected) != len(data):
-            raise SourceUnavailableError(f"the download was cut short while {what} ({len(data)} of {expected} bytes)")
+            raise _Interrupted(f"the download was cut short while {what} ({len(data)} of {expected} bytes)")
         if not data:
             raise SourceError(f"the preview was empty while {what}")
         return data
 
 
 class _NotFound(SourceError):
+    pass
+
+
+class _Interrupted(SourceUnavailableError):
     pass
 
 
@@ -320,6 +335,25 @@ def _rate_period(detail: str) -> str | None:
         return "day" if "day" in (detail or "").lower() else None
     unit = m.group(2).lower()
     return {"min": "minute"}.get(unit, unit)
+
+
+def relaxed_queries(query: str, *, max_variants: int = 4) -> list[str]:
+    """The query, then looser versions of it, for when Freesound finds too few sounds.
+
+    Freesound requires every word of a query (Solr ``q.op=AND``), so "footsteps
+    voices" finds only sounds with both.  The variants drop words from the end
+    ("car engine passing" -> "car engine" -> "car") and then try the other
+    words alone ("passing" is never tried before "engine").  Ranking later
+    prefers sounds that match more of the original words.
+    """
+    words = query.split()
+    variants = [" ".join(words[:k]) for k in range(len(words), 0, -1)]
+    variants += [w for w in words[1:]]
+    out: list[str] = []
+    for v in variants:
+        if v and v not in out:
+            out.append(v)
+    return out[: max(1, max_variants)]
 
 
 class FreesoundSource:
@@ -389,7 +423,14 @@ class FreesoundSource:
                 return [self._candidate(r) for r in json.loads(cached)]
             except (ValueError, TypeError, KeyError):
                 self.cache.delete(key)
-        records = self.client.search(query, filter=self.filter.to_solr(), sort=self.filter.sort, max_results=n)
+        records: list[dict] = []
+        seen: set = set()
+        for variant in relaxed_queries(query):
+            found = self.client.search(variant, filter=self.filter.to_solr(), sort=self.filter.sort, max_results=n)
+            records += [r for r in found if r["id"] not in seen and not seen.add(r["id"])]
+            if len(records) >= n:
+                break
+        records = records[:n]
         self.cache.set_text(key, json.dumps(records), expire_s=self.search_ttl_s)
         return [self._candidate(r) for r in records]
 
@@ -438,13 +479,16 @@ class FreesoundSource:
         for kind, url in options:
             try:
                 data = self.client.download(url, what=f"downloading {candidate.name!r}")
+                decode(data, name=candidate.name, max_seconds=0.5)  # never cache what is not audio
             except (SourceUnavailableError, AuthError, RateLimitedError):
                 raise
-            except SourceError as exc:
+            except (SourceError, AudioError) as exc:
                 error = exc
                 continue
             self.cache.set_bytes(self._preview_key(candidate, kind), data)
             return data
+        if isinstance(error, AudioError):
+            raise AudioError(f"Freesound's preview of {candidate.name!r} is not playable audio: {error}")
         raise error or SourceError(f"no preview of {candidate.name!r} could be downloaded")
 
     def invalidate(self, candidate: Candidate) -> None:
