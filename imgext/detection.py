@@ -30,6 +30,7 @@ __all__ = [
     "load_image",
     "Detector",
     "default_weights",
+    "draw_boxes",
 ]
 
 MAX_IMAGE_PIXELS = 50_000_000
@@ -302,3 +303,41 @@ class Detector:
             )
             for k in order
         ]
+
+
+def draw_boxes(
+    image: Image.Image,
+    boxes: list[tuple[float, float, float, float]],
+    labels: list[str],
+    *,
+    dimmed: list[bool] | None = None,
+) -> Image.Image:
+    """A copy of ``image`` with normalised boxes and their labels drawn on it.
+
+    Parameters
+    ----------
+    boxes : list of (x0, y0, x1, y1)
+        Normalised to [0, 1].
+    labels : list of str
+        One caption per box.
+    dimmed : list of bool, optional
+        Boxes drawn grey (objects without a sound).
+    """
+    from PIL import ImageDraw, ImageFont
+
+    out = image.convert("RGB").copy()
+    w, h = out.size
+    draw = ImageDraw.Draw(out)
+    size = max(12, int(round(min(w, h) / 32)))
+    font = ImageFont.load_default(size=size)
+    palette = [(255, 99, 71), (65, 171, 255), (120, 220, 110), (255, 196, 0), (200, 120, 255), (0, 210, 200)]
+    line = max(2, size // 6)
+    for k, (box, label) in enumerate(zip(boxes, labels)):
+        colour = (150, 150, 150) if dimmed and dimmed[k] else palette[k % len(palette)]
+        x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), label, font=font)
+        ty = max(0.0, y0 - (ty1 - ty0) - 2 * line)
+        draw.rectangle((x0, ty, x0 + (tx1 - tx0) + 2 * line, ty + (ty1 - ty0) + 2 * line), fill=colour)
+        draw.text((x0 + line, ty + line - ty0), label, fill=(0, 0, 0), font=font)
+    return out

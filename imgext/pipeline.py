@@ -40,7 +40,10 @@ __all__ = [
     "RenderResult",
     "detect_objects",
     "choose_sounds",
+    "fetch_sound",
+    "assemble_tracks",
     "fetch_tracks",
+    "retune_tracks",
     "build_outputs",
     "render_image",
     "render_files",
@@ -186,6 +189,67 @@ class Fetched:
     notes: tuple[str, ...]
 
 
+def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSettings) -> Fetched:
+    """Fetch, decode and fit the sound of one assignment.
+
+    A decode failure of a cached copy evicts it (when the source supports
+    ``invalidate``) and fetches it afresh once.
+    """
+    cand = assignment.candidate
+    if cand is None:
+        raise ParameterError(f"object {assignment.object_index} has no sound to fetch")
+    data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
+    try:
+        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+    except AudioError:
+        invalidate = getattr(source, "invalidate", None)
+        if invalidate is None:
+            raise
+        invalidate(cand)
+        data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
+        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+    return Fetched(assignment.object_index, cand, data, track, notes)
+
+
+def assemble_tracks(
+    objects: Sequence[SceneObject], fetched: dict[int, Fetched], *, settings: MixSettings, notes: Sequence[str] = ()
+) -> Tracks:
+    """Stack the fetched sounds of the objects that have one (in object order) into :class:`Tracks`.
+
+    Pans, importance and volume come from ``objects``, so editing them needs no new fetch.
+    """
+    order = [i for i in sorted(fetched) if i < len(objects) and not objects[i].skipped]
+    n = int(round(settings.duration_s * settings.sample_rate))
+    for i in order:
+        if fetched[i].track.shape != (n,):
+            raise ParameterError("fetched sounds do not match the scene's duration and sample rate; fetch them again")
+    audio = np.stack([fetched[i].track for i in order]) if order else np.zeros((0, n), dtype=np.float32)
+    return Tracks(
+        audio=audio,
+        names=display_names([objects[i].label for i in order]),
+        object_indices=order,
+        pans=np.array([objects[i].pan for i in order], dtype=np.float64),
+        importance=np.array([objects[i].importance for i in order], dtype=np.float64),
+        volume_db=np.array([objects[i].volume_db for i in order], dtype=np.float64),
+        sample_rate=settings.sample_rate,
+        notes=list(notes) + [note for i in order for note in fetched[i].notes],
+    )
+
+
+def retune_tracks(tracks: Tracks, objects: Sequence[SceneObject]) -> Tracks:
+    """``tracks`` with pans, importance and volume taken afresh from ``objects`` (the same audio array).
+
+    Keeping the audio object lets a :class:`Mixer` reuse its cached analysis.
+    """
+    objs = [objects[i] for i in tracks.object_indices]
+    pans = np.array([o.pan for o in objs], dtype=np.float64)
+    importance = np.array([o.importance for o in objs], dtype=np.float64)
+    volume = np.array([o.volume_db for o in objs], dtype=np.float64)
+    if np.array_equal(pans, tracks.pans) and np.array_equal(importance, tracks.importance) and np.array_equal(volume, tracks.volume_db):
+        return tracks
+    return replace(tracks, pans=pans, importance=importance, volume_db=volume)
+
+
 def fetch_tracks(
     objects: Sequence[SceneObject],
     assignments: Sequence[Assignment],
@@ -196,7 +260,12 @@ def fetch_tracks(
     max_workers: int = 4,
     max_attempts: int = 3,
 ) -> tuple[Tracks, list[Assignment], dict[int, Fetched]]:
-    """Fetch, decode and fit every assigned sound; a sound that fails is replaced by the next candidate.
+    """Fetch, decode and fit every assigned sound, several at once; a sound that fails is replaced.
+
+    An unusable sound (corrupt, empty, gone) is replaced by the next unused
+    candidate of its term, up to ``max_attempts`` times; when the source
+    itself fails (unreachable, key refused, rate-limited) the object gets no
+    sound and the reason says why.
 
     Returns
     -------
@@ -211,21 +280,6 @@ def fetch_tracks(
     fetched: dict[int, Fetched] = {}
     failed: set[str] = set()
     notes: list[str] = []
-
-    def job(a: Assignment) -> Fetched:
-        cand = a.candidate
-        data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
-        try:
-            track, dnotes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
-        except AudioError:
-            invalidate = getattr(source, "invalidate", None)
-            if invalidate is None:
-                raise
-            invalidate(cand)  # a cached copy may be damaged: fetch it afresh once
-            data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
-            track, dnotes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
-        return Fetched(a.object_index, cand, data, track, dnotes)
-
     pending = [a for a in assignments if a.candidate is not None]
     total = max(1, len(pending))
     done = 0
@@ -234,11 +288,11 @@ def fetch_tracks(
             break
         retry: list[Assignment] = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-            futures = {pool.submit(job, a): a for a in pending}
+            futures = {pool.submit(fetch_sound, a, source, settings=settings): a for a in pending}
             for fut in concurrent.futures.as_completed(futures):
                 a = futures[fut]
                 try:
-                    result = fut.result()
+                    fetched[a.object_index] = fut.result()
                 except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
                     # Another candidate from the same source would fail the same way.
                     assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}")
@@ -248,34 +302,17 @@ def fetch_tracks(
                     notes.append(f"{a.candidate.name!r} for {a.query!r} was unusable ({exc}); trying another")
                     assignments = reroll(assignments, a.object_index, exclude=failed)
                     replacement = assignments[a.object_index]
-                    if replacement.candidate is not None and attempt + 1 < max_attempts:
+                    if replacement.candidate is not None and replacement.candidate.id not in failed and attempt + 1 < max_attempts:
                         retry.append(replacement)
                     else:
                         assignments[a.object_index] = replace(
                             replacement, choice=None, reason=f"no usable sound for {a.query!r}: {exc}"
                         )
                     continue
-                fetched[a.object_index] = result
-                notes.extend(result.notes)
                 done += 1
-                progress("sounds", min(1.0, done / total), f"fetched {result.candidate.name}")
+                progress("sounds", min(1.0, done / total), f"fetched {a.candidate.name}")
         pending = retry
-    for a in pending:  # attempts exhausted
-        assignments[a.object_index] = replace(a, choice=None, reason=f"no usable sound for {a.query!r} after {max_attempts} attempts")
-    order = sorted(fetched)
-    n = int(round(settings.duration_s * settings.sample_rate))
-    audio = np.stack([fetched[i].track for i in order]) if order else np.zeros((0, n), dtype=np.float32)
-    tracks = Tracks(
-        audio=audio,
-        names=display_names([objects[i].label for i in order]),
-        object_indices=order,
-        pans=np.array([objects[i].pan for i in order], dtype=np.float64),
-        importance=np.array([objects[i].importance for i in order], dtype=np.float64),
-        volume_db=np.array([objects[i].volume_db for i in order], dtype=np.float64),
-        sample_rate=settings.sample_rate,
-        notes=notes,
-    )
-    return tracks, assignments, fetched
+    return assemble_tracks(objects, fetched, settings=settings, notes=notes), assignments, fetched
 
 
 @dataclass(frozen=True)
@@ -317,10 +354,12 @@ class Mixer:
     refilters and re-sums.
     """
 
-    def __init__(self, tracks: Tracks) -> None:
+    def __init__(self, tracks: Tracks, *, reuse: Mixer | None = None) -> None:
         self.tracks = tracks
         self._bands = None
         self._analysis_s = 0.0
+        if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
+            self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
 
     def bands(self):
         """Cached unit-gain Bark-band energies of the dry tracks."""

@@ -1,0 +1,33 @@
+"""Image Extender, the web app: ``streamlit run app.py``.
+
+This file only routes: the pages in ``pages/`` call :mod:`imgext` and keep each
+user's work in ``st.session_state``.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="Image Extender", page_icon=":material/graphic_eq:", layout="wide")
+
+from pages._state import api_key, session  # noqa: E402  (set_page_config must come first)
+
+
+def run() -> None:
+    pages = [
+        st.Page("pages/1_image.py", title="1 · Image", icon=":material/image:", url_path="image", default=True),
+        st.Page("pages/2_sounds.py", title="2 · Sounds", icon=":material/library_music:", url_path="sounds"),
+        st.Page("pages/3_mix.py", title="3 · Mix", icon=":material/tune:", url_path="mix"),
+    ]
+    nav = st.navigation(pages)
+    s = session()
+    with st.sidebar:
+        st.markdown("**Image Extender** turns a photo into a stereo soundscape.")
+        n_obj = sum(not o.skipped for o in s.objects)
+        n_snd = s.tracks.n_tracks if s.tracks is not None else 0
+        st.caption(
+            f"Image: {s.image_name or '—'}  \nObjects with sound: {n_obj}  \nSounds fetched: {n_snd}  \n"
+            f"Freesound key: {'set' if api_key() else 'none (built-in sounds)'}"
+        )
+    nav.run()
+
+
+run()

@@ -1,0 +1,234 @@
+"""Page 2: the sound source, search filters and presets, and the sound chosen for each object."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from imgext.errors import ImgExtError
+from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
+from imgext.freesound import FreesoundClient, FreesoundSource
+from imgext.pipeline import MixSettings, assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
+from imgext.selection import choose_sounds, reroll
+from imgext.sources import BuiltinSource, LocalLibrary
+from pages._state import api_key, app_settings, guarded, local_library, secret_api_key, session, shared_cache, show_error
+
+LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}
+
+
+def source_picker(s) -> str:
+    options = ["freesound", "builtin"] + (["local"] if local_library() else [])
+    labels = {"freesound": "Freesound", "builtin": "Built-in synthetic sounds (offline)", "local": "Local library"}
+    default = "freesound" if api_key() else "builtin"
+    kind = st.radio("Sound source", options, index=options.index(s.source_kind or default),
+                    format_func=labels.get, horizontal=True, key="source_kind")
+    if kind != s.source_kind:
+        s.source_kind = kind
+    if kind == "freesound":
+        if api_key():
+            origin = "typed for this session" if s.api_key else "configured on the server"
+            st.success(f"Sounds come from **Freesound** (API key {origin}). Previews are cached on the server.",
+                       icon=":material/cloud_done:")
+            if s.api_key and st.button("Forget my key", icon=":material/key_off:"):
+                s.api_key = None
+                st.rerun()
+        else:
+            st.warning("Freesound needs an API key (free at freesound.org/apiv2/apply). It is kept for this "
+                       "session only and never shown again.", icon=":material/key:")
+            with st.form("api_key_form", clear_on_submit=True):
+                typed = st.text_input("Freesound API key", type="password", key="api_key_input")
+                if st.form_submit_button("Use this key") and typed.strip():
+                    s.api_key = typed.strip()
+                    st.rerun()
+    elif kind == "builtin":
+        st.info("Sounds are **synthesised** on the server (no account, no network). Every output says so.",
+                icon=":material/graphic_eq:")
+    else:
+        st.info(f"Sounds come from the **local library** `{local_library()}`.", icon=":material/folder:")
+    return kind
+
+
+def filter_editor(s) -> None:
+    store = PresetStore(app_settings().data_dir)
+    with st.expander("Search filter and presets", icon=":material/filter_alt:", expanded=False):
+        names = store.names()
+        for w in store.warnings:
+            st.warning(w)
+        c1, c2 = st.columns([3, 1])
+        chosen = c1.selectbox("Preset", ["(none)"] + names, key="preset_choice")
+        if c2.button("Load", key="preset_load", width="stretch") and chosen != "(none)":
+            with guarded("Loading the preset"):
+                s.filter_obj, s.preset_name = store.load(chosen), chosen
+                _seed_filter_widgets(s.filter_obj)
+                st.rerun()
+        f = s.filter_obj or SearchFilter()
+        c1, c2, c3 = st.columns(3)
+        dmin = c1.number_input("Min duration (s)", 0.0, 3600.0, float(f.duration_min_s or 0.0), key="f_dmin")
+        dmax = c2.number_input("Max duration (s, 0 = any)", 0.0, 3600.0, float(f.duration_max_s or 0.0), key="f_dmax")
+        rating = c3.number_input("Min rating (0-5)", 0.0, 5.0, float(f.min_rating or 0.0), 0.5, key="f_rating")
+        licences = st.multiselect("Licences (none = any)", list(LICENSES), default=list(f.licenses),
+                                  format_func=LICENSE_LABELS.get, key="f_licences")
+        c1, c2 = st.columns(2)
+        types = c1.multiselect("File types", list(FILE_TYPES), default=list(f.file_types), key="f_types")
+        sort = c2.selectbox("Sort", SORT_ORDERS, index=SORT_ORDERS.index(f.sort), key="f_sort")
+        exclude = st.text_input("Exclude tags (comma separated)", ", ".join(f.exclude_tags), key="f_exclude")
+        raw = st.text_input("Raw Solr filter (experts)", f.raw, key="f_raw", help='e.g. samplerate:48000 or tag:"field-recording"')
+        try:
+            new = SearchFilter(
+                duration_min_s=dmin or None, duration_max_s=dmax or None, licenses=tuple(licences),
+                file_types=tuple(types), min_rating=rating or None, sort=sort,
+                exclude_tags=tuple(t.strip() for t in exclude.split(",") if t.strip()), raw=raw,
+            )
+        except ImgExtError as exc:
+            st.error(f"This filter cannot be used: {exc}", icon=":material/error:")
+            return
+        if new != s.filter_obj:
+            s.filter_obj, s.preset_name = new, None
+        st.code(new.to_solr() or "(no filter)", language=None)
+        c1, c2, c3 = st.columns([3, 1, 1])
+        name = c1.text_input("Preset name", key="preset_name", placeholder="My field recordings")
+        if c2.button("Save", key="preset_save", width="stretch", icon=":material/save:"):
+            with guarded("Saving the preset"):
+                store.save(name, new)
+                st.toast(f"Saved preset {name!r}")
+        if c3.button("Delete", key="preset_delete", width="stretch", icon=":material/delete:",
+                     disabled=chosen == "(none)" or store.is_builtin(chosen)):
+            with guarded("Deleting the preset"):
+                store.delete(chosen)
+                st.toast(f"Deleted preset {chosen!r}")
+                st.rerun()
+
+
+def _seed_filter_widgets(f: SearchFilter) -> None:
+    st.session_state.update({
+        "f_dmin": float(f.duration_min_s or 0.0), "f_dmax": float(f.duration_max_s or 0.0),
+        "f_rating": float(f.min_rating or 0.0), "f_licences": list(f.licenses), "f_types": list(f.file_types),
+        "f_sort": f.sort, "f_exclude": ", ".join(f.exclude_tags), "f_raw": f.raw,
+    })
+
+
+def make_source(s, kind: str):
+    if kind == "freesound":
+        key = api_key()
+        if not key:
+            return None
+        cfg = app_settings()
+        return FreesoundSource(FreesoundClient(key, base_url=cfg.freesound_url), cache=shared_cache(),
+                               search_filter=s.filter_obj, preset_name=s.preset_name)
+    if kind == "local":
+        return LocalLibrary(local_library())
+    return BuiltinSource()
+
+
+def settings_of(s) -> MixSettings:
+    return MixSettings(duration_s=s.duration_s, seed=s.seed)
+
+
+def find_sounds(s, source) -> None:
+    settings = settings_of(s)
+    with st.status("Finding sounds ...", expanded=True) as status:
+        bar = st.progress(0.0, text="Searching")
+        try:
+            s.assignments = choose_sounds(
+                s.objects, source, n_candidates=s.n_candidates, duration_s=s.duration_s, rng=s.seed,
+                progress=lambda d, n, term: bar.progress(d / max(n, 1), text=f"Searched {term!r} ({d}/{n})"),
+            )
+            bar.progress(0.0, text="Downloading")
+            tracks, s.assignments, s.fetched = fetch_tracks(
+                s.objects, s.assignments, source, settings=settings,
+                progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=msg),
+            )
+        except Exception as exc:  # noqa: BLE001
+            status.update(label="Finding sounds failed", state="error")
+            show_error(exc)
+            return
+        s.tracks, s.mixer, s.outcome = tracks, None, None
+        s.sounds_key = sounds_key(s)
+        s.notes = list(tracks.notes) + list(getattr(getattr(source, "cache", None), "warnings", []) or [])
+        missing = sum(1 for a, o in zip(s.assignments, s.objects) if a.candidate is None and not o.skipped)
+        status.update(label=f"{tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
+                      state="complete", expanded=False)
+
+
+def sounds_key(s) -> tuple:
+    return (tuple((o.query, o.skipped) for o in s.objects), s.duration_s, s.source_kind, s.filter_obj, s.n_candidates, s.seed)
+
+
+def do_reroll(s, index: int, source) -> None:
+    with guarded("Rerolling"):
+        new = reroll(s.assignments, index)
+        a = new[index]
+        if a.candidate is None or (s.assignments[index].candidate and a.candidate.id == s.assignments[index].candidate.id):
+            s.assignments = new
+            st.toast(a.reason)
+            return
+        fetched = fetch_sound(a, source, settings=settings_of(s))
+        s.assignments = new
+        s.fetched = {**s.fetched, index: fetched}
+        s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
+        s.mixer, s.outcome = None, None
+
+
+def sound_cards(s, source) -> None:
+    for i, (obj, a) in enumerate(zip(s.objects, s.assignments)):
+        if obj.skipped:
+            continue
+        with st.container(border=True):
+            c1, c2 = st.columns([4, 1])
+            c1.markdown(f"**{i} · {obj.label}** · pan {obj.pan:+.2f} · search *{obj.query}*")
+            if a.candidate is None:
+                c1.warning(f"No sound: {a.reason}", icon=":material/volume_off:")
+            else:
+                cand = a.candidate
+                link = f"[{cand.name}]({cand.url})" if cand.url else cand.name
+                flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
+                who = "synthetic" if cand.synthetic else f"by {cand.author} · {cand.license}"
+                c1.markdown(f"{link} · {who}{flag}")
+                c1.caption(a.reason)
+                if i in s.fetched:
+                    fmt = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}.get(cand.file_ext, "audio/wav")
+                    c1.audio(s.fetched[i].data, format=fmt)
+            if c2.button("Reroll", key=f"reroll_{i}", icon=":material/casino:", width="stretch",
+                         help="Take the next unused candidate for this object; the others stay"):
+                do_reroll(s, i, source)
+                st.rerun()
+
+
+def main() -> None:
+    s = session()
+    st.title("Sounds", anchor=False)
+    if not s.objects:
+        st.info("First choose a photo on the Image page.", icon=":material/image:")
+        st.page_link("pages/1_image.py", label="Go to the Image page", icon=":material/arrow_back:")
+        return
+    kind = source_picker(s)
+    if kind == "freesound":
+        filter_editor(s)
+    c1, c2, c3 = st.columns(3)
+    s.duration_s = float(c1.slider("Scene length (s)", 5, 120, int(s.duration_s), 5, key="duration"))
+    s.n_candidates = int(c2.number_input("Candidates per search term", 1, 30, s.n_candidates, key="candidates"))
+    s.seed = int(c3.number_input("Seed", 0, 10**6, s.seed, key="seed", help="Same seed, same choices and mix"))
+    try:
+        source = make_source(s, kind)
+    except ImgExtError as exc:
+        show_error(exc)
+        return
+    if source is None:
+        return
+    stale = s.sounds_key is not None and s.sounds_key != sounds_key(s)
+    label = "Find sounds again" if s.assignments else "Find sounds"
+    if st.button(label, type="primary", icon=":material/search:", key="find_sounds"):
+        find_sounds(s, source)
+    elif stale:
+        st.warning("Objects or settings changed since the sounds were chosen: press **Find sounds again**.",
+                   icon=":material/sync_problem:")
+    if s.assignments and len(s.assignments) == len(s.objects):
+        if s.tracks is not None and not stale:
+            s.tracks = retune_tracks(s.tracks, s.objects)  # volume edits need new gains, not new downloads
+        sound_cards(s, source)
+        for note in s.notes[:10]:
+            st.caption(f"Note: {note}")
+        if s.tracks is not None and s.tracks.n_tracks:
+            st.page_link("pages/3_mix.py", label="Next: mix", icon=":material/arrow_forward:")
+
+
+main()

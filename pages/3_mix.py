@@ -1,0 +1,152 @@
+"""Page 3: mix sliders, masking heatmaps before and after the adaptive EQ, the player and the downloads."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from imgext.audio import encode_wav
+from imgext.export import build_zip
+from imgext.pipeline import Mixer, MixSettings, build_outputs, retune_tracks
+from pages._state import guarded, reset_session, session, shared_cache
+
+
+def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
+    z = np.asarray(report.matrix_db, dtype=float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=names, y=names, zmin=0.0, zmax=zmax, colorscale="Magma", colorbar={"title": "dB"},
+            hovertemplate="%{y} masks %{x}: %{z:.1f} dB<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title={"text": title}, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"title": "maskee (is covered)", "side": "bottom"}, yaxis={"title": "masker (covers)", "autorange": "reversed"},
+    )
+    return fig
+
+
+def metrics(outcome, names: list[str]) -> None:
+    b, a = outcome.masking_before, outcome.masking_after
+    c = st.columns(5)
+    c[0].metric("Total masking", f"{a.total_db:.2f} dB", f"{a.total_db - b.total_db:+.2f} dB", delta_color="inverse",
+                help="Importance-weighted masking of every track by the rest of the mix")
+    if b.worst_pair is not None:
+        i, j, v = b.worst_pair
+        after_v = float(a.matrix_db[i][j])
+        c[1].metric(f"Worst pair: {names[i]} → {names[j]}", f"{after_v:.1f} dB", f"{after_v - v:+.1f} dB", delta_color="inverse")
+    else:
+        c[1].metric("Worst pair", "none")
+    top = int(np.argmax(session().tracks.importance))
+    c[2].metric(f"Masked fraction of {names[top]}", f"{a.masked_fraction[top] * 100:.0f} %",
+                f"{(a.masked_fraction[top] - b.masked_fraction[top]) * 100:+.0f} pts", delta_color="inverse")
+    mix = outcome.mix
+    c[3].metric("Loudness", "silent" if mix.loudness_lufs is None else f"{mix.loudness_lufs:.1f} LUFS",
+                help="Integrated loudness, ITU-R BS.1770" + (" (held back by the peak ceiling)" if mix.limited_by_peak else ""))
+    c[4].metric("Peak", "—" if mix.peak_dbfs is None else f"{mix.peak_dbfs:.1f} dBFS")
+
+
+def eq_table(outcome, names: list[str]) -> None:
+    rows = [
+        {"track": names[k], "type": f.kind, "frequency Hz": round(f.frequency_hz), "gain dB": round(f.gain_db, 1),
+         "Q": round(f.q, 2), "because it masks": names[f.maskee] if 0 <= f.maskee < len(names) else "?"}
+        for k, filters in enumerate(outcome.filters) for f in filters
+    ]
+    with st.expander(f"EQ filters ({len(rows)})", icon=":material/equalizer:"):
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch")
+        else:
+            st.caption("No cuts: nothing masks a track at least as important, or the EQ is off.")
+        b, a = outcome.masking_before, outcome.masking_after
+        st.dataframe(
+            [{"track": n, "masked before %": round(100 * b.masked_fraction[k]), "masked after %": round(100 * a.masked_fraction[k]),
+              "masking by the rest before dB": round(float(b.by_rest_db[k]), 1), "after dB": round(float(a.by_rest_db[k]), 1),
+              "gain dB": round(float(outcome.gains_db[k]), 1)} for k, n in enumerate(names)],
+            hide_index=True, width="stretch",
+        )
+
+
+@st.fragment
+def mixer_panel() -> None:
+    s = session()
+    tracks = s.tracks
+    c = st.columns(5)
+    attenuation = c[0].slider("Attenuation (dB)", 0.0, 30.0, 12.0, 0.5, key="mix_attenuation_db",
+                              help="How much quieter the least important object is than the most important")
+    strength = c[1].slider("EQ strength", 0.0, 1.0, 1.0, 0.05, key="mix_eq_strength", help="0 = no EQ")
+    max_cut = c[2].slider("Max cut (dB)", 0.0, 12.0, 6.0, 0.5, key="mix_max_cut_db")
+    loudness = c[3].slider("Target loudness (LUFS)", -30.0, -10.0, -16.0, 0.5, key="mix_loudness")
+    optimize = c[4].toggle("Optimise", key="mix_optimize", help="Refine gains and EQ depth (differential evolution, seeded; ~1 s)")
+    settings = MixSettings(duration_s=s.duration_s, seed=s.seed, attenuation_db=attenuation, eq_strength=strength,
+                           max_cut_db=max_cut, loudness_lufs=loudness, optimize=optimize)
+    t0 = time.perf_counter()
+    with guarded("Mixing"):
+        s.mixer = s.mixer if s.mixer is not None and s.mixer.tracks is tracks else Mixer(tracks, reuse=s.mixer)
+        outcome = s.mixer.render(settings, measure_after=False)
+        wav = encode_wav(outcome.mix.audio, tracks.sample_rate, subtype="PCM_16")
+    s.outcome, s.mix_settings = outcome, settings
+    elapsed = time.perf_counter() - t0
+    names = tracks.names
+    metrics(outcome, names)
+    zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
+    left, right = st.columns(2)
+    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", config={"displaylogo": False})
+    right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if optimize else ""), zmax),
+                       key="heat_after", config={"displaylogo": False})
+    st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
+               " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
+    st.audio(wav, format="audio/wav")
+    eq_table(outcome, names)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download mix.wav", wav, file_name="mix.wav", mime="audio/wav", icon=":material/download:",
+                       on_click="ignore", key="dl_wav", width="stretch")
+    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(s, settings), file_name="imgext-soundscape.zip",
+                       mime="application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl_zip", width="stretch")
+
+
+def bundle_bytes(s, settings: MixSettings) -> bytes:
+    """The full export, measured on the rendered audio, written to this session's folder and zipped.
+
+    Runs when the button is clicked (outside the script run), so it takes the
+    session object itself rather than reading ``st.session_state``.
+    """
+    outcome = Mixer(s.tracks, reuse=s.mixer).render(settings, measure_after=True)
+    files, scene = build_outputs(
+        image=s.image_info, objects=s.objects, assignments=s.assignments, fetched=s.fetched, tracks=s.tracks,
+        outcome=outcome, settings=settings, source_description=s.source_kind or "", timings_s=outcome.timings_s,
+    )
+    data = build_zip(files)
+    (s.workdir / "imgext-soundscape.zip").write_bytes(data)
+    return data
+
+
+def delete_panel() -> None:
+    with st.expander("Delete", icon=":material/delete:"):
+        st.caption("Removes this session's photo, sounds, mix and files from the server. Other users are not affected.")
+        if st.button("Delete my files", key="delete_mine", icon=":material/delete_forever:"):
+            reset_session()
+            st.toast("Your files were deleted.")
+            st.rerun()
+        sure = st.checkbox("I also want to clear the shared sound cache (everyone will download previews again)", key="clear_cache_ok")
+        if st.button("Clear the sound cache", key="clear_cache", disabled=not sure):
+            n = shared_cache().clear()
+            st.toast(f"Cleared {n} cached items.")
+
+
+def main() -> None:
+    s = session()
+    st.title("Mix", anchor=False)
+    if s.tracks is None or s.tracks.n_tracks == 0:
+        st.info("First find sounds for your objects on the Sounds page.", icon=":material/library_music:")
+        st.page_link("pages/2_sounds.py", label="Go to the Sounds page", icon=":material/arrow_back:")
+        delete_panel()
+        return
+    s.tracks = retune_tracks(s.tracks, s.objects)
+    mixer_panel()
+    delete_panel()
+
+
+main()

@@ -1,0 +1,173 @@
+"""Glue between Streamlit and :mod:`imgext`: per-session state, cached resources, error display.
+
+Everything a page needs that is not a widget lives in :mod:`imgext`; this
+module only keeps one user's work in ``st.session_state`` (never in module
+globals), loads the detector once per process, and turns errors into
+readable messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+from imgext.cache import DiskCache
+from imgext.detection import Detector
+from imgext.errors import ImgExtError
+from imgext.settings import Settings, load_settings
+
+SESSION_KEY = "imgext_session"
+SESSION_DIR_PREFIX = "imgext-session-"
+STALE_SESSION_S = 24 * 3600
+
+
+@dataclass
+class Session:
+    """One browser session's work. Lives in ``st.session_state`` only."""
+
+    workdir: Path
+    image_name: str | None = None
+    image_digest: str | None = None
+    image_info: object | None = None
+    picture: object | None = None  # PIL image, upright RGB
+    detect_key: tuple | None = None
+    detect_s: float = 0.0
+    objects: list = field(default_factory=list)
+    source_kind: str | None = None
+    api_key: str | None = None  # typed by the user; this session only, never displayed
+    filter_obj: object | None = None
+    preset_name: str | None = None
+    duration_s: float = 30.0
+    n_candidates: int = 10
+    seed: int = 0
+    assignments: list = field(default_factory=list)
+    fetched: dict = field(default_factory=dict)
+    sounds_key: tuple | None = None  # (object queries, duration) the sounds were fetched for
+    tracks: object | None = None
+    mixer: object | None = None
+    outcome: object | None = None
+    notes: list = field(default_factory=list)
+
+
+def _clean_stale_sessions(root: Path) -> None:
+    now = time.time()
+    for d in root.glob(f"{SESSION_DIR_PREFIX}*"):
+        try:
+            if now - d.stat().st_mtime > STALE_SESSION_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
+@st.cache_resource(show_spinner=False)
+def _session_root() -> Path:
+    root = Path(tempfile.gettempdir())
+    _clean_stale_sessions(root)
+    return root
+
+
+def session() -> Session:
+    """This browser session's state (created on first use, with its own private folder)."""
+    s = st.session_state.get(SESSION_KEY)
+    if s is None or not s.workdir.exists():
+        workdir = Path(tempfile.mkdtemp(prefix=SESSION_DIR_PREFIX, dir=_session_root()))
+        s = Session(workdir=workdir) if s is None else Session(workdir=workdir, **{
+            k: v for k, v in vars(s).items() if k != "workdir"
+        })
+        st.session_state[SESSION_KEY] = s
+    return s
+
+
+def reset_session(*, keep_key: bool = True) -> None:
+    """Delete this session's files and work (the typed API key survives unless ``keep_key`` is False)."""
+    s = st.session_state.get(SESSION_KEY)
+    if s is None:
+        return
+    shutil.rmtree(s.workdir, ignore_errors=True)
+    key = s.api_key if keep_key else None
+    st.session_state[SESSION_KEY] = Session(workdir=Path(tempfile.mkdtemp(prefix=SESSION_DIR_PREFIX, dir=_session_root())), api_key=key)
+
+
+def app_settings() -> Settings:
+    return load_settings()
+
+
+def secret_api_key() -> str | None:
+    """The Freesound key from Streamlit secrets or the environment (never shown)."""
+    try:
+        key = st.secrets.get("FREESOUND_API_KEY")
+    except (FileNotFoundError, KeyError, AttributeError, Exception):  # no secrets file is normal
+        key = None
+    return (str(key).strip() or None) if key else app_settings().freesound_api_key
+
+
+def api_key() -> str | None:
+    return session().api_key or secret_api_key()
+
+
+@st.cache_resource(show_spinner=False)
+def get_detector(weights: str | None) -> Detector:
+    """The YOLO model, loaded once per process and shared (its ``detect`` holds a lock)."""
+    return Detector(weights)
+
+
+@st.cache_resource(show_spinner=False)
+def get_cache(directory: str, size_limit_bytes: int) -> DiskCache:
+    """The shared disk cache of downloaded previews (public Freesound data, no user files)."""
+    return DiskCache(directory, size_limit_bytes=size_limit_bytes)
+
+
+def shared_cache() -> DiskCache:
+    cfg = app_settings()
+    return get_cache(str(cfg.cache_dir), cfg.cache_size_bytes)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def show_error(exc: BaseException, *, what: str = "") -> None:
+    """A readable message, never a traceback (details go to the server log only)."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(exc, ImgExtError):
+        st.error(f"{prefix}{exc}", icon=":material/error:")
+    else:
+        traceback.print_exc()
+        st.error(
+            f"{prefix}something went wrong inside Image Extender ({type(exc).__name__}). "
+            "Your work so far is kept; try again, and if it repeats, report it with the server log.",
+            icon=":material/bug_report:",
+        )
+
+
+@contextmanager
+def guarded(what: str = "") -> Iterator[None]:
+    """``with guarded("Detecting"): ...`` shows any error as a message and stops the page cleanly."""
+    try:
+        yield
+    except ScriptControlException:  # st.stop / st.rerun are Streamlit's own control flow
+        raise
+    except Exception as exc:  # noqa: BLE001 - turned into a message on purpose
+        show_error(exc, what=what)
+        st.stop()
+
+
+def weights_setting() -> str | None:
+    return app_settings().yolo_weights
+
+
+def local_library() -> str | None:
+    """A server-side sound folder offered as a source (``IMGEXT_LOCAL_LIBRARY``), if configured."""
+    path = os.environ.get("IMGEXT_LOCAL_LIBRARY", "").strip()
+    return path or None

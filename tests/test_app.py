@@ -1,0 +1,258 @@
+"""The Streamlit app, page by page, with AppTest (in-process, real detector, real sounds)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.testing.v1 import AppTest
+
+from tests.freesound_server import FreesoundServer
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/1_image.py", "pages/2_sounds.py", "pages/3_mix.py"]
+TIMEOUT = 120
+
+
+class RecordingMediaFileManager(MediaFileManager):
+    """Streamlit's own in-memory media manager, remembered so a test can read what a download button serves."""
+
+    instances: list = []
+
+    def __init__(self, storage) -> None:
+        super().__init__(storage)
+        RecordingMediaFileManager.instances.append(self)
+
+
+@pytest.fixture
+def media(monkeypatch):
+    RecordingMediaFileManager.instances = []
+    monkeypatch.setattr("streamlit.testing.v1.app_test.MediaFileManager", RecordingMediaFileManager)
+    return RecordingMediaFileManager.instances
+
+
+def served_bytes(managers, url: str) -> bytes:
+    file_id = url.rsplit("/", 1)[-1].split(".")[0]
+    for mgr in reversed(managers):
+        try:
+            return mgr._storage.get_file(file_id).content
+        except Exception:  # noqa: BLE001 - look in the next run's manager
+            continue
+    raise AssertionError(f"no media file behind {url}")
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    at.run()
+    return at
+
+
+def elements(at: AppTest, kind: str) -> list:
+    """Every element of a type (by class name) anywhere on the page."""
+    found, stack = [], [at.main]
+    while stack:
+        node = stack.pop()
+        for child in getattr(node, "children", {}).values():
+            if type(child).__name__ == kind:
+                found.append(child)
+            stack.append(child)
+    return found
+
+
+def texts(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_before_anything_is_done(page):
+    at = new_app()
+    at.switch_page(page).run()
+    assert not at.exception and not at.error
+    assert at.info, "an empty page tells the user what to do first"
+
+
+def test_upload_detects_and_lists_objects(bus_jpg):
+    at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    assert not at.exception and not at.error
+    n = int(at.subheader[0].value.split()[0])
+    assert n >= 4
+    assert elements(at, "Image"), "the photo with boxes is shown"
+    assert len(at.dataframe) == 1, "the objects table is shown"
+    status = elements(at, "Status")
+    assert status and "Found" in str(status[0].proto.label)
+
+
+@pytest.mark.parametrize(
+    "name,data,message",
+    [
+        ("holiday.jpg", b"this is not a picture", "not an image"),
+        ("empty.jpg", b"", "empty"),
+        ("cut.jpg", None, "damaged or truncated"),
+    ],
+)
+def test_bad_uploads_are_messages_not_tracebacks(bus_jpg, name, data, message):
+    if data is None:
+        data = bus_jpg.read_bytes()[:20000]
+    at = upload(new_app(), name, data)
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_photo_without_objects_says_so():
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (90, 90, 90)).save(buf, format="PNG")
+    at = upload(new_app(), "grey.png", buf.getvalue(), "image/png")
+    assert not at.exception
+    assert any("No objects" in w.value for w in at.warning)
+
+
+def test_example_photo_and_add_object_by_hand():
+    at = new_app()
+    at.selectbox(key="example").set_value("zidane.jpg").run()
+    before = int(at.subheader[0].value.split()[0])
+    [s for s in at.slider if s.label == "Horizontal position"][0].set_value(0.9)
+    [b for b in at.button if b.label == "Add object"][0].click().run()
+    after = int(at.subheader[0].value.split()[0])
+    assert not at.exception and after == before + 1
+
+
+def _ready_sounds(at: AppTest) -> AppTest:
+    at.switch_page("pages/2_sounds.py").run()
+    assert not at.exception, at.exception
+    at.button(key="find_sounds").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_builtin_sounds_flow_and_reroll(bus_jpg):
+    at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    at = _ready_sounds(at)
+    assert any("synthesised" in i.value for i in at.info)
+    audios = at.get("audio")
+    assert len(audios) >= 4
+    first = [m.value for m in at.markdown if "synthetic" in m.value][0]
+    at.button(key="reroll_0").click().run()
+    assert not at.exception
+    assert [m.value for m in at.markdown if "synthetic" in m.value][0] != first
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FreesoundServer(api_key="app-key") as srv:
+        yield srv
+
+
+@pytest.fixture
+def freesound_env(server, monkeypatch):
+    server.reset()
+    monkeypatch.setenv("IMGEXT_FREESOUND_URL", server.base_url)
+    yield server
+    server.reset()
+
+
+def test_freesound_flow_with_a_secret_key(freesound_env, images_dir):
+    at = new_app()
+    at.secrets["FREESOUND_API_KEY"] = "app-key"
+    at = upload(at, "wilddog.jpg", (images_dir / "wilddog.jpg").read_bytes())
+    at = _ready_sounds(at)
+    assert any("Freesound" in s.value for s in at.success)
+    page = texts(at)
+    assert " by " in page and ("CC0" in page or "CC BY" in page)
+    assert freesound_env.count("search") >= 1 and freesound_env.count("preview") >= 1
+    assert any("footsteps" in w.value for w in at.warning), "an object without a sound says why"
+
+
+@pytest.mark.parametrize(
+    "fault,message",
+    [("refuse_key", "API key was refused"), ("throttle_day", "daily request limit"), ("down", "could not be reached")],
+)
+def test_freesound_failures_are_explained(freesound_env, images_dir, fault, message):
+    at = new_app()
+    at.secrets["FREESOUND_API_KEY"] = "app-key"
+    at = upload(at, "wildcat.jpg", (images_dir / "wildcat.jpg").read_bytes())
+    setattr(freesound_env.faults, fault, True)
+    at = _ready_sounds(at)
+    assert not at.exception
+    assert message in texts(at)
+
+
+def test_typed_key_is_kept_for_the_session_and_never_shown(freesound_env, images_dir):
+    at = upload(new_app(), "wildcat.jpg", (images_dir / "wildcat.jpg").read_bytes())
+    at.switch_page("pages/2_sounds.py").run()
+    at.radio(key="source_kind").set_value("freesound").run()
+    secret = "app-key"
+    at.text_input(key="api_key_input").input(secret)
+    [b for b in at.button if b.label == "Use this key"][0].click().run()
+    assert not at.exception
+    assert any("typed for this session" in s.value for s in at.success)
+    at.button(key="find_sounds").click().run()
+    tree = str(at._tree)
+    assert secret not in tree, "the key must not reach the page"
+    assert at.text_input(key="api_key_input").value in ("", None) if any(
+        w.key == "api_key_input" for w in at.text_input) else True
+
+
+def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
+    at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    at = _ready_sounds(at)
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("audio")) == 1
+    labels = [m.label for m in at.metric]
+    assert "Total masking" in labels and "Loudness" in labels and "Peak" in labels
+    before = {m.label: m.value for m in at.metric}
+    at.slider(key="mix_eq_strength").set_value(0.0).run()
+    assert not at.exception
+    after = {m.label: m.value for m in at.metric}
+    assert after["Total masking"] != before["Total masking"] or after != before
+    at.slider(key="mix_attenuation_db").set_value(3.0).run()
+    at.slider(key="mix_loudness").set_value(-23.0).run()
+    assert {m.label: m.value for m in at.metric}["Loudness"].startswith("-23")
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    wav = served_bytes(media, buttons["Download mix.wav"].url)
+    assert wav[:4] == b"RIFF" and len(wav) > 100_000
+    zip_proto = buttons["Download ZIP (mix, stems, sources, credits)"]
+    mgr = next(m for m in reversed(media) if zip_proto.deferred_file_id in m._deferred_callables)
+    url = mgr.execute_deferred(zip_proto.deferred_file_id)
+    data = served_bytes([mgr], url)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert {"mix.wav", "scene.json", "ATTRIBUTION.txt"} <= set(names)
+    assert any(n.startswith("stems/") and n.endswith("_processed.wav") for n in names)
+
+
+def test_optimise_toggle(bus_jpg):
+    at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    at = _ready_sounds(at)
+    at.switch_page("pages/3_mix.py").run()
+    at.toggle(key="mix_optimize").set_value(True).run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_delete_removes_only_this_sessions_files(bus_jpg):
+    a = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    b = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    dir_a = a.session_state["imgext_session"].workdir
+    dir_b = b.session_state["imgext_session"].workdir
+    assert dir_a != dir_b and dir_a.exists() and dir_b.exists()
+    a.switch_page("pages/3_mix.py").run()
+    a.button(key="delete_mine").click().run()
+    assert not a.exception
+    assert not dir_a.exists() and dir_b.exists()
+    assert b.session_state["imgext_session"].objects, "the other session keeps its work"
+    assert not a.session_state["imgext_session"].objects
