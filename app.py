@@ -18,16 +18,19 @@ def run() -> None:
         st.Page("pages/3_mix.py", title="3 · Mix", icon=":material/tune:", url_path="mix"),
     ]
     nav = st.navigation(pages)
-    s = session()
     with st.sidebar:
         st.markdown("**Image Extender** turns a photo into a stereo soundscape.")
+        status = st.empty()  # filled after the page ran, so it shows this run's state
+    try:
+        nav.run()
+    finally:
+        s = session()
         n_obj = sum(not o.skipped for o in s.objects)
         n_snd = s.tracks.n_tracks if s.tracks is not None else 0
-        st.caption(
-            f"Image: {s.image_name or '—'}  \nObjects with sound: {n_obj}  \nSounds fetched: {n_snd}  \n"
+        status.caption(
+            f"Image: {s.image_name or '—'}  \nObjects to sonify: {n_obj}  \nSounds fetched: {n_snd}  \n"
             f"Freesound key: {'set' if api_key() else 'none (built-in sounds)'}"
         )
-    nav.run()
 
 
 run()

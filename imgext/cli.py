@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("image", help="photo to sonify (JPEG, PNG, WebP ...)")
     r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     r.add_argument("--source", default=None, metavar="SOURCE",
-                   help="builtin | local:PATH | freesound (default: freesound when FREESOUND_API_KEY is set, else builtin)")
+                   help="builtin | local:PATH | freesound, or A+B to fall back to B where A finds nothing, e.g. "
+                        "freesound+builtin (default: freesound when FREESOUND_API_KEY is set, else builtin)")
     r.add_argument("--attenuation-db", type=_float_range(0, 60, " dB"), default=12.0, metavar="DB",
                    help="how far below the most important object the least important sits (default 12)")
     r.add_argument("--conf", type=_float_range(0.01, 0.99), default=0.25, help="detection confidence threshold (default 0.25)")
@@ -210,7 +211,7 @@ def _cmd_render(args) -> int:
     if not os.path.isfile(args.image):
         raise ImgExtError(f"image not found: {args.image}")
     source_kw = {"preset": args.preset} if args.preset else {}
-    if args.preset and (args.source or ("freesound" if settings.freesound_api_key else "builtin")) != "freesound":
+    if args.preset and not (args.source or ("freesound" if settings.freesound_api_key else "builtin")).startswith("freesound"):
         raise ImgExtError("--preset applies to --source freesound only")
     source = open_source(args.source, settings=settings, labels=labels, **source_kw)
     progress = _progress_printer(sys.stderr.isatty() and not args.json)

@@ -72,16 +72,32 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
         LUFS; ``-inf`` for silence (everything below the -70 LUFS gate).
         Clips shorter than one 400 ms gating block are tiled up to it (as Scaper does).
     """
+    return _loudness_and_blocks(audio, sample_rate)[0]
+
+
+def _loudness_and_blocks(audio: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray]:
+    """Integrated loudness and the loudness of each 400 ms gating block (LUFS)."""
     x = np.asarray(audio, dtype=np.float64)
     x = x[None, :] if x.ndim == 1 else x
     if x.shape[-1] == 0 or not np.any(x):
-        return float("-inf")
+        return float("-inf"), np.zeros(0)
     block = int(math.ceil(0.4 * sample_rate)) + 1
     if x.shape[-1] < block:
         x = np.tile(x, (1, int(math.ceil(block / x.shape[-1]))))
     meter = pyloudnorm.Meter(sample_rate)  # a fresh meter per call: Meter keeps per-call state
     value = float(meter.integrated_loudness(x.T))
-    return value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")
+    blocks = np.asarray(meter.blockwise_loudness, dtype=np.float64)
+    return (value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")), blocks
+
+
+def _gates_unchanged(blocks: np.ndarray, gain_db: float) -> bool:
+    """True when shifting every block by ``gain_db`` moves none across BS.1770's -70 LUFS absolute gate.
+
+    Then the gated block set is the same and the relative gate moves with the
+    gain, so the integrated loudness after the gain is exactly L + gain.
+    """
+    lo, hi = sorted((SILENCE_LUFS, SILENCE_LUFS - gain_db))
+    return not np.any((blocks >= lo) & (blocks < hi))
 
 
 @dataclass(frozen=True)
@@ -170,11 +186,17 @@ def render_mix(
         summed = np.zeros((2, n_samples), dtype=np.float32)
     else:
         summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
-    loud = integrated_loudness(summed, sample_rate)
+    loud, blocks = _loudness_and_blocks(summed, sample_rate)
+    peak = float(np.max(np.abs(summed))) if summed.size else 0.0
+    if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
+        return Mix(summed, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
     if not math.isfinite(loud):
-        return Mix(summed * 0.0, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
-    gain_db = loudness_lufs - loud
-    peak = float(np.max(np.abs(summed)))
+        # Below BS.1770's -70 LUFS gate the loudness is undefined: measure a copy raised to the peak
+        # ceiling and refer the result back (a quiet recording is brought up, not silenced).
+        lift_db = float(gain_to_db(db_to_gain(peak_dbfs) / peak))
+        loud, blocks = _loudness_and_blocks(summed * np.float32(db_to_gain(lift_db)), sample_rate)
+        loud, blocks = loud - lift_db, blocks - lift_db
+    gain_db = loudness_lufs - loud if math.isfinite(loud) else math.inf  # still unmeasurable: up to the ceiling
     ceiling = float(db_to_gain(peak_dbfs - 1e-3))  # a hair under, so 24-bit rounding cannot cross it
     limited = peak * float(db_to_gain(gain_db)) > ceiling
     if limited:
@@ -183,12 +205,17 @@ def render_mix(
     audio = summed * g
     coeffs = coeffs * float(g)
     out_peak = float(np.max(np.abs(audio)))
+    applied_db = float(gain_to_db(float(g)))
+    if math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
+        out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
+    else:
+        out_loud = integrated_loudness(audio, sample_rate)
     return Mix(
         audio=audio,
         sample_rate=sample_rate,
         coefficients=coeffs,
         master_gain_db=round(float(gain_db), 6),
-        loudness_lufs=round(integrated_loudness(audio, sample_rate), 3),  # measured, not assumed
+        loudness_lufs=round(out_loud, 3) if math.isfinite(out_loud) else None,
         peak_dbfs=round(float(gain_to_db(out_peak)), 3),
         target_lufs=loudness_lufs,
         limited_by_peak=bool(limited),

@@ -358,6 +358,7 @@ class Mixer:
         self.tracks = tracks
         self._bands = None
         self._analysis_s = 0.0
+        self._processed = None
         if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
 
@@ -371,26 +372,22 @@ class Mixer:
             self._analysis_s = time.perf_counter() - t0
         return self._bands
 
-    def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
-        """Render the mix for ``settings``.
-
-        Parameters
-        ----------
-        measure_after : bool
-            Re-analyse the processed audio for the "after" masking report (exact);
-            when False it is estimated in the band domain from the cached analysis
-            (faster, for interactive use).
-        """
+    def _process(self, settings: MixSettings):
+        """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
         from .eq import apply_eq, band_response_db, design_eq
-        from .masking import band_energies, masking_report
+        from .masking import masking_report
         from .optimise import optimise_mix, scale_filters
 
         tracks = self.tracks
-        timings: dict[str, float] = {}
         requested = tracks.gains_db(settings.attenuation_db)
+        key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
+               settings.optimize, settings.seed)
+        if self._processed is not None and self._processed[0] == key:
+            return self._processed[1]
+        timings: dict[str, float] = {}
         gains = requested.copy()
         filters: list = [[] for _ in range(tracks.n_tracks)]
-        before = after = opt = None
+        before = opt = None
         processed = tracks.audio
         if tracks.n_tracks > 0:
             bands = self.bands()
@@ -413,6 +410,32 @@ class Mixer:
             t0 = time.perf_counter()
             processed = apply_eq(tracks.audio, filters, tracks.sample_rate) if any(filters) else tracks.audio
             timings["filter"] = time.perf_counter() - t0
+        result = (requested, gains, filters, processed, before, opt, timings)
+        self._processed = (key, result)
+        return result
+
+    def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
+        """Render the mix for ``settings``.
+
+        Parameters
+        ----------
+        measure_after : bool
+            Re-analyse the processed audio for the "after" masking report (exact);
+            when False it is estimated in the band domain from the cached analysis
+            (faster, for interactive use).
+
+        Notes
+        -----
+        The analysis is computed once per track set; EQ and filtering are reused
+        while only the loudness target or peak ceiling changes.
+        """
+        from .eq import band_response_db
+        from .masking import band_energies, masking_report
+
+        tracks = self.tracks
+        requested, gains, filters, processed, before, opt, stage_timings = self._process(settings)
+        timings = dict(stage_timings)
+        after = None
         t0 = time.perf_counter()
         mix = render_mix(
             processed, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,

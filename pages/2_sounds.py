@@ -9,7 +9,7 @@ from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, Searc
 from imgext.freesound import FreesoundClient, FreesoundSource
 from imgext.pipeline import MixSettings, assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
 from imgext.selection import choose_sounds, reroll
-from imgext.sources import BuiltinSource, LocalLibrary
+from imgext.sources import BuiltinSource, FallbackSource, LocalLibrary
 from pages._state import api_key, app_settings, guarded, local_library, secret_api_key, session, shared_cache, show_error
 
 LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}
@@ -106,17 +106,19 @@ def _seed_filter_widgets(f: SearchFilter) -> None:
     })
 
 
-def make_source(s, kind: str):
+def make_source(s, kind: str, fallback: bool):
     if kind == "freesound":
         key = api_key()
         if not key:
             return None
         cfg = app_settings()
-        return FreesoundSource(FreesoundClient(key, base_url=cfg.freesound_url), cache=shared_cache(),
-                               search_filter=s.filter_obj, preset_name=s.preset_name)
-    if kind == "local":
-        return LocalLibrary(local_library())
-    return BuiltinSource()
+        primary = FreesoundSource(FreesoundClient(key, base_url=cfg.freesound_url), cache=shared_cache(),
+                                  search_filter=s.filter_obj, preset_name=s.preset_name)
+    elif kind == "local":
+        primary = LocalLibrary(local_library())
+    else:
+        return BuiltinSource()
+    return FallbackSource(primary, BuiltinSource()) if fallback else primary
 
 
 def settings_of(s) -> MixSettings:
@@ -143,14 +145,17 @@ def find_sounds(s, source) -> None:
             return
         s.tracks, s.mixer, s.outcome = tracks, None, None
         s.sounds_key = sounds_key(s)
-        s.notes = list(tracks.notes) + list(getattr(getattr(source, "cache", None), "warnings", []) or [])
+        s.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
+        cache = getattr(getattr(source, "primary", source), "cache", None)
+        s.notes += list(getattr(cache, "warnings", []) or [])
         missing = sum(1 for a, o in zip(s.assignments, s.objects) if a.candidate is None and not o.skipped)
         status.update(label=f"{tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
                       state="complete", expanded=False)
 
 
 def sounds_key(s) -> tuple:
-    return (tuple((o.query, o.skipped) for o in s.objects), s.duration_s, s.source_kind, s.filter_obj, s.n_candidates, s.seed)
+    return (tuple((o.query, o.skipped) for o in s.objects), s.duration_s, s.source_kind, s.filter_obj, s.n_candidates, s.seed,
+            st.session_state.get("fallback", True))
 
 
 def do_reroll(s, index: int, source) -> None:
@@ -181,7 +186,7 @@ def sound_cards(s, source) -> None:
                 cand = a.candidate
                 link = f"[{cand.name}]({cand.url})" if cand.url else cand.name
                 flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
-                who = "synthetic" if cand.synthetic else f"by {cand.author} · {cand.license}"
+                who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {cand.author} · {cand.license}"
                 c1.markdown(f"{link} · {who}{flag}")
                 c1.caption(a.reason)
                 if i in s.fetched:
@@ -207,8 +212,10 @@ def main() -> None:
     s.duration_s = float(c1.slider("Scene length (s)", 5, 120, int(s.duration_s), 5, key="duration"))
     s.n_candidates = int(c2.number_input("Candidates per search term", 1, 30, s.n_candidates, key="candidates"))
     s.seed = int(c3.number_input("Seed", 0, 10**6, s.seed, key="seed", help="Same seed, same choices and mix"))
+    fallback = kind != "builtin" and st.checkbox(
+        "Where nothing is found, use a built-in synthetic sound (always labelled synthetic)", value=True, key="fallback")
     try:
-        source = make_source(s, kind)
+        source = make_source(s, kind, fallback)
     except ImgExtError as exc:
         show_error(exc)
         return

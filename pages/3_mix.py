@@ -15,16 +15,21 @@ from pages._state import guarded, reset_session, session, shared_cache
 
 
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
-    z = np.asarray(report.matrix_db, dtype=float)
+    z = np.asarray(report.matrix_db, dtype=float).copy()
+    np.fill_diagonal(z, np.nan)  # a track does not mask itself: leave the diagonal blank
+    text = [["" if i == j else f"{z[i, j]:.1f}" for j in range(len(names))] for i in range(len(names))]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=names, y=names, zmin=0.0, zmax=zmax, colorscale="Magma", colorbar={"title": "dB"},
-            hovertemplate="%{y} masks %{x}: %{z:.1f} dB<extra></extra>",
+            z=z, x=names, y=names, zmin=0.0, zmax=zmax, colorscale="Inferno", colorbar={"title": {"text": "dB"}},
+            text=text, texttemplate="%{text}", hovertemplate="%{y} masks %{x} by %{z:.1f} dB<extra></extra>",
+            hoverongaps=False, xgap=2, ygap=2,
         )
     )
     fig.update_layout(
-        title={"text": title}, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        xaxis={"title": "maskee (is covered)", "side": "bottom"}, yaxis={"title": "masker (covers)", "autorange": "reversed"},
+        template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        title={"text": title}, height=400, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"title": {"text": "maskee (is covered)"}, "side": "bottom"},
+        yaxis={"title": {"text": "masker (covers)"}, "autorange": "reversed"},
     )
     return fig
 
@@ -93,9 +98,9 @@ def mixer_panel() -> None:
     metrics(outcome, names)
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
-    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", config={"displaylogo": False})
+    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", theme=None, config={"displaylogo": False})
     right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if optimize else ""), zmax),
-                       key="heat_after", config={"displaylogo": False})
+                       key="heat_after", theme=None, config={"displaylogo": False})
     st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
     st.audio(wav, format="audio/wav")

@@ -88,3 +88,13 @@ def test_bad_parameters_are_named(rng):
         render_mix(tracks, pans=[0, 0], gains_db=[0], sample_rate=SR)
     with pytest.raises(ParameterError, match="loudness_lufs"):
         render_mix(tracks, pans=[0], gains_db=[0], sample_rate=SR, loudness_lufs=5)
+
+
+@pytest.mark.parametrize("level", [1e-4, 0.01, 0.5])
+def test_reported_loudness_equals_a_fresh_measurement(rng, level):
+    """The shortcut L + gain is only taken when BS.1770's gating provably does not change."""
+    x = _noise(rng, seconds=4.0, level=level)
+    x[: SR // 2] *= np.linspace(0, 1, SR // 2, dtype=np.float32) ** 4  # a fade through every level
+    mix = render_mix(np.stack([x]), pans=[0.0], gains_db=[0.0], sample_rate=SR, loudness_lufs=-20.0)
+    assert mix.loudness_lufs == pytest.approx(integrated_loudness(mix.audio, SR), abs=0.002)
+    assert mix.loudness_lufs == pytest.approx(-20.0, abs=0.1)  # even a -80 dBFS source is brought up
