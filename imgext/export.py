@@ -56,8 +56,9 @@ def safe_filename(text: str, *, max_length: int = 80, fallback: str = "file") ->
     stripped; the result is at most ``max_length`` characters (the extension
     is kept) and never empty.
     """
-    text = unicodedata.normalize("NFKC", str(text))
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\t\n")
+    # Control characters go first, so that what they separated is normalised together (NFKC never makes any).
+    text = "".join(ch for ch in str(text) if unicodedata.category(ch)[0] != "C" or ch in "\t\n")
+    text = unicodedata.normalize("NFKC", text)
     text = _RESERVED.sub("_", text)
     text = re.sub(r"\s+", " ", text).replace(" ", "_")
     text = re.sub(r"\.{2,}", ".", text)
@@ -66,6 +67,10 @@ def safe_filename(text: str, *, max_length: int = 80, fallback: str = "file") ->
     if not dot or not stem or len(ext) > 8:
         stem, ext = text, ""
     ext = re.sub(r"[^A-Za-z0-9]", "", ext)[:8]
+    if not ext:
+        # A dot left in a name without extension would be read as one next time ("a_.0" -> "a.0"):
+        # a safe name must be its own safe form, which build_zip and write_outputs check.
+        stem = re.sub(r"[._]*\.[._]*", "_", stem)
     room = max(1, max_length - (len(ext) + 1 if ext else 0))
     stem = stem[:room].rstrip("._- ") or fallback
     if stem.lower() in _WINDOWS_DEVICES:
@@ -101,7 +106,7 @@ def attribution_line(sound: Mapping) -> str:
     author = _one_line(sound.get("author") or "unknown")
     link = _one_line(sound.get("url") or sound.get("file") or "no link")
     licence = _one_line(sound.get("license") or "unknown licence")
-    deed = sound.get("license_url")
+    deed = _one_line(sound.get("license_url") or "")
     flag = "" if sound.get("commercial_ok", True) else " [NON-COMMERCIAL use only]"
     return f"{name} by {author} -- {link} -- License: {licence}{f' ({deed})' if deed else ''}{flag}"
 
@@ -174,10 +179,15 @@ def build_zip(files: Sequence[OutputFile]) -> bytes:
 
 
 def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zip_name: str = "bundle.zip") -> Path:
-    """Write ``files`` under ``out_dir`` (each atomically), then ``zip_name`` with all of them.
+    """Write ``files`` under ``out_dir``, so that an interrupted write is never taken for a complete one.
 
-    Files named ``scene.json`` are written after the others, so a folder with
-    a ``scene.json`` holds a complete render.
+    Order: the previous render's completeness markers (``scene.json``,
+    ``zip_name``) are removed first, then the previous render's files that
+    this one does not write (:func:`remove_stale`) and left-over temporary
+    files; then every file is written atomically (temporary name, rename),
+    ``scene.json`` last but one and the ZIP last.  A folder holding a
+    ``scene.json`` therefore holds a complete render; a process killed midway
+    leaves none.
 
     Returns
     -------
@@ -195,6 +205,12 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
     root = out.resolve()
     ordered = sorted(files, key=lambda f: f.path == "scene.json")
     try:
+        previous = _manifest(root)
+        for marker in ("scene.json", zip_name):
+            (root / marker).unlink(missing_ok=True)
+        remove_stale(root, paths + [zip_name], previous=previous)
+        for part in list(root.glob(".*.part")) + list(root.glob("*/.*.part")):
+            part.unlink(missing_ok=True)  # temporary files of an interrupted earlier write
         for f in ordered:
             target = (root / f.path).resolve()
             if root not in target.parents:
@@ -205,25 +221,30 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
         raise ParameterError(f"cannot write to {os.fspath(out_dir)!r}: {exc.strerror or exc}") from None
 
 
+def _manifest(root: Path) -> list:
+    try:
+        files = json.loads((root / "scene.json").read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return files if isinstance(files, list) else []
+
+
 def scene_json_bytes(scene: Mapping) -> bytes:
     """``scene.json`` content: indented, UTF-8, finite numbers only."""
     return (json.dumps(json_ready(scene), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str]) -> list[str]:
+def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str], *, previous: list | None = None) -> list[str]:
     """Delete files a previous render listed in ``out_dir/scene.json`` that the new render does not write.
 
-    Only files named in that manifest are touched, so pointing ``--out`` at a
-    folder with other content never deletes anything else.
+    Only files named in that manifest (or in ``previous``) are touched, so
+    pointing ``--out`` at a folder with other content never deletes anything else.
     """
     root = Path(out_dir).resolve()
-    try:
-        previous = json.loads((root / "scene.json").read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
+    previous = _manifest(root) if previous is None else previous
     keep = set(keep)
     removed = []
-    for rel in previous if isinstance(previous, list) else []:
+    for rel in previous:
         if not isinstance(rel, str) or rel in keep:
             continue
         try:

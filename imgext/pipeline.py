@@ -26,7 +26,7 @@ from . import __version__
 from .audio import DEFAULT_SAMPLE_RATE, encode_wav, prepare_source
 from .detection import Detector, ImageInfo, load_image
 from .errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
-from .export import OutputFile, attribution_text, remove_stale, safe_filename, scene_json_bytes, unique_names, write_outputs
+from .export import OutputFile, attribution_text, safe_filename, scene_json_bytes, unique_names, write_outputs
 from .mixing import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS, Mix, render_mix
 from .scene import DEFAULT_ATTENUATION_DB, LabelMap, SceneObject, object_gain_db, place_objects
 from .selection import DEFAULT_CANDIDATES, Assignment, choose_sounds, reroll
@@ -620,7 +620,6 @@ def render_image(
         outcome=outcome, settings=settings, source_description=source.describe(), timings_s=timings,
     )
     progress("export", 0.0, "writing files")
-    remove_stale(out_dir, scene["files"])
     zip_path = write_outputs(out_dir, files)
     progress("export", 1.0, "done")
     return RenderResult(scene=scene, out_dir=str(out_dir), zip_path=str(zip_path), files=scene["files"])
@@ -701,6 +700,5 @@ def render_files(
         image=None, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description="files given on the command line", timings_s=timings,
     )
-    remove_stale(out_dir, scene["files"])
     zip_path = write_outputs(out_dir, files)
     return RenderResult(scene=scene, out_dir=str(out_dir), zip_path=str(zip_path), files=scene["files"])

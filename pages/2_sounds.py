@@ -146,8 +146,6 @@ def find_sounds(s, source) -> None:
         s.tracks, s.mixer, s.outcome = tracks, None, None
         s.sounds_key = sounds_key(s)
         s.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
-        cache = getattr(getattr(source, "primary", source), "cache", None)
-        s.notes += list(getattr(cache, "warnings", []) or [])
         missing = sum(1 for a, o in zip(s.assignments, s.objects) if a.candidate is None and not o.skipped)
         status.update(label=f"{tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
                       state="complete", expanded=False)
@@ -234,6 +232,10 @@ def main() -> None:
         sound_cards(s, source)
         for note in s.notes[:10]:
             st.caption(f"Note: {note}")
+    cache = getattr(getattr(source, "primary", source), "cache", None)
+    for warning in getattr(cache, "warnings", []) or []:
+        st.warning(f"Sound cache: {warning}. Sounds are downloaded each time until this is fixed.",
+                   icon=":material/sd_card_alert:")
         if s.tracks is not None and s.tracks.n_tracks:
             st.page_link("pages/3_mix.py", label="Next: mix", icon=":material/arrow_forward:")
 
