@@ -26,7 +26,7 @@ from .errors import ImgExtError, ParameterError
 from .scene import SceneObject
 from .sources import Candidate, SoundSource, words_of
 
-__all__ = ["Ranked", "Assignment", "rank_candidates", "choose_sounds", "reroll", "DEFAULT_CANDIDATES"]
+__all__ = ["Ranked", "Assignment", "rank_candidates", "choose_sounds", "reroll", "choose", "DEFAULT_CANDIDATES"]
 
 DEFAULT_CANDIDATES = 10
 """Candidates preloaded per distinct search term."""
@@ -242,4 +242,26 @@ def reroll(assignments: Sequence[Assignment], index: int, *, exclude: set[str] |
         )
     else:
         new[index] = replace(current, choice=nxt, reason=nxt.reason)
+    return new
+
+
+def choose(assignments: Sequence[Assignment], index: int, candidate_id: str) -> list[Assignment]:
+    """Give object ``index`` a specific candidate of its ranked list (the user's pick).
+
+    Raises
+    ------
+    ParameterError
+        If the candidate is not among the object's candidates or another object already uses it.
+    """
+    if not 0 <= index < len(assignments):
+        raise ParameterError(f"object index {index} is out of range (0..{len(assignments) - 1})")
+    current = assignments[index]
+    pick = next((r for r in current.ranked if r.candidate.id == candidate_id), None)
+    if pick is None:
+        raise ParameterError(f"{candidate_id!r} is not a candidate for {current.query!r}")
+    for k, a in enumerate(assignments):
+        if k != index and a.candidate is not None and a.candidate.id == candidate_id:
+            raise ParameterError(f"{pick.candidate.name!r} is already used by another object in this scene")
+    new = list(assignments)
+    new[index] = replace(current, choice=pick, reason=f"chosen by you; {pick.reason}")
     return new

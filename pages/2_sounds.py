@@ -8,7 +8,7 @@ from imgext.errors import ImgExtError
 from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
 from imgext.freesound import FreesoundClient, FreesoundSource
 from imgext.pipeline import MixSettings, assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
-from imgext.selection import choose_sounds, reroll
+from imgext.selection import choose, choose_sounds, reroll
 from imgext.sources import BuiltinSource, FallbackSource, LocalLibrary
 from pages._state import api_key, app_settings, guarded, local_library, secret_api_key, session, shared_cache, show_error
 
@@ -193,6 +193,33 @@ def sound_cards(s, source) -> None:
             if c2.button("Reroll", key=f"reroll_{i}", icon=":material/casino:", width="stretch",
                          help="Take the next unused candidate for this object; the others stay"):
                 do_reroll(s, i, source)
+                st.rerun()
+            if len(a.ranked) > 1:
+                candidate_list(s, i, a, source)
+
+
+def candidate_list(s, i: int, a, source) -> None:
+    """Every ranked candidate of the object's term, to hear and pick (previews stream from their URL)."""
+    used = {x.candidate.id for k, x in enumerate(s.assignments) if x.candidate is not None and k != i}
+    with st.expander(f"All {len(a.ranked)} candidates for “{a.query}”", icon=":material/queue_music:"):
+        for k, r in enumerate(a.ranked):
+            cand = r.candidate
+            c1, c2 = st.columns([5, 1])
+            who = "synthetic" if cand.synthetic else f"{cand.author} · {cand.license}"
+            state = " · **in use here**" if a.candidate and cand.id == a.candidate.id else (" · used by another object" if cand.id in used else "")
+            c1.markdown(f"{k + 1}. {cand.name} · {who}{state}")
+            c1.caption(r.reason)
+            preview = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
+            if preview:
+                c1.audio(preview, format="audio/mpeg")
+            disabled = cand.id in used or (a.candidate is not None and cand.id == a.candidate.id)
+            if c2.button("Use", key=f"use_{i}_{k}", disabled=disabled, width="stretch"):
+                with guarded("Using this sound"):
+                    new = choose(s.assignments, i, cand.id)
+                    fetched = fetch_sound(new[i], source, settings=settings_of(s))
+                    s.assignments, s.fetched = new, {**s.fetched, i: fetched}
+                    s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
+                    s.mixer, s.outcome = None, None
                 st.rerun()
 
 

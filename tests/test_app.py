@@ -173,7 +173,14 @@ def test_freesound_flow_with_a_secret_key(freesound_env, images_dir):
     page = texts(at)
     assert " by " in page and ("CC0" in page or "CC BY" in page)
     assert freesound_env.count("search") >= 1 and freesound_env.count("preview") >= 1
-    assert any("footsteps" in w.value for w in at.warning), "an object without a sound says why"
+    assert "found nothing for 'footsteps voices'" in page, "the fallback to built-in sounds is announced"
+    # every candidate can be heard and picked
+    first = [m.value for m in at.markdown if "**in use here**" in m.value][0]
+    use = [b for b in at.button if b.key and b.key.startswith("use_0_") and not b.disabled][0]
+    use.click().run()
+    assert not at.exception and not at.error
+    assert [m.value for m in at.markdown if "**in use here**" in m.value][0] != first
+    assert "chosen by you" in texts(at)
 
 
 @pytest.mark.parametrize(

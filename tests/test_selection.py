@@ -130,3 +130,16 @@ def test_open_source_specs(tmp_path, library):
         open_source("soundcloud")
     with pytest.raises(ParameterError, match="not found"):
         open_source(f"local:{tmp_path / 'missing'}")
+
+
+def test_choose_a_specific_candidate(library):
+    from imgext.selection import choose
+
+    a = choose_sounds(_objs("dog", "dog"), LocalLibrary(library), rng=0)
+    spare = next(r.candidate.id for r in a[0].ranked if r.candidate.id not in {x.candidate.id for x in a})
+    b = choose(a, 0, spare)
+    assert b[0].candidate.id == spare and "chosen by you" in b[0].reason and b[1] == a[1]
+    with pytest.raises(ParameterError, match="already used"):
+        choose(a, 0, a[1].candidate.id)
+    with pytest.raises(ParameterError, match="not a candidate"):
+        choose(a, 0, "local:nope.wav")
