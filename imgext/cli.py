@@ -108,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
     _add_mix_options(m)
 
+    rm = sub.add_parser("remix", help="render a saved output folder again (offline) with other mix settings",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rm.add_argument("folder", help="a folder written by render or mix (its scene.json and sources/)")
+    rm.add_argument("--out", required=True, metavar="DIR", help="where to write the new render (may be FOLDER)")
+    rm.add_argument("--attenuation-db", type=_float_range(0, 60, " dB"), default=None, metavar="DB")
+    rm.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
+    _add_mix_options(rm)
+    for action in rm._actions:  # in a remix, every option not given keeps the plan's value
+        if action.dest not in ("help", "folder", "out", "json"):
+            action.default = None
+
     pr = sub.add_parser("presets", help="Freesound filter presets: list | show NAME | save NAME [filter options] | delete NAME")
     pr.add_argument("action", choices=["list", "show", "save", "delete"])
     pr.add_argument("name", nargs="?")
@@ -237,6 +248,25 @@ def _cmd_mix(args) -> int:
     return 0
 
 
+_REMIX_FIELDS = {
+    "duration": "duration_s", "sample_rate": "sample_rate", "attenuation_db": "attenuation_db",
+    "loudness": "loudness_lufs", "peak_dbfs": "peak_dbfs", "eq_strength": "eq_strength",
+    "max_cut_db": "max_cut_db", "optimize": "optimize", "seed": "seed",
+}
+
+
+def _cmd_remix(args) -> int:
+    from .pipeline import remix
+
+    changes = {field: getattr(args, dest) for dest, field in _REMIX_FIELDS.items() if getattr(args, dest, None) is not None}
+    if args.optimize is None:
+        changes.pop("optimize", None)
+    t0 = time.perf_counter()
+    result = remix(args.folder, args.out, **changes)
+    _print_result(result, args, time.perf_counter() - t0)
+    return 0
+
+
 def _print_result(result, args, elapsed: float) -> None:
     if args.json:
         from .export import json_ready
@@ -266,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    commands = {"render": _cmd_render, "mix": _cmd_mix, "labels": _cmd_labels, "presets": _cmd_presets}
+    commands = {"render": _cmd_render, "mix": _cmd_mix, "remix": _cmd_remix, "labels": _cmd_labels, "presets": _cmd_presets}
     try:
         return commands[args.command](args)
     except ImgExtError as exc:

@@ -47,6 +47,8 @@ __all__ = [
     "build_outputs",
     "render_image",
     "render_files",
+    "load_plan",
+    "remix",
 ]
 
 Progress = Callable[[str, float, str], None]
@@ -673,7 +675,7 @@ def render_files(
         label = Path(p).stem
         objects.append(
             SceneObject(label=label, confidence=1.0, box=(0.0, 0.0, 0.0, 0.0), pan=float(pans[i]),
-                        importance=float(importance[i]), query=label, volume_db=0.0, origin="file")
+                        importance=float(importance[i]), query=label, volume_db=float(gains[i]), origin="file")
         )
         cand = Candidate(id=f"file:{name}", name=name, source="file", file_ext=Path(p).suffix.lstrip(".") or "wav")
         fetched[i] = Fetched(i, cand, data, track, notes)
@@ -685,15 +687,14 @@ def render_files(
         object_indices=list(range(n)),
         pans=np.array(pans, dtype=np.float64),
         importance=np.array(importance, dtype=np.float64),
-        volume_db=np.zeros(n),
+        volume_db=np.array(gains, dtype=np.float64),
         sample_rate=settings.sample_rate,
         notes=[note for f in fetched.values() for note in f.notes],
     )
-    # Given gains are absolute: the requested gain is the user's, not importance-derived.
-    tracks = replace(tracks, volume_db=np.array(gains, dtype=np.float64))
-    flat = replace(settings, attenuation_db=0.0)
+    # Given gains are absolute (each file's volume), not derived from importance: no attenuation.
+    settings = replace(settings, attenuation_db=0.0)
     t0 = time.perf_counter()
-    outcome = Mixer(tracks).render(flat)
+    outcome = Mixer(tracks).render(settings)
     timings = {"mix": time.perf_counter() - t0, **outcome.timings_s, "total": time.perf_counter() - t_start}
     assignments = [Assignment(i, o.query, None, "given on the command line") for i, o in enumerate(objects)]
     files, scene = build_outputs(
@@ -702,3 +703,101 @@ def render_files(
     )
     zip_path = write_outputs(out_dir, files)
     return RenderResult(scene=scene, out_dir=str(out_dir), zip_path=str(zip_path), files=scene["files"])
+
+
+def load_plan(folder: str) -> tuple[dict, list[SceneObject], list[Assignment], dict[int, Fetched], MixSettings]:
+    """Read a rendered folder's ``scene.json`` and source files back: the plan to render again.
+
+    Returns
+    -------
+    scene, objects, assignments, fetched, settings
+        ``fetched`` holds the source files decoded at the plan's duration and rate.
+
+    Raises
+    ------
+    ParameterError
+        No or unreadable ``scene.json``, an unknown schema version, or a missing source file.
+    """
+    import json
+    from pathlib import Path
+
+    from .selection import Ranked
+
+    root = Path(folder)
+    try:
+        scene = json.loads((root / "scene.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParameterError(f"{folder!r} holds no scene.json (not an Image Extender output, or an interrupted one)") from None
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"cannot read {root / 'scene.json'}: {exc}") from None
+    if not isinstance(scene, dict) or scene.get("schema_version") != 1:
+        raise ParameterError(f"{root / 'scene.json'} has schema version {scene.get('schema_version')!r}; this tool reads 1")
+    try:
+        settings = MixSettings(**{k: v for k, v in scene["settings"].items() if k in MixSettings.__dataclass_fields__})
+        objects = [SceneObject.from_dict(o) for o in scene["objects"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParameterError(f"{root / 'scene.json'} is not a valid plan: {exc}") from None
+    assignments: list[Assignment] = []
+    fetched: dict[int, Fetched] = {}
+    for i, (obj, record) in enumerate(zip(objects, scene["objects"])):
+        sound = record.get("sound")
+        if not sound:
+            assignments.append(Assignment(i, obj.query, None, record.get("reason") or "no sound in the plan"))
+            continue
+        path = (root / str(sound.get("file", ""))).resolve()
+        if root.resolve() not in path.parents or not path.is_file():
+            raise ParameterError(f"the plan's source file {sound.get('file')!r} is missing from {folder!r}")
+        cand = Candidate(
+            id=str(sound["id"]), name=str(sound.get("name", "")), source=str(sound.get("source", "")),
+            author=str(sound.get("author") or "unknown"), license=str(sound.get("license") or "unknown"),
+            license_url=sound.get("license_url"), url=sound.get("url"), tags=tuple(sound.get("tags") or ()),
+            duration_s=sound.get("duration_s"), synthetic=bool(sound.get("synthetic")),
+            commercial_ok=bool(sound.get("commercial_ok", True)), file_ext=path.suffix.lstrip(".") or "wav",
+        )
+        data = path.read_bytes()
+        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+        fetched[i] = Fetched(i, cand, data, track, notes)
+        ranked = Ranked(cand, 0.0, 1.0, str(record.get("reason") or "from the plan"))
+        assignments.append(Assignment(i, obj.query, ranked, ranked.reason, (ranked,)))
+    return scene, objects, assignments, fetched, settings
+
+
+def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **changes) -> RenderResult:
+    """Render a saved plan again, offline, with some mix settings changed (``python -m imgext remix``).
+
+    Parameters
+    ----------
+    folder : str
+        A folder written by :func:`render_image` or :func:`render_files`.
+    out_dir : str
+        Where to write the new render (may be ``folder`` itself).
+    **changes
+        :class:`MixSettings` fields to change (``eq_strength=0.5`` ...); the rest come from the plan.
+        With no changes the audio is bit-identical to the original render.
+    """
+    t_start = time.perf_counter()
+    scene, objects, assignments, fetched, settings = load_plan(folder)
+    unknown = set(changes) - set(MixSettings.__dataclass_fields__)
+    if unknown:
+        raise ParameterError(f"unknown mix settings: {', '.join(sorted(unknown))}")
+    if {"duration_s", "sample_rate"} & {k for k, v in changes.items() if v != getattr(settings, k)}:
+        settings = replace(settings, **changes)
+        fetched = {i: replace(f, track=prepare_source(f.data, name=f.candidate.name, sample_rate=settings.sample_rate,
+                                                      duration_s=settings.duration_s)[0]) for i, f in fetched.items()}
+    else:
+        settings = replace(settings, **changes)
+    progress("mix", 0.0, "mixing the plan")
+    tracks = assemble_tracks(objects, fetched, settings=settings)
+    t0 = time.perf_counter()
+    outcome = Mixer(tracks).render(settings)
+    t_mix = time.perf_counter() - t0
+    image = scene.get("image")
+    info = ImageInfo(path=image.get("path"), width=int(image.get("width", 0)), height=int(image.get("height", 0)),
+                     format="") if image else None
+    timings = {"sounds": t0 - t_start, "mix": t_mix, **outcome.timings_s, "total": time.perf_counter() - t_start}
+    files, new_scene = build_outputs(
+        image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
+        settings=settings, source_description=f"{scene.get('source', '')} (remixed from the plan)", timings_s=timings,
+    )
+    zip_path = write_outputs(out_dir, files)
+    return RenderResult(scene=new_scene, out_dir=str(out_dir), zip_path=str(zip_path), files=new_scene["files"])

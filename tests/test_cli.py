@@ -21,7 +21,7 @@ def run(*args, env=None, timeout=300):
 def test_help_documents_everything():
     r = run("--help")
     assert r.returncode == 0
-    for word in ["render", "mix", "presets", "IMGEXT_YOLO_WEIGHTS", "FREESOUND_API_KEY", "IMGEXT_FREESOUND_URL", "IMGEXT_CACHE_DIR"]:
+    for word in ["render", "mix", "remix", "presets", "IMGEXT_YOLO_WEIGHTS", "FREESOUND_API_KEY", "IMGEXT_FREESOUND_URL", "IMGEXT_CACHE_DIR"]:
         assert word in r.stdout
     r = run("render", "--help")
     for opt in ["--out", "--source", "--duration", "--seed", "--attenuation-db", "--loudness", "--conf",
@@ -60,3 +60,16 @@ def test_render_prints_a_summary(tmp_path, bus_jpg):
     assert r.returncode == 0, r.stderr
     assert "objects:" in r.stdout and "LUFS" in r.stdout and "peak" in r.stdout and "time:" in r.stdout
     assert (tmp_path / "o" / "bundle.zip").is_file()
+
+
+def test_remix_command(tmp_path, bus_jpg):
+    out = tmp_path / "o"
+    assert run("render", str(bus_jpg), "--out", str(out), "--duration", "3").returncode == 0
+    r = run("remix", str(out), "--out", str(tmp_path / "again"), "--eq-strength", "0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    scene = json.loads(r.stdout)
+    assert scene["settings"]["eq_strength"] == 0.5 and scene["settings"]["duration_s"] == 3.0
+    r = run("remix", str(tmp_path / "missing"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 1 and "no scene.json" in r.stderr and "Traceback" not in r.stderr

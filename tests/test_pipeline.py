@@ -143,3 +143,39 @@ def test_no_objects_is_a_silent_scene(tmp_path, detector):
     assert result.scene["mix"]["loudness_lufs"] is None
     mix, _ = _read(tmp_path / "o" / "mix.wav")
     assert not np.any(mix)
+
+
+def test_remix_from_the_plan(bus_render, tmp_path):
+    from imgext.errors import ParameterError
+    from imgext.pipeline import remix
+
+    out, first = bus_render
+    same = remix(str(out), str(tmp_path / "same"))
+    assert (tmp_path / "same" / "mix.wav").read_bytes() == (out / "mix.wav").read_bytes()
+    assert [o["sound"] and o["sound"]["id"] for o in same.scene["objects"]] == [
+        o["sound"] and o["sound"]["id"] for o in first.scene["objects"]]
+    dry = remix(str(out), str(tmp_path / "dry"), eq_strength=0.0, duration_s=3.0)
+    assert dry.scene["settings"]["eq_strength"] == 0.0 and dry.scene["mix"]["duration_s"] == pytest.approx(3.0)
+    assert all(not o["eq"] for o in dry.scene["objects"])
+    with pytest.raises(ParameterError, match="no scene.json"):
+        remix(str(tmp_path / "nothing"), str(tmp_path / "x"))
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(out, broken)
+    next((broken / "sources").iterdir()).unlink()
+    with pytest.raises(ParameterError, match="missing"):
+        remix(str(broken), str(tmp_path / "y"))
+
+
+def test_remix_of_a_mix_keeps_the_given_gains(tmp_path, rng):
+    from imgext.pipeline import remix
+
+    a = tmp_path / "a.wav"
+    a.write_bytes(_wav((0.2 * rng.standard_normal(44100)).astype(np.float32)))
+    b = tmp_path / "b.wav"
+    b.write_bytes(_wav((0.2 * rng.standard_normal(44100)).astype(np.float32)))
+    first = render_files([str(a), str(b)], str(tmp_path / "m"), gains_db=[0, -9], settings=MixSettings(duration_s=2.0))
+    again = remix(str(tmp_path / "m"), str(tmp_path / "m2"))
+    assert [o["gain_db"] for o in again.scene["objects"]] == [o["gain_db"] for o in first.scene["objects"]]
+    assert (tmp_path / "m" / "mix.wav").read_bytes() == (tmp_path / "m2" / "mix.wav").read_bytes()
