@@ -8,6 +8,8 @@ samples-first layout of soundfile and soxr is converted here and nowhere else.
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ __all__ = [
     "DEFAULT_SAMPLE_RATE",
     "MAX_SOURCE_SECONDS",
     "MIN_SOURCE_SECONDS",
+    "MAX_SOURCE_PEAK",
     "Decoded",
     "decode",
     "to_mono",
@@ -44,6 +47,13 @@ MAX_SOURCE_SECONDS = 600.0
 
 MIN_SOURCE_SECONDS = 0.02
 """Shortest usable sound in seconds (20 ms: below that a loop is a buzz, not a sound)."""
+
+MAX_SOURCE_PEAK = 16.0
+"""Highest sample peak kept as it is (+24 dBFS); a float file peaking above is scaled down to full scale.
+
+Such files are broken (integer samples stored as float ...), and samples near the float32 limit
+would overflow to infinity when resampled or summed.
+"""
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,11 @@ def decode(
     AudioError
         If the data is not audio, is corrupt, holds no samples, or is shorter
         than :data:`MIN_SOURCE_SECONDS`.
+    ParameterError
+        If ``max_seconds`` is not a positive, finite number.
     """
+    if not (isinstance(max_seconds, numbers.Real) and 0 < max_seconds < math.inf):
+        raise ParameterError(f"max_seconds={max_seconds!r} must be a positive number of seconds")
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data)
         if not data:
@@ -165,6 +179,10 @@ def _decode(src, name: str, max_seconds: float) -> Decoded:
         audio[bad] = 0.0
         notes.append(f"sound {name!r} had {count} NaN/infinite samples; they were set to silence")
     # Float files may exceed full scale; keep them (the mix normalises) but never let inf through.
+    peak = float(np.max(np.abs(audio)))
+    if peak > MAX_SOURCE_PEAK:
+        audio /= np.float32(peak)
+        notes.append(f"sound {name!r} peaked at {20 * np.log10(peak):+.0f} dBFS; it was scaled down to full scale")
     return Decoded(audio=audio, sample_rate=sr, notes=tuple(notes))
 
 
@@ -303,7 +321,18 @@ def prepare_source(
     -------
     track : np.ndarray [shape=(round(duration_s * sample_rate),), dtype=float32]
     notes : tuple of str
+
+    Raises
+    ------
+    AudioError
+        As :func:`decode`.
+    ParameterError
+        If ``duration_s`` or ``sample_rate`` is not a positive, finite number.
     """
+    if not (isinstance(duration_s, numbers.Real) and 0 < duration_s < math.inf):
+        raise ParameterError(f"duration_s={duration_s!r} must be a positive number of seconds")
+    if not (isinstance(sample_rate, numbers.Integral) and sample_rate > 0):
+        raise ParameterError(f"sample_rate={sample_rate!r} must be a positive whole number of Hz")
     n = int(round(duration_s * sample_rate))
     # Decode only what the scene can use (plus room for a crossfade), so an hour-long file costs little.
     decoded = decode(data, name=name, max_seconds=min(MAX_SOURCE_SECONDS, duration_s + 5.0))

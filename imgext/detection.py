@@ -135,11 +135,16 @@ def load_image(
         name = name or path.name
         try:
             size = path.stat().st_size
-        except OSError as exc:
-            raise ImageError(f"cannot read image {name!r}: {exc.strerror or exc}") from None
-        if size > max_bytes:
-            raise ImageError(f"image {name!r} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
-        raw = path.read_bytes()
+            if size > max_bytes:
+                raise ImageError(f"image {name!r} is {size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+            with open(path, "rb") as f:
+                raw = f.read(max_bytes + 1)  # bounded: a device (/dev/zero) or a growing file reports size 0
+        except ImageError:
+            raise
+        except (OSError, ValueError) as exc:  # a folder, no permission; ValueError: a NUL byte in the path
+            raise ImageError(f"cannot read image {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        if len(raw) > max_bytes:
+            raise ImageError(f"image {name!r} is larger than the limit of {max_bytes / 1e6:.0f} MB")
     else:
         raw = bytes(data)
         name = name or "image"
@@ -204,9 +209,11 @@ def _to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
         return img, None
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        arr = np.where(np.isfinite(arr), arr, 0.0)  # float images may hold NaN/inf: they would blacken everything
+        lo = min(0.0, float(arr.min())) if arr.size else 0.0  # negative values (mode I, F) shift up, not clip
         hi = float(arr.max()) if arr.size else 0.0
-        scale = 255.0 / hi if hi > 0 else 0.0
-        grey = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        grey = Image.fromarray(np.clip((arr - lo) * scale, 0, 255).astype(np.uint8), mode="L")
         return grey.convert("RGB"), f"{mode} (high bit depth) image scaled to 8-bit RGB"
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

@@ -56,11 +56,12 @@ MAX_TEXT = 200
 def solr_quote(value: str) -> str:
     """Quote one value for a Solr filter: ``dog "big"`` -> ``"dog \\"big\\""``.
 
-    Backslashes and double quotes are escaped; control characters are refused.
+    Backslashes and double quotes are escaped; control characters and lone
+    surrogates (undecodable bytes from a command line) are refused.
     """
     text = str(value)
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise ParameterError(f"filter value {text!r} contains control characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        raise ParameterError(f"filter value {text!r} contains control characters or undecodable bytes")
     if len(text) > MAX_TEXT:
         raise ParameterError(f"filter value is {len(text)} characters long; the limit is {MAX_TEXT}")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -71,7 +72,7 @@ def _num(value: float | int | None, what: str, *, lo: float = 0.0, hi: float = m
         return None
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise ParameterError(f"{what}={value!r} must be a number") from None
     if not (lo <= v <= hi):
         raise ParameterError(f"{what}={value!r} must lie between {lo:g} and {hi:g}")
@@ -136,12 +137,12 @@ class SearchFilter:
         if lo is not None or hi is not None:
             parts.append(f"duration:[{lo or '0'} TO {hi or '*'}]")
         for name in self.licenses:
-            if name not in LICENSES:
+            if not isinstance(name, str) or name not in LICENSES:
                 raise ParameterError(f"unknown licence {name!r}; choose from {', '.join(LICENSES)}")
         if self.licenses:
             parts.append("license:(" + " OR ".join(solr_quote(LICENSES[n]) for n in dict.fromkeys(self.licenses)) + ")")
         for t in self.file_types:
-            if t not in FILE_TYPES:
+            if not isinstance(t, str) or t not in FILE_TYPES:
                 raise ParameterError(f"unknown file type {t!r}; choose from {', '.join(FILE_TYPES)}")
         if self.file_types:
             parts.append("type:(" + " OR ".join(solr_quote(t) for t in dict.fromkeys(self.file_types)) + ")")
@@ -155,17 +156,21 @@ class SearchFilter:
             parts.append(f"num_ratings:[{n_ratings} TO *]")
         if self.sample_rates:
             rates = [_num(r, "sample rate", lo=1000, hi=768000) for r in self.sample_rates]
+            if None in rates:
+                raise ParameterError("a sample rate cannot be empty")
             parts.append("samplerate:(" + " OR ".join(rates) + ")")
         if self.channels is not None:
             if self.channels not in (1, 2):
                 raise ParameterError(f"channels={self.channels!r} must be 1 (mono) or 2 (stereo)")
-            parts.append(f"channels:{self.channels}")
+            parts.append(f"channels:{int(self.channels)}")  # 1.0 or True would otherwise read "channels:True"
         for tag in self.exclude_tags:
             if not str(tag).strip():
                 raise ParameterError("an excluded tag cannot be empty")
             parts.append(f"-tag:{solr_quote(str(tag).strip())}")
         if self.sort not in SORT_ORDERS:
             raise ParameterError(f"unknown sort order {self.sort!r}; choose from {', '.join(SORT_ORDERS)}")
+        if not isinstance(self.raw, str):
+            raise ParameterError(f"the raw filter must be text, got {type(self.raw).__name__}")
         raw = self.raw.strip()
         if raw:
             _check_raw(raw)
@@ -185,7 +190,7 @@ class SearchFilter:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ParameterError(f"unknown filter fields: {', '.join(sorted(map(str, unknown)))}")
+            raise ParameterError(f"unknown filter fields: {', '.join(sorted(map(repr, unknown)))}")  # repr: one line
         kw = dict(d)
         for k in ("licenses", "file_types", "sample_rates", "exclude_tags"):
             if k in kw:
@@ -199,8 +204,8 @@ class SearchFilter:
 def _check_raw(raw: str) -> None:
     if len(raw) > 1000:
         raise ParameterError("the raw filter is longer than 1000 characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in raw):
-        raise ParameterError("the raw filter contains control characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
+        raise ParameterError("the raw filter contains control characters or undecodable bytes")
     depth = {"(": 0, "[": 0}
     closing = {")": "(", "]": "[", "}": "["}
     in_quote = escaped = False
@@ -217,6 +222,8 @@ def _check_raw(raw: str) -> None:
             depth[closing[ch]] -= 1
             if depth[closing[ch]] < 0:
                 raise ParameterError(f"the raw filter has an unmatched {ch!r}")
+    if escaped:
+        raise ParameterError("the raw filter ends with a lone backslash")
     if in_quote:
         raise ParameterError("the raw filter has an unclosed double quote")
     if any(depth.values()):
@@ -296,14 +303,14 @@ class PresetStore:
 
     def _read_user(self) -> dict[str, SearchFilter]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
             self.warnings.append(f"cannot read presets file {self.path}: {exc.strerror or exc}")
             return {}
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError: set aside as corrupt
             items = data["presets"] if isinstance(data, dict) else None
             if not isinstance(items, dict):
                 raise ValueError("no 'presets' object")
@@ -311,8 +318,12 @@ class PresetStore:
             for name, d in items.items():
                 out[_check_name(name)] = SearchFilter.from_dict(d)
             return out
-        except (ValueError, KeyError, TypeError, ParameterError) as exc:
-            aside = self.path.with_name(f"presets.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        except (ValueError, KeyError, TypeError, RecursionError, ParameterError) as exc:  # RecursionError: deep nesting
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = self.path.with_name(f"presets.json.corrupt-{stamp}")
+            k = 2
+            while aside.exists():  # a second corrupt file within the same second must not replace the first
+                aside, k = self.path.with_name(f"presets.json.corrupt-{stamp}-{k}"), k + 1
             try:
                 os.replace(self.path, aside)
                 self.warnings.append(f"the presets file was corrupt ({exc}); it was set aside as {aside.name}")

@@ -420,7 +420,7 @@ class FreesoundSource:
         cached = self.cache.get_text(key)
         if cached is not None:
             try:
-                return [self._candidate(r) for r in json.loads(cached)]
+                return self._candidates(json.loads(cached))
             except (ValueError, TypeError, KeyError):
                 self.cache.delete(key)
         records: list[dict] = []
@@ -432,7 +432,18 @@ class FreesoundSource:
                 break
         records = records[:n]
         self.cache.set_text(key, json.dumps(records), expire_s=self.search_ttl_s)
-        return [self._candidate(r) for r in records]
+        return self._candidates(records)
+
+    def _candidates(self, records: list) -> list[Candidate]:
+        """Candidates from raw records; a malformed record (bad id, wrong types) is skipped with a note."""
+        out = []
+        for r in records:
+            try:
+                out.append(self._candidate(r))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                self.notes.append(f"skipped a malformed Freesound record (id {str(r.get('id'))[:20]!r})"
+                                  if isinstance(r, dict) else "skipped a malformed Freesound record")
+        return out
 
     def _candidate(self, r: dict) -> Candidate:
         licence, commercial = license_info(r.get("license"))

@@ -281,3 +281,11 @@ def test_daily_limit_continues_from_cache(server, tmp_path):
     assert a[1].candidate is None and "daily" in a[1].reason
     tracks, _, _ = fetch_tracks(objs, a, src2, settings=SETTINGS)
     assert tracks.n_tracks == 1
+
+
+def test_malformed_records_are_skipped(server, tmp_path):
+    src = source(server, tmp_path)
+    good = client(server).search("dog", max_results=2)
+    bad = [{"id": "not-a-number", "name": "x"}, {"id": 5, "num_ratings": "many"}, "junk"]
+    cands = src._candidates(good + bad)
+    assert len(cands) == 2 and len(src.notes) == 3
