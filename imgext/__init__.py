@@ -12,7 +12,8 @@ sources     sound sources: built-in synthesis, local library, Freesound (``open_
 selection   rank candidates and choose one distinct sound per object (``choose_sounds``)
 synth       procedural synthesis behind the built-in source
 audio       decode, resample, fold to mono, fit to the scene, encode (``decode``, ``prepare_source``)
-masking     Bark-band analysis and directional masking matrices
+masking     directional masking matrices, masked fraction, role swaps, problematic vs intended masking
+psychoacoustics  Bark scale, ear weighting, hearing floor, spreading, forward masking, activity
 eq          masking-driven adaptive EQ (RBJ biquads)
 optimise    differential-evolution refinement of gains and EQ depth
 mixing      pan law, gains, loudness normalisation, peak guarantee (``render_mix``)

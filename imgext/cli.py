@@ -187,12 +187,16 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
     masking = scene.get("masking") or {}
     b, a = masking.get("before"), masking.get("after")
     if b and a:
-        wp_b, wp_a = b.get("worst_pair"), a.get("worst_pair")
-        worst = ""
-        if wp_b:
-            worst = f"; worst pair {wp_b['masker']} -> {wp_b['maskee']} {wp_b['masking_db']:.1f} dB -> " + (f"{wp_a['masking_db']:.1f} dB" if wp_a else "none")
         n_filters = sum(len(o.get("eq") or []) for o in objs)
-        lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {n_filters} EQ cuts{worst}")
+        lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {n_filters} EQ cuts")
+        names = b.get("names") or []
+        for key, what in (("worst_problem_pair", "worst clash (a less important sound covering a more important one)"),
+                          ("worst_pair", "strongest masking overall")):
+            wp = b.get(key)
+            if wp and wp["masker"] in names and wp["maskee"] in names:
+                i, j = names.index(wp["masker"]), names.index(wp["maskee"])
+                after_db = a["matrix_db"]["values"][i][j]
+                lines.append(f"  {what}: {wp['masker']} -> {wp['maskee']} {wp['masking_db']:.1f} dB -> {after_db:.1f} dB")
     nc = [o for o in sounding if not o["sound"].get("commercial_ok", True)]
     if nc:
         lines.append(f"licences: {len(nc)} sound(s) are NonCommercial - this mix may not be used commercially")

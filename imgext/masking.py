@@ -1,150 +1,53 @@
-"""Directional multitrack masking analysis in Bark bands.
+"""Directional multitrack masking analysis in Bark bands (``shared/design/masking.md`` section 5).
 
-Pipeline (see ``shared/design/masking.md`` section 5):
+1. :func:`band_energies` - per track, once, at **unit gain**: the PEAQ FFT ear model of
+   :mod:`imgext.psychoacoustics` (float32 STFT, ear weighting, Zwicker bands, forward
+   masking, power-mean pooling). Everything after it is band-domain only.
+2. :func:`masking_detail` - for gains (and an EQ band response) the masking of every
+   maskee by every masker per band and frame (Terhardt spreading, PEAQ offset).
+3. :func:`masking_report` - the summaries: N x N matrix, masking by the rest of the mix,
+   masked fraction, worst pair, worst problematic pair, role-swap rate, imbalance.
 
-1. :func:`band_energies` — float32 STFT per track, PEAQ ear weighting, Zwicker critical
-   bands, PEAQ forward masking (per band, at the STFT hop), power-mean pooling. Cached
-   per track at **unit gain**; everything after it is band-domain only.
-2. :func:`masking_detail` — for gains (and optionally an EQ band response) the per band
-   and frame masking of every maskee by every masker (Terhardt spreading, PEAQ offset).
-   This is what heatmaps show.
-3. :func:`masking_report` — the summaries: the directional N x N matrix, masking by the
-   rest of the mix, masked fraction, worst pair, role-swap rate (Zhao & Perez-Cota's
-   temporal interchangeability), imbalance.
+**Activity.** A maskee's band-frame counts only if above the hearing floor and within
+:data:`ACTIVITY_RANGE_DB` (30 dB) of the track's own loudest band-frame
+(:func:`imgext.psychoacoustics.activity_mask` says why): recording noise floors and reverb
+tails are not "the track" and do not inflate its masked fraction.
+
+**Problematic vs intended masking** (iZotope Neutron's "problematic vs encouraged"): masking
+of j by i is *problematic* when ``p_i <= p_j + 0.1`` (:func:`problem_pairs`), a masker no more
+important than its maskee: the clash the EQ is allowed to fix. A more important foreground
+covering a background is *intended*. Reports keep ``worst_pair`` (all pairs) beside
+``worst_problem_pair``; the project's worst-pair target (>= 3 dB lower at EQ strength 1) is
+judged on ``worst_problem_pair``.
 
 Energies are powers relative to a full-scale sine (1.0 = 0 dBFS = 96 dB SPL).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.fft
 import scipy.signal
 
 from .errors import ParameterError
+from .psychoacoustics import (  # noqa: F401  (the helpers of earlier versions stay importable from here)
+    ACTIVITY_RANGE_DB, FULL_SCALE_SPL_DB, LOUDNESS_EXPONENT, ZWICKER_BAND_EDGES_HZ, activity_mask, band_centres_hz,
+    band_edges_hz, band_loudness_change_lu, band_membership, bark_to_hz, ear_weighting_db, forward_masking,
+    hearing_floor_db, hz_to_bark, k_weighting_db, loudness_weight, masking_offset_db, power_mean_pool,
+    power_spectrogram, spreading_matrix,
+)
 
 __all__ = [
-    "BandEnergies",
-    "MaskingDetail",
-    "MaskingReport",
-    "band_energies",
-    "masking_detail",
-    "masking_report",
-    "loudness_change_lu",
-    "repool",
-    "level_shift_db",
-    "relative_activity",
-    "role_swap_rate",
-    "normalised_importance",
-    "hz_to_bark",
-    "ear_weighting_db",
-    "hearing_floor_db",
-    "k_weighting_db",
-    "band_edges_hz",
-    "band_centres_hz",
-    "spreading_matrix",
-    "masking_offset_db",
-    "ZWICKER_BAND_EDGES_HZ",
-    "DEFAULT_POOL_S",
-    "ACTIVITY_RANGE_DB",
+    "BandEnergies", "MaskingDetail", "MaskingReport", "band_energies", "masking_detail", "masking_report",
+    "loudness_change_lu", "repool", "level_shift_db", "relative_activity", "problem_pairs", "role_swap_rate",
+    "normalised_importance", "DEFAULT_POOL_S", "ACTIVITY_RANGE_DB", "PROBLEM_TOLERANCE",
 ]
-
-# --- psychoacoustic building blocks (PEAQ, ITU-R BS.1387; Terhardt 1979; BS.1770) -------------
-
-ZWICKER_BAND_EDGES_HZ = np.array(
-    [0, 100, 200, 300, 400, 510, 630, 770, 920, 1080, 1270, 1480, 1720, 2000, 2320, 2700,
-     3150, 3700, 4400, 5300, 6400, 7700, 9500, 12000, 15500], dtype=np.float64)
-"""Edges of Zwicker's 24 critical bands in Hz."""
-FULL_SCALE_SPL_DB = 96.0
-"""A full-scale sine is taken as 96 dB SPL (masking.md 5.0)."""
-
-
-def hz_to_bark(frequency_hz):
-    """PEAQ Bark scale ``z = 7 asinh(f / 650)``."""
-    return 7.0 * np.arcsinh(np.asarray(frequency_hz, dtype=np.float64) / 650.0)
-
-
-def bark_to_hz(bark):
-    """Inverse of :func:`hz_to_bark`."""
-    return 650.0 * np.sinh(np.asarray(bark, dtype=np.float64) / 7.0)
-
-
-def _khz(frequency_hz):
-    return np.maximum(np.asarray(frequency_hz, dtype=np.float64), 1.0) / 1000.0
-
-
-def ear_weighting_db(frequency_hz):
-    """PEAQ outer/middle-ear power weighting in dB (BS.1387 FFT model)."""
-    f = _khz(frequency_hz)
-    return -2.184 * f**-0.8 + 6.5 * np.exp(-0.6 * (f - 3.3) ** 2) - 0.001 * f**3.6
-
-
-def hearing_floor_db(frequency_hz, *, ear_weighted: bool = True):
-    """Hearing floor in dB SPL: PEAQ internal noise after ear weighting, else Terhardt's ATH."""
-    f = _khz(frequency_hz)
-    if ear_weighted:
-        return 1.456 * f**-0.8
-    return 3.64 * f**-0.8 - 6.5 * np.exp(-0.6 * (f - 3.3) ** 2) + 1e-3 * f**4
-
-
-def k_weighting_db(frequency_hz):
-    """Magnitude of the BS.1770 K-weighting (analog prototype of pyloudnorm's two stages), dB.
-
-    High shelf +4 dB at 1500 Hz (Q 0.707) times a 2nd-order high-pass at 38 Hz (Q 0.5).
-    """
-    f = np.maximum(np.asarray(frequency_hz, dtype=np.float64), 1e-3)
-    a, q = 10.0 ** (4.0 / 40.0), 1.0 / np.sqrt(2.0)
-    w = f / 1500.0
-    shelf = a**2 * ((1 - a * w**2) ** 2 + (a / q**2) * w**2) / ((a - w**2) ** 2 + (a / q**2) * w**2)
-    v = f / 38.0
-    hp = v**4 / ((1 - v**2) ** 2 + (v / 0.5) ** 2)
-    return 10.0 * np.log10(shelf * hp)
-
-
-def band_edges_hz(sample_rate: int) -> np.ndarray:
-    """Zwicker edges below Nyquist, closed by Nyquist (or 15.5 kHz), shape (n_bands + 1,)."""
-    nyquist = sample_rate / 2.0
-    edges = ZWICKER_BAND_EDGES_HZ[ZWICKER_BAND_EDGES_HZ < nyquist]
-    if edges[-1] < min(nyquist, ZWICKER_BAND_EDGES_HZ[-1]):
-        edges = np.append(edges, min(nyquist, ZWICKER_BAND_EDGES_HZ[-1]))
-    return edges
-
-
-def band_centres_hz(edges_hz: np.ndarray) -> np.ndarray:
-    """Bark midpoint of each band, shape (n_bands,)."""
-    z = hz_to_bark(edges_hz)
-    return bark_to_hz(0.5 * (z[:-1] + z[1:]))
-
-
-def spreading_matrix(centres_hz: np.ndarray, *, reference_spl_db: float = 60.0) -> np.ndarray:
-    """Power spreading ``S[b, c]`` from masker band b to band c, shape (n_bands, n_bands).
-
-    Terhardt slopes: -27 dB/Bark downwards, -(24 + 230/f_b - 0.2 L) dB/Bark upwards with
-    the level L fixed at ``reference_spl_db`` so that thresholds scale linearly with gain.
-    Columns are normalised so that a flat excitation pattern is left unchanged (PEAQ).
-    """
-    z = hz_to_bark(centres_hz)
-    dz = z[None, :] - z[:, None]  # c - b
-    upper = 24.0 + 230.0 / np.asarray(centres_hz)[:, None] - 0.2 * reference_spl_db
-    slope_db = np.where(dz >= 0, -upper * dz, 27.0 * dz)
-    s = 10.0 ** (slope_db / 10.0)
-    return s / s.sum(axis=0, keepdims=True)
-
-
-def masking_offset_db(centres_hz: np.ndarray) -> np.ndarray:
-    """PEAQ threshold offset: 3 dB up to 12 Bark, 0.25 z dB above."""
-    z = hz_to_bark(centres_hz)
-    return np.where(z <= 12.0, 3.0, 0.25 * z)
-
 
 DEFAULT_POOL_S = 0.25
 """Pooling length in seconds: long enough for a stable ratio, short enough for a bark (~0.3 s)."""
-ACTIVITY_RANGE_DB = 60.0
-"""A band-frame counts as active if within this many dB of the track's own loudest band-frame."""
-LOUDNESS_EXPONENT = 0.23
-"""Zwicker/PEAQ specific-loudness exponent used for the maskee weights."""
+PROBLEM_TOLERANCE = 0.1
+"""Masking of j by i is problematic when ``p_i <= p_j + PROBLEM_TOLERANCE`` (importances this close count as equal)."""
 ROLE_DEADBAND_DB = 1.0
 """Masker/maskee roles are only assigned when the two directions differ by more than this."""
 _TINY = np.float32(1e-30)
@@ -174,6 +77,9 @@ class BandEnergies:
         In Hz.
     n_fft : int
         STFT size used, in samples (fixes the bin grid of :func:`imgext.eq.band_response_db`).
+    loudness_spectrum : np.ndarray [shape=(n_tracks, n_fft // 2 + 1), dtype=float32] or None
+        Mean K-weighted power per STFT bin: the loudness change of a filter follows from it
+        exactly (up to gating), without the band averaging of :func:`loudness_change_lu`.
     """
 
     energy: np.ndarray
@@ -185,64 +91,17 @@ class BandEnergies:
     frame_s: float
     sample_rate: int
     n_fft: int
+    loudness_spectrum: np.ndarray | None = None
 
     @property
     def n_tracks(self) -> int:
+        """Number of tracks."""
         return int(self.energy.shape[0])
 
     @property
     def n_bands(self) -> int:
+        """Number of bands."""
         return int(self.energy.shape[1])
-
-
-def _band_matrix(sample_rate: int, n_fft: int, edges_hz: np.ndarray, weight_db: np.ndarray | None) -> np.ndarray:
-    """(n_bins, n_bands) float32 membership, optionally times a per-bin power weight."""
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    idx = np.searchsorted(edges_hz, freqs, side="right") - 1
-    inside = (freqs > 0) & (idx >= 0) & (idx < len(edges_hz) - 1)
-    u = np.zeros((len(freqs), len(edges_hz) - 1), dtype=np.float64)
-    u[np.flatnonzero(inside), idx[inside]] = 1.0
-    if weight_db is not None:
-        u *= 10.0 ** (weight_db[:, None] / 10.0)
-    return u.astype(np.float32)
-
-
-def _frames_power(x: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray) -> np.ndarray:
-    """Power spectrogram (n_frames, n_bins) float32 of one mono track, full-scale sine = 1."""
-    padded = np.pad(x, (n_fft // 2, n_fft // 2))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    spec = scipy.fft.rfft(frames * window, axis=-1)
-    power = spec.real**2 + spec.imag**2
-    # Parseval: 4 |X|^2 / (n_fft * sum w^2) sums to twice the mean square, i.e. 1 for a full-scale sine.
-    power *= np.float32(4.0 / (n_fft * float(np.sum(window.astype(np.float64) ** 2))))
-    return power
-
-
-def _forward_masking(e: np.ndarray, centres_hz: np.ndarray, hop_s: float) -> np.ndarray:
-    """PEAQ forward masking along the last axis: one-pole smoothing per band, max with the input.
-
-    ``e`` has shape (n_tracks, n_bands, n_frames); tau = 8 ms + (100 Hz / f_c) * 22 ms.
-    """
-    tau_s = 0.008 + (100.0 / centres_hz) * 0.022
-    a = np.exp(-hop_s / tau_s)
-    out = np.empty_like(e)
-    for b, a_b in enumerate(a):  # one vectorised IIR per band (24 calls), never per sample
-        out[:, b] = scipy.signal.lfilter([1.0 - a_b], [1.0, -a_b], e[:, b], axis=-1)
-    return np.maximum(out, e)
-
-
-def _pool(x: np.ndarray, factor: int) -> np.ndarray:
-    """Power mean of ``factor`` consecutive frames along the last axis (last group may be short)."""
-    if factor <= 1:
-        return x
-    n = x.shape[-1]
-    n_out = -(-n // factor)
-    pad = n_out * factor - n
-    xp = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), x.dtype)], axis=-1) if pad else x
-    sums = xp.reshape(x.shape[:-1] + (n_out, factor)).sum(-1)
-    counts = np.full(n_out, factor, dtype=np.float32)
-    counts[-1] = factor - pad
-    return (sums / counts).astype(np.float32)
 
 
 def band_energies(
@@ -276,45 +135,39 @@ def band_energies(
     -------
     BandEnergies
     """
-    x = np.asarray(tracks)
-    if x.ndim == 1:
-        x = x[None, :]
+    x = np.atleast_2d(np.asarray(tracks))
     if x.ndim != 2 or x.shape[1] == 0:
         raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {x.shape}")
     if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
         raise ParameterError("tracks must be finite floating-point audio")
-    if sample_rate <= 0 or n_fft <= 0 or hop_length <= 0 or pool_s <= 0:
-        raise ParameterError(
-            f"sample_rate={sample_rate}, n_fft={n_fft}, hop_length={hop_length}, pool_s={pool_s} must be positive"
-        )
+    if min(sample_rate, n_fft, hop_length, pool_s) <= 0:
+        raise ParameterError(f"sample_rate={sample_rate}, n_fft={n_fft}, hop_length={hop_length}, "
+                             f"pool_s={pool_s} must be positive")
     x = x.astype(np.float32, copy=False)
     edges = band_edges_hz(sample_rate)
     centres = band_centres_hz(edges)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     w_db = ear_weighting_db(freqs) if ear_weighting else None
-    u_ear = _band_matrix(sample_rate, n_fft, edges, w_db)
-    u_k = _band_matrix(sample_rate, n_fft, edges, k_weighting_db(freqs))
+    u = band_membership(freqs, edges)
+    u_ear = (u if w_db is None else u * 10.0 ** (w_db[:, None] / 10.0)).astype(np.float32)
+    k_lin = (10.0 ** (k_weighting_db(freqs) / 10.0)).astype(np.float32)
     window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
     per_frame, k_power = [], []
     for track in x:  # one vectorised STFT per track keeps the working set ~30 MB
-        p = _frames_power(track, n_fft, hop_length, window)
+        p = power_spectrogram(track, n_fft, hop_length, window)
         per_frame.append((p @ u_ear).T)
-        k_power.append(p.mean(axis=0) @ u_k)
+        k_power.append(p.mean(axis=0) * k_lin)
     e = np.ascontiguousarray(np.stack(per_frame), dtype=np.float32)  # (N, B, T)
     hop_s = hop_length / sample_rate
-    fm = _forward_masking(e, centres, hop_s)
+    fm = forward_masking(e, centres, hop_s)
     factor = max(1, int(round(pool_s / hop_s)))
     floor_db = hearing_floor_db(centres, ear_weighted=ear_weighting)
+    k_power = np.stack(k_power).astype(np.float32)
     return BandEnergies(
-        energy=_pool(e, factor),
-        masker_energy=_pool(fm, factor),
-        loudness_power=np.stack(k_power).astype(np.float32),
-        band_edges_hz=edges,
-        band_centres_hz=centres,
-        floor_power=(10.0 ** ((floor_db - FULL_SCALE_SPL_DB) / 10.0)).astype(np.float32),
-        frame_s=factor * hop_s,
-        sample_rate=int(sample_rate),
-        n_fft=int(n_fft),
+        energy=power_mean_pool(e, factor), masker_energy=power_mean_pool(fm, factor),
+        loudness_power=(k_power @ u).astype(np.float32), band_edges_hz=edges, band_centres_hz=centres,
+        floor_power=(10.0 ** ((floor_db - FULL_SCALE_SPL_DB) / 10.0)).astype(np.float32), frame_s=factor * hop_s,
+        sample_rate=int(sample_rate), n_fft=int(n_fft), loudness_spectrum=k_power,
     )
 
 
@@ -322,17 +175,8 @@ def repool(bands: BandEnergies, factor: int) -> BandEnergies:
     """Pool ``bands`` further by an integer ``factor`` (power mean; exact, pooling is linear)."""
     if factor <= 1:
         return bands
-    return BandEnergies(
-        energy=_pool(bands.energy, factor),
-        masker_energy=_pool(bands.masker_energy, factor),
-        loudness_power=bands.loudness_power,
-        band_edges_hz=bands.band_edges_hz,
-        band_centres_hz=bands.band_centres_hz,
-        floor_power=bands.floor_power,
-        frame_s=bands.frame_s * factor,
-        sample_rate=bands.sample_rate,
-        n_fft=bands.n_fft,
-    )
+    return replace(bands, energy=power_mean_pool(bands.energy, factor), frame_s=bands.frame_s * factor,
+                   masker_energy=power_mean_pool(bands.masker_energy, factor))
 
 
 def level_shift_db(bands: BandEnergies, gains_db, eq_db=None) -> np.ndarray:
@@ -351,24 +195,11 @@ def level_shift_db(bands: BandEnergies, gains_db, eq_db=None) -> np.ndarray:
 
 
 def loudness_change_lu(bands: BandEnergies, shift_db: np.ndarray) -> np.ndarray:
-    """BS.1770 loudness change (LU) of each track under per-band level shifts.
+    """BS.1770 loudness change (LU) of each track under per-band level shifts ``shift_db`` [shape=(..., N, B)], dB.
 
-    Parameters
-    ----------
-    bands : BandEnergies
-    shift_db : np.ndarray [shape=(..., n_tracks, n_bands)]
-        Level change per band in dB (gain + EQ response).
-
-    Returns
-    -------
-    np.ndarray [shape=(..., n_tracks)]
-        ``10 log10(sum_b K_b 10^(shift_b/10) / sum_b K_b)`` with ``K_b`` the track's mean
-        K-weighted band power. Ignores the gating change (small for linear filters).
+    :func:`imgext.psychoacoustics.band_loudness_change_lu` on the track's mean K-weighted band power.
     """
-    kp = bands.loudness_power.astype(np.float64)
-    total = np.maximum(kp.sum(-1), 1e-30)
-    ratio = (kp * 10.0 ** (np.asarray(shift_db, dtype=np.float64) / 10.0)).sum(-1) / total
-    return 10.0 * np.log10(np.maximum(ratio, 1e-30))
+    return band_loudness_change_lu(bands.loudness_power, shift_db)
 
 
 @dataclass(frozen=True)
@@ -404,26 +235,31 @@ def _spread(masker: np.ndarray, bands: BandEnergies) -> np.ndarray:
     return np.einsum("...bt,bc->...ct", masker, s.astype(np.float32), optimize=True)
 
 
-def _activity_and_weight(e_db: np.ndarray, rel_ok: np.ndarray, floor_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Active mask and loudness weight from band levels in dB (..., N, B, T)."""
-    above = e_db - floor_db[:, None]
-    active = rel_ok & (above > 0.0)
-    weight = np.where(active, np.power(np.float32(10.0), np.float32(LOUDNESS_EXPONENT / 10.0) * above), 0.0)
-    return active, weight.astype(np.float32)
-
-
 def _db(x: np.ndarray) -> np.ndarray:
     return np.float32(10.0) * np.log10(np.maximum(x, _TINY))
 
 
-def relative_activity(bands: BandEnergies) -> np.ndarray:
-    """(N, B, T) bool: band-frames within :data:`ACTIVITY_RANGE_DB` of the track's own maximum."""
+def relative_activity(bands: BandEnergies, *, activity_range_db: float = ACTIVITY_RANGE_DB) -> np.ndarray:
+    """(N, B, T) bool: unit-gain band-frames within ``activity_range_db`` of the track's own maximum."""
     e = bands.energy
     peak = e.reshape(e.shape[0], -1).max(axis=1) if e.size else np.zeros(e.shape[0], np.float32)
-    return e > (peak * np.float32(10.0 ** (-ACTIVITY_RANGE_DB / 10.0)))[:, None, None]
+    return e > (peak * np.float32(10.0 ** (-activity_range_db / 10.0)))[:, None, None]
 
 
-def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None) -> MaskingDetail:
+def problem_pairs(importance, *, tolerance: float = PROBLEM_TOLERANCE) -> np.ndarray:
+    """(n_tracks, n_tracks) bool: masking of j by i is problematic (``p_i <= p_j + tolerance``, i != j).
+
+    Problematic masking is the clash the EQ may fix: a masker no more important than its
+    maskee. The rest (a more important foreground over a background) is intended.
+    """
+    p = np.asarray(importance, dtype=np.float64)
+    out = p[:, None] <= p[None, :] + tolerance + 1e-12
+    np.fill_diagonal(out, False)
+    return out
+
+
+def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None,
+                   activity_range_db: float = ACTIVITY_RANGE_DB) -> MaskingDetail:
     """Directional masking per band and frame.
 
     Parameters
@@ -434,6 +270,8 @@ def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None) -> MaskingDetai
         Mix gain of each track in dB.
     eq_db : np.ndarray [shape=(n_tracks, n_bands)] or None
         Band response of each track's EQ in dB (:func:`imgext.eq.band_response_db`); None = flat.
+    activity_range_db : float > 0
+        Relevant dynamic range of each maskee, dB (:func:`activity_mask`).
 
     Returns
     -------
@@ -449,7 +287,8 @@ def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None) -> MaskingDetai
     thr = _spread(bands.masker_energy * lin, bands)
     e_db = _db(bands.energy) + shift
     floor_db = _db(bands.floor_power.astype(np.float32))
-    active, weight = _activity_and_weight(e_db, relative_activity(bands), floor_db)
+    active = activity_mask(e_db, floor_db, activity_range_db=activity_range_db)
+    weight = loudness_weight(e_db, active, floor_db)
     t_db = _db(thr)
     pair = np.maximum(t_db[:, None] - e_db[None, :], 0.0) * active[None, :]
     n = bands.n_tracks
@@ -481,11 +320,20 @@ class MaskingReport:
     total_db : float
         Importance-weighted mean of ``by_rest_db``.
     worst_pair : tuple (masker, maskee, dB) or None
-        None when nothing is masked.
+        Largest entry of ``matrix_db`` over all pairs, intended masking included; None
+        when nothing is masked.
     role_swap_rate : np.ndarray [shape=(n_tracks, n_tracks)]
         Symmetric, in [0, 1]: role changes per segment where both tracks sound.
     imbalance_db : float
         Standard deviation of ``by_rest_db`` over the tracks that sound at all.
+    worst_problem_pair : tuple (masker, maskee, dB) or None
+        Largest entry of ``matrix_db`` over the *problematic* pairs only (masker no more
+        important than the maskee, :func:`problem_pairs`): the clash the EQ is allowed to
+        fix, on which the worst-pair target is judged. None when none is masked.
+    problematic : np.ndarray [shape=(n_tracks, n_tracks), dtype=bool] or None
+        Which (masker, maskee) pairs are problematic.
+    activity_range_db : float
+        Dynamic range used for the maskees' activity (:func:`activity_mask`), dB.
     """
 
     matrix_db: np.ndarray
@@ -495,26 +343,41 @@ class MaskingReport:
     worst_pair: tuple[int, int, float] | None
     role_swap_rate: np.ndarray
     imbalance_db: float
+    worst_problem_pair: tuple[int, int, float] | None = None
+    problematic: np.ndarray | None = None
+    activity_range_db: float = ACTIVITY_RANGE_DB
 
     def to_dict(self, names: list[str]) -> dict:
         """JSON-ready dict: plain lists and floats, track names on both matrix axes."""
         names = [str(n) for n in names]
         if len(names) != len(self.by_rest_db):
             raise ParameterError(f"need {len(self.by_rest_db)} names, got {len(names)}")
-        worst = None
-        if self.worst_pair is not None:
-            i, j, v = self.worst_pair
-            worst = {"masker": names[i], "maskee": names[j], "masking_db": float(v)}
+
+        def pair(wp):
+            return None if wp is None else {"masker": names[wp[0]], "maskee": names[wp[1]], "masking_db": float(wp[2])}
+
+        problematic = np.zeros((len(names),) * 2, bool) if self.problematic is None else self.problematic
         return {
             "names": names,
             "matrix_db": {"maskers": names, "maskees": names, "values": self.matrix_db.astype(float).tolist()},
             "by_rest_db": dict(zip(names, self.by_rest_db.astype(float).tolist())),
             "masked_fraction": dict(zip(names, self.masked_fraction.astype(float).tolist())),
             "total_db": float(self.total_db),
-            "worst_pair": worst,
+            "worst_pair": pair(self.worst_pair),
+            "worst_problem_pair": pair(self.worst_problem_pair),
+            "problematic": {"maskers": names, "maskees": names, "values": problematic.astype(bool).tolist()},
             "role_swap_rate": {"tracks": names, "values": self.role_swap_rate.astype(float).tolist()},
             "imbalance_db": float(self.imbalance_db),
+            "activity_range_db": float(self.activity_range_db),
         }
+
+
+def _worst(matrix: np.ndarray) -> tuple[int, int, float] | None:
+    """(masker, maskee, dB) of the largest entry, or None when nothing is masked."""
+    if not matrix.size or matrix.max() <= 0:
+        return None
+    i, j = np.unravel_index(int(np.argmax(matrix)), matrix.shape)
+    return int(i), int(j), float(matrix[i, j])
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -570,6 +433,8 @@ def masking_report(
     importance,
     eq_db=None,
     segment_s: float = 1.0,
+    activity_range_db: float = ACTIVITY_RANGE_DB,
+    problem_tolerance: float = PROBLEM_TOLERANCE,
 ) -> MaskingReport:
     """Summarise the masking of a mix (band-domain only; milliseconds).
 
@@ -579,33 +444,38 @@ def masking_report(
     gains_db : np.ndarray [shape=(n_tracks,)]
         Mix gains in dB.
     importance : np.ndarray [shape=(n_tracks,)]
-        In [0, 1]; weights ``total_db``.
+        In [0, 1]; weights ``total_db`` and decides which pairs are problematic.
     eq_db : np.ndarray [shape=(n_tracks, n_bands)] or None
         EQ band responses in dB; None = flat.
     segment_s : float > 0
         Segment length for the role-swap rate, in seconds.
+    activity_range_db : float > 0
+        Relevant dynamic range of each maskee, dB (:func:`activity_mask`).
+    problem_tolerance : float >= 0
+        Importance difference treated as equal when deciding which pairs are problematic.
 
     Returns
     -------
     MaskingReport
     """
     p_hat = normalised_importance(importance, bands.n_tracks)
-    d = masking_detail(bands, gains_db=gains_db, eq_db=eq_db)
+    d = masking_detail(bands, gains_db=gains_db, eq_db=eq_db, activity_range_db=activity_range_db)
     w_tot = d.weight.sum(axis=(1, 2), dtype=np.float64)  # (N,)
     matrix = _safe_div(np.einsum("ijbt,jbt->ij", d.pair_db, d.weight, dtype=np.float64), w_tot[None, :])
     by_rest = _safe_div(np.einsum("jbt,jbt->j", d.by_rest_db, d.weight, dtype=np.float64), w_tot)
-    masked = _safe_div(np.einsum("jbt,jbt->j", (d.by_rest_db > 0).astype(np.float32), d.weight, dtype=np.float64), w_tot)
+    masked_cells = (d.by_rest_db > 0).astype(np.float32)
+    masked = _safe_div(np.einsum("jbt,jbt->j", masked_cells, d.weight, dtype=np.float64), w_tot)
     sounding = w_tot > 0
-    worst = None
-    if matrix.size and matrix.max() > 0:
-        i, j = np.unravel_index(int(np.argmax(matrix)), matrix.shape)
-        worst = (int(i), int(j), float(matrix[i, j]))
+    problematic = problem_pairs(importance, tolerance=problem_tolerance)
     return MaskingReport(
         matrix_db=matrix,
         by_rest_db=by_rest,
         masked_fraction=masked,
         total_db=float(np.dot(p_hat, by_rest)),
-        worst_pair=worst,
+        worst_pair=_worst(matrix),
         role_swap_rate=role_swap_rate(d, segment_s=segment_s),
         imbalance_db=float(np.std(by_rest[sounding])) if sounding.any() else 0.0,
+        worst_problem_pair=_worst(np.where(problematic, matrix, 0.0)),
+        problematic=problematic,
+        activity_range_db=float(activity_range_db),
     )

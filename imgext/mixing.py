@@ -23,6 +23,8 @@ __all__ = [
     "integrated_loudness",
     "Mix",
     "render_mix",
+    "level_track",
+    "TRACK_REFERENCE_LUFS",
 ]
 
 DEFAULT_LOUDNESS_LUFS = -16.0
@@ -73,6 +75,45 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
         Clips shorter than one 400 ms gating block are tiled up to it (as Scaper does).
     """
     return _loudness_and_blocks(audio, sample_rate)[0]
+
+
+TRACK_REFERENCE_LUFS = -23.0
+"""Every source is levelled to this loudness (EBU R128's reference) before its importance gain."""
+
+
+def level_track(track: np.ndarray, sample_rate: int, *, target_lufs: float = TRACK_REFERENCE_LUFS) -> tuple[np.ndarray, float | None]:
+    """Level one mono source to ``target_lufs`` so that importance alone sets its place in the mix.
+
+    Without this, a recording made at -12 LUFS and one at -26 LUFS would sit
+    14 dB apart at the same importance.
+
+    Parameters
+    ----------
+    track : np.ndarray [shape=(n_samples,), dtype=float32]
+    sample_rate : int
+        In Hz.
+    target_lufs : float
+        Reference loudness (BS.1770) of every levelled source.
+
+    Returns
+    -------
+    levelled : np.ndarray [shape=(n_samples,), dtype=float32]
+        Silence stays silence; a source below the -70 LUFS gate is levelled by
+        a copy raised to full scale (as in :func:`render_mix`).
+    source_lufs : float or None
+        The source's own loudness before levelling (``None`` for silence).
+    """
+    x = np.asarray(track, dtype=np.float32)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0:
+        return x, None
+    loud = integrated_loudness(x, sample_rate)
+    if not math.isfinite(loud):
+        lift = 1.0 / peak
+        loud = integrated_loudness(x * np.float32(lift), sample_rate) - 20.0 * math.log10(lift)
+        if not math.isfinite(loud):
+            return (x * np.float32(db_to_gain(-6.0) / peak)).astype(np.float32), None
+    return (x * np.float32(db_to_gain(target_lufs - loud))).astype(np.float32), round(loud, 3)
 
 
 def _loudness_and_blocks(audio: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray]:

@@ -27,7 +27,7 @@ from .audio import DEFAULT_SAMPLE_RATE, encode_wav, prepare_source
 from .detection import Detector, ImageInfo, load_image
 from .errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
 from .export import OutputFile, attribution_text, safe_filename, scene_json_bytes, unique_names, write_outputs
-from .mixing import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS, Mix, render_mix
+from .mixing import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS, Mix, level_track, render_mix
 from .scene import DEFAULT_ATTENUATION_DB, LabelMap, SceneObject, object_gain_db, place_objects
 from .selection import DEFAULT_CANDIDATES, Assignment, choose_sounds, reroll
 from .sources import Candidate, SoundSource
@@ -40,6 +40,7 @@ __all__ = [
     "RenderResult",
     "detect_objects",
     "choose_sounds",
+    "fit_source",
     "fetch_sound",
     "assemble_tracks",
     "fetch_tracks",
@@ -189,6 +190,18 @@ class Fetched:
     data: bytes
     track: np.ndarray
     notes: tuple[str, ...]
+    source_lufs: float | None = None
+
+
+def fit_source(data: bytes, *, name: str, settings: MixSettings) -> tuple[np.ndarray, tuple[str, ...], float | None]:
+    """Decode, fit to the scene and level one source (see :func:`imgext.mixing.level_track`).
+
+    Returns ``(track, notes, source_lufs)``: the mono track at the reference
+    loudness, what the user should know, and the source's own loudness.
+    """
+    track, notes = prepare_source(data, name=name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+    track, source_lufs = level_track(track, settings.sample_rate)
+    return track, notes, source_lufs
 
 
 def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSettings) -> Fetched:
@@ -202,15 +215,15 @@ def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSet
         raise ParameterError(f"object {assignment.object_index} has no sound to fetch")
     data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
     try:
-        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
     except AudioError:
         invalidate = getattr(source, "invalidate", None)
         if invalidate is None:
             raise
         invalidate(cand)
         data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
-        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
-    return Fetched(assignment.object_index, cand, data, track, notes)
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
+    return Fetched(assignment.object_index, cand, data, track, notes, lufs)
 
 
 def assemble_tracks(
@@ -376,7 +389,7 @@ class Mixer:
 
     def _process(self, settings: MixSettings):
         """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
-        from .eq import apply_eq, band_response_db, design_eq
+        from .eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from .masking import masking_report
         from .optimise import optimise_mix, scale_filters
 
@@ -405,7 +418,8 @@ class Mixer:
             if settings.optimize and tracks.n_tracks > 1:
                 t0 = time.perf_counter()
                 eq_db = np.stack([band_response_db(f, bands) for f in filters])
-                opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed)
+                opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed,
+                                   eq_loudness_lu=filters_loudness_change_lu(filters, bands))
                 gains = gains + opt.gain_offsets_db
                 filters = scale_filters(filters, opt.eq_depth)
                 timings["optimise"] = time.perf_counter() - t0
@@ -465,8 +479,9 @@ class RenderResult:
     files: list[str]
 
 
-def _sound_record(cand: Candidate, file: str | None) -> dict:
+def _sound_record(cand: Candidate, file: str | None, source_lufs: float | None = None) -> dict:
     return {
+        "source_loudness_lufs": source_lufs,
         "id": cand.id,
         "name": cand.name,
         "source": cand.source,
@@ -528,7 +543,7 @@ def build_outputs(
         record["reason"] = a.reason
         record["eq"] = []
         if k is not None:
-            sound = _sound_record(fetched[i].candidate, f"sources/{source_names[k]}")
+            sound = _sound_record(fetched[i].candidate, f"sources/{source_names[k]}", fetched[i].source_lufs)
             record["sound"] = sound
             record["stem"] = f"stems/{stem_names[k]}_processed.wav"
             record["stem_dry"] = f"stems/{stem_names[k]}_dry.wav"
@@ -671,14 +686,14 @@ def render_files(
         data = Path(p).read_bytes() if os.path.isfile(p) else None
         if data is None:
             raise AudioError(f"sound file not found: {p}")
-        track, notes = prepare_source(data, name=name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+        track, notes, lufs = fit_source(data, name=name, settings=settings)
         label = Path(p).stem
         objects.append(
             SceneObject(label=label, confidence=1.0, box=(0.0, 0.0, 0.0, 0.0), pan=float(pans[i]),
                         importance=float(importance[i]), query=label, volume_db=float(gains[i]), origin="file")
         )
         cand = Candidate(id=f"file:{name}", name=name, source="file", file_ext=Path(p).suffix.lstrip(".") or "wav")
-        fetched[i] = Fetched(i, cand, data, track, notes)
+        fetched[i] = Fetched(i, cand, data, track, notes, lufs)
         audio.append(track)
         progress("sounds", (i + 1) / n, f"decoded {name}")
     tracks = Tracks(
@@ -755,8 +770,8 @@ def load_plan(folder: str) -> tuple[dict, list[SceneObject], list[Assignment], d
             commercial_ok=bool(sound.get("commercial_ok", True)), file_ext=path.suffix.lstrip(".") or "wav",
         )
         data = path.read_bytes()
-        track, notes = prepare_source(data, name=cand.name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
-        fetched[i] = Fetched(i, cand, data, track, notes)
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
+        fetched[i] = Fetched(i, cand, data, track, notes, lufs)
         ranked = Ranked(cand, 0.0, 1.0, str(record.get("reason") or "from the plan"))
         assignments.append(Assignment(i, obj.query, ranked, ranked.reason, (ranked,)))
     return scene, objects, assignments, fetched, settings
@@ -782,8 +797,7 @@ def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **cha
         raise ParameterError(f"unknown mix settings: {', '.join(sorted(unknown))}")
     if {"duration_s", "sample_rate"} & {k for k, v in changes.items() if v != getattr(settings, k)}:
         settings = replace(settings, **changes)
-        fetched = {i: replace(f, track=prepare_source(f.data, name=f.candidate.name, sample_rate=settings.sample_rate,
-                                                      duration_s=settings.duration_s)[0]) for i, f in fetched.items()}
+        fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0]) for i, f in fetched.items()}
     else:
         settings = replace(settings, **changes)
     progress("mix", 0.0, "mixing the plan")

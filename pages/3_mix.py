@@ -39,12 +39,16 @@ def metrics(outcome, names: list[str]) -> None:
     c = st.columns(5)
     c[0].metric("Total masking", f"{a.total_db:.2f} dB", f"{a.total_db - b.total_db:+.2f} dB", delta_color="inverse",
                 help="Importance-weighted masking of every track by the rest of the mix")
-    if b.worst_pair is not None:
-        i, j, v = b.worst_pair
+    pair = b.worst_problem_pair or b.worst_pair
+    if pair is not None:
+        i, j, v = pair
         after_v = float(a.matrix_db[i][j])
-        c[1].metric(f"Worst pair: {names[i]} → {names[j]}", f"{after_v:.1f} dB", f"{after_v - v:+.1f} dB", delta_color="inverse")
+        kind = "Worst clash" if b.worst_problem_pair is not None else "Strongest masking"
+        c[1].metric(f"{kind}: {names[i]} → {names[j]}", f"{after_v:.1f} dB", f"{after_v - v:+.1f} dB", delta_color="inverse",
+                    help="A clash is a sound covering one at least as important: what the EQ may fix. "
+                         "A more important sound covering a background one is intended and left alone.")
     else:
-        c[1].metric("Worst pair", "none")
+        c[1].metric("Worst clash", "none")
     top = int(np.argmax(session().tracks.importance))
     c[2].metric(f"Masked fraction of {names[top]}", f"{a.masked_fraction[top] * 100:.0f} %",
                 f"{(a.masked_fraction[top] - b.masked_fraction[top]) * 100:+.0f} pts", delta_color="inverse")

@@ -167,3 +167,81 @@ def test_bad_parameters_raise(rng, kwargs, match):
 def test_bad_audio_raises(bad):
     with pytest.raises(ParameterError):
         masking.band_energies(bad, SR)
+
+
+def tone_over_noise_floor(rng, *, seconds=4.0, floor_db=-40.0):
+    """A 1 kHz tone at -10 dBFS over white hiss ``floor_db`` below it in all: -45 to -52 dB per critical band."""
+    n = int(seconds * SR)
+    tone = 10 ** (-10 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 1000.0 * np.arange(n) / SR)
+    hiss = rng.standard_normal(n) * 10 ** ((-10 + floor_db) / 20)
+    return (tone + hiss).astype(np.float32)
+
+
+def test_noise_floor_under_a_loud_tone_is_not_active(rng):
+    """A noise floor about 50 dB down is not "the track": none of its band-frames count, the tone's do."""
+    x = tone_over_noise_floor(rng)
+    bands = masking.band_energies(x[None], SR)
+    d = masking.masking_detail(bands, gains_db=np.zeros(1))
+    tone_band = int(np.searchsorted(bands.band_edges_hz, 1000.0) - 1)
+    assert d.active[0, tone_band, 2:-2].all()
+    others = np.abs(np.arange(bands.n_bands) - tone_band) > 1  # the window's skirt reaches the neighbours
+    assert not d.active[0, others].any()
+    # The same hiss counts with the former 60 dB range: the parameter is the rule.
+    wide = masking.masking_detail(bands, gains_db=np.zeros(1), activity_range_db=60.0)
+    assert wide.active[0, others].mean() > 0.5
+
+
+def test_noise_floor_does_not_inflate_the_masked_fraction(rng):
+    """A broadband bed 30 dB under the tone covers only the hiss: masked with a 60 dB range, not with 30 dB."""
+    x = tone_over_noise_floor(rng)
+    bed = band_noise(rng, 50, 15000, rms_db=-40.0)
+    bands = masking.band_energies(np.stack([x, bed]), SR)
+    kw = {"gains_db": np.zeros(2), "importance": np.array([1.0, 0.5])}
+    assert masking.masking_report(bands, **kw).masked_fraction[0] < 0.02
+    assert masking.masking_report(bands, activity_range_db=60.0, **kw).masked_fraction[0] > 0.3
+
+
+def test_activity_follows_the_mix_gain():
+    """Activity is relative to the track's own peak, so a gain moves nothing in or out of it."""
+    rng = np.random.default_rng(3)
+    bands = masking.band_energies(band_noise(rng, 200, 8000, rms_db=-20.0)[None], SR)
+    a = masking.masking_detail(bands, gains_db=np.zeros(1)).active
+    np.testing.assert_array_equal(a, masking.masking_detail(bands, gains_db=np.full(1, -12.0)).active)
+
+
+@pytest.mark.parametrize(("importance", "expected"), [
+    ([1.0, 0.5, 0.4], [[0, 0, 0], [1, 0, 1], [1, 1, 0]]),
+    ([1.0, 0.95, 0.5], [[0, 1, 0], [1, 0, 0], [1, 1, 0]]),
+])
+def test_problem_pairs(importance, expected):
+    """Masker i -> maskee j is problematic when p_i <= p_j + 0.1 (rows maskers, columns maskees)."""
+    np.testing.assert_array_equal(masking.problem_pairs(np.array(importance)), np.array(expected, bool))
+
+
+def three_track_scene(rng):
+    """A loud important foreground over a minor track (intended masking), and a quieter minor track over it too."""
+    return np.stack([band_noise(rng, 300, 600, rms_db=-10), band_noise(rng, 300, 1200, rms_db=-30),
+                     band_noise(rng, 700, 1200, rms_db=-20)])
+
+
+def test_worst_problem_pair_excludes_intended_masking(rng):
+    bands = masking.band_energies(three_track_scene(rng), SR)
+    report = masking.masking_report(bands, gains_db=np.zeros(3), importance=np.array([1.0, 0.5, 0.4]))
+    assert report.worst_pair[:2] == (0, 1)  # the foreground covers the minor track most: intended
+    assert report.worst_problem_pair[:2] == (2, 1)  # a masker no more important than its maskee
+    assert report.worst_problem_pair[2] == pytest.approx(report.matrix_db[2, 1])
+    assert 0 < report.worst_problem_pair[2] < report.worst_pair[2]
+    assert report.problematic[2, 1] and not report.problematic[0, 1]
+    d = json.loads(json.dumps(report.to_dict(["dog", "cat", "frog"])))
+    expected = {"masker": "frog", "maskee": "cat", "masking_db": pytest.approx(report.matrix_db[2, 1])}
+    assert d["worst_problem_pair"] == expected
+    assert d["worst_pair"]["masker"] == "dog" and d["problematic"]["values"][2][1] is True
+    assert d["activity_range_db"] == masking.ACTIVITY_RANGE_DB
+
+
+def test_no_problematic_masking_gives_none(rng):
+    loud, quiet = band_noise(rng, 300, 600, rms_db=-10), band_noise(rng, 300, 600, rms_db=-30)
+    bands = masking.band_energies(np.stack([loud, quiet]), SR)
+    report = masking.masking_report(bands, gains_db=np.zeros(2), importance=np.array([1.0, 0.3]))
+    assert report.worst_pair[:2] == (0, 1) and report.worst_problem_pair is None
+    assert report.to_dict(["a", "b"])["worst_problem_pair"] is None

@@ -98,3 +98,16 @@ def test_reported_loudness_equals_a_fresh_measurement(rng, level):
     mix = render_mix(np.stack([x]), pans=[0.0], gains_db=[0.0], sample_rate=SR, loudness_lufs=-20.0)
     assert mix.loudness_lufs == pytest.approx(integrated_loudness(mix.audio, SR), abs=0.002)
     assert mix.loudness_lufs == pytest.approx(-20.0, abs=0.1)  # even a -80 dBFS source is brought up
+
+
+def test_sources_are_levelled_before_importance_gains(rng):
+    from imgext.mixing import TRACK_REFERENCE_LUFS, level_track
+
+    loud, quiet = _noise(rng, level=0.3), _noise(rng, level=0.003)
+    a, la = level_track(loud, SR)
+    b, lb = level_track(quiet, SR)
+    assert la - lb == pytest.approx(40.0, abs=0.2)  # the sources' own loudness is reported
+    assert integrated_loudness(a, SR) == pytest.approx(TRACK_REFERENCE_LUFS, abs=0.05)
+    assert integrated_loudness(b, SR) == pytest.approx(TRACK_REFERENCE_LUFS, abs=0.05)
+    silent, l0 = level_track(np.zeros(SR, dtype=np.float32), SR)
+    assert l0 is None and not np.any(silent)

@@ -105,3 +105,29 @@ def test_bad_eq_shape_raises(scene):
     bands, gains, importance, _, _ = scene
     with pytest.raises(ParameterError, match="eq_db"):
         optimise.optimise_mix(bands, gains_db=gains, importance=importance, eq_db=np.zeros((4, 3)))
+
+
+def test_only_less_important_tracks_go_down(scene):
+    res = run(scene)
+    assert res.gain_offsets_db[0] == 0.0  # the most important track keeps its gain
+    assert np.all(res.gain_offsets_db <= 0.0)
+
+
+def test_top_track_not_more_masked_than_with_the_eq_alone(scene):
+    bands, gains, importance, _, h = scene
+    res = run(scene, seed=1)
+    eq_alone = masking.masking_report(bands, gains_db=gains, importance=importance, eq_db=h)
+    refined = masking.masking_report(bands, gains_db=gains + res.gain_offsets_db, importance=importance,
+                                     eq_db=res.eq_depth[:, None] * h)
+    assert refined.masked_fraction[0] <= eq_alone.masked_fraction[0] + 1e-6
+    assert refined.by_rest_db[0] <= eq_alone.by_rest_db[0] + 1e-6
+
+
+def test_exact_eq_loudness_is_used(scene):
+    """With the filters' own loudness loss passed in, the limit holds for that (more exact) figure."""
+    bands, _, _, filters, h = scene
+    exact = eq.filters_loudness_change_lu(filters, bands)
+    res = run(scene, eq_loudness_lu=exact, max_loudness_change_lu=1.2)
+    band = masking.loudness_change_lu(bands, res.gain_offsets_db[:, None] + res.eq_depth[:, None] * h)
+    corrected = band + res.eq_depth * (exact - masking.loudness_change_lu(bands, h))
+    assert np.all(np.abs(corrected) <= 1.2 + 0.05)
