@@ -52,6 +52,8 @@ __all__ = [
     "remix",
 ]
 
+_MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
+
 Progress = Callable[[str, float, str], None]
 """``progress(stage, fraction 0..1, message)``."""
 
@@ -374,6 +376,7 @@ class Mixer:
         self._bands = None
         self._analysis_s = 0.0
         self._processed = None
+        self._design = None
         if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
 
@@ -399,6 +402,7 @@ class Mixer:
                settings.optimize, settings.seed)
         if self._processed is not None and self._processed[0] == key:
             return self._processed[1]
+        design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db)
         timings: dict[str, float] = {}
         gains = requested.copy()
         filters: list = [[] for _ in range(tracks.n_tracks)]
@@ -410,10 +414,14 @@ class Mixer:
             t0 = time.perf_counter()
             before = masking_report(bands, gains_db=gains, importance=tracks.importance)
             if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
-                filters = design_eq(
-                    bands, gains_db=gains, importance=tracks.importance,
-                    strength=settings.eq_strength, max_cut_db=settings.max_cut_db,
-                )
+                # EQ strength scales the depth of the full-strength design, so moving that slider
+                # reuses the design and only refilters (the design depends on gains, importance, max cut).
+                if self._design is None or self._design[0] != design_key:
+                    full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
+                                     max_cut_db=settings.max_cut_db)
+                    self._design = (design_key, full)
+                filters = scale_filters(self._design[1], np.full(tracks.n_tracks, settings.eq_strength))
+                filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
             timings["eq"] = time.perf_counter() - t0
             if settings.optimize and tracks.n_tracks > 1:
                 t0 = time.perf_counter()
