@@ -12,6 +12,10 @@ Contours and envelopes are computed at a control rate of about 1 kHz
 far fewer full-length temporaries.  Output is mono ``float32`` of shape
 ``(n_samples,)``, peak-normalised to 0.5 (-6 dBFS).  The recipes are
 placeholders a sound designer would accept, not physical models.
+
+To add a kind, decorate a function ``recipe(clip) -> [shape=(clip.n,)]`` with
+``@_kind(name, what, top_hz=...)`` (``top_hz``: render decimated when the sound
+has nothing above it); an animal is one row of ``_ANIMALS``.
 """
 
 from __future__ import annotations
