@@ -10,7 +10,8 @@ Priorities (the project's rules):
 - **the most important track first**: maskees are weighted by ``p^8`` (as in
   :func:`imgext.eq.cut_curve_db`), and the most important track's masking and masked
   fraction may not rise above their values with the EQ alone (steep penalty during the
-  search, then checked at full resolution: the EQ-alone setting is returned otherwise);
+  search, then checked at full resolution: the EQ-alone setting is returned otherwise;
+  tracks tied at the top count by their mean, :func:`imgext.eq.top_tracks`);
 - **gains only go down, and only for less important tracks** (``p < p_max - 0.1``): in
   ``[-max_gain_change_db, 0]`` dB, so no headroom is used;
 - **loudness**: every track's estimated BS.1770 change (gain + EQ) stays within
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from .eq import IMPORTANCE_TOLERANCE, EqFilter
+from .eq import IMPORTANCE_TOLERANCE, EqFilter, top_tracks
 from .errors import ParameterError
 from .masking import (
     BandEnergies,
@@ -151,19 +152,19 @@ class MixObjective:
         offset = 10.0 ** (-masking_offset_db(bands.band_centres_hz) / 10.0)
         self.spread = (spreading_matrix(bands.band_centres_hz) * offset[None, :]).astype(np.float32)
         self.priority = _priority(p)
-        self.top = int(np.argmax(p))
+        self.top = top_tracks(p)  # tracks tied at the top count by their mean (order-independent)
         problematic = problem_pairs(p, tolerance=IMPORTANCE_TOLERANCE)
         base = masking_report(bands, gains_db=g, importance=p, eq_db=h)
         m = np.where(problematic, base.matrix_db, 0.0)
         order = np.argsort(-m, axis=None)[:n_pairs]
         self.pairs = np.array(np.unravel_index(order[m.ravel()[order] > 0], m.shape)).T.reshape(-1, 2)
-        keep = (self.priority >= 1e-3) | np.isin(np.arange(n), self.pairs[:, 1]) | (np.arange(n) == self.top)
+        keep = (self.priority >= 1e-3) | np.isin(np.arange(n), self.pairs[:, 1]) | np.isin(np.arange(n), self.top)
         self.maskees = np.flatnonzero(keep)
         self.maskee_db = e_db[self.maskees]
         self.peak_db = e_db[self.maskees].max(axis=1)  # (J, B): the activity reference moves with the shift
         self.pair_slot = np.searchsorted(self.maskees, self.pairs[:, 1])
         self.p_j = self.priority[self.maskees]
-        self.top_slot = int(np.searchsorted(self.maskees, self.top))
+        self.top_slot = np.searchsorted(self.maskees, self.top)
         eq_band = loudness_change_lu(bands, h)
         exact = eq_band if eq_loudness_lu is None else np.asarray(eq_loudness_lu, dtype=np.float64)
         self.eq_loudness_error = exact - eq_band  # added in proportion to depth
@@ -214,8 +215,8 @@ class MixObjective:
             "loudness": ((d_lu / 2.0) ** 2).mean(axis=1),
             "eq_use": eq_use,
             "masked_fraction": 10.0 * (fraction @ self.p_j),
-            "top_masking": by_rest[:, self.top_slot],
-            "top_fraction": fraction[:, self.top_slot],
+            "top_masking": by_rest[:, self.top_slot].mean(axis=1),
+            "top_fraction": fraction[:, self.top_slot].mean(axis=1),
             "loudness_change_lu": d_lu,
             "penalty": _PENALTY * (np.maximum(np.abs(d_lu) - self.limit_lu, 0.0) ** 2).sum(axis=1),
         }
@@ -253,13 +254,14 @@ def mix_cost(bands: BandEnergies, *, gains_db, importance, eq_db, gain_offsets_d
 
 
 def _top_not_worse(bands: BandEnergies, gains_db, importance, eq_db, offsets, depth) -> bool:
-    """Full-resolution check: the most important track is not more masked than with the EQ alone."""
-    top = int(np.argmax(importance))
+    """Full-resolution check: the most important track (the mean of those tied at the top) is not more masked
+    than with the EQ alone."""
+    top = top_tracks(importance)
     ref = masking_report(bands, gains_db=gains_db, importance=importance, eq_db=eq_db)
     new = masking_report(bands, gains_db=np.asarray(gains_db) + offsets, importance=importance,
                          eq_db=depth[:, None] * np.asarray(eq_db))
-    return bool(new.by_rest_db[top] <= ref.by_rest_db[top] + 1e-6
-                and new.masked_fraction[top] <= ref.masked_fraction[top] + 1e-6)
+    return bool(new.by_rest_db[top].mean() <= ref.by_rest_db[top].mean() + 1e-6
+                and new.masked_fraction[top].mean() <= ref.masked_fraction[top].mean() + 1e-6)
 
 
 def optimise_mix(

@@ -90,8 +90,9 @@ def test_cut_lands_in_the_overlap_band_on_the_less_important_track(rng):
     assert filters[0] == []  # the important track is never cut for a less important one
     assert len(filters[1]) >= 1
     for f in filters[1]:
-        # The overlap band, or the band below it whose upward spread reaches the target.
-        assert 700.0 <= f.frequency_hz <= 1300.0 and f.gain_db < -0.5
+        # The overlap band, the band below it whose upward spread reaches the target, or the band above it
+        # (1270-1480 Hz) where the masker's band-limit skirt still lies on the target (the curve asks ~4.5 dB).
+        assert 700.0 <= f.frequency_hz <= 1480.0 and f.gain_db < -0.5
         assert (f.masker, f.maskee) == (1, 0)
     h = eq.band_response_db(filters[1], bands)
     overlap = int(np.searchsorted(bands.band_edges_hz, 1150.0) - 1)
@@ -198,6 +199,55 @@ def test_the_most_important_track_is_never_left_more_masked(rng):
     after = masking.masking_report(bands, eq_db=eq.eq_response_db(eq.design_eq(bands, **kw), bands), **kw)
     assert after.masked_fraction[0] <= before.masked_fraction[0] + 1e-9
     assert after.by_rest_db[0] <= before.by_rest_db[0] + 1e-9
+
+
+def test_tracks_tied_at_the_top_do_not_depend_on_their_order(rng, monkeypatch):
+    """Two equally important tracks (importance 1, 1): the design is the same whichever is listed first.
+
+    The rule "the most important track may not end up more masked" used argmax, i.e. the first of the tied
+    tracks: listed first, the broadband track was protected and the fix moved onto the narrow one.
+    """
+    narrow = shaped_noise(rng, 1480, 1720, rms_db=-14)
+    broad = shaped_noise(rng, 200, 4000, rms_db=-14, tilt_db_per_oct=-3.0)
+    kw = {"gains_db": np.zeros(2), "importance": np.array([1.0, 1.0])}
+    b01 = masking.band_energies(np.stack([narrow, broad]), SR)
+    b10 = masking.band_energies(np.stack([broad, narrow]), SR)
+
+    def designs():
+        c01, c10 = (eq.cut_curve_db(b, **kw).cut_db for b in (b01, b10))
+        f01, f10 = (eq.design_eq(b, **kw) for b in (b01, b10))
+        freqs = [[[round(f.frequency_hz) for f in t] for t in fs] for fs in (f01, f10)]
+        same = freqs[0] == freqs[1][::-1]
+        return c01, c10, f01, same
+
+    c01, c10, f01, same = designs()
+    assert f01[0] and f01[1]  # both tracks share the fix
+    np.testing.assert_allclose(c01, c10[::-1], atol=0.05)
+    assert same
+    monkeypatch.setattr(eq, "top_tracks", lambda p: np.array([int(np.argmax(p))]))  # the former rule
+    c01, c10, _, same = designs()
+    assert not np.allclose(c01, c10[::-1], atol=0.05) and not same
+
+
+def test_filter_fit_follows_a_comb_shaped_curve(rng):
+    """Cuts wanted in alternate regions (a TV resonance between a phone's masked skirts): the fit keeps the bands
+    between them flat and reaches the upper region, instead of a broad peak whose skirts spend the loudness budget.
+
+    The curve is the EQ's own for the TV in the bench's phone_tv scene. Plain matching pursuit picked a Q 0.7 peak
+    at 2.15 kHz first (2.4 dB off in the uncut 2.15/2.5 kHz bands, 1.6 of 3 dB at 3.4 kHz).
+    """
+    bands = masking.band_energies(shaped_noise(rng, 50, 16000, seconds=1.0)[None, :], SR)
+    cut = np.zeros(bands.n_bands)
+    cut[[6, 7, 9, 10, 11, 15, 16]] = [5.5, 6.0, 0.36, 5.0, 6.0, 3.3, 3.0]
+    weight = np.zeros(bands.n_bands)
+    weight[[6, 7, 8, 9, 10, 11, 15, 16]] = [0.02, 0.75, 0.04, 0.06, 0.04, 0.22, 0.04, 1.0]
+    protect = np.isin(np.arange(bands.n_bands), [8, 9, 16])  # the TV's loudest bands
+    h = eq.band_response_db(eq.fit_filters(cut, weight, np.zeros(bands.n_bands, int), bands, masker=0,
+                                           protect=protect), bands)
+    assert bands.band_centres_hz[[13, 16]] == pytest.approx([2155, 3414], abs=5)
+    assert np.all(h[[13, 14]] > -1.0)  # 2.15 and 2.5 kHz want no cut
+    assert h[16] < -2.5  # 3.4 kHz wants 3 dB
+    assert h[7] < -4.5 and h[11] < -4.5  # the two deep regions
 
 
 def test_demand_in_two_regions_gets_two_filters(rng):

@@ -131,3 +131,22 @@ def test_exact_eq_loudness_is_used(scene):
     band = masking.loudness_change_lu(bands, res.gain_offsets_db[:, None] + res.eq_depth[:, None] * h)
     corrected = band + res.eq_depth * (exact - masking.loudness_change_lu(bands, h))
     assert np.all(np.abs(corrected) <= 1.2 + 0.05)
+
+
+def test_tracks_tied_at_the_top_count_by_their_mean(monkeypatch):
+    """Two tracks at importance 1: the protected "top" masking is their mean, whichever is listed first."""
+    rng = np.random.default_rng(seed=7)
+    a, b = noise(rng, 300, 2000, rms_db=-14), noise(rng, 800, 4000, rms_db=-16)
+    kw = {"gains_db": np.zeros(2), "importance": np.array([1.0, 1.0]), "eq_db": None,
+          "weights": optimise.CostWeights(), "max_loudness_change_lu": 1.8}
+
+    def reference(tracks):
+        bands = masking.band_energies(tracks, SR)
+        obj = optimise.MixObjective(bands, **{**kw, "eq_db": np.zeros((2, bands.n_bands))})
+        return np.array(obj.reference), masking.masking_report(bands, gains_db=kw["gains_db"],
+                                                               importance=kw["importance"])
+
+    (r01, rep), (r10, _) = reference(np.stack([a, b])), reference(np.stack([b, a]))
+    np.testing.assert_allclose(r01, r10, rtol=1e-5)
+    assert r01[1] == pytest.approx(rep.masked_fraction.mean(), abs=0.02)  # the mean of the two (pooled estimate)
+    assert abs(rep.masked_fraction[0] - rep.masked_fraction[1]) > 0.02  # so the first alone would differ
