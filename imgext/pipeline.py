@@ -312,7 +312,7 @@ def fetch_tracks(
                     fetched[a.object_index] = fut.result()
                 except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
                     # Another candidate from the same source would fail the same way.
-                    assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}")
+                    assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}", error=exc)
                     continue
                 except ImgExtError as exc:
                     failed.add(a.candidate.id)
@@ -633,6 +633,9 @@ def render_image(
         progress=lambda d, n, term: progress("search", d / max(1, n), f"searched {term!r}"),
     )
     tracks, assignments, fetched = fetch_tracks(objects, assignments, source, settings=settings, progress=progress)
+    errors = [a.error for a in assignments if a.error is not None]
+    if errors and tracks.n_tracks == 0:
+        raise errors[0]  # the source failed outright (key refused, unreachable ...): not a silent, empty render
     t_sounds = time.perf_counter() - t0
     t0 = time.perf_counter()
     progress("mix", 0.0, "analysing and mixing")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -63,6 +63,9 @@ class Assignment:
         Why this sound (ranking reason) or why none.
     ranked : tuple of Ranked
         All candidates for the term, best first (for rerolls and the UI).
+    error : Exception or None
+        The source's error when the search or download failed (key refused,
+        rate limit, network), as opposed to simply finding nothing.
     """
 
     object_index: int
@@ -70,6 +73,7 @@ class Assignment:
     choice: Ranked | None
     reason: str
     ranked: tuple[Ranked, ...] = ()
+    error: Exception | None = field(default=None, compare=False, repr=False)
 
     @property
     def candidate(self) -> Candidate | None:
@@ -173,7 +177,7 @@ def choose_sounds(
             found = source.search(term, n=n_candidates, synth_kind=first.synth)
         except ImgExtError as exc:
             for i in members:
-                out[i] = Assignment(i, term, None, f"search for {term!r} failed: {exc}")
+                out[i] = Assignment(i, term, None, f"search for {term!r} failed: {exc}", error=exc)
             if progress:
                 progress(done, len(terms), term)
             continue

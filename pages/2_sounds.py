@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from imgext.errors import ImgExtError
@@ -143,6 +145,9 @@ def find_sounds(s, source) -> None:
             status.update(label="Finding sounds failed", state="error")
             show_error(exc)
             return
+        # the fetched tracks become views of the stacked array: one copy of the audio per session, not two
+        s.fetched = {i: replace(f, track=tracks.audio[k]) for k, i in enumerate(tracks.object_indices)
+                     for f in [s.fetched[i]]}
         s.tracks, s.mixer, s.outcome = tracks, None, None
         s.sounds_key = sounds_key(s)
         s.notes = list(getattr(source, "notes", [])) + list(tracks.notes)

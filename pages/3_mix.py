@@ -117,7 +117,7 @@ def mixer_panel() -> None:
 
 
 def bundle_bytes(s, settings: MixSettings) -> bytes:
-    """The full export, measured on the rendered audio, written to this session's folder and zipped.
+    """The full export, measured on the rendered audio, as ZIP bytes.
 
     Runs when the button is clicked (outside the script run), so it takes the
     session object itself rather than reading ``st.session_state``.
@@ -127,9 +127,7 @@ def bundle_bytes(s, settings: MixSettings) -> bytes:
         image=s.image_info, objects=s.objects, assignments=s.assignments, fetched=s.fetched, tracks=s.tracks,
         outcome=outcome, settings=settings, source_description=s.source_kind or "", timings_s=outcome.timings_s,
     )
-    data = build_zip(files)
-    (s.workdir / "imgext-soundscape.zip").write_bytes(data)
-    return data
+    return build_zip(files)  # served from memory: nothing of this session is left on the server's disk
 
 
 def delete_panel() -> None:

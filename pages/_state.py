@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import time
+import uuid
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
@@ -28,15 +25,13 @@ from imgext.errors import ImgExtError
 from imgext.settings import Settings, load_settings
 
 SESSION_KEY = "imgext_session"
-SESSION_DIR_PREFIX = "imgext-session-"
-STALE_SESSION_S = 24 * 3600
 
 
 @dataclass
 class Session:
     """One browser session's work. Lives in ``st.session_state`` only."""
 
-    workdir: Path
+    session_id: str
     image_name: str | None = None
     image_digest: str | None = None
     image_info: object | None = None
@@ -60,43 +55,63 @@ class Session:
     notes: list = field(default_factory=list)
 
 
-def _clean_stale_sessions(root: Path) -> None:
-    now = time.time()
-    for d in root.glob(f"{SESSION_DIR_PREFIX}*"):
-        try:
-            if now - d.stat().st_mtime > STALE_SESSION_S:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass
-
-
 @st.cache_resource(show_spinner=False)
-def _session_root() -> Path:
-    root = Path(tempfile.gettempdir())
-    _clean_stale_sessions(root)
-    return root
+def _process_setup() -> bool:
+    tune_allocator()
+    return True
+
+
+def tune_allocator() -> None:
+    """Let glibc return freed memory: each session frees ~200 MB of audio arrays when it ends.
+
+    With the default arenas a long-running server keeps that memory (measured:
+    3.0 GB after 8 sessions had left, 1.15 GB with these settings).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 131072)  # M_MMAP_THRESHOLD: big arrays come from mmap and go back on free
+        libc.mallopt(-1, 131072)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def release_memory() -> None:
+    """Ask glibc to hand freed memory back to the system (after a session drops its audio)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def session() -> Session:
-    """This browser session's state (created on first use, with its own private folder)."""
+    """This browser session's state, created on first use.
+
+    A session's photo, sounds, mix and ZIP live only here, in memory: nothing
+    is written to the server's disk per user, so nothing can leak to another
+    session or pile up after the browser leaves.
+    """
+    _process_setup()
     s = st.session_state.get(SESSION_KEY)
-    if s is None or not s.workdir.exists():
-        workdir = Path(tempfile.mkdtemp(prefix=SESSION_DIR_PREFIX, dir=_session_root()))
-        s = Session(workdir=workdir) if s is None else Session(workdir=workdir, **{
-            k: v for k, v in vars(s).items() if k != "workdir"
-        })
+    if s is None:
+        s = Session(session_id=uuid.uuid4().hex)
         st.session_state[SESSION_KEY] = s
     return s
 
 
 def reset_session(*, keep_key: bool = True) -> None:
-    """Delete this session's files and work (the typed API key survives unless ``keep_key`` is False)."""
+    """Delete this session's photo, sounds and mix (the typed API key survives unless ``keep_key`` is False)."""
     s = st.session_state.get(SESSION_KEY)
     if s is None:
         return
-    shutil.rmtree(s.workdir, ignore_errors=True)
     key = s.api_key if keep_key else None
-    st.session_state[SESSION_KEY] = Session(workdir=Path(tempfile.mkdtemp(prefix=SESSION_DIR_PREFIX, dir=_session_root())), api_key=key)
+    st.session_state[SESSION_KEY] = Session(session_id=uuid.uuid4().hex, api_key=key)
+    del s
+    release_memory()
 
 
 def app_settings() -> Settings:

@@ -251,15 +251,14 @@ def test_optimise_toggle(bus_jpg):
     assert len(at.get("plotly_chart")) == 2
 
 
-def test_delete_removes_only_this_sessions_files(bus_jpg):
+def test_delete_removes_only_this_sessions_work(bus_jpg):
     a = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
     b = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
-    dir_a = a.session_state["imgext_session"].workdir
-    dir_b = b.session_state["imgext_session"].workdir
-    assert dir_a != dir_b and dir_a.exists() and dir_b.exists()
+    id_a = a.session_state["imgext_session"].session_id
+    assert id_a != b.session_state["imgext_session"].session_id
     a.switch_page("pages/3_mix.py").run()
     a.button(key="delete_mine").click().run()
     assert not a.exception
-    assert not dir_a.exists() and dir_b.exists()
+    after = a.session_state["imgext_session"]
+    assert after.session_id != id_a and not after.objects and after.picture is None
     assert b.session_state["imgext_session"].objects, "the other session keeps its work"
-    assert not a.session_state["imgext_session"].objects

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -289,3 +290,24 @@ def test_malformed_records_are_skipped(server, tmp_path):
     bad = [{"id": "not-a-number", "name": "x"}, {"id": 5, "num_ratings": "many"}, "junk"]
     cands = src._candidates(good + bad)
     assert len(cands) == 2 and len(src.notes) == 3
+
+
+def test_a_render_whose_source_fails_outright_is_an_error(server, tmp_path, detector, images_dir):
+    server.faults.refuse_key = True
+    with pytest.raises(AuthError, match="refused"):
+        render_image(str(images_dir / "wildcat.jpg"), str(tmp_path / "o"), detector=detector,
+                     source=source(server, tmp_path), settings=SETTINGS)
+    assert not (tmp_path / "o" / "scene.json").exists()  # no silent, empty "success"
+
+
+def test_cli_exit_code_when_freesound_refuses_the_key(server, tmp_path, images_dir):
+    import os
+    import subprocess
+    import sys
+
+    server.faults.refuse_key = True
+    env = dict(os.environ, FREESOUND_API_KEY=KEY, IMGEXT_FREESOUND_URL=server.base_url)
+    r = subprocess.run([sys.executable, "-m", "imgext", "render", str(images_dir / "wildcat.jpg"), "--out",
+                        str(tmp_path / "o"), "--source", "freesound"], capture_output=True, text=True, env=env,
+                       cwd=str(Path(__file__).resolve().parents[1]), timeout=300)
+    assert r.returncode == 1 and "API key was refused" in r.stderr and "Traceback" not in r.stderr
