@@ -9,28 +9,9 @@ import scipy.signal
 
 from imgext import eq, masking
 from imgext.errors import ParameterError
+from tests.stimuli import band_noise
 
 SR = 44100
-
-
-def shaped_noise(rng, lo_hz, hi_hz, *, seconds=4.0, rms_db=-20.0, tilt_db_per_oct=0.0):
-    """Band-limited noise with a spectral tilt and 20 ms fades."""
-    n = int(seconds * SR)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1.0 / SR)
-    spec *= np.where((f >= lo_hz) & (f <= hi_hz), (np.maximum(f, 1.0) / lo_hz) ** (tilt_db_per_oct / 6.02 / 2), 0.0)
-    x = np.fft.irfft(spec, n)
-    x *= 10 ** (rms_db / 20) / np.sqrt(np.mean(x**2))
-    fade = int(0.02 * SR)
-    ramp = np.sin(0.5 * np.pi * np.arange(fade) / fade) ** 2
-    x[:fade] *= ramp
-    x[-fade:] *= ramp[::-1]
-    return x.astype(np.float32)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(seed=440)
 
 
 def response_db(sos, freqs_hz, sample_rate):
@@ -78,8 +59,8 @@ def test_eq_filter_rejects_boosts_and_bad_kinds():
 
 def overlap_scene(rng):
     """Important target 1080-2000 Hz under a louder, tilted masker 300-1270 Hz: they share band 1080-1270."""
-    target = shaped_noise(rng, 1080, 2000, rms_db=-30)
-    masker = shaped_noise(rng, 300, 1270, rms_db=-12, tilt_db_per_oct=-12.0)  # loudest (essential) bands low
+    target = band_noise(rng, 1080, 2000, rms_db=-30)
+    masker = band_noise(rng, 300, 1270, rms_db=-12, tilt_db_per_oct=-12.0)  # loudest (essential) bands low
     return np.stack([target, masker])
 
 
@@ -109,7 +90,7 @@ def test_reversed_importance_moves_no_cut_onto_the_important_masker(rng):
 
 
 def test_no_overlap_no_filter(rng):
-    tracks = np.stack([shaped_noise(rng, 200, 400), shaped_noise(rng, 4000, 6000)])
+    tracks = np.stack([band_noise(rng, 200, 400), band_noise(rng, 4000, 6000)])
     bands = masking.band_energies(tracks, SR)
     assert eq.design_eq(bands, gains_db=np.zeros(2), importance=np.array([1.0, 0.2])) == [[], []]
 
@@ -133,8 +114,8 @@ def test_tracks_without_filters_are_unchanged(rng):
 @pytest.mark.parametrize("strength", [0.25, 0.5, 1.0])
 @pytest.mark.parametrize("max_cut_db", [3.0, 6.0])
 def test_never_a_boost_and_cuts_bounded(rng, strength, max_cut_db):
-    tracks = np.stack([shaped_noise(rng, 300, 3000, rms_db=-15), shaped_noise(rng, 500, 5000, rms_db=-12),
-                       shaped_noise(rng, 150, 1500, rms_db=-10, tilt_db_per_oct=-3.0)])
+    tracks = np.stack([band_noise(rng, 300, 3000, rms_db=-15), band_noise(rng, 500, 5000, rms_db=-12),
+                       band_noise(rng, 150, 1500, rms_db=-10, tilt_db_per_oct=-3.0)])
     bands = masking.band_energies(tracks, SR)
     imp = np.array([1.0, 0.5, 0.5])
     filters = eq.design_eq(bands, gains_db=np.array([0.0, -4.0, -4.0]), importance=imp, strength=strength,
@@ -146,7 +127,7 @@ def test_never_a_boost_and_cuts_bounded(rng, strength, max_cut_db):
 
 @pytest.mark.parametrize("fraction", [0.0, 0.5])
 def test_essential_bands_are_cut_at_most_the_allowed_fraction(rng, fraction):
-    tracks = np.stack([shaped_noise(rng, 300, 3000, rms_db=-20), shaped_noise(rng, 150, 2500, rms_db=-8)])
+    tracks = np.stack([band_noise(rng, 300, 3000, rms_db=-20), band_noise(rng, 150, 2500, rms_db=-8)])
     bands = masking.band_energies(tracks, SR)
     kw = {"gains_db": np.zeros(2), "importance": np.array([1.0, 0.2]), "essential_cut_fraction": fraction}
     curve = eq.cut_curve_db(bands, **kw)
@@ -159,9 +140,9 @@ def test_essential_bands_are_cut_at_most_the_allowed_fraction(rng, fraction):
 
 def test_cut_curve_gradient_is_exact(rng):
     """The design cost's analytic gradient matches central differences (float32 cost, 3e-3 dB steps)."""
-    tracks = np.stack([shaped_noise(rng, 800, 2500, rms_db=-22, seconds=2.0),
-                       shaped_noise(rng, 300, 1500, rms_db=-12, seconds=2.0),
-                       shaped_noise(rng, 2000, 6000, rms_db=-18, seconds=2.0)])
+    tracks = np.stack([band_noise(rng, 800, 2500, rms_db=-22, seconds=2.0),
+                       band_noise(rng, 300, 1500, rms_db=-12, seconds=2.0),
+                       band_noise(rng, 2000, 6000, rms_db=-18, seconds=2.0)])
     bands = masking.band_energies(tracks, SR)
     imp = np.array([1.0, 0.4, 0.9])
     problem = eq._CutProblem(bands, -12.0 * (1 - imp), imp, tolerance=0.1, n_essential=3, max_loss_lu=1.0)
@@ -178,11 +159,11 @@ def test_cut_curve_gradient_is_exact(rng):
 
 def test_equally_important_tracks_share_the_fix(rng):
     """a (1.0) and b (0.95) count as equal: a covers b at 1.1 kHz, b covers a at 7 kHz; each is cut where it covers."""
-    a = (shaped_noise(rng, 300, 600, rms_db=-12) + shaped_noise(rng, 1080, 1270, rms_db=-20)
-         + shaped_noise(rng, 6400, 7700, rms_db=-34))
-    b = (shaped_noise(rng, 3150, 4400, rms_db=-12) + shaped_noise(rng, 1080, 1270, rms_db=-34)
-         + shaped_noise(rng, 6400, 7700, rms_db=-20))
-    rumble = shaped_noise(rng, 100, 200, rms_db=-20)
+    a = (band_noise(rng, 300, 600, rms_db=-12) + band_noise(rng, 1080, 1270, rms_db=-20)
+         + band_noise(rng, 6400, 7700, rms_db=-34))
+    b = (band_noise(rng, 3150, 4400, rms_db=-12) + band_noise(rng, 1080, 1270, rms_db=-34)
+         + band_noise(rng, 6400, 7700, rms_db=-20))
+    rumble = band_noise(rng, 100, 200, rms_db=-20)
     bands = masking.band_energies(np.stack([rumble, a, b]), SR)
     filters = eq.design_eq(bands, gains_db=np.zeros(3), importance=np.array([0.3, 1.0, 0.95]))
     assert any(900 <= f.frequency_hz <= 1400 and f.maskee == 2 for f in filters[1])
@@ -191,8 +172,8 @@ def test_equally_important_tracks_share_the_fix(rng):
 
 def test_the_most_important_track_is_never_left_more_masked(rng):
     """Top and runner-up within the tolerance: the top may be cut for the runner-up only if it stays as free."""
-    top = shaped_noise(rng, 500, 4000, rms_db=-14)
-    runner = shaped_noise(rng, 100, 1500, rms_db=-14, tilt_db_per_oct=-6.0)
+    top = band_noise(rng, 500, 4000, rms_db=-14)
+    runner = band_noise(rng, 100, 1500, rms_db=-14, tilt_db_per_oct=-6.0)
     bands = masking.band_energies(np.stack([top, runner]), SR)
     kw = {"gains_db": np.array([0.0, -1.2]), "importance": np.array([1.0, 0.95])}
     before = masking.masking_report(bands, **kw)
@@ -207,8 +188,8 @@ def test_tracks_tied_at_the_top_do_not_depend_on_their_order(rng, monkeypatch):
     The rule "the most important track may not end up more masked" used argmax, i.e. the first of the tied
     tracks: listed first, the broadband track was protected and the fix moved onto the narrow one.
     """
-    narrow = shaped_noise(rng, 1480, 1720, rms_db=-14)
-    broad = shaped_noise(rng, 200, 4000, rms_db=-14, tilt_db_per_oct=-3.0)
+    narrow = band_noise(rng, 1480, 1720, rms_db=-14)
+    broad = band_noise(rng, 200, 4000, rms_db=-14, tilt_db_per_oct=-3.0)
     kw = {"gains_db": np.zeros(2), "importance": np.array([1.0, 1.0])}
     b01 = masking.band_energies(np.stack([narrow, broad]), SR)
     b10 = masking.band_energies(np.stack([broad, narrow]), SR)
@@ -236,7 +217,7 @@ def test_filter_fit_follows_a_comb_shaped_curve(rng):
     The curve is the EQ's own for the TV in the bench's phone_tv scene. Plain matching pursuit picked a Q 0.7 peak
     at 2.15 kHz first (2.4 dB off in the uncut 2.15/2.5 kHz bands, 1.6 of 3 dB at 3.4 kHz).
     """
-    bands = masking.band_energies(shaped_noise(rng, 50, 16000, seconds=1.0)[None, :], SR)
+    bands = masking.band_energies(band_noise(rng, 50, 16000, seconds=1.0)[None, :], SR)
     cut = np.zeros(bands.n_bands)
     cut[[6, 7, 9, 10, 11, 15, 16]] = [5.5, 6.0, 0.36, 5.0, 6.0, 3.3, 3.0]
     weight = np.zeros(bands.n_bands)
@@ -252,8 +233,8 @@ def test_filter_fit_follows_a_comb_shaped_curve(rng):
 
 def test_demand_in_two_regions_gets_two_filters(rng):
     """A masker covering the target in two separate regions gets a cut in each (more filters when demand spreads)."""
-    target = shaped_noise(rng, 400, 600, rms_db=-26) + shaped_noise(rng, 3000, 4000, rms_db=-26)
-    masker = shaped_noise(rng, 60, 8000, rms_db=-12, tilt_db_per_oct=-3.0)
+    target = band_noise(rng, 400, 600, rms_db=-26) + band_noise(rng, 3000, 4000, rms_db=-26)
+    masker = band_noise(rng, 60, 8000, rms_db=-12, tilt_db_per_oct=-3.0)
     bands = masking.band_energies(np.stack([target, masker]), SR)
     filters = eq.design_eq(bands, gains_db=np.zeros(2), importance=np.array([1.0, 0.5]))[1]
     assert any(300 <= f.frequency_hz <= 800 for f in filters)
@@ -289,7 +270,7 @@ def test_loudness_estimate_and_guard(rng):
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_threaded_render_is_identical(rng, n_threads):
-    tracks = np.stack([shaped_noise(rng, 100, 8000, seconds=2.0) for _ in range(3)])
+    tracks = np.stack([band_noise(rng, 100, 8000, seconds=2.0) for _ in range(3)])
     filters = [[eq.EqFilter("peak", 1000.0, -6.0, 2.0, 0, 1)], [],
                [eq.EqFilter("low_shelf", 200.0, -3.0, eq.SHELF_Q, 2, 0), eq.EqFilter("peak", 3000.0, -2.0, 4.0, 2, 0)]]
     serial = np.stack([tracks[0], tracks[1], tracks[2]])

@@ -9,31 +9,9 @@ import pytest
 
 from imgext import masking
 from imgext.errors import ParameterError
+from tests.stimuli import band_noise
 
 SR = 44100
-
-
-def band_noise(rng, lo_hz, hi_hz, *, seconds=4.0, rms_db=-20.0, sample_rate=SR):
-    """Brick-wall band-limited Gaussian noise at a given RMS (dBFS), with 20 ms fades.
-
-    The fades matter: a hard start is a broadband click that other tracks would mask.
-    """
-    n = int(seconds * sample_rate)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    spec[(f < lo_hz) | (f > hi_hz)] = 0.0
-    x = np.fft.irfft(spec, n)
-    x *= 10 ** (rms_db / 20) / np.sqrt(np.mean(x**2))
-    fade = int(0.02 * sample_rate)
-    ramp = np.sin(0.5 * np.pi * np.arange(fade) / fade) ** 2
-    x[:fade] *= ramp
-    x[-fade:] *= ramp[::-1]
-    return x.astype(np.float32)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(seed=440)
 
 
 def test_band_energies_shapes_and_dtype(rng):
