@@ -119,3 +119,20 @@ def fresh_dirs(tmp_path: Path) -> dict:
 
 def clear(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_count(page, selector: str, at_least: int, timeout_ms: int = 120_000) -> int:
+    """Wait until at least ``at_least`` elements match ``selector`` (Streamlit renders in steps)."""
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length >= n", arg=[selector, at_least], timeout=timeout_ms
+    )
+    return page.locator(selector).count()
+
+
+def wait_text_change(page, selector: str, old: str, timeout_ms: int = 60_000) -> str:
+    """Wait until the first element matching ``selector`` shows something other than ``old``."""
+    page.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel); return e && e.innerText !== old; }",
+        arg=[selector, old], timeout=timeout_ms,
+    )
+    return page.locator(selector).first.inner_text()

@@ -8,7 +8,9 @@ import zipfile
 
 import pytest
 
-from tests.browser import chromium, fresh_dirs, need_chromium, screenshot, streamlit_server, wait_for_app
+from tests.browser import (
+    chromium, fresh_dirs, need_chromium, screenshot, streamlit_server, wait_count, wait_for_app, wait_text_change,
+)
 from tests.freesound_server import FreesoundServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -61,8 +63,8 @@ def test_whole_flow_in_a_real_browser(app_url, bus_jpg, tmp_path):
         assert page.get_by_text("Sounds come from", exact=False).count() >= 1
         page.get_by_role("button", name="Find sounds").click()
         wait_for_app(page)
-        page.locator("[data-testid='stAudio']").first.wait_for(timeout=120_000)
-        assert page.locator("[data-testid='stAudio']").count() >= 4
+        assert wait_count(page, "[data-testid='stAudio']", 4) >= 4
+        wait_for_app(page)
         assert fs.count("search") >= 1  # asked Freesound first; it has no bus or footsteps, so built-in sounds filled in
         assert page.get_by_text("found nothing for", exact=False).count() >= 1
         screenshot(page, "2-sounds")
@@ -78,10 +80,8 @@ def test_whole_flow_in_a_real_browser(app_url, bus_jpg, tmp_path):
         slider.focus()
         for _ in range(20):
             page.keyboard.press("ArrowLeft")
+        after = wait_text_change(page, "[data-testid='stMetric']", before)
         wait_for_app(page)
-        page.wait_for_timeout(1000)
-        wait_for_app(page)
-        after = page.locator("[data-testid='stMetric']").first.inner_text()
         assert page.locator("[data-testid='stSliderThumbValue']").nth(1).inner_text().strip() in ("0", "0.00")
         assert after != before, "moving the EQ slider re-rendered the metrics"
         screenshot(page, "4-mix-after-slider")
@@ -114,7 +114,7 @@ def test_real_freesound_previews_in_the_browser(app_url, images_dir, tmp_path):
         wait_for_app(page)
         goto_page(page, "2 · Sounds", "Sounds")
         page.get_by_role("button", name="Find sounds").click()
-        page.locator("[data-testid='stAudio']").first.wait_for(timeout=120_000)
+        wait_count(page, "[data-testid='stAudio']", 3)
         wait_for_app(page)
         assert fs.count("preview") >= 2
         assert page.get_by_text(" by ", exact=False).count() >= 1
