@@ -8,7 +8,10 @@ Modules
 -------
 detection   load and validate images, run the YOLO detector (``Detector``, ``load_image``)
 scene       place objects in the stereo field, importance, gain and search terms (``place_objects``)
-sources     sound sources: built-in synthesis, local library, Freesound (``open_source``)
+sources     sound sources: built-in synthesis, local library, fallback chains (``open_source``)
+freesound   Freesound APIv2 client and source: search, previews, rate limits, licences
+filters     Freesound search filters (Solr) and named presets
+cache       size-bounded disk cache of previews and searches (bytes and text only)
 selection   rank candidates and choose one distinct sound per object (``choose_sounds``)
 synth       procedural synthesis behind the built-in source
 audio       decode, resample, fold to mono, fit to the scene, encode (``decode``, ``prepare_source``)
@@ -16,9 +19,10 @@ masking     directional masking matrices, masked fraction, role swaps, problemat
 psychoacoustics  Bark scale, ear weighting, hearing floor, spreading, forward masking, activity
 eq          masking-driven adaptive EQ (RBJ biquads)
 optimise    differential-evolution refinement of gains and EQ depth
-mixing      pan law, gains, loudness normalisation, peak guarantee (``render_mix``)
+mixing      source levelling, pan law, gains, loudness normalisation, peak guarantee (``render_mix``)
 export      mix.wav, stems, scene.json, ATTRIBUTION.txt, bundle.zip
-pipeline    the whole chain as one call (``render_image``)
+pipeline    the chain stage by stage, ``render_image``, ``render_files`` and ``remix`` (from a saved plan)
+cli         ``python -m imgext render|mix|remix|presets|labels``
 settings    environment settings shared by every part
 errors      the exception hierarchy (root ``ImgExtError``)
 """
