@@ -28,7 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import write_atomic
+import numpy as np
+
+from .audio import encode_wav, write_atomic
 from .errors import ParameterError
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "build_zip",
     "scene_json_bytes",
     "remove_stale",
+    "RenderResult",
+    "build_outputs",
 ]
 
 _RESERVED = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
@@ -255,3 +259,155 @@ def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str], *, previous: l
             target.unlink()
             removed.append(rel)
     return removed
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render_image` produced."""
+
+    scene: dict
+    out_dir: str
+    zip_path: str
+    files: list[str]
+
+
+def _sound_record(cand, file: str | None, source_lufs: float | None = None) -> dict:
+    return {
+        "source_loudness_lufs": source_lufs,
+        "id": cand.id,
+        "name": cand.name,
+        "source": cand.source,
+        "license": cand.license,
+        "license_url": cand.license_url,
+        "author": cand.author,
+        "url": cand.url,
+        "file": file,
+        "synthetic": cand.synthetic,
+        "commercial_ok": cand.commercial_ok,
+        "duration_s": cand.duration_s,
+        "tags": list(cand.tags),
+    }
+
+
+def build_outputs(
+    *,
+    image,
+    objects: Sequence,
+    assignments: Sequence,
+    fetched: dict,
+    tracks,
+    outcome,
+    settings,
+    source_description: str,
+    timings_s: dict,
+) -> tuple[list[OutputFile], dict]:
+    """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the scene record.
+
+    Parameters
+    ----------
+    image : ImageInfo or None
+    objects : sequence of SceneObject
+    assignments : sequence of Assignment
+    fetched : dict of object index -> Fetched
+        The source bytes and their loudness.
+    tracks : Tracks
+    outcome : MixOutcome
+    settings : MixSettings
+    source_description : str
+    timings_s : dict
+
+    Returns
+    -------
+    files : list of OutputFile
+        ``scene.json`` last, so :func:`write_outputs` writes it after the audio.
+    scene : dict
+        The ``scene.json`` record.
+    """
+    from . import __version__
+
+    sr = tracks.sample_rate
+    files: list[OutputFile] = [OutputFile("mix.wav", encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]
+    track_of = {obj_i: k for k, obj_i in enumerate(tracks.object_indices)}
+    stem_names = unique_names(
+        [safe_filename(f"{k:02d}_{name}", max_length=60) for k, name in enumerate(tracks.names)]
+    )
+    source_names = unique_names(
+        [
+            safe_filename(f"{track_of[i]:02d}_{fetched[i].candidate.name}.{fetched[i].candidate.file_ext}", max_length=80)
+            for i in tracks.object_indices
+        ]
+    )
+    dry_coeffs = outcome.mix.coefficients  # same pan, gain and master gain for dry and processed
+    for k, stem in enumerate(stem_names):
+        dry = (dry_coeffs[:, k : k + 1] * tracks.audio[k][None, :]).astype(np.float32)
+        files.append(OutputFile(f"stems/{stem}_dry.wav", encode_wav(dry, sr, subtype="PCM_16")))
+        files.append(OutputFile(f"stems/{stem}_processed.wav", encode_wav(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")))
+    for k, i in enumerate(tracks.object_indices):
+        files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
+
+    names = tracks.names
+    scene_objects = []
+    sounds_for_credit = []
+    for i, (obj, a) in enumerate(zip(objects, assignments)):
+        record = obj.to_dict()
+        k = track_of.get(i)
+        record["gain_db"] = round(float(outcome.gains_db[k]), 3) if k is not None else None
+        record["requested_gain_db"] = round(float(outcome.requested_gains_db[k]), 3) if k is not None else None
+        record["sound"] = None
+        record["stem"] = None
+        record["reason"] = a.reason
+        record["eq"] = []
+        if k is not None:
+            sound = _sound_record(fetched[i].candidate, f"sources/{source_names[k]}", fetched[i].source_lufs)
+            record["sound"] = sound
+            record["stem"] = f"stems/{stem_names[k]}_processed.wav"
+            record["stem_dry"] = f"stems/{stem_names[k]}_dry.wav"
+            record["track"] = names[k]
+            record["eq"] = [f.to_dict(names) for f in outcome.filters[k]]
+            sounds_for_credit.append(sound)
+        scene_objects.append(record)
+
+    mix = outcome.mix
+    scene = {
+        "schema_version": 1,
+        "generator": f"imgext {__version__}",
+        "image": image.to_dict() if image else None,
+        "source": source_description,
+        "settings": settings.to_dict(),
+        "objects": scene_objects,
+        "mix": {
+            "file": "mix.wav",
+            "sample_rate": sr,
+            "duration_s": round(mix.audio.shape[-1] / sr, 6),
+            "loudness_lufs": mix.loudness_lufs,
+            "target_lufs": mix.target_lufs,
+            "peak_dbfs": mix.peak_dbfs,
+            "master_gain_db": mix.master_gain_db,
+            "limited_by_peak": mix.limited_by_peak,
+        },
+        "masking": {
+            "tracks": names,
+            "before": outcome.masking_before.to_dict(names) if outcome.masking_before is not None else None,
+            "after": outcome.masking_after.to_dict(names) if outcome.masking_after is not None else None,
+        },
+        "optimisation": _opt_dict(outcome.optimisation),
+        "notes": list(tracks.notes),
+        "timings_s": {k: round(float(v), 4) for k, v in timings_s.items()},
+    }
+    attribution = attribution_text(sounds_for_credit)
+    files.append(OutputFile("ATTRIBUTION.txt", attribution.encode("utf-8")))
+    scene["files"] = sorted([f.path for f in files] + ["scene.json", "bundle.zip"])
+    files.append(OutputFile("scene.json", scene_json_bytes(scene)))
+    return files, scene
+
+
+def _opt_dict(opt) -> dict | None:
+    if opt is None:
+        return None
+    return {
+        "gain_offsets_db": [round(float(v), 3) for v in opt.gain_offsets_db],
+        "eq_depth": [round(float(v), 3) for v in opt.eq_depth],
+        "cost_before": float(opt.cost_before),
+        "cost_after": float(opt.cost_after),
+        "n_evaluations": int(opt.n_evaluations),
+    }

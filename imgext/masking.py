@@ -32,10 +32,26 @@ import scipy.signal
 
 from .errors import ParameterError
 from .psychoacoustics import (  # noqa: F401  (the helpers of earlier versions stay importable from here)
-    ACTIVITY_RANGE_DB, FULL_SCALE_SPL_DB, LOUDNESS_EXPONENT, ZWICKER_BAND_EDGES_HZ, activity_mask, band_centres_hz,
-    band_edges_hz, band_loudness_change_lu, band_membership, bark_to_hz, ear_weighting_db, forward_masking,
-    hearing_floor_db, hz_to_bark, k_weighting_db, loudness_weight, masking_offset_db, power_mean_pool,
-    power_spectrogram, spreading_matrix,
+    ACTIVITY_RANGE_DB,
+    FULL_SCALE_SPL_DB,
+    LOUDNESS_EXPONENT,
+    ZWICKER_BAND_EDGES_HZ,
+    activity_mask,
+    band_centres_hz,
+    band_edges_hz,
+    band_loudness_change_lu,
+    band_membership,
+    bark_to_hz,
+    ear_weighting_db,
+    forward_masking,
+    hearing_floor_db,
+    hz_to_bark,
+    k_weighting_db,
+    loudness_weight,
+    masking_offset_db,
+    power_mean_pool,
+    power_spectrogram,
+    spreading_matrix,
 )
 
 __all__ = [

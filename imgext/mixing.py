@@ -8,13 +8,15 @@ the same master gain as the mix, so the stems sum to the mix.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyloudnorm
 
-from .audio import db_to_gain, gain_to_db
+from .audio import DEFAULT_SAMPLE_RATE, db_to_gain, gain_to_db
 from .errors import ParameterError
+from .scene import DEFAULT_ATTENUATION_DB
 
 __all__ = [
     "DEFAULT_LOUDNESS_LUFS",
@@ -25,6 +27,9 @@ __all__ = [
     "render_mix",
     "level_track",
     "TRACK_REFERENCE_LUFS",
+    "MixSettings",
+    "MixOutcome",
+    "Mixer",
 ]
 
 DEFAULT_LOUDNESS_LUFS = -16.0
@@ -261,3 +266,205 @@ def render_mix(
         target_lufs=loudness_lufs,
         limited_by_peak=bool(limited),
     )
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """Everything that shapes the mix, with sensible defaults.
+
+    Attributes
+    ----------
+    duration_s : float
+        Scene length in seconds (1 .. 600).
+    sample_rate : int
+        Mix rate in Hz.
+    attenuation_db : float >= 0
+        How far an object of importance 0 sits below the most important one.
+    loudness_lufs : float
+        Target integrated loudness of the mix (BS.1770).
+    peak_dbfs : float
+        Sample-peak ceiling of the mix.
+    eq_strength : float in [0, 1]
+        Depth of the masking-driven EQ (0 = off).
+    max_cut_db : float >= 0
+        Deepest cut any EQ filter may make.
+    optimize : bool
+        Run the differential-evolution refinement of gains and EQ depth.
+    seed : int
+        Seeds every random choice; same inputs + same seed = same output.
+    """
+
+    duration_s: float = 30.0
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    attenuation_db: float = DEFAULT_ATTENUATION_DB
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+    peak_dbfs: float = DEFAULT_PEAK_DBFS
+    eq_strength: float = 1.0
+    max_cut_db: float = 6.0
+    optimize: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1.0 <= self.duration_s <= 600.0, f"duration_s={self.duration_s} must lie between 1 and 600 seconds"),
+            (8000 <= self.sample_rate <= 192000, f"sample_rate={self.sample_rate} must lie between 8000 and 192000 Hz"),
+            (0.0 <= self.attenuation_db <= 60.0, f"attenuation_db={self.attenuation_db} must lie between 0 and 60 dB"),
+            (-70.0 <= self.loudness_lufs <= 0.0, f"loudness_lufs={self.loudness_lufs} must lie between -70 and 0 LUFS"),
+            (-60.0 <= self.peak_dbfs <= 0.0, f"peak_dbfs={self.peak_dbfs} must lie between -60 and 0 dBFS"),
+            (0.0 <= self.eq_strength <= 1.0, f"eq_strength={self.eq_strength} must lie between 0 and 1"),
+            (0.0 <= self.max_cut_db <= 24.0, f"max_cut_db={self.max_cut_db} must lie between 0 and 24 dB"),
+        ]
+        for ok, message in checks:
+            if not ok:  # also catches NaN, for which every comparison is False
+                raise ParameterError(message)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
+
+
+@dataclass(frozen=True)
+class MixOutcome:
+    """A rendered mix with its analysis.
+
+    Attributes
+    ----------
+    mix : Mix
+    processed : np.ndarray [shape=(n_tracks, n_samples)]
+        Mono tracks after EQ (before pan and gain).
+    gains_db : np.ndarray [shape=(n_tracks,)]
+        Final per-track gains (importance gain + optimiser offset).
+    requested_gains_db : np.ndarray [shape=(n_tracks,)]
+        Gains from importance and attenuation alone.
+    filters : list of list
+        EQ filters per track (:class:`imgext.eq.EqFilter`).
+    masking_before, masking_after : MaskingReport or None
+    optimisation : OptimisationResult or None
+    timings_s : dict
+    """
+
+    mix: Mix
+    processed: np.ndarray
+    gains_db: np.ndarray
+    requested_gains_db: np.ndarray
+    filters: list
+    masking_before: object | None
+    masking_after: object | None
+    optimisation: object | None
+    timings_s: dict
+
+
+class Mixer:
+    """Mixes one set of tracks under changing settings, caching the expensive analysis.
+
+    The masking analysis (STFT and Bark bands) is computed once per track set;
+    a new attenuation, EQ strength or loudness target only redesigns the EQ,
+    refilters and re-sums.
+    """
+
+    def __init__(self, tracks, *, reuse: Mixer | None = None) -> None:
+        self.tracks = tracks
+        self._bands = None
+        self._analysis_s = 0.0
+        self._processed = None
+        self._design = None
+        if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
+            self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
+
+    def bands(self):
+        """Cached unit-gain Bark-band energies of the dry tracks."""
+        if self._bands is None and self.tracks.n_tracks > 0:
+            from .masking import band_energies
+
+            t0 = time.perf_counter()
+            self._bands = band_energies(self.tracks.audio, self.tracks.sample_rate)
+            self._analysis_s = time.perf_counter() - t0
+        return self._bands
+
+    def _process(self, settings: MixSettings):
+        """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
+        from .eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
+        from .masking import masking_report
+        from .optimise import optimise_mix, scale_filters
+
+        tracks = self.tracks
+        requested = tracks.gains_db(settings.attenuation_db)
+        key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
+               settings.optimize, settings.seed)
+        if self._processed is not None and self._processed[0] == key:
+            return self._processed[1]
+        design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db)
+        timings: dict[str, float] = {}
+        gains = requested.copy()
+        filters: list = [[] for _ in range(tracks.n_tracks)]
+        before = opt = None
+        processed = tracks.audio
+        if tracks.n_tracks > 0:
+            bands = self.bands()
+            timings["analysis"] = self._analysis_s
+            t0 = time.perf_counter()
+            before = masking_report(bands, gains_db=gains, importance=tracks.importance)
+            if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
+                # EQ strength scales the depth of the full-strength design, so moving that slider
+                # reuses the design and only refilters (the design depends on gains, importance, max cut).
+                if self._design is None or self._design[0] != design_key:
+                    full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
+                                     max_cut_db=settings.max_cut_db)
+                    self._design = (design_key, full)
+                filters = scale_filters(self._design[1], np.full(tracks.n_tracks, settings.eq_strength))
+                filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
+            timings["eq"] = time.perf_counter() - t0
+            if settings.optimize and tracks.n_tracks > 1:
+                t0 = time.perf_counter()
+                eq_db = np.stack([band_response_db(f, bands) for f in filters])
+                opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed,
+                                   eq_loudness_lu=filters_loudness_change_lu(filters, bands))
+                gains = gains + opt.gain_offsets_db
+                filters = scale_filters(filters, opt.eq_depth)
+                timings["optimise"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            processed = apply_eq(tracks.audio, filters, tracks.sample_rate) if any(filters) else tracks.audio
+            timings["filter"] = time.perf_counter() - t0
+        result = (requested, gains, filters, processed, before, opt, timings)
+        self._processed = (key, result)
+        return result
+
+    def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
+        """Render the mix for ``settings``.
+
+        Parameters
+        ----------
+        measure_after : bool
+            Re-analyse the processed audio for the "after" masking report (exact);
+            when False it is estimated in the band domain from the cached analysis
+            (faster, for interactive use).
+
+        Notes
+        -----
+        The analysis is computed once per track set; EQ and filtering are reused
+        while only the loudness target or peak ceiling changes.
+        """
+        from .eq import band_response_db
+        from .masking import band_energies, masking_report
+
+        tracks = self.tracks
+        requested, gains, filters, processed, before, opt, stage_timings = self._process(settings)
+        timings = dict(stage_timings)
+        after = None
+        t0 = time.perf_counter()
+        mix = render_mix(
+            processed, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs,
+        )
+        timings["render"] = time.perf_counter() - t0
+        if tracks.n_tracks > 0:
+            t0 = time.perf_counter()
+            if measure_after and processed is not tracks.audio:
+                after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains, importance=tracks.importance)
+            else:
+                eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
+                after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db)
+            timings["analysis_after"] = time.perf_counter() - t0
+        return MixOutcome(mix, processed, gains, requested, filters, before, after, opt, timings)

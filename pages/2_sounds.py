@@ -9,10 +9,11 @@ import streamlit as st
 from imgext.errors import ImgExtError
 from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
 from imgext.freesound import FreesoundClient, FreesoundSource
-from imgext.pipeline import MixSettings, assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
+from imgext.mixing import MixSettings
 from imgext.selection import choose, choose_sounds, reroll
 from imgext.sources import BuiltinSource, FallbackSource, LocalLibrary
-from pages._state import api_key, app_settings, guarded, local_library, secret_api_key, session, shared_cache, show_error
+from imgext.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
+from pages._state import api_key, app_settings, guarded, local_library, session, shared_cache, show_error
 
 LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}
 

@@ -9,8 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from imgext.audio import encode_wav
-from imgext.export import build_zip
-from imgext.pipeline import Mixer, MixSettings, build_outputs, retune_tracks
+from imgext.export import build_outputs, build_zip
+from imgext.mixing import Mixer, MixSettings
+from imgext.tracks import retune_tracks
 from pages._state import guarded, reset_session, session, shared_cache
 
 

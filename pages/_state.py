@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 import traceback
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field

@@ -1,0 +1,239 @@
+"""Tracks: the chosen sounds fetched, decoded, fitted to the scene and levelled, one mono track per object.
+
+* :func:`fetch_tracks` fetches several sounds at once; an unusable one is replaced by the next candidate
+* :func:`assemble_tracks` stacks fetched sounds into :class:`Tracks`
+* :func:`retune_tracks` takes new pans, importance and volume from edited objects, same audio
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .audio import prepare_source
+from .errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
+from .mixing import MixSettings, level_track
+from .scene import SceneObject, object_gain_db
+from .selection import Assignment, reroll
+from .sources import Candidate, SoundSource
+
+__all__ = [
+    "Progress",
+    "Tracks",
+    "Fetched",
+    "display_names",
+    "fit_source",
+    "fetch_sound",
+    "assemble_tracks",
+    "retune_tracks",
+    "fetch_tracks",
+]
+
+Progress = Callable[[str, float, str], None]
+"""``progress(stage, fraction 0..1, message)``."""
+
+
+def _no_progress(stage: str, fraction: float, message: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """Mono sources fitted to the scene, one per sounding object.
+
+    Attributes
+    ----------
+    audio : np.ndarray [shape=(n_tracks, n_samples), dtype=float32]
+    names : list of str
+        Display names, unique ("person", "person 2").
+    object_indices : list of int
+        Index of each track's object in the scene's object list (``-1`` for ``imgext mix``).
+    pans : np.ndarray [shape=(n_tracks,)]
+    importance : np.ndarray [shape=(n_tracks,)]
+    volume_db : np.ndarray [shape=(n_tracks,)]
+        The user's level offsets.
+    sample_rate : int
+    notes : list of str
+    """
+
+    audio: np.ndarray
+    names: list[str]
+    object_indices: list[int]
+    pans: np.ndarray
+    importance: np.ndarray
+    volume_db: np.ndarray
+    sample_rate: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_tracks(self) -> int:
+        return int(self.audio.shape[0])
+
+    def gains_db(self, attenuation_db: float) -> np.ndarray:
+        """Per-track gain from importance, attenuation and the user's offsets."""
+        return np.array(
+            [object_gain_db(float(i), attenuation_db=attenuation_db, volume_db=float(v)) for i, v in zip(self.importance, self.volume_db)],
+            dtype=np.float64,
+        )
+
+
+def display_names(labels: Sequence[str]) -> list[str]:
+    """``["dog", "person", "person"]`` -> ``["dog", "person", "person 2"]``."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} {seen[label]}")
+    return out
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched and decoded sound for one object."""
+
+    object_index: int
+    candidate: Candidate
+    data: bytes
+    track: np.ndarray
+    notes: tuple[str, ...]
+    source_lufs: float | None = None
+
+
+def fit_source(data: bytes, *, name: str, settings: MixSettings) -> tuple[np.ndarray, tuple[str, ...], float | None]:
+    """Decode, fit to the scene and level one source (see :func:`imgext.mixing.level_track`).
+
+    Returns ``(track, notes, source_lufs)``: the mono track at the reference
+    loudness, what the user should know, and the source's own loudness.
+    """
+    track, notes = prepare_source(data, name=name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+    track, source_lufs = level_track(track, settings.sample_rate)
+    return track, notes, source_lufs
+
+
+def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSettings) -> Fetched:
+    """Fetch, decode and fit the sound of one assignment.
+
+    A decode failure of a cached copy evicts it (when the source supports
+    ``invalidate``) and fetches it afresh once.
+    """
+    cand = assignment.candidate
+    if cand is None:
+        raise ParameterError(f"object {assignment.object_index} has no sound to fetch")
+    data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
+    try:
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
+    except AudioError:
+        invalidate = getattr(source, "invalidate", None)
+        if invalidate is None:
+            raise
+        invalidate(cand)
+        data = source.fetch(cand, duration_s=settings.duration_s, sample_rate=settings.sample_rate)
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
+    return Fetched(assignment.object_index, cand, data, track, notes, lufs)
+
+
+def assemble_tracks(
+    objects: Sequence[SceneObject], fetched: dict[int, Fetched], *, settings: MixSettings, notes: Sequence[str] = ()
+) -> Tracks:
+    """Stack the fetched sounds of the objects that have one (in object order) into :class:`Tracks`.
+
+    Pans, importance and volume come from ``objects``, so editing them needs no new fetch.
+    """
+    order = [i for i in sorted(fetched) if i < len(objects) and not objects[i].skipped]
+    n = int(round(settings.duration_s * settings.sample_rate))
+    for i in order:
+        if fetched[i].track.shape != (n,):
+            raise ParameterError("fetched sounds do not match the scene's duration and sample rate; fetch them again")
+    audio = np.stack([fetched[i].track for i in order]) if order else np.zeros((0, n), dtype=np.float32)
+    return Tracks(
+        audio=audio,
+        names=display_names([objects[i].label for i in order]),
+        object_indices=order,
+        pans=np.array([objects[i].pan for i in order], dtype=np.float64),
+        importance=np.array([objects[i].importance for i in order], dtype=np.float64),
+        volume_db=np.array([objects[i].volume_db for i in order], dtype=np.float64),
+        sample_rate=settings.sample_rate,
+        notes=list(notes) + [note for i in order for note in fetched[i].notes],
+    )
+
+
+def retune_tracks(tracks: Tracks, objects: Sequence[SceneObject]) -> Tracks:
+    """``tracks`` with pans, importance and volume taken afresh from ``objects`` (the same audio array).
+
+    Keeping the audio object lets a :class:`Mixer` reuse its cached analysis.
+    """
+    objs = [objects[i] for i in tracks.object_indices]
+    pans = np.array([o.pan for o in objs], dtype=np.float64)
+    importance = np.array([o.importance for o in objs], dtype=np.float64)
+    volume = np.array([o.volume_db for o in objs], dtype=np.float64)
+    if np.array_equal(pans, tracks.pans) and np.array_equal(importance, tracks.importance) and np.array_equal(volume, tracks.volume_db):
+        return tracks
+    return replace(tracks, pans=pans, importance=importance, volume_db=volume)
+
+
+def fetch_tracks(
+    objects: Sequence[SceneObject],
+    assignments: Sequence[Assignment],
+    source: SoundSource,
+    *,
+    settings: MixSettings,
+    progress: Progress = _no_progress,
+    max_workers: int = 4,
+    max_attempts: int = 3,
+) -> tuple[Tracks, list[Assignment], dict[int, Fetched]]:
+    """Fetch, decode and fit every assigned sound, several at once; a sound that fails is replaced.
+
+    An unusable sound (corrupt, empty, gone) is replaced by the next unused
+    candidate of its term, up to ``max_attempts`` times; when the source
+    itself fails (unreachable, key refused, rate-limited) the object gets no
+    sound and the reason says why.
+
+    Returns
+    -------
+    tracks : Tracks
+        Only objects that ended with a usable sound.
+    assignments : list of Assignment
+        Updated (replacements, or no sound with the reason).
+    fetched : dict
+        Object index -> :class:`Fetched` (the source bytes, for the export).
+    """
+    assignments = list(assignments)
+    fetched: dict[int, Fetched] = {}
+    failed: set[str] = set()
+    notes: list[str] = []
+    pending = [a for a in assignments if a.candidate is not None]
+    total = max(1, len(pending))
+    done = 0
+    for attempt in range(max_attempts):
+        if not pending:
+            break
+        retry: list[Assignment] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+            futures = {pool.submit(fetch_sound, a, source, settings=settings): a for a in pending}
+            for fut in concurrent.futures.as_completed(futures):
+                a = futures[fut]
+                try:
+                    fetched[a.object_index] = fut.result()
+                except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
+                    # Another candidate from the same source would fail the same way.
+                    assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}", error=exc)
+                    continue
+                except ImgExtError as exc:
+                    failed.add(a.candidate.id)
+                    notes.append(f"{a.candidate.name!r} for {a.query!r} was unusable ({exc}); trying another")
+                    assignments = reroll(assignments, a.object_index, exclude=failed)
+                    replacement = assignments[a.object_index]
+                    if replacement.candidate is not None and replacement.candidate.id not in failed and attempt + 1 < max_attempts:
+                        retry.append(replacement)
+                    else:
+                        assignments[a.object_index] = replace(
+                            replacement, choice=None, reason=f"no usable sound for {a.query!r}: {exc}"
+                        )
+                    continue
+                done += 1
+                progress("sounds", min(1.0, done / total), f"fetched {a.candidate.name}")
+        pending = retry
+    return assemble_tracks(objects, fetched, settings=settings, notes=notes), assignments, fetched
