@@ -369,7 +369,7 @@ class Mixer:
         self._bands = None
         self._analysis_s = 0.0
         self._processed = None
-        self._design = None
+        self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
 
@@ -409,11 +409,14 @@ class Mixer:
             if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
                 # EQ strength scales the depth of the full-strength design, so moving that slider
                 # reuses the design and only refilters (the design depends on gains, importance, max cut).
-                if self._design is None or self._design[0] != design_key:
+                full = self._designs.pop(design_key, None)
+                if full is None:
                     full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
                                      max_cut_db=settings.max_cut_db)
-                    self._design = (design_key, full)
-                filters = scale_filters(self._design[1], np.full(tracks.n_tracks, settings.eq_strength))
+                self._designs[design_key] = full  # designs are deterministic: a slider moved back reuses one
+                while len(self._designs) > 32:
+                    self._designs.pop(next(iter(self._designs)))
+                filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
                 filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
             timings["eq"] = time.perf_counter() - t0
             if settings.optimize and tracks.n_tracks > 1:
