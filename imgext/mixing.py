@@ -8,6 +8,7 @@ the same master gain as the mix, so the stems sum to the mix.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -370,8 +371,11 @@ class Mixer:
         self._analysis_s = 0.0
         self._processed = None
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
+        self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
         if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
+            with reuse._lock:
+                self._designs.update(reuse._designs)  # and the EQ designs (a copy: each Mixer owns its cache)
 
     def bands(self):
         """Cached unit-gain Bark-band energies of the dry tracks."""
@@ -409,13 +413,15 @@ class Mixer:
             if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
                 # EQ strength scales the depth of the full-strength design, so moving that slider
                 # reuses the design and only refilters (the design depends on gains, importance, max cut).
-                full = self._designs.pop(design_key, None)
+                with self._lock:
+                    full = self._designs.pop(design_key, None)
                 if full is None:
                     full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
                                      max_cut_db=settings.max_cut_db)
-                self._designs[design_key] = full  # designs are deterministic: a slider moved back reuses one
-                while len(self._designs) > 32:
-                    self._designs.pop(next(iter(self._designs)))
+                with self._lock:
+                    self._designs[design_key] = full  # designs are deterministic: a slider moved back reuses one
+                    while len(self._designs) > 32:
+                        self._designs.pop(next(iter(self._designs)))
                 filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
                 filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
             timings["eq"] = time.perf_counter() - t0

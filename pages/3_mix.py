@@ -93,7 +93,7 @@ def mixer_panel() -> None:
     settings = MixSettings(duration_s=s.duration_s, seed=s.seed, attenuation_db=attenuation, eq_strength=strength,
                            max_cut_db=max_cut, loudness_lufs=loudness, optimize=optimize)
     t0 = time.perf_counter()
-    with guarded("Mixing"):
+    with guarded("Mixing"), st.spinner("Optimising the mix ..." if optimize else "Mixing ...", show_time=optimize):
         s.mixer = s.mixer if s.mixer is not None and s.mixer.tracks is tracks else Mixer(tracks, reuse=s.mixer)
         outcome = s.mixer.render(settings, measure_after=False)
         wav = encode_wav(outcome.mix.audio, tracks.sample_rate, subtype="PCM_16")
