@@ -13,7 +13,7 @@ from imgext.mixing import MixSettings
 from imgext.selection import choose, choose_sounds, reroll
 from imgext.sources import BuiltinSource, FallbackSource, LocalLibrary
 from imgext.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
-from pages._state import api_key, app_settings, guarded, local_library, session, shared_cache, show_error
+from pages._state import api_key, app_settings, guarded, local_library, md, md_link, session, shared_cache, show_error
 
 LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}
 
@@ -183,14 +183,14 @@ def sound_cards(s, source) -> None:
             continue
         with st.container(border=True):
             c1, c2 = st.columns([4, 1])
-            c1.markdown(f"**{i} · {obj.label}** · pan {obj.pan:+.2f} · search *{obj.query}*")
+            c1.markdown(f"**{i} · {md(obj.label)}** · pan {obj.pan:+.2f} · search *{md(obj.query)}*")
             if a.candidate is None:
                 c1.warning(f"No sound: {a.reason}", icon=":material/volume_off:")
             else:
                 cand = a.candidate
-                link = f"[{cand.name}]({cand.url})" if cand.url else cand.name
+                link = md_link(cand.name, cand.url)
                 flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
-                who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {cand.author} · {cand.license}"
+                who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {md(cand.author)} · {md(cand.license)}"
                 c1.markdown(f"{link} · {who}{flag}")
                 c1.caption(a.reason)
                 if i in s.fetched:
@@ -211,9 +211,9 @@ def candidate_list(s, i: int, a, source) -> None:
         for k, r in enumerate(a.ranked):
             cand = r.candidate
             c1, c2 = st.columns([5, 1])
-            who = "synthetic" if cand.synthetic else f"{cand.author} · {cand.license}"
+            who = "synthetic" if cand.synthetic else f"{md(cand.author)} · {md(cand.license)}"
             state = " · **in use here**" if a.candidate and cand.id == a.candidate.id else (" · used by another object" if cand.id in used else "")
-            c1.markdown(f"{k + 1}. {cand.name} · {who}{state}")
+            c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state}")
             c1.caption(r.reason)
             preview = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
             if preview:

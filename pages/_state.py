@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -146,6 +147,18 @@ def get_cache(directory: str, size_limit_bytes: int) -> DiskCache:
 def shared_cache() -> DiskCache:
     cfg = app_settings()
     return get_cache(str(cfg.cache_dir), cfg.cache_size_bytes)
+
+
+def md(text: object) -> str:
+    """Untrusted text (Freesound names, user names, search terms) shown literally inside Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$])", r"\\\1", " ".join(str(text).split()))
+
+
+def md_link(text: object, url: str | None) -> str:
+    """A Markdown link only for http(s) URLs; anything else is shown as plain text."""
+    if isinstance(url, str) and re.match(r"^https?://[^\s()<>]+$", url):
+        return f"[{md(text)}]({url})"
+    return md(text)
 
 
 def digest(data: bytes) -> str:
