@@ -119,8 +119,8 @@ class ReferenceRenderer:
     """Renders a job with the library directly (same source stack as the app), on its own cache."""
 
     def __init__(self, freesound_url: str, api_key: str, cache_dir: Path, weights: str = WEIGHTS) -> None:
-        from imgext.cache import DiskCache
-        from imgext.detection import Detector
+        from imgext.sounds.cache import DiskCache
+        from imgext.vision.detection import Detector
 
         self.url, self.key = freesound_url, api_key
         self.cache = DiskCache(cache_dir, size_limit_bytes=256 * 1024 * 1024)
@@ -129,9 +129,10 @@ class ReferenceRenderer:
         self.stamp = source_stamp()  # the code this process imported (the server imports it later)
 
     def source(self):
-        from imgext.filters import SearchFilter
-        from imgext.freesound import FreesoundClient, FreesoundSource
-        from imgext.sources import BuiltinSource, FallbackSource
+        from imgext.sounds.builtin import BuiltinSource
+        from imgext.sounds.filters import SearchFilter
+        from imgext.sounds.freesound import FreesoundClient, FreesoundSource
+        from imgext.sounds.sources import FallbackSource
 
         primary = FreesoundSource(FreesoundClient(self.key, base_url=self.url), cache=self.cache,
                                   search_filter=SearchFilter())
@@ -157,7 +158,7 @@ def read_zip(data: bytes) -> dict[str, bytes]:
 
 
 def build_zip_of(ref: Reference) -> bytes:
-    from imgext.export import OutputFile, build_zip
+    from imgext.output.export import OutputFile, build_zip
 
     return build_zip([OutputFile(n, b) for n, b in ref.members.items()])
 

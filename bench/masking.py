@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import scipy.signal  # noqa: E402
 
-from imgext import eq, masking, optimise  # noqa: E402
+from imgext.engine import eq, optimise
+from imgext.masking import analysis as masking
 
 SAMPLE_RATE = 44100
 N_TRACKS, SECONDS = 8, 30.0

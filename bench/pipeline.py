@@ -24,13 +24,13 @@ os.environ.setdefault("YOLO_OFFLINE", "true")
 
 import numpy as np  # noqa: E402
 
-from imgext.audio import encode_wav  # noqa: E402
-from imgext.detection import Detector, load_image  # noqa: E402
-from imgext.mixing import render_mix  # noqa: E402
+from imgext.audio.io import encode_wav  # noqa: E402
+from imgext.mix.render import render_mix  # noqa: E402
 from imgext.pipeline import Mixer, MixSettings, fetch_tracks  # noqa: E402
-from imgext.scene import manual_object, place_objects  # noqa: E402
-from imgext.selection import choose_sounds  # noqa: E402
-from imgext.sources import BuiltinSource  # noqa: E402
+from imgext.sounds.builtin import BuiltinSource  # noqa: E402
+from imgext.sounds.selection import choose_sounds  # noqa: E402
+from imgext.vision.detection import Detector, load_image  # noqa: E402
+from imgext.vision.placement import manual_object, place_objects  # noqa: E402
 
 WEIGHTS = os.environ.get("IMGEXT_YOLO_WEIGHTS") or str(ROOT.parent / "shared" / "models" / "yolov8n_int8.onnx")
 

@@ -10,7 +10,7 @@ processed vs dry at its requested gain.
 Targets at EQ strength 1 (issue):
 
 - the most important track's masked fraction falls by >= 25 % (tracks tied at the top:
-  their mean, the figure the engine protects, :func:`imgext.eq.top_tracks`);
+  their mean, the figure the engine protects, :func:`imgext.engine.eq.top_tracks`);
 - the worst pair's masking falls by >= 3 dB, judged on the worst PROBLEMATIC pair (a masker
   no more important than its maskee, ``p_i <= p_j + 0.1``: the clash the EQ is allowed to
   fix). The unrestricted worst pair (often intended: a foreground over a background) is
@@ -29,9 +29,9 @@ pair its masker, which ignores the loudness rule: the most any 6 dB EQ could do)
 filters are fitted to it (what is lost in realising it with biquads).
 
 Scenes: every source levelled to -23 LUFS by the pipeline's own
-:func:`imgext.mixing.level_track`, gains -12 dB x (1 - p / p_max) from the importance p as
+:func:`imgext.loudness.level_track`, gains -12 dB x (1 - p / p_max) from the importance p as
 Image Extender assigns them, dry mix peaking at -1 dBFS. Real recordings (``../shared/sounds``),
-the app's built-in sounds (:mod:`imgext.synth`), band noises, and known-overlap stimuli of
+the app's built-in sounds (:mod:`imgext.sounds.synth`), band noises, and known-overlap stimuli of
 the textbook case (:data:`GENERATORS`: (a) a tonal foreground under a less important source
 resonating in its bands, (b) formant speech under band noise on one formant region, (c)
 equally important sources sharing a band), each designed from its story before its EQ
@@ -50,14 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pyloudnorm  # noqa: E402
-
 import scipy.signal  # noqa: E402
 
-from imgext import audio, eq, masking, mixing, optimise, synth  # noqa: E402
+from imgext.audio import io as audio
+from imgext.audio import loudness
+from imgext.engine import eq, optimise
+from imgext.masking import analysis as masking
+from imgext.sounds import synth
 
 SAMPLE_RATE = 44100
 SOUNDS_DIR = Path(os.environ.get("IMGEXT_SOUNDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "sounds"))
-TRACK_LUFS = mixing.TRACK_REFERENCE_LUFS  # -23 LUFS: the pipeline levels every source to it (level_track)
+TRACK_LUFS = loudness.TRACK_REFERENCE_LUFS  # -23 LUFS: the pipeline levels every source to it (level_track)
 GAIN_RANGE_DB = 12.0
 MF_TARGET_PCT, WORST_TARGET_DB, LU_LIMIT = -25.0, -3.0, 2.0
 
@@ -73,8 +76,8 @@ class Scene:
 
 
 def _level(x: np.ndarray) -> np.ndarray:
-    """The pipeline's own levelling (:func:`imgext.mixing.level_track`): bench and app build the same mix."""
-    return mixing.level_track(np.asarray(x, dtype=np.float32), SAMPLE_RATE, target_lufs=TRACK_LUFS)[0]
+    """The pipeline's own levelling (:func:`imgext.loudness.level_track`): bench and app build the same mix."""
+    return loudness.level_track(np.asarray(x, dtype=np.float32), SAMPLE_RATE, target_lufs=TRACK_LUFS)[0]
 
 
 def _animal(name: str, n: int) -> np.ndarray:
@@ -173,7 +176,7 @@ def fan_whine(rng: np.random.Generator, n: int) -> np.ndarray:
 
 VOWEL_FORMANTS_HZ = {"a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010), "o": (570, 840, 2410),
                      "u": (300, 870, 2240)}
-"""Peterson-Barney style F1-F3 of five vowels (as in :mod:`imgext.synth`)."""
+"""Peterson-Barney style F1-F3 of five vowels (as in :mod:`imgext.sounds.synth`)."""
 
 
 def _voice(rng: np.random.Generator, n: int, f0_hz: float, *, syllable_s: float = 0.22, word: int = 4,
@@ -310,7 +313,7 @@ SCENES = {
                   [("voice", 1.0, ("gen", "voice_low", 23)), ("noise", 1.0, ("gen", "speech_noise", 24))]),
 }
 """The fixed scene set. Synthetic noises draw from one generator (seed 7) in this order; built-in sounds
-(:mod:`imgext.synth`) and the known-overlap stimuli (``("gen", function, seed)``) use the seed given."""
+(:mod:`imgext.sounds.synth`) and the known-overlap stimuli (``("gen", function, seed)``) use the seed given."""
 
 
 def build_scenes(seconds: float, seed: int = 7, only: list[str] | None = None) -> list[Scene]:
@@ -371,7 +374,7 @@ def _measure(rendered: np.ndarray, importance: np.ndarray) -> dict:
 
 
 def top_mf(report: masking.MaskingReport, top: np.ndarray) -> float:
-    """The most important track's masked fraction; tracks tied at the top (:func:`imgext.eq.top_tracks`) by their
+    """The most important track's masked fraction; tracks tied at the top (:func:`imgext.engine.eq.top_tracks`) by their
     mean, the figure the engine protects."""
     return float(report.masked_fraction[top].mean())
 

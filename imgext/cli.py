@@ -14,8 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import ImgExtError
+from imgext import __version__
+from imgext.errors import ImgExtError
 
 __all__ = ["main", "build_parser"]
 
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="Freesound filter presets: list | show NAME | save NAME [filter options] | delete NAME")
     pr.add_argument("action", choices=["list", "show", "save", "delete"])
     pr.add_argument("name", nargs="?")
-    from .filters import add_filter_arguments
+    from imgext.sounds.filters import add_filter_arguments
 
     add_filter_arguments(pr)
 
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_from(args):
-    from .pipeline import MixSettings
+    from imgext.pipeline import MixSettings
 
     return MixSettings(
         duration_s=args.duration, sample_rate=args.sample_rate, attenuation_db=getattr(args, "attenuation_db", 0.0),
@@ -210,11 +210,11 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
 
 
 def _cmd_render(args) -> int:
-    from .detection import Detector
-    from .pipeline import render_image
-    from .scene import LabelMap
-    from .settings import load_settings
-    from .sources import open_source
+    from imgext.pipeline import render_image
+    from imgext.settings import load_settings
+    from imgext.sounds.sources import open_source
+    from imgext.vision.detection import Detector
+    from imgext.vision.placement import LabelMap
 
     settings = load_settings()
     mix_settings = _settings_from(args)
@@ -241,7 +241,7 @@ def _cmd_render(args) -> int:
 
 
 def _cmd_mix(args) -> int:
-    from .pipeline import render_files
+    from imgext.pipeline import render_files
 
     t0 = time.perf_counter()
     result = render_files(
@@ -260,7 +260,7 @@ _REMIX_FIELDS = {
 
 
 def _cmd_remix(args) -> int:
-    from .pipeline import remix
+    from imgext.pipeline import remix
 
     changes = {field: getattr(args, dest) for dest, field in _REMIX_FIELDS.items() if getattr(args, dest, None) is not None}
     if args.optimize is None:
@@ -273,7 +273,7 @@ def _cmd_remix(args) -> int:
 
 def _print_result(result, args, elapsed: float) -> None:
     if args.json:
-        from .export import json_ready
+        from imgext.output.export import json_ready
 
         print(json.dumps(json_ready(result.scene), indent=2, ensure_ascii=False))
     else:
@@ -281,7 +281,7 @@ def _print_result(result, args, elapsed: float) -> None:
 
 
 def _cmd_labels(args) -> int:
-    from .scene import LabelMap
+    from imgext.vision.placement import LabelMap
 
     for label, entry in LabelMap.default().items():
         print(f"{label:<16} {'(silent) ' if entry.silent else ''}{entry.query}  [synth: {entry.synth}]")
@@ -289,7 +289,7 @@ def _cmd_labels(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .filters import run_presets_command
+    from imgext.sounds.filters import run_presets_command
 
     return run_presets_command(args)
 

@@ -5,12 +5,12 @@ so the app can cache them separately (detection and downloads never rerun
 because a mix slider moved):
 
 * :func:`detect_objects`          image bytes/path -> (:class:`ImageInfo`, objects)  (here)
-* :func:`~imgext.selection.choose_sounds`   objects -> one distinct sound each
-* :func:`~imgext.tracks.fetch_tracks`       assignments -> :class:`~imgext.tracks.Tracks`
-* :class:`~imgext.mixing.Mixer`             tracks -> :class:`~imgext.mixing.MixOutcome` for :class:`~imgext.mixing.MixSettings`
-* :func:`~imgext.export.build_outputs`      everything -> the files of the export
+* :func:`~imgext.sounds.selection.choose_sounds`   objects -> one distinct sound each
+* :func:`~imgext.composition.tracks.fetch_tracks`       assignments -> :class:`~imgext.composition.tracks.Tracks`
+* :class:`~imgext.mix.mixer.Mixer`             tracks -> :class:`~imgext.mix.mixer.MixOutcome` for :class:`~imgext.mix.mixer.MixSettings`
+* :func:`~imgext.output.export.build_outputs`      everything -> the files of the export
 * :func:`render_image`, :func:`render_files`  all of it, as the command line uses it (here)
-* :func:`~imgext.plan.remix`                a saved plan rendered again
+* :func:`~imgext.output.plan.remix`                a saved plan rendered again
 
 The names of the other stages are re-exported here for convenience.
 """
@@ -23,15 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .detection import Detector, ImageInfo, load_image
-from .errors import AudioError, ParameterError
-from .export import RenderResult, build_outputs, write_outputs
-from .mixing import Mixer, MixOutcome, MixSettings
-from .plan import load_plan, remix
-from .scene import LabelMap, SceneObject, place_objects
-from .selection import DEFAULT_CANDIDATES, Assignment, choose_sounds
-from .sources import Candidate, SoundSource
-from .tracks import (
+from imgext.composition.tracks import (
     Fetched,
     Progress,
     Tracks,
@@ -43,6 +35,15 @@ from .tracks import (
     fit_source,
     retune_tracks,
 )
+from imgext.errors import AudioError, ParameterError
+from imgext.mix.mixer import Mixer, MixOutcome
+from imgext.options import MixSettings
+from imgext.output.export import RenderResult, build_outputs, write_outputs
+from imgext.output.plan import load_plan, remix
+from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.selection import DEFAULT_CANDIDATES, Assignment, choose_sounds
+from imgext.vision.detection import Detector, ImageInfo, load_image
+from imgext.vision.placement import LabelMap, SceneObject, place_objects
 
 __all__ = [
     "MixSettings",

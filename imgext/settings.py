@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ParameterError
+from imgext.errors import ParameterError
 
 __all__ = ["Settings", "load_settings", "DEFAULT_FREESOUND_URL"]
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from imgext.detection import draw_boxes, load_image
 from imgext.errors import ImgExtError
-from imgext.scene import DEFAULT_ATTENUATION_DB, LabelMap, manual_object, object_gain_db, place_objects, with_query
+from imgext.options import DEFAULT_ATTENUATION_DB
+from imgext.vision.detection import draw_boxes, load_image
+from imgext.vision.placement import LabelMap, manual_object, object_gain_db, place_objects, with_query
 from pages._state import digest, get_detector, guarded, session, show_error, weights_setting
 
 

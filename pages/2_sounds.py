@@ -6,13 +6,15 @@ from dataclasses import replace
 
 import streamlit as st
 
+from imgext.composition.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
 from imgext.errors import ImgExtError
-from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
-from imgext.freesound import FreesoundClient, FreesoundSource
-from imgext.mixing import MixSettings
-from imgext.selection import choose, choose_sounds, reroll
-from imgext.sources import BuiltinSource, FallbackSource, LocalLibrary
-from imgext.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
+from imgext.options import MixSettings
+from imgext.sounds.builtin import BuiltinSource
+from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
+from imgext.sounds.freesound import FreesoundClient, FreesoundSource
+from imgext.sounds.library import LocalLibrary
+from imgext.sounds.selection import choose, choose_sounds, reroll
+from imgext.sounds.sources import FallbackSource
 from pages._state import api_key, app_settings, guarded, local_library, md, md_link, session, shared_cache, show_error
 
 LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}

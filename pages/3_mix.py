@@ -8,10 +8,11 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from imgext.audio import encode_wav
-from imgext.export import build_outputs, build_zip
-from imgext.mixing import Mixer, MixSettings
-from imgext.tracks import retune_tracks
+from imgext.audio.io import encode_wav
+from imgext.composition.tracks import retune_tracks
+from imgext.mix.mixer import Mixer
+from imgext.options import MixSettings
+from imgext.output.export import build_outputs, build_zip
 from pages._state import guarded, reset_session, session, shared_cache
 
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from imgext.cache import DiskCache
-from imgext.detection import Detector
 from imgext.errors import ImgExtError
 from imgext.settings import Settings, load_settings
+from imgext.sounds.cache import DiskCache
+from imgext.vision.detection import Detector
 
 SESSION_KEY = "imgext_session"
 

@@ -41,7 +41,7 @@ def images_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def detector(model_path):
-    from imgext.detection import Detector
+    from imgext.vision.detection import Detector
 
     return Detector(str(model_path))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imgext.audio import decode, encode_wav, fit_duration, prepare_source, resample, to_mono, write_atomic
+from imgext.audio.io import decode, encode_wav, fit_duration, prepare_source, resample, to_mono, write_atomic
 from imgext.errors import AudioError
 
 

@@ -36,12 +36,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from imgext import audio as audio_mod
-from imgext.audio import MAX_SOURCE_PEAK, decode, prepare_source, to_mono
-from imgext.cache import DiskCache
-from imgext.detection import load_image
+from imgext.audio import io as audio_mod
+from imgext.audio.io import MAX_SOURCE_PEAK, decode, prepare_source, to_mono
 from imgext.errors import AudioError, ImageError, ImgExtError, ParameterError, SourceError
-from imgext.export import (
+from imgext.output.export import (
     OutputFile,
     attribution_line,
     attribution_text,
@@ -51,12 +49,14 @@ from imgext.export import (
     unique_names,
     write_outputs,
 )
-from imgext.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter, solr_quote
-from imgext.freesound import FreesoundSource
 from imgext.pipeline import Fetched, Mixer, MixSettings, Tracks, build_outputs, display_names
-from imgext.scene import SceneObject
-from imgext.selection import Assignment, Ranked
-from imgext.sources import Candidate
+from imgext.sounds.base import Candidate
+from imgext.sounds.cache import DiskCache
+from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter, solr_quote
+from imgext.sounds.freesound import FreesoundSource
+from imgext.sounds.selection import Assignment, Ranked
+from imgext.vision.detection import load_image
+from imgext.vision.placement import SceneObject
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 SHARED_SOUNDS = Path(__file__).resolve().parents[2] / "shared" / "sounds"

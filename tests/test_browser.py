@@ -8,7 +8,14 @@ import zipfile
 import pytest
 
 from tests.browser import (
-    chromium, fresh_dirs, need_chromium, screenshot, streamlit_server, wait_count, wait_for_app, wait_text_change,
+    chromium,
+    fresh_dirs,
+    need_chromium,
+    screenshot,
+    streamlit_server,
+    wait_count,
+    wait_for_app,
+    wait_text_change,
 )
 from tests.freesound_server import FreesoundServer
 

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from imgext.cache import DiskCache, cache_key
 from imgext.errors import CacheError
+from imgext.sounds.cache import DiskCache, cache_key
 
 
 def test_bytes_and_text_round_trip(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgext.detection import Detection, load_image
 from imgext.errors import ImageError, ParameterError
-from imgext.scene import place_objects
+from imgext.vision.detection import Detection, load_image
+from imgext.vision.placement import place_objects
 
 
 def _jpeg(img: Image.Image, **kw) -> bytes:
@@ -83,7 +83,7 @@ def test_detector_is_safe_across_threads(detector, bus_jpg):
 
 
 def test_missing_weights_are_a_clear_error(tmp_path):
-    from imgext.detection import Detector
+    from imgext.vision.detection import Detector
 
     with pytest.raises(ParameterError, match="weights not found"):
         Detector(str(tmp_path / "nope.onnx"))

@@ -7,8 +7,9 @@ import pyloudnorm
 import pytest
 import scipy.signal
 
-from imgext import eq, masking
+from imgext.engine import eq
 from imgext.errors import ParameterError
+from imgext.masking import analysis as masking
 from tests.stimuli import band_noise
 
 SR = 44100

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from imgext.errors import ParameterError
-from imgext.export import (
+from imgext.output.export import (
     OutputFile,
     attribution_line,
     build_zip,

@@ -86,11 +86,11 @@ def test_render_killed_midway_leaves_nothing_half_written(tmp_path, bus_jpg, mod
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from imgext.cache import DiskCache
-    from imgext.freesound import FreesoundClient, FreesoundSource
+    from imgext.sounds.cache import DiskCache
+    from imgext.sounds.freesound import FreesoundClient, FreesoundSource
     from imgext.pipeline import MixSettings, fetch_tracks
-    from imgext.scene import manual_object
-    from imgext.selection import choose_sounds
+    from imgext.vision.placement import manual_object
+    from imgext.sounds.selection import choose_sounds
     cache_dir, url, key = sys.argv[1:4]
     src = FreesoundSource(FreesoundClient(key, base_url=url, backoff_s=0.01), cache=DiskCache(cache_dir))
     objs = [manual_object("dog", 0.2), manual_object("cat", 0.8), manual_object("cow", 0.5)]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgext.errors import ParameterError
-from imgext.filters import BUILTIN_PRESETS, PresetStore, SearchFilter, solr_quote
+from imgext.sounds.filters import BUILTIN_PRESETS, PresetStore, SearchFilter, solr_quote
 
 
 def test_full_filter_string():

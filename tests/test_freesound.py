@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from imgext.cache import DiskCache
 from imgext.errors import AuthError, RateLimitedError, SourceUnavailableError
-from imgext.filters import SearchFilter
-from imgext.freesound import FreesoundClient, FreesoundSource, license_info, relaxed_queries
 from imgext.pipeline import MixSettings, fetch_tracks, render_image
-from imgext.scene import manual_object
-from imgext.selection import choose_sounds, reroll
+from imgext.sounds.cache import DiskCache
+from imgext.sounds.filters import SearchFilter
+from imgext.sounds.freesound import FreesoundClient, FreesoundSource, license_info, relaxed_queries
+from imgext.sounds.selection import choose_sounds, reroll
+from imgext.vision.placement import manual_object
 from tests.freesound_server import FreesoundServer
 
 KEY = "test-key"
@@ -154,7 +154,7 @@ def test_candidates_are_ranked_and_the_rule_holds(server, tmp_path):
 def test_off_topic_sound_loses(server, tmp_path):
     src = source(server, tmp_path)
     cands = src.search("dog bark", n=20)
-    from imgext.selection import rank_candidates
+    from imgext.sounds.selection import rank_candidates
 
     ranked = rank_candidates(cands, "dog bark", synonyms=("dog", "bark", "woof"))
     assert "synth" in ranked[-1].candidate.tags or ranked[-1].relevance < ranked[0].relevance
@@ -209,7 +209,7 @@ def test_interrupted_and_corrupt_downloads_never_reach_the_cache(server, tmp_pat
 
 
 def test_nasty_names_stay_inside_the_zip(server, tmp_path):
-    from imgext.scene import with_query
+    from imgext.vision.placement import with_query
 
     src = source(server, tmp_path)
     objs = [with_query(manual_object(lbl, x), q) for lbl, x, q in [
@@ -217,8 +217,8 @@ def test_nasty_names_stay_inside_the_zip(server, tmp_path):
         ("cow", 0.7, "Users cow"), ("frog", 0.9, "Grenouille"), ("rooster", 0.2, "rooster village")]]
     assignments = choose_sounds(objs, src, n_candidates=1, rng=0)
     tracks, assignments, fetched = fetch_tracks(objs, assignments, src, settings=SETTINGS)
+    from imgext.output.export import write_outputs
     from imgext.pipeline import Mixer, build_outputs
-    from imgext.export import write_outputs
 
     outcome = Mixer(tracks).render(SETTINGS)
     files, scene = build_outputs(image=None, objects=objs, assignments=assignments, fetched=fetched, tracks=tracks,
@@ -263,7 +263,7 @@ def test_noncommercial_is_flagged(server, tmp_path):
     cands = src.search("dog", n=20)
     nc = [c for c in cands if not c.commercial_ok]
     assert nc and all("NC" in c.license for c in nc)
-    from imgext.export import attribution_line
+    from imgext.output.export import attribution_line
 
     line = attribution_line({"name": nc[0].name, "author": nc[0].author, "url": nc[0].url, "license": nc[0].license,
                              "commercial_ok": False})

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from imgext import masking
 from imgext.errors import ParameterError
+from imgext.masking import analysis as masking
 from tests.stimuli import band_noise
 
 SR = 44100

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from imgext.audio.loudness import integrated_loudness
 from imgext.errors import ParameterError
-from imgext.mixing import integrated_loudness, pan_gains, render_mix
+from imgext.mix.render import pan_gains, render_mix
 
 SR = 44100
 
@@ -101,7 +102,7 @@ def test_reported_loudness_equals_a_fresh_measurement(rng, level):
 
 
 def test_sources_are_levelled_before_importance_gains(rng):
-    from imgext.mixing import TRACK_REFERENCE_LUFS, level_track
+    from imgext.audio.loudness import TRACK_REFERENCE_LUFS, level_track
 
     loud, quiet = _noise(rng, level=0.3), _noise(rng, level=0.003)
     a, la = level_track(loud, SR)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgext import eq, masking, optimise
+from imgext.engine import eq, optimise
 from imgext.errors import ParameterError
+from imgext.masking import analysis as masking
 
 SR = 22050
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from imgext.pipeline import MixSettings, render_files, render_image
-from imgext.sources import open_source
+from imgext.sounds.sources import open_source
 
 SETTINGS = MixSettings(duration_s=6.0, seed=3)
 
@@ -68,7 +68,7 @@ def test_mix_is_normalised_and_stems_sum_to_it(bus_render):
     out, result = bus_render
     mix, sr = _read(out / "mix.wav")
     assert sr == 44100 and mix.shape == (2, 6 * 44100)
-    from imgext.mixing import integrated_loudness
+    from imgext.audio.loudness import integrated_loudness
 
     assert integrated_loudness(mix, sr) == pytest.approx(result.scene["mix"]["loudness_lufs"], abs=0.05)
     assert np.max(np.abs(mix)) <= 10 ** (-1 / 20)

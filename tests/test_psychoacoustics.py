@@ -7,7 +7,7 @@ import pyloudnorm
 import pytest
 import scipy.signal
 
-from imgext import psychoacoustics as pa
+from imgext.masking import psychoacoustics as pa
 
 SR = 44100
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from imgext.detection import Detection
 from imgext.errors import ParameterError
-from imgext.scene import LabelMap, importance_from, manual_object, object_gain_db, place_objects, with_query
+from imgext.vision.detection import Detection
+from imgext.vision.placement import LabelMap, importance_from, manual_object, object_gain_db, place_objects, with_query
 
 
 def test_pan_and_importance_from_boxes():
@@ -46,7 +46,7 @@ def test_silent_labels_are_skipped_unless_asked():
 def test_every_coco_label_has_an_entry():
     table = LabelMap.default()
     assert len(table) == 80
-    from imgext.synth import SYNTH_KINDS
+    from imgext.sounds.synth import SYNTH_KINDS
 
     for label, entry in table.items():
         assert entry.query.strip(), label

@@ -372,8 +372,8 @@ def test_command_line_outputs_and_messages(fs, tmp_path, model_path, images_dir)
 # --------------------------------------------------------------------------- (c) request log, (d) cache
 
 def test_key_travels_only_in_the_authorization_header(fs, tmp_path):
-    from imgext.cache import DiskCache
-    from imgext.freesound import FreesoundClient, FreesoundSource
+    from imgext.sounds.cache import DiskCache
+    from imgext.sounds.freesound import FreesoundClient, FreesoundSource
 
     fs.reset()
     client = FreesoundClient(KEY, base_url=fs.base_url)
@@ -426,8 +426,8 @@ def test_the_scanners_do_find_the_key(tmp_path):
 
 
 def test_cache_folder_never_holds_the_key(fs, tmp_path):
-    from imgext.cache import DiskCache
-    from imgext.freesound import FreesoundClient, FreesoundSource
+    from imgext.sounds.cache import DiskCache
+    from imgext.sounds.freesound import FreesoundClient, FreesoundSource
 
     fs.reset()
     cache = DiskCache(tmp_path / "cache")

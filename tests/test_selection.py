@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imgext.detection import Detection
 from imgext.errors import ParameterError
-from imgext.scene import place_objects
-from imgext.selection import choose_sounds, rank_candidates, reroll
-from imgext.sources import Candidate, LocalLibrary, open_source
+from imgext.sounds.base import Candidate
+from imgext.sounds.library import LocalLibrary
+from imgext.sounds.selection import choose_sounds, rank_candidates, reroll
+from imgext.sounds.sources import open_source
+from imgext.vision.detection import Detection
+from imgext.vision.placement import place_objects
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ def test_open_source_specs(tmp_path, library):
 
 
 def test_choose_a_specific_candidate(library):
-    from imgext.selection import choose
+    from imgext.sounds.selection import choose
 
     a = choose_sounds(_objs("dog", "dog"), LocalLibrary(library), rng=0)
     spare = next(r.candidate.id for r in a[0].ranked if r.candidate.id not in {x.candidate.id for x in a})

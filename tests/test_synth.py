@@ -1,4 +1,4 @@
-"""Tests for :mod:`imgext.synth`, the built-in procedural sound source.
+"""Tests for :mod:`imgext.sounds.synth`, the built-in procedural sound source.
 
 Contract tests run over every kind; physical tests check that a few kinds
 sound like what they claim (spectral centroid, noise-likeness, level swells,
@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage, signal
 
 from imgext.errors import ParameterError
-from imgext.synth import SYNTH_KINDS, describe, synthesize
+from imgext.sounds.synth import SYNTH_KINDS, describe, synthesize
 
 SR = 44100
 DURATION_S = 2.0  # several events of most kinds, and fast

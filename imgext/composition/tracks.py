@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .audio import prepare_source
-from .errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
-from .mixing import MixSettings, level_track
-from .scene import SceneObject, object_gain_db
-from .selection import Assignment, reroll
-from .sources import Candidate, SoundSource
+from imgext.audio.io import prepare_source
+from imgext.audio.loudness import level_track
+from imgext.errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
+from imgext.options import MixSettings
+from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.selection import Assignment, reroll
+from imgext.vision.placement import SceneObject, object_gain_db
 
 __all__ = [
     "Progress",
@@ -103,7 +104,7 @@ class Fetched:
 
 
 def fit_source(data: bytes, *, name: str, settings: MixSettings) -> tuple[np.ndarray, tuple[str, ...], float | None]:
-    """Decode, fit to the scene and level one source (see :func:`imgext.mixing.level_track`).
+    """Decode, fit to the scene and level one source (see :func:`imgext.audio.loudness.level_track`).
 
     Returns ``(track, notes, source_lufs)``: the mono track at the reference
     loudness, what the user should know, and the source's own loudness.

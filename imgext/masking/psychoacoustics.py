@@ -1,7 +1,7 @@
 """Psychoacoustic building blocks of the masking engine (PEAQ, ITU-R BS.1387; Terhardt 1979; BS.1770).
 
-Pure functions of frequency, shared by :mod:`imgext.masking`, :mod:`imgext.eq` and
-:mod:`imgext.optimise`:
+Pure functions of frequency, shared by :mod:`imgext.masking`, :mod:`imgext.engine.eq` and
+:mod:`imgext.engine.optimise`:
 
 - the FFT ear model's front end: :func:`power_spectrogram`, :func:`power_mean_pool`;
 - scales: :func:`hz_to_bark`, :func:`bark_to_hz`;

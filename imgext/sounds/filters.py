@@ -21,8 +21,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .audio import write_atomic
-from .errors import ImgExtError, ParameterError
+from imgext.audio.io import write_atomic
+from imgext.errors import ImgExtError, ParameterError
 
 __all__ = [
     "LICENSES",
@@ -406,7 +406,7 @@ def run_presets_command(args) -> int:
     """``python -m imgext presets list|show|save|delete``."""
     import sys
 
-    from .settings import load_settings
+    from imgext.settings import load_settings
 
     store = PresetStore(load_settings().data_dir)
     if args.action != "list" and not args.name:

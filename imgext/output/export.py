@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import encode_wav, write_atomic
-from .errors import ParameterError
+from imgext.audio.io import encode_wav, write_atomic
+from imgext.errors import ParameterError
 
 __all__ = [
     "safe_filename",
@@ -323,7 +323,7 @@ def build_outputs(
     scene : dict
         The ``scene.json`` record.
     """
-    from . import __version__
+    from imgext import __version__
 
     sr = tracks.sample_rate
     files: list[OutputFile] = [OutputFile("mix.wav", encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]

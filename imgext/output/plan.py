@@ -9,14 +9,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from .detection import ImageInfo
-from .errors import ParameterError
-from .export import RenderResult, build_outputs, write_outputs
-from .mixing import Mixer, MixSettings
-from .scene import SceneObject
-from .selection import Assignment
-from .sources import Candidate
-from .tracks import Fetched, Progress, _no_progress, assemble_tracks, fit_source
+from imgext.composition.tracks import Fetched, Progress, _no_progress, assemble_tracks, fit_source
+from imgext.errors import ParameterError
+from imgext.mix.mixer import Mixer
+from imgext.options import MixSettings
+from imgext.output.export import RenderResult, build_outputs, write_outputs
+from imgext.sounds.base import Candidate
+from imgext.sounds.selection import Assignment
+from imgext.vision.detection import ImageInfo
+from imgext.vision.placement import SceneObject
 
 __all__ = ["load_plan", "remix"]
 
@@ -37,7 +38,7 @@ def load_plan(folder: str) -> tuple[dict, list[SceneObject], list[Assignment], d
     import json
     from pathlib import Path
 
-    from .selection import Ranked
+    from imgext.sounds.selection import Ranked
 
     root = Path(folder)
     try:

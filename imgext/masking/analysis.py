@@ -1,7 +1,7 @@
 """Directional multitrack masking analysis in Bark bands (``shared/design/masking.md`` section 5).
 
 1. :func:`band_energies` - per track, once, at **unit gain**: the PEAQ FFT ear model of
-   :mod:`imgext.psychoacoustics` (float32 STFT, ear weighting, Zwicker bands, forward
+   :mod:`imgext.masking.psychoacoustics` (float32 STFT, ear weighting, Zwicker bands, forward
    masking, power-mean pooling). Everything after it is band-domain only.
 2. :func:`masking_detail` - for gains (and an EQ band response) the masking of every
    maskee by every masker per band and frame (Terhardt spreading, PEAQ offset).
@@ -10,7 +10,7 @@
 
 **Activity.** A maskee's band-frame counts only if above the hearing floor and within
 :data:`ACTIVITY_RANGE_DB` (30 dB) of the track's own loudest band-frame
-(:func:`imgext.psychoacoustics.activity_mask` says why): recording noise floors and reverb
+(:func:`imgext.masking.psychoacoustics.activity_mask` says why): recording noise floors and reverb
 tails are not "the track" and do not inflate its masked fraction.
 
 **Problematic vs intended masking** (iZotope Neutron's "problematic vs encouraged"): masking
@@ -30,22 +30,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.signal
 
-from .errors import ParameterError
-from .psychoacoustics import (  # noqa: F401  (the helpers of earlier versions stay importable from here)
+from imgext.errors import ParameterError
+from imgext.masking.psychoacoustics import (
     ACTIVITY_RANGE_DB,
     FULL_SCALE_SPL_DB,
-    LOUDNESS_EXPONENT,
-    ZWICKER_BAND_EDGES_HZ,
     activity_mask,
     band_centres_hz,
     band_edges_hz,
     band_loudness_change_lu,
     band_membership,
-    bark_to_hz,
     ear_weighting_db,
     forward_masking,
     hearing_floor_db,
-    hz_to_bark,
     k_weighting_db,
     loudness_weight,
     masking_offset_db,
@@ -92,7 +88,7 @@ class BandEnergies:
     sample_rate : int
         In Hz.
     n_fft : int
-        STFT size used, in samples (fixes the bin grid of :func:`imgext.eq.band_response_db`).
+        STFT size used, in samples (fixes the bin grid of :func:`imgext.engine.eq.band_response_db`).
     loudness_spectrum : np.ndarray [shape=(n_tracks, n_fft // 2 + 1), dtype=float32] or None
         Mean K-weighted power per STFT bin: the loudness change of a filter follows from it
         exactly (up to gating), without the band averaging of :func:`loudness_change_lu`.
@@ -213,7 +209,7 @@ def level_shift_db(bands: BandEnergies, gains_db, eq_db=None) -> np.ndarray:
 def loudness_change_lu(bands: BandEnergies, shift_db: np.ndarray) -> np.ndarray:
     """BS.1770 loudness change (LU) of each track under per-band level shifts ``shift_db`` [shape=(..., N, B)], dB.
 
-    :func:`imgext.psychoacoustics.band_loudness_change_lu` on the track's mean K-weighted band power.
+    :func:`imgext.masking.psychoacoustics.band_loudness_change_lu` on the track's mean K-weighted band power.
     """
     return band_loudness_change_lu(bands.loudness_power, shift_db)
 
@@ -285,7 +281,7 @@ def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None,
     gains_db : np.ndarray [shape=(n_tracks,)]
         Mix gain of each track in dB.
     eq_db : np.ndarray [shape=(n_tracks, n_bands)] or None
-        Band response of each track's EQ in dB (:func:`imgext.eq.band_response_db`); None = flat.
+        Band response of each track's EQ in dB (:func:`imgext.engine.eq.band_response_db`); None = flat.
     activity_range_db : float > 0
         Relevant dynamic range of each maskee, dB (:func:`activity_mask`).
 

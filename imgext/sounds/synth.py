@@ -28,7 +28,7 @@ from functools import cached_property, lru_cache, partial
 import numpy as np
 from scipy import signal
 
-from .errors import ParameterError
+from imgext.errors import ParameterError
 
 __all__ = ["SYNTH_KINDS", "describe", "synthesize"]
 

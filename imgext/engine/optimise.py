@@ -8,10 +8,10 @@ population is scored at once (``vectorized=True``, ``updating='deferred'``).
 Priorities (the project's rules):
 
 - **the most important track first**: maskees are weighted by ``p^8`` (as in
-  :func:`imgext.eq.cut_curve_db`), and the most important track's masking and masked
+  :func:`imgext.engine.eq.cut_curve_db`), and the most important track's masking and masked
   fraction may not rise above their values with the EQ alone (steep penalty during the
   search, then checked at full resolution: the EQ-alone setting is returned otherwise;
-  tracks tied at the top count by their mean, :func:`imgext.eq.top_tracks`);
+  tracks tied at the top count by their mean, :func:`imgext.engine.eq.top_tracks`);
 - **gains only go down, and only for less important tracks** (``p < p_max - 0.1``): in
   ``[-max_gain_change_db, 0]`` dB, so no headroom is used;
 - **loudness**: every track's estimated BS.1770 change (gain + EQ) stays within
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from .eq import IMPORTANCE_TOLERANCE, EqFilter, top_tracks
-from .errors import ParameterError
-from .masking import (
+from imgext.engine.eq import IMPORTANCE_TOLERANCE, EqFilter, top_tracks
+from imgext.errors import ParameterError
+from imgext.masking.analysis import (
     BandEnergies,
     loudness_change_lu,
     masking_offset_db,
@@ -40,7 +40,7 @@ from .masking import (
     repool,
     spreading_matrix,
 )
-from .psychoacoustics import ACTIVITY_RANGE_DB, LOUDNESS_EXPONENT
+from imgext.masking.psychoacoustics import ACTIVITY_RANGE_DB, LOUDNESS_EXPONENT
 
 __all__ = [
     "CostWeights",
@@ -291,7 +291,7 @@ def optimise_mix(
         Importance-based mix gains in dB (the loudness targets).
     importance : np.ndarray [shape=(n_tracks,)], in [0, 1]
     eq_db : np.ndarray [shape=(n_tracks, n_bands)]
-        Band response of the designed EQ at full depth, dB (:func:`imgext.eq.eq_response_db`).
+        Band response of the designed EQ at full depth, dB (:func:`imgext.engine.eq.eq_response_db`).
     seed : int
         Seeds the differential evolution: equal inputs and seed give equal results.
     max_gain_change_db : float >= 0
@@ -305,7 +305,7 @@ def optimise_mix(
         Estimated loudness change (gain + EQ) allowed per track, LU.
     eq_loudness_lu : np.ndarray [shape=(n_tracks,)] or None
         Loudness change of the EQ at full depth from the filters themselves
-        (:func:`imgext.eq.filters_loudness_change_lu`); corrects the band estimate.
+        (:func:`imgext.engine.eq.filters_loudness_change_lu`); corrects the band estimate.
     weights : CostWeights
     pool_s : float or None
         Frames are pooled to about this length for the search (None: as analysed).

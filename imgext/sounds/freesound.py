@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .audio import DEFAULT_SAMPLE_RATE, decode
-from .cache import DiskCache, cache_key
-from .errors import AudioError, AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
-from .filters import PresetStore, SearchFilter
-from .sources import Candidate
+from imgext.audio.io import DEFAULT_SAMPLE_RATE, decode
+from imgext.errors import AudioError, AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
+from imgext.sounds.base import Candidate
+from imgext.sounds.cache import DiskCache, cache_key
+from imgext.sounds.filters import PresetStore, SearchFilter
 
 __all__ = [
     "SEARCH_FIELDS",
@@ -357,7 +357,7 @@ def relaxed_queries(query: str, *, max_variants: int = 4) -> list[str]:
 
 
 class FreesoundSource:
-    """Freesound as a :class:`~imgext.sources.SoundSource`, with a filter and a disk cache.
+    """Freesound as a :class:`~imgext.sounds.base.SoundSource`, with a filter and a disk cache.
 
     Parameters
     ----------

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, ParameterError
+from imgext.errors import ImageError, ParameterError
 
 __all__ = [
     "MAX_IMAGE_PIXELS",

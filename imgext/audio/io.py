@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, ParameterError
+from imgext.errors import AudioError, ParameterError
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",

@@ -48,8 +48,8 @@ import numpy as np
 import scipy.optimize
 import scipy.signal
 
-from .errors import ParameterError
-from .masking import (
+from imgext.errors import ParameterError
+from imgext.masking.analysis import (
     PROBLEM_TOLERANCE,
     BandEnergies,
     masking_detail,
@@ -60,8 +60,8 @@ from .masking import (
     repool,
     spreading_matrix,
 )
-from .psychoacoustics import band_centres_hz as _centres
-from .psychoacoustics import band_loudness_change_lu, band_membership
+from imgext.masking.psychoacoustics import band_centres_hz as _centres
+from imgext.masking.psychoacoustics import band_loudness_change_lu, band_membership
 
 __all__ = [
     "FilterKind",
@@ -290,7 +290,7 @@ def filters_loudness_change_lu(filters: list[list[EqFilter]], bands: BandEnergie
     analysis has no spectrum.
     """
     if bands.loudness_spectrum is None:
-        from .masking import loudness_change_lu
+        from imgext.masking.analysis import loudness_change_lu
 
         return loudness_change_lu(bands, eq_response_db(filters, bands))
     out = np.zeros(len(filters))

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import ImgExtError, ParameterError
-from .scene import SceneObject
-from .sources import Candidate, SoundSource, words_of
+from imgext.errors import ImgExtError, ParameterError
+from imgext.sounds.base import Candidate, SoundSource, words_of
+from imgext.vision.placement import SceneObject
 
 __all__ = ["Ranked", "Assignment", "rank_candidates", "choose_sounds", "reroll", "choose", "DEFAULT_CANDIDATES"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import diskcache
 
-from .errors import CacheError
+from imgext.errors import CacheError
 
 __all__ = ["SafeDisk", "DiskCache", "cache_key"]
 

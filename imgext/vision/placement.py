@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from .detection import Detection
-from .errors import ParameterError
+from imgext.errors import ParameterError
+from imgext.options import DEFAULT_ATTENUATION_DB
+from imgext.vision.detection import Detection
 
 __all__ = [
     "DEFAULT_ATTENUATION_DB",
@@ -31,8 +32,6 @@ __all__ = [
     "importance_from",
 ]
 
-DEFAULT_ATTENUATION_DB = 12.0
-"""How far (dB) the least important object sits below the most important one at importance 0."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class LabelSound:
     query : str
         Search terms for Freesound or a local library.
     synth : str
-        Kind name for the built-in synthesiser (:data:`imgext.synth.SYNTH_KINDS`).
+        Kind name for the built-in synthesiser (:data:`imgext.sounds.synth.SYNTH_KINDS`).
     synonyms : tuple of str
         Words that mark a candidate sound as on-topic when ranking.
     silent : bool

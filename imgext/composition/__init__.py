@@ -1,0 +1,1 @@
+"""Composition: chosen sounds become tracks (fetched, fitted, levelled), arranged in time and space."""

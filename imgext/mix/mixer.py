@@ -1,0 +1,167 @@
+"""The Mixer: one track set mixed under changing settings, the engine's expensive steps cached."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgext.mix.render import Mix, render_mix
+from imgext.options import MixSettings
+
+_MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
+
+
+@dataclass(frozen=True)
+class MixOutcome:
+    """A rendered mix with its analysis.
+
+    Attributes
+    ----------
+    mix : Mix
+    processed : np.ndarray [shape=(n_tracks, n_samples)]
+        Mono tracks after EQ (before pan and gain).
+    gains_db : np.ndarray [shape=(n_tracks,)]
+        Final per-track gains (importance gain + optimiser offset).
+    requested_gains_db : np.ndarray [shape=(n_tracks,)]
+        Gains from importance and attenuation alone.
+    filters : list of list
+        EQ filters per track (:class:`imgext.eq.EqFilter`).
+    masking_before, masking_after : MaskingReport or None
+    optimisation : OptimisationResult or None
+    timings_s : dict
+    """
+
+    mix: Mix
+    processed: np.ndarray
+    gains_db: np.ndarray
+    requested_gains_db: np.ndarray
+    filters: list
+    masking_before: object | None
+    masking_after: object | None
+    optimisation: object | None
+    timings_s: dict
+
+
+class Mixer:
+    """Mixes one set of tracks under changing settings, caching the expensive analysis.
+
+    The masking analysis (STFT and Bark bands) is computed once per track set;
+    a new attenuation, EQ strength or loudness target only redesigns the EQ,
+    refilters and re-sums.
+    """
+
+    def __init__(self, tracks, *, reuse: Mixer | None = None) -> None:
+        self.tracks = tracks
+        self._bands = None
+        self._analysis_s = 0.0
+        self._processed = None
+        self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
+        self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
+        if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
+            self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
+            with reuse._lock:
+                self._designs.update(reuse._designs)  # and the EQ designs (a copy: each Mixer owns its cache)
+
+    def bands(self):
+        """Cached unit-gain Bark-band energies of the dry tracks."""
+        if self._bands is None and self.tracks.n_tracks > 0:
+            from imgext.masking.analysis import band_energies
+
+            t0 = time.perf_counter()
+            self._bands = band_energies(self.tracks.audio, self.tracks.sample_rate)
+            self._analysis_s = time.perf_counter() - t0
+        return self._bands
+
+    def _process(self, settings: MixSettings):
+        """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
+        from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
+        from imgext.engine.optimise import optimise_mix, scale_filters
+        from imgext.masking.analysis import masking_report
+
+        tracks = self.tracks
+        requested = tracks.gains_db(settings.attenuation_db)
+        key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
+               settings.optimize, settings.seed)
+        if self._processed is not None and self._processed[0] == key:
+            return self._processed[1]
+        design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db)
+        timings: dict[str, float] = {}
+        gains = requested.copy()
+        filters: list = [[] for _ in range(tracks.n_tracks)]
+        before = opt = None
+        processed = tracks.audio
+        if tracks.n_tracks > 0:
+            bands = self.bands()
+            timings["analysis"] = self._analysis_s
+            t0 = time.perf_counter()
+            before = masking_report(bands, gains_db=gains, importance=tracks.importance)
+            if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
+                # EQ strength scales the depth of the full-strength design, so moving that slider
+                # reuses the design and only refilters (the design depends on gains, importance, max cut).
+                with self._lock:
+                    full = self._designs.pop(design_key, None)
+                if full is None:
+                    full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
+                                     max_cut_db=settings.max_cut_db)
+                with self._lock:
+                    self._designs[design_key] = full  # designs are deterministic: a slider moved back reuses one
+                    while len(self._designs) > 32:
+                        self._designs.pop(next(iter(self._designs)))
+                filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
+                filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
+            timings["eq"] = time.perf_counter() - t0
+            if settings.optimize and tracks.n_tracks > 1:
+                t0 = time.perf_counter()
+                eq_db = np.stack([band_response_db(f, bands) for f in filters])
+                opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed,
+                                   eq_loudness_lu=filters_loudness_change_lu(filters, bands))
+                gains = gains + opt.gain_offsets_db
+                filters = scale_filters(filters, opt.eq_depth)
+                timings["optimise"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            processed = apply_eq(tracks.audio, filters, tracks.sample_rate) if any(filters) else tracks.audio
+            timings["filter"] = time.perf_counter() - t0
+        result = (requested, gains, filters, processed, before, opt, timings)
+        self._processed = (key, result)
+        return result
+
+    def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
+        """Render the mix for ``settings``.
+
+        Parameters
+        ----------
+        measure_after : bool
+            Re-analyse the processed audio for the "after" masking report (exact);
+            when False it is estimated in the band domain from the cached analysis
+            (faster, for interactive use).
+
+        Notes
+        -----
+        The analysis is computed once per track set; EQ and filtering are reused
+        while only the loudness target or peak ceiling changes.
+        """
+        from imgext.engine.eq import band_response_db
+        from imgext.masking.analysis import band_energies, masking_report
+
+        tracks = self.tracks
+        requested, gains, filters, processed, before, opt, stage_timings = self._process(settings)
+        timings = dict(stage_timings)
+        after = None
+        t0 = time.perf_counter()
+        mix = render_mix(
+            processed, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs,
+        )
+        timings["render"] = time.perf_counter() - t0
+        if tracks.n_tracks > 0:
+            t0 = time.perf_counter()
+            if measure_after and processed is not tracks.audio:
+                after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains, importance=tracks.importance)
+            else:
+                eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
+                after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db)
+            timings["analysis_after"] = time.perf_counter() - t0
+        return MixOutcome(mix, processed, gains, requested, filters, before, after, opt, timings)

@@ -1,0 +1,163 @@
+"""Mixing: constant-power panning, per-object gain, loudness normalisation, a hard peak ceiling.
+
+Tracks are mono ``(n_tracks, n_samples)``; the mix is stereo ``(2, n_samples)``.
+Stems are never all held at once: :meth:`Mix.stem` renders one on demand, with
+the same master gain as the mix, so the stems sum to the mix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgext.audio.io import db_to_gain, gain_to_db
+from imgext.audio.loudness import _gates_unchanged, _loudness_and_blocks, integrated_loudness
+from imgext.errors import ParameterError
+from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
+
+
+def pan_gains(pan) -> np.ndarray:
+    """Constant-power pan law.
+
+    Parameters
+    ----------
+    pan : float or np.ndarray [shape=(n,)]
+        Positions in [-1, 1], -1 hard left, 0 centre, 1 hard right.
+
+    Returns
+    -------
+    np.ndarray [shape=(2,) or (2, n)]
+        Left and right amplitude factors, ``cos`` and ``sin`` of
+        ``(pan + 1) * pi / 4``; at the centre both are 1/sqrt(2) (-3 dB), and
+        ``L**2 + R**2 == 1`` everywhere.
+    """
+    p = np.asarray(pan, dtype=np.float64)
+    if not np.all(np.isfinite(p)) or np.any(np.abs(p) > 1.0 + 1e-9):
+        raise ParameterError(f"pan must lie in [-1, 1], got {pan!r}")
+    theta = (np.clip(p, -1.0, 1.0) + 1.0) * (np.pi / 4.0)
+    return np.stack([np.cos(theta), np.sin(theta)])
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A rendered mix and what it took.
+
+    Attributes
+    ----------
+    audio : np.ndarray [shape=(2, n_samples), dtype=float32]
+        The stereo mix after loudness normalisation and the peak ceiling.
+    sample_rate : int
+    coefficients : np.ndarray [shape=(2, n_tracks)]
+        Linear factor of each mono track in each channel, master gain included.
+    master_gain_db : float
+        Gain applied to the summed mix to reach the target.
+    loudness_lufs : float or None
+        Integrated loudness of ``audio``; ``None`` for silence.
+    peak_dbfs : float or None
+        Sample peak of ``audio``; ``None`` for silence.
+    target_lufs : float
+    limited_by_peak : bool
+        True when the peak ceiling stopped the mix short of the target.
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    coefficients: np.ndarray
+    master_gain_db: float
+    loudness_lufs: float | None
+    peak_dbfs: float | None
+    target_lufs: float
+    limited_by_peak: bool
+
+    def stem(self, tracks: np.ndarray, index: int) -> np.ndarray:
+        """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix."""
+        return (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
+
+
+def render_mix(
+    tracks: np.ndarray,
+    *,
+    pans,
+    gains_db,
+    sample_rate: int,
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS,
+    peak_dbfs: float = DEFAULT_PEAK_DBFS,
+) -> Mix:
+    """Pan, gain, sum, normalise to ``loudness_lufs`` and guarantee the peak ceiling.
+
+    Parameters
+    ----------
+    tracks : np.ndarray [shape=(n_tracks, n_samples), dtype=float32]
+        Mono sources, already fitted to the scene.
+    pans : array-like [shape=(n_tracks,)]
+        In [-1, 1].
+    gains_db : array-like [shape=(n_tracks,)]
+        Per-track gain in dB.
+    sample_rate : int
+        In Hz.
+    loudness_lufs : float
+        Target integrated loudness (BS.1770), e.g. -16 (streaming) or -23 (EBU R128 broadcast).
+    peak_dbfs : float <= 0
+        Sample-peak ceiling; the mix is turned down further if it would exceed it.
+
+    Returns
+    -------
+    Mix
+        Same inputs give bit-identical output.
+    """
+    tracks = np.asarray(tracks, dtype=np.float32)
+    if tracks.ndim != 2:
+        raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {tracks.shape}")
+    n_tracks, n_samples = tracks.shape
+    pans = np.asarray(pans, dtype=np.float64).reshape(-1)
+    gains = np.asarray(gains_db, dtype=np.float64).reshape(-1)
+    if pans.shape[0] != n_tracks or gains.shape[0] != n_tracks:
+        raise ParameterError(f"need one pan and one gain per track ({n_tracks}), got {pans.shape[0]} and {gains.shape[0]}")
+    if not np.all(np.isfinite(gains)):
+        raise ParameterError(f"gains_db must be finite, got {gains.tolist()}")
+    if not (-70.0 <= loudness_lufs <= 0.0):
+        raise ParameterError(f"loudness_lufs={loudness_lufs} must lie between -70 and 0 LUFS")
+    if not (-60.0 <= peak_dbfs <= 0.0):
+        raise ParameterError(f"peak_dbfs={peak_dbfs} must lie between -60 and 0 dBFS")
+    coeffs = pan_gains(pans) * db_to_gain(gains)[None, :]  # (2, n_tracks)
+    if n_tracks == 0 or n_samples == 0:
+        summed = np.zeros((2, n_samples), dtype=np.float32)
+    else:
+        summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
+    loud, blocks = _loudness_and_blocks(summed, sample_rate)
+    peak = float(np.max(np.abs(summed))) if summed.size else 0.0
+    if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
+        return Mix(summed, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
+    if not math.isfinite(loud):
+        # Below BS.1770's -70 LUFS gate the loudness is undefined: measure a copy raised to the peak
+        # ceiling and refer the result back (a quiet recording is brought up, not silenced).
+        lift_db = float(gain_to_db(db_to_gain(peak_dbfs) / peak))
+        loud, blocks = _loudness_and_blocks(summed * np.float32(db_to_gain(lift_db)), sample_rate)
+        loud, blocks = loud - lift_db, blocks - lift_db
+    gain_db = loudness_lufs - loud if math.isfinite(loud) else math.inf  # still unmeasurable: up to the ceiling
+    ceiling = float(db_to_gain(peak_dbfs - 1e-3))  # a hair under, so 24-bit rounding cannot cross it
+    limited = peak * float(db_to_gain(gain_db)) > ceiling
+    if limited:
+        gain_db = float(gain_to_db(ceiling / peak))
+    g = np.float32(db_to_gain(gain_db))
+    audio = summed * g
+    coeffs = coeffs * float(g)
+    out_peak = float(np.max(np.abs(audio)))
+    applied_db = float(gain_to_db(float(g)))
+    if math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
+        out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
+    else:
+        out_loud = integrated_loudness(audio, sample_rate)
+    return Mix(
+        audio=audio,
+        sample_rate=sample_rate,
+        coefficients=coeffs,
+        master_gain_db=round(float(gain_db), 6),
+        loudness_lufs=round(out_loud, 3) if math.isfinite(out_loud) else None,
+        peak_dbfs=round(float(gain_to_db(out_peak)), 3),
+        target_lufs=loudness_lufs,
+        limited_by_peak=bool(limited),
+    )
+

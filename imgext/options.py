@@ -1,0 +1,72 @@
+"""Settings dataclasses: the one owner of every default, range, step and help text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgext.audio.io import DEFAULT_SAMPLE_RATE
+from imgext.errors import ParameterError
+
+DEFAULT_ATTENUATION_DB = 12.0
+"""How far (dB) the least important object sits below the most important one at importance 0."""
+
+DEFAULT_LOUDNESS_LUFS = -16.0
+"""Target integrated loudness (BS.1770), the usual level for streamed stereo content."""
+
+DEFAULT_PEAK_DBFS = -1.0
+"""Sample-peak ceiling in dBFS after normalisation (1 dB of headroom for lossy encoders)."""
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """Everything that shapes the mix, with sensible defaults.
+
+    Attributes
+    ----------
+    duration_s : float
+        Scene length in seconds (1 .. 600).
+    sample_rate : int
+        Mix rate in Hz.
+    attenuation_db : float >= 0
+        How far an object of importance 0 sits below the most important one.
+    loudness_lufs : float
+        Target integrated loudness of the mix (BS.1770).
+    peak_dbfs : float
+        Sample-peak ceiling of the mix.
+    eq_strength : float in [0, 1]
+        Depth of the masking-driven EQ (0 = off).
+    max_cut_db : float >= 0
+        Deepest cut any EQ filter may make.
+    optimize : bool
+        Run the differential-evolution refinement of gains and EQ depth.
+    seed : int
+        Seeds every random choice; same inputs + same seed = same output.
+    """
+
+    duration_s: float = 30.0
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    attenuation_db: float = DEFAULT_ATTENUATION_DB
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+    peak_dbfs: float = DEFAULT_PEAK_DBFS
+    eq_strength: float = 1.0
+    max_cut_db: float = 6.0
+    optimize: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1.0 <= self.duration_s <= 600.0, f"duration_s={self.duration_s} must lie between 1 and 600 seconds"),
+            (8000 <= self.sample_rate <= 192000, f"sample_rate={self.sample_rate} must lie between 8000 and 192000 Hz"),
+            (0.0 <= self.attenuation_db <= 60.0, f"attenuation_db={self.attenuation_db} must lie between 0 and 60 dB"),
+            (-70.0 <= self.loudness_lufs <= 0.0, f"loudness_lufs={self.loudness_lufs} must lie between -70 and 0 LUFS"),
+            (-60.0 <= self.peak_dbfs <= 0.0, f"peak_dbfs={self.peak_dbfs} must lie between -60 and 0 dBFS"),
+            (0.0 <= self.eq_strength <= 1.0, f"eq_strength={self.eq_strength} must lie between 0 and 1"),
+            (0.0 <= self.max_cut_db <= 24.0, f"max_cut_db={self.max_cut_db} must lie between 0 and 24 dB"),
+        ]
+        for ok, message in checks:
+            if not ok:  # also catches NaN, for which every comparison is False
+                raise ParameterError(message)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+

@@ -1,0 +1,74 @@
+"""The built-in source: procedural sounds for every label category (:mod:`imgext.sounds.synth`), offline."""
+
+from __future__ import annotations
+
+from imgext.audio.io import DEFAULT_SAMPLE_RATE, encode_wav
+from imgext.sounds import synth
+from imgext.sounds.base import SYNTHETIC_LICENSE, Candidate, words_of
+from imgext.vision.placement import LabelMap
+
+
+class BuiltinSource:
+    """Offline procedural sounds, one family per label category, ten variants each.
+
+    Parameters
+    ----------
+    labels : LabelMap, optional
+        Used to map free search terms to a synthesiser kind.
+    """
+
+    name = "builtin"
+
+    def __init__(self, labels: LabelMap | None = None) -> None:
+        self._labels = labels or LabelMap.default()
+
+    def describe(self) -> str:
+        return "built-in synthetic sounds (offline; every sound is labelled synthetic)"
+
+    def kind_for(self, query: str, synth_kind: str | None = None) -> str:
+        """The synthesiser kind that best fits ``query`` (word overlap with the label table)."""
+        words = set(words_of(query))
+        best, best_score = None, 0
+        for label, entry in self._labels.items():
+            vocab = set(words_of(label)) | set(words_of(entry.query)) | set(entry.synonyms)
+            score = len(words & vocab)
+            if score > best_score and entry.synth in synth.SYNTH_KINDS:
+                best, best_score = entry.synth, score
+        if synth_kind in synth.SYNTH_KINDS and (best is None or best_score <= 1):
+            return synth_kind
+        if best is not None:
+            return best
+        for kind in synth.SYNTH_KINDS:  # a term naming a kind directly ("wind", "rain")
+            if set(kind.split("_")) & words:
+                return kind
+        return synth_kind if synth_kind in synth.SYNTH_KINDS else "ambience"
+
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+        kind = self.kind_for(query, synth_kind)
+        tags = tuple(dict.fromkeys(words_of(query) + kind.split("_")))
+        text = synth.describe(kind)
+        return [
+            Candidate(
+                id=f"builtin:{kind}:{seed}",
+                name=f"{kind.replace('_', ' ')} #{seed + 1} (synthetic)",
+                source="builtin",
+                author="Image Extender built-in synthesiser",
+                license=SYNTHETIC_LICENSE,
+                tags=tags,
+                description=text,
+                synthetic=True,
+                file_ext="wav",
+                extra={"kind": kind, "seed": seed},
+            )
+            for seed in range(max(0, int(n)))
+        ]
+
+    def fetch(self, candidate: Candidate, *, duration_s: float, sample_rate: int = DEFAULT_SAMPLE_RATE) -> bytes:
+        kind, seed = candidate.extra.get("kind"), candidate.extra.get("seed")
+        if kind is None or seed is None:
+            _, kind, seed_text = candidate.id.split(":")
+            seed = int(seed_text)
+        audio = synth.synthesize(str(kind), duration_s=duration_s, sample_rate=sample_rate, rng=int(seed))
+        return encode_wav(audio, sample_rate, subtype="PCM_16")
+
+

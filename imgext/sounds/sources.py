@@ -1,0 +1,100 @@
+"""Sound sources: where an object's sound comes from.
+
+One small interface, :class:`SoundSource` (``search`` then ``fetch``), and its
+implementations:
+
+* :class:`BuiltinSource` synthesises a sound procedurally for every label
+  category (:mod:`imgext.synth`), offline and with no account; every output says
+  it is synthetic.
+* :class:`LocalLibrary` searches a folder of audio files by tags taken from
+  file names or JSON sidecars.
+* :class:`imgext.freesound.FreesoundSource` searches Freesound (see that module).
+
+:func:`open_source` turns the command line's ``--source`` spec into one of them.
+"""
+
+from __future__ import annotations
+
+from imgext.audio.io import DEFAULT_SAMPLE_RATE
+from imgext.errors import ParameterError
+from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.builtin import BuiltinSource
+from imgext.sounds.library import LocalLibrary
+from imgext.vision.placement import LabelMap
+
+
+class FallbackSource:
+    """A primary source, and a second one for the terms the first finds nothing for.
+
+    Typical use: ``freesound+builtin`` gives real recordings where Freesound
+    has them and a synthetic sound (labelled as such) where it has none.
+    Errors of the primary (key refused, rate limit, network) are not hidden
+    behind the fallback: they propagate, so the user learns about them.
+    """
+
+    def __init__(self, primary: SoundSource, secondary: SoundSource) -> None:
+        self.primary, self.secondary = primary, secondary
+        self.name = f"{primary.name}+{secondary.name}"
+        self.notes: list[str] = []
+
+    def describe(self) -> str:
+        return f"{self.primary.describe()}, with {self.secondary.describe()} where it finds nothing"
+
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+        found = self.primary.search(query, n=n, synth_kind=synth_kind)
+        if found:
+            return found
+        self.notes.append(f"{self.primary.name} found nothing for {query!r}; using {self.secondary.name} sounds")
+        return self.secondary.search(query, n=n, synth_kind=synth_kind)
+
+    def _owner(self, candidate: Candidate) -> SoundSource:
+        return self.secondary if candidate.source == self.secondary.name else self.primary
+
+    def fetch(self, candidate: Candidate, *, duration_s: float, sample_rate: int = DEFAULT_SAMPLE_RATE) -> bytes:
+        return self._owner(candidate).fetch(candidate, duration_s=duration_s, sample_rate=sample_rate)
+
+    def invalidate(self, candidate: Candidate) -> None:
+        owner = self._owner(candidate)
+        if hasattr(owner, "invalidate"):
+            owner.invalidate(candidate)
+
+
+def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = None, **freesound_kw) -> SoundSource:
+    """Open a source from a spec: ``"builtin"``, ``"local:PATH"``, ``"freesound"``, or ``"A+B"``.
+
+    ``"A+B"`` searches A and falls back to B for terms A finds nothing for
+    (e.g. ``"freesound+builtin"``).  ``None`` picks Freesound when an API key
+    is configured, else the built-in source.
+
+    Raises
+    ------
+    ParameterError
+        Unknown spec, missing folder, or Freesound without a key.
+    """
+    from imgext.settings import load_settings
+
+    settings = settings or load_settings()
+    if spec is None:
+        spec = "freesound" if settings.freesound_api_key else "builtin"
+    spec = spec.strip()
+    if "+" in spec and not spec.startswith("local:"):
+        first, _, rest = spec.partition("+")
+        return FallbackSource(
+            open_source(first, settings=settings, labels=labels, **freesound_kw),
+            open_source(rest, settings=settings, labels=labels, **freesound_kw),
+        )
+    if spec.startswith("local:") and spec.endswith("+builtin"):
+        return FallbackSource(LocalLibrary(spec[len("local:") : -len("+builtin")]), BuiltinSource(labels))
+    if spec == "builtin":
+        return BuiltinSource(labels)
+    if spec.startswith("local:"):
+        return LocalLibrary(spec[len("local:") :])
+    if spec == "freesound":
+        from imgext.sounds.freesound import FreesoundSource
+
+        if not settings.freesound_api_key:
+            raise ParameterError(
+                "Freesound needs an API key: set FREESOUND_API_KEY (get one at https://freesound.org/apiv2/apply)"
+            )
+        return FreesoundSource.from_settings(settings, **freesound_kw)
+    raise ParameterError(f"unknown sound source {spec!r}; use builtin, local:PATH or freesound")

@@ -1,0 +1,1 @@
+"""Vision: the image in, objects out (loading, detection, placement in the stereo field)."""
