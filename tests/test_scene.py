@@ -22,7 +22,8 @@ def test_pan_and_importance_from_boxes():
     assert max(o.importance for o in objs) == 1.0
     car, dog, cat = objs[1], objs[0], objs[2]
     assert car.importance == 1.0 and cat.importance < dog.importance < car.importance
-    assert car.query == "car engine passing"
+    assert car.query == "car engine idling" and car.role == "bed"  # a parked car idles
+    assert dog.role == "event" and dog.events_per_minute > 0 and dog.event_s > 0
     assert "footsteps" in LabelMap.default()["person"].query
 
 
@@ -88,3 +89,30 @@ def test_manual_object_and_query_edit():
 def test_importance_handles_degenerate_boxes():
     assert importance_from([0.9, 0.5], [0.0, 0.0]) == [1.0, 1.0]
     assert importance_from([], []) == []
+
+
+def test_every_label_has_a_role_and_events_have_a_rate():
+    from imgext.vision.placement import Role
+
+    table = LabelMap.default()
+    assert len(table) == 80
+    for label, entry in table.items():
+        assert isinstance(entry.role, Role) and entry.role is not Role.OFF, label
+        if entry.role is Role.EVENT:
+            assert entry.events_per_minute > 0 and 0 < entry.event_s <= 20, label
+    assert table["dog"].role is Role.EVENT and table["bus"].role is Role.BED and table["surfboard"].role is Role.AREA
+    assert table["person"].group.label == "crowd" and table["person"].group.role is Role.AREA
+
+
+def test_role_overrides_are_checked():
+    from imgext.vision.placement import Role, with_role
+
+    table = LabelMap.default().with_overrides({"dog": {"role": "bed"}, "bus": {"role": "event"}})
+    assert table["dog"].role is Role.BED
+    assert table["bus"].role is Role.EVENT and table["bus"].events_per_minute > 0  # an event needs a rate
+    with pytest.raises(ParameterError, match="role 'loud'"):
+        LabelMap.default().with_overrides({"dog": {"role": "loud"}})
+    with pytest.raises(ParameterError, match="events_per_minute"):
+        LabelMap.default().with_overrides({"dog": {"events_per_minute": -1}})
+    dog = place_objects([Detection("dog", 0.9, (0.0, 0.2, 0.2, 0.6))])[0]
+    assert with_role(dog, "off").role == "off" and with_role(dog, Role.BED, events_per_minute=2).events_per_minute == 2

@@ -117,7 +117,7 @@ def test_builtin_source_gives_ten_synthetic_variants():
     src = open_source("builtin")
     cands = src.search("dog barking", n=10, synth_kind="dog_bark")
     assert len({c.id for c in cands}) == 10 and all(c.synthetic for c in cands)
-    assert src.kind_for("car engine passing") == "car_passing"
+    assert src.kind_for("car engine idling") == "engine_idle"  # a parked car idles (issue 10)
     assert src.kind_for("puppy woof") == "dog_bark"
     assert src.kind_for("strong wind") == "wind"
 

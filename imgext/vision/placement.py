@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from imgext.vision.detection import Detection
 
 __all__ = [
     "DEFAULT_ATTENUATION_DB",
+    "Role",
+    "Group",
     "LabelSound",
     "LabelMap",
     "SceneObject",
@@ -30,8 +33,55 @@ __all__ = [
     "manual_object",
     "object_gain_db",
     "importance_from",
+    "with_role",
 ]
 
+
+
+class Role(str, Enum):
+    """How an object sounds in time.
+
+    * ``EVENT``: one-shots scheduled at random times (a bark, a horn, a door).
+    * ``BED``: continuous, looped from a random start (an idling engine, a fountain).
+    * ``AREA``: continuous and wide, decorrelated left/right (traffic, a flock, a crowd).
+    * ``OFF``: not sounded.
+    """
+
+    EVENT = "event"
+    BED = "bed"
+    AREA = "area"
+    OFF = "off"
+
+    @classmethod
+    def parse(cls, value) -> Role:
+        """``Role`` from a role or its name; the message lists the valid names."""
+        try:
+            return cls(str(getattr(value, "value", value)).strip().lower())
+        except ValueError:
+            raise ParameterError(f"role {value!r} is not one of {', '.join(r.value for r in cls)}") from None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Many boxes of one label heard as one source (persons -> a crowd, cars -> traffic).
+
+    Attributes
+    ----------
+    min_count : int >= 2
+        This many boxes of the label form the group ...
+    min_area : float in (0, 1]
+        ... or fewer whose boxes together cover this fraction of the picture.
+    label, query, synth : str
+        What the group is called and sounds like.
+    role : Role
+    """
+
+    min_count: int
+    min_area: float
+    label: str
+    query: str
+    synth: str
+    role: Role = Role.AREA
 
 
 @dataclass(frozen=True)
@@ -48,12 +98,24 @@ class LabelSound:
         Words that mark a candidate sound as on-topic when ranking.
     silent : bool
         Makes no sound on its own (tie, book, vase ...); skipped by default.
+    role : Role
+        Default role in time: event, bed or area.
+    events_per_minute : float >= 0
+        Typical rate of an event-role object (at activity 1).
+    event_s : float >= 0
+        Typical length of one event in seconds.
+    group : Group or None
+        How many boxes of this label sound as one (persons -> crowd).
     """
 
     query: str
     synth: str = "ambience"
     synonyms: tuple[str, ...] = ()
     silent: bool = False
+    role: Role = Role.BED
+    events_per_minute: float = 0.0
+    event_s: float = 0.0
+    group: Group | None = None
 
 
 class LabelMap(Mapping[str, LabelSound]):
@@ -95,7 +157,9 @@ class LabelMap(Mapping[str, LabelSound]):
 
     def lookup(self, label: str) -> LabelSound:
         """The entry for ``label``; unknown labels search for themselves."""
-        return self._table.get(label) or LabelSound(query=label, synth="animal_call", synonyms=(label,))
+        return self._table.get(label) or LabelSound(
+            query=label, synth="animal_call", synonyms=(label,), role=Role.EVENT, events_per_minute=3.0, event_s=1.5
+        )
 
     def __getitem__(self, key: str) -> LabelSound:
         return self._table[key]
@@ -109,19 +173,48 @@ class LabelMap(Mapping[str, LabelSound]):
 
 def _label_sound(label: str, fields: Mapping, base: LabelSound | None) -> LabelSound:
     base = base or LabelSound(query=label, synonyms=(label,))
-    unknown = set(fields) - {"query", "synth", "synonyms", "silent"}
+    unknown = set(fields) - {"query", "synth", "synonyms", "silent", "role", "events_per_minute", "event_s", "group"}
     if unknown:
         raise ParameterError(f"label {label!r}: unknown fields {sorted(unknown)}")
     query = str(fields.get("query", base.query)).strip() or label
     synonyms = fields.get("synonyms", base.synonyms)
     if isinstance(synonyms, str) or not isinstance(synonyms, Iterable):
         raise ParameterError(f"label {label!r}: synonyms must be a list of words")
+    role = Role.parse(fields.get("role", base.role))
+    rate = _non_negative(label, "events_per_minute", fields.get("events_per_minute", base.events_per_minute))
+    event_s = _non_negative(label, "event_s", fields.get("event_s", base.event_s))
+    if role is Role.EVENT and (rate <= 0 or event_s <= 0):
+        rate, event_s = rate or 3.0, event_s or 1.5  # an event needs a rate and a length
+    group = fields.get("group", base.group)
+    if isinstance(group, Mapping):
+        try:
+            group = Group(min_count=int(group["min_count"]), min_area=float(group.get("min_area", 1.0)),
+                          label=str(group["label"]), query=str(group["query"]), synth=str(group.get("synth", "voices")),
+                          role=Role.parse(group.get("role", "area")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(f"label {label!r}: group needs min_count, label and query ({exc})") from None
+    elif group is not None and not isinstance(group, Group):
+        raise ParameterError(f"label {label!r}: group must be an object or null")
     return LabelSound(
         query=query,
         synth=str(fields.get("synth", base.synth)),
         synonyms=tuple(str(s).lower() for s in synonyms),
         silent=bool(fields.get("silent", base.silent)),
+        role=role,
+        events_per_minute=rate,
+        event_s=event_s,
+        group=group,
     )
+
+
+def _non_negative(label: str, name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ParameterError(f"label {label!r}: {name}={value!r} must be a number >= 0")
+    return v
 
 
 @dataclass(frozen=True)
@@ -149,7 +242,13 @@ class SceneObject:
         The user's own level offset in dB, added to the importance gain.
     skipped : bool
         True for objects that get no sound (silent labels unless asked for).
-    origin : {"detected", "manual"}
+    origin : {"detected", "manual", "file", "ambience"}
+    role : str
+        ``"event"``, ``"bed"``, ``"area"`` or ``"off"`` (:class:`Role`); the user may change it.
+    events_per_minute : float >= 0
+        Rate of an event-role object at activity 1.
+    event_s : float >= 0
+        Typical length of one of its events in seconds.
     """
 
     label: str
@@ -164,6 +263,9 @@ class SceneObject:
     skipped: bool = False
     origin: str = "detected"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    role: str = Role.BED.value
+    events_per_minute: float = 0.0
+    event_s: float = 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -179,6 +281,8 @@ class SceneObject:
         kw["box"] = tuple(float(v) for v in kw.get("box", (0, 0, 0, 0)))
         kw["synonyms"] = tuple(kw.get("synonyms", ()))
         kw["notes"] = tuple(kw.get("notes", ()))
+        if "role" in kw:
+            kw["role"] = Role.parse(kw["role"]).value
         return cls(**kw)
 
 
@@ -253,6 +357,9 @@ def place_objects(
                 synonyms=entry.synonyms,
                 skipped=skipped,
                 notes=(f"{det.label!r} makes no sound on its own; skipped",) if skipped else (),
+                role=entry.role.value,
+                events_per_minute=entry.events_per_minute,
+                event_s=entry.event_s,
             )
         )
     return objects
@@ -286,6 +393,9 @@ def manual_object(
         synth=entry.synth,
         synonyms=entry.synonyms,
         origin="manual",
+        role=entry.role.value,
+        events_per_minute=entry.events_per_minute,
+        event_s=entry.event_s,
     )
 
 
@@ -296,3 +406,18 @@ def with_query(obj: SceneObject, query: str) -> SceneObject:
         raise ParameterError("the search term cannot be empty")
     words = tuple(w.lower() for w in query.split())
     return replace(obj, query=query, synonyms=tuple(dict.fromkeys(words + obj.synonyms)))
+
+
+def with_role(obj: SceneObject, role: Role | str, *, events_per_minute: float | None = None) -> SceneObject:
+    """Return ``obj`` with a new role (and optionally a new event rate): the user's edit.
+
+    An object made an event without a rate gets 3 events per minute of 1.5 s.
+    """
+    r = Role.parse(role)
+    rate = obj.events_per_minute if events_per_minute is None else float(events_per_minute)
+    if not (math.isfinite(rate) and rate >= 0):
+        raise ParameterError(f"events_per_minute={events_per_minute!r} must be a number >= 0")
+    event_s = obj.event_s
+    if r is Role.EVENT:
+        rate, event_s = rate or 3.0, event_s or 1.5
+    return replace(obj, role=r.value, events_per_minute=rate, event_s=event_s)
