@@ -68,5 +68,11 @@ class MixSettings:
                 raise ParameterError(message)
 
     def to_dict(self) -> dict:
+        """Every field by name (JSON types)."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d) -> MixSettings:
+        """Settings from :meth:`to_dict` of any version: unknown keys are ignored, missing ones take the default."""
+        return cls(**{k: v for k, v in dict(d).items() if k in cls.__dataclass_fields__})
 

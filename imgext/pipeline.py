@@ -39,7 +39,7 @@ from imgext.errors import AudioError, ParameterError
 from imgext.mix.mixer import Mixer, MixOutcome
 from imgext.options import MixSettings
 from imgext.output.export import RenderResult, build_outputs, write_outputs
-from imgext.output.plan import load_plan, remix
+from imgext.output.plan import Plan, read_plan
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.selection import DEFAULT_CANDIDATES, Assignment, choose_sounds
 from imgext.vision.detection import Detector, ImageInfo, load_image
@@ -121,14 +121,14 @@ def render_image(
     t_mix = time.perf_counter() - t0
     timings = {"detect": t_detect, "sounds": t_sounds, "mix": t_mix, **outcome.timings_s}
     timings["total"] = time.perf_counter() - t_start
-    files, scene = build_outputs(
+    files, plan = build_outputs(
         image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks,
         outcome=outcome, settings=settings, source_description=source.describe(), timings_s=timings,
     )
     progress("export", 0.0, "writing files")
     zip_path = write_outputs(out_dir, files)
     progress("export", 1.0, "done")
-    return RenderResult(scene=scene, out_dir=str(out_dir), zip_path=str(zip_path), files=scene["files"])
+    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path))
 
 
 def render_files(
@@ -201,9 +201,61 @@ def render_files(
     outcome = Mixer(tracks).render(settings)
     timings = {"mix": time.perf_counter() - t0, **outcome.timings_s, "total": time.perf_counter() - t_start}
     assignments = [Assignment(i, o.query, None, "given on the command line") for i, o in enumerate(objects)]
-    files, scene = build_outputs(
+    files, plan = build_outputs(
         image=None, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description="files given on the command line", timings_s=timings,
     )
     zip_path = write_outputs(out_dir, files)
-    return RenderResult(scene=scene, out_dir=str(out_dir), zip_path=str(zip_path), files=scene["files"])
+    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path))
+
+
+def load_plan(folder: str) -> tuple[Plan, list[SceneObject], list[Assignment], dict[int, Fetched], MixSettings]:
+    """A rendered folder read back: its plan, objects, assignments, decoded sources and settings."""
+    plan, sources = read_plan(folder)
+    settings = plan.settings
+    objects, assignments = plan.scene_objects(), plan.assignments()
+    fetched = {}
+    for i, data in sources.items():
+        cand = assignments[i].candidate
+        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
+        fetched[i] = Fetched(i, cand, data, track, notes, lufs)
+    return plan, objects, assignments, fetched, settings
+
+
+def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **changes) -> RenderResult:
+    """Render a saved plan again, offline, with some mix settings changed (``python -m imgext remix``).
+
+    Parameters
+    ----------
+    folder : str
+        A folder written by :func:`render_image` or :func:`render_files`.
+    out_dir : str
+        Where to write the new render (may be ``folder`` itself).
+    **changes
+        :class:`MixSettings` fields to change (``eq_strength=0.5`` ...); the rest come from the plan.
+        With no changes the audio is bit-identical to the original render.
+    """
+    t_start = time.perf_counter()
+    plan, objects, assignments, fetched, settings = load_plan(folder)
+    unknown = set(changes) - set(MixSettings.__dataclass_fields__)
+    if unknown:
+        raise ParameterError(f"unknown mix settings: {', '.join(sorted(unknown))}")
+    if {"duration_s", "sample_rate"} & {k for k, v in changes.items() if v != getattr(settings, k)}:
+        settings = replace(settings, **changes)
+        fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0]) for i, f in fetched.items()}
+    else:
+        settings = replace(settings, **changes)
+    progress("mix", 0.0, "mixing the plan")
+    tracks = assemble_tracks(objects, fetched, settings=settings)
+    t0 = time.perf_counter()
+    outcome = Mixer(tracks).render(settings)
+    t_mix = time.perf_counter() - t0
+    image = plan.image
+    info = ImageInfo(path=image.path, width=image.width, height=image.height, format="") if image else None
+    timings = {"sounds": t0 - t_start, "mix": t_mix, **outcome.timings_s, "total": time.perf_counter() - t_start}
+    files, new_plan = build_outputs(
+        image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
+        settings=settings, source_description=f"{plan.source} (remixed from the plan)", timings_s=timings,
+    )
+    zip_path = write_outputs(out_dir, files)
+    return RenderResult(plan=new_plan, out_dir=str(out_dir), zip_path=str(zip_path))

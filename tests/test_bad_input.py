@@ -1113,7 +1113,7 @@ def test_freesound_metadata_never_escapes_the_zip_or_the_output_folder(tmp_path,
         importance=np.array([o.importance for o in objects]), volume_db=np.zeros(n), sample_rate=8000,
     )
     result = Mixer(tracks).render(settings_, measure_after=False)
-    files, scene = build_outputs(
+    files, plan = build_outputs(
         image=None, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=result,
         settings=settings_, source_description="Freesound (test)", timings_s={},
     )
@@ -1125,11 +1125,11 @@ def test_freesound_metadata_never_escapes_the_zip_or_the_output_folder(tmp_path,
     assert sum(m.startswith("sources/") for m in members) == n and sum(m.startswith("stems/") for m in members) == 2 * n
     written = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
     _assert_inside(out, written)
-    assert sorted(written) == sorted(scene["files"])
+    assert sorted(written) == sorted(plan.files)
     credits = (out / "ATTRIBUTION.txt").read_text(encoding="utf-8")
     nc_note = 0 if all(f.candidate.commercial_ok for f in fetched.values()) else 2
     assert len(credits.splitlines()) == 2 + n + nc_note + 2  # header, one line per sound, notes
-    assert json.loads((out / "scene.json").read_text(encoding="utf-8"))["files"] == scene["files"]
+    assert json.loads((out / "scene.json").read_text(encoding="utf-8"))["files"] == plan.files
     # nothing else appeared next to the session folders, and the other user's folder is untouched
     assert {p.name for p in sessions.iterdir()} == {"other-user", out.name}
     assert _snapshot(other) == before_other

@@ -13,12 +13,12 @@ from imgext.output.export import (
     OutputFile,
     attribution_line,
     build_zip,
-    json_ready,
     remove_stale,
     safe_filename,
     unique_names,
     write_outputs,
 )
+from imgext.output.plan import json_ready
 
 NASTY = [
     "../../etc/passwd",

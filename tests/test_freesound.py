@@ -221,7 +221,7 @@ def test_nasty_names_stay_inside_the_zip(server, tmp_path):
     from imgext.pipeline import Mixer, build_outputs
 
     outcome = Mixer(tracks).render(SETTINGS)
-    files, scene = build_outputs(image=None, objects=objs, assignments=assignments, fetched=fetched, tracks=tracks,
+    files, plan = build_outputs(image=None, objects=objs, assignments=assignments, fetched=fetched, tracks=tracks,
                                  outcome=outcome, settings=SETTINGS, source_description=src.describe(), timings_s={})
     zpath = write_outputs(tmp_path / "out", files)
     names = zipfile.ZipFile(zpath).namelist()

@@ -19,19 +19,29 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from imgext import __version__
 from imgext.audio.io import encode_wav, write_atomic
 from imgext.errors import ParameterError
+from imgext.output.plan import (
+    ImageRecord,
+    MaskingRecord,
+    MixRecord,
+    ObjectRecord,
+    OptimisationRecord,
+    Plan,
+    SoundRecord,
+    json_ready,
+)
 
 __all__ = [
     "safe_filename",
@@ -42,7 +52,6 @@ __all__ = [
     "OutputFile",
     "write_outputs",
     "build_zip",
-    "scene_json_bytes",
     "remove_stale",
     "RenderResult",
     "build_outputs",
@@ -136,21 +145,6 @@ def attribution_text(sounds: Sequence[Mapping], *, title: str = "Image Extender 
     return "\n".join(lines) + "\n"
 
 
-def json_ready(value):
-    """Convert numpy scalars/arrays, tuples and non-finite floats for ``json.dumps`` (inf/NaN -> None)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return json_ready(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
-
-
 @dataclass(frozen=True)
 class OutputFile:
     """One file of the export: a relative path (already safe) and its bytes."""
@@ -233,11 +227,6 @@ def _manifest(root: Path) -> list:
     return files if isinstance(files, list) else []
 
 
-def scene_json_bytes(scene: Mapping) -> bytes:
-    """``scene.json`` content: indented, UTF-8, finite numbers only."""
-    return (json.dumps(json_ready(scene), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str], *, previous: list | None = None) -> list[str]:
     """Delete files a previous render listed in ``out_dir/scene.json`` that the new render does not write.
 
@@ -263,30 +252,20 @@ def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str], *, previous: l
 
 @dataclass(frozen=True)
 class RenderResult:
-    """What :func:`render_image` produced."""
+    """A written render: its plan and where its files are."""
 
-    scene: dict
+    plan: Plan
     out_dir: str
     zip_path: str
-    files: list[str]
 
+    @property
+    def scene(self) -> dict:
+        """``scene.json`` as written (JSON types: lists, None for non-finite numbers)."""
+        return json.loads(self.plan.to_json())
 
-def _sound_record(cand, file: str | None, source_lufs: float | None = None) -> dict:
-    return {
-        "source_loudness_lufs": source_lufs,
-        "id": cand.id,
-        "name": cand.name,
-        "source": cand.source,
-        "license": cand.license,
-        "license_url": cand.license_url,
-        "author": cand.author,
-        "url": cand.url,
-        "file": file,
-        "synthetic": cand.synthetic,
-        "commercial_ok": cand.commercial_ok,
-        "duration_s": cand.duration_s,
-        "tags": list(cand.tags),
-    }
+    @property
+    def files(self) -> list[str]:
+        return list(self.plan.files)
 
 
 def build_outputs(
@@ -300,8 +279,8 @@ def build_outputs(
     settings,
     source_description: str,
     timings_s: dict,
-) -> tuple[list[OutputFile], dict]:
-    """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the scene record.
+) -> tuple[list[OutputFile], Plan]:
+    """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the plan they record.
 
     Parameters
     ----------
@@ -314,17 +293,15 @@ def build_outputs(
     outcome : MixOutcome
     settings : MixSettings
     source_description : str
-    timings_s : dict
+    timings_s : dict of str -> float
 
     Returns
     -------
     files : list of OutputFile
         ``scene.json`` last, so :func:`write_outputs` writes it after the audio.
-    scene : dict
-        The ``scene.json`` record.
+    plan : Plan
+        What ``scene.json`` holds.
     """
-    from imgext import __version__
-
     sr = tracks.sample_rate
     files: list[OutputFile] = [OutputFile("mix.wav", encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]
     track_of = {obj_i: k for k, obj_i in enumerate(tracks.object_indices)}
@@ -346,68 +323,47 @@ def build_outputs(
         files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
 
     names = tracks.names
-    scene_objects = []
-    sounds_for_credit = []
+    records = []
     for i, (obj, a) in enumerate(zip(objects, assignments)):
-        record = obj.to_dict()
         k = track_of.get(i)
-        record["gain_db"] = round(float(outcome.gains_db[k]), 3) if k is not None else None
-        record["requested_gain_db"] = round(float(outcome.requested_gains_db[k]), 3) if k is not None else None
-        record["sound"] = None
-        record["stem"] = None
-        record["reason"] = a.reason
-        record["eq"] = []
-        if k is not None:
-            sound = _sound_record(fetched[i].candidate, f"sources/{source_names[k]}", fetched[i].source_lufs)
-            record["sound"] = sound
-            record["stem"] = f"stems/{stem_names[k]}_processed.wav"
-            record["stem_dry"] = f"stems/{stem_names[k]}_dry.wav"
-            record["track"] = names[k]
-            record["eq"] = [f.to_dict(names) for f in outcome.filters[k]]
-            sounds_for_credit.append(sound)
-        scene_objects.append(record)
+        if k is None:
+            records.append(ObjectRecord(object=obj, reason=a.reason))
+            continue
+        records.append(ObjectRecord(
+            object=obj,
+            gain_db=round(float(outcome.gains_db[k]), 3),
+            requested_gain_db=round(float(outcome.requested_gains_db[k]), 3),
+            sound=SoundRecord.of(fetched[i].candidate, file=f"sources/{source_names[k]}", source_lufs=fetched[i].source_lufs),
+            stem=f"stems/{stem_names[k]}_processed.wav",
+            stem_dry=f"stems/{stem_names[k]}_dry.wav",
+            track=names[k],
+            reason=a.reason,
+            eq=[f.to_dict(names) for f in outcome.filters[k]],
+        ))
 
     mix = outcome.mix
-    scene = {
-        "schema_version": 1,
-        "generator": f"imgext {__version__}",
-        "image": image.to_dict() if image else None,
-        "source": source_description,
-        "settings": settings.to_dict(),
-        "objects": scene_objects,
-        "mix": {
-            "file": "mix.wav",
-            "sample_rate": sr,
-            "duration_s": round(mix.audio.shape[-1] / sr, 6),
-            "loudness_lufs": mix.loudness_lufs,
-            "target_lufs": mix.target_lufs,
-            "peak_dbfs": mix.peak_dbfs,
-            "master_gain_db": mix.master_gain_db,
-            "limited_by_peak": mix.limited_by_peak,
-        },
-        "masking": {
-            "tracks": names,
-            "before": outcome.masking_before.to_dict(names) if outcome.masking_before is not None else None,
-            "after": outcome.masking_after.to_dict(names) if outcome.masking_after is not None else None,
-        },
-        "optimisation": _opt_dict(outcome.optimisation),
-        "notes": list(tracks.notes),
-        "timings_s": {k: round(float(v), 4) for k, v in timings_s.items()},
-    }
-    attribution = attribution_text(sounds_for_credit)
-    files.append(OutputFile("ATTRIBUTION.txt", attribution.encode("utf-8")))
-    scene["files"] = sorted([f.path for f in files] + ["scene.json", "bundle.zip"])
-    files.append(OutputFile("scene.json", scene_json_bytes(scene)))
-    return files, scene
-
-
-def _opt_dict(opt) -> dict | None:
-    if opt is None:
-        return None
-    return {
-        "gain_offsets_db": [round(float(v), 3) for v in opt.gain_offsets_db],
-        "eq_depth": [round(float(v), 3) for v in opt.eq_depth],
-        "cost_before": float(opt.cost_before),
-        "cost_after": float(opt.cost_after),
-        "n_evaluations": int(opt.n_evaluations),
-    }
+    plan = Plan(
+        generator=f"imgext {__version__}",
+        image=ImageRecord(path=image.path, width=image.width, height=image.height) if image else None,
+        source=source_description,
+        settings=settings,
+        objects=records,
+        mix=MixRecord(
+            file="mix.wav", sample_rate=sr, duration_s=round(mix.audio.shape[-1] / sr, 6),
+            loudness_lufs=mix.loudness_lufs, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs,
+            master_gain_db=mix.master_gain_db, limited_by_peak=mix.limited_by_peak,
+        ),
+        masking=MaskingRecord(
+            tracks=list(names),
+            before=outcome.masking_before.to_dict(names) if outcome.masking_before is not None else None,
+            after=outcome.masking_after.to_dict(names) if outcome.masking_after is not None else None,
+        ),
+        optimisation=OptimisationRecord.of(outcome.optimisation),
+        notes=list(tracks.notes),
+        timings_s={k: round(float(v), 4) for k, v in timings_s.items()},
+    )
+    credits = [r.sound.to_dict() for r in records if r.sound is not None]
+    files.append(OutputFile("ATTRIBUTION.txt", attribution_text(credits).encode("utf-8")))
+    plan = replace(plan, files=sorted([f.path for f in files] + [Plan.FILE, "bundle.zip"]))
+    files.append(OutputFile(Plan.FILE, plan.to_json()))
+    return files, plan

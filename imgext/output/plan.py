@@ -1,119 +1,404 @@
-"""Plans: a rendered folder's ``scene.json`` and ``sources/`` read back and rendered again (as Scaper does).
+"""The plan: a typed, versioned record of one render, the one owner of ``scene.json``.
 
-``scene.json`` records every decision (objects, sounds, settings, seed); :func:`remix`
-re-renders it offline, bit-identical when nothing changes, or with new mix settings.
+A :class:`Plan` holds every decision of a render (image, objects, the sound of
+each, settings, seed) and every measurement (gains, EQ, loudness, masking).
+:meth:`Plan.to_dict` writes ``scene.json``; :meth:`Plan.from_dict` reads it
+back, so a saved folder can be rendered again (:meth:`imgext.project.Project.from_folder`,
+as Scaper's ``generate_from_jams`` does).
+
+Adding a field
+--------------
+Add one line to the dataclass it belongs to, with a default::
+
+    distance_m: float | None = None
+
+:meth:`Record.to_dict` writes it and :meth:`Record.from_dict` reads it, and a
+``scene.json`` written before the field existed still loads (the default is
+used); unknown keys (written by a newer version) are ignored.  Fields of
+:class:`~imgext.vision.placement.SceneObject` appear flat in each object's
+record, so a new ``SceneObject`` field reaches ``scene.json`` with no change
+here.  Bump :data:`SCHEMA_VERSION` only when an existing field changes meaning,
+and add a migration to :data:`_MIGRATIONS`.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar
 
-from imgext.composition.tracks import Fetched, Progress, _no_progress, assemble_tracks, fit_source
 from imgext.errors import ParameterError
-from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
-from imgext.output.export import RenderResult, build_outputs, write_outputs
 from imgext.sounds.base import Candidate
-from imgext.sounds.selection import Assignment
-from imgext.vision.detection import ImageInfo
+from imgext.sounds.selection import Assignment, Ranked
 from imgext.vision.placement import SceneObject
 
-__all__ = ["load_plan", "remix"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Record",
+    "ImageRecord",
+    "SoundRecord",
+    "ObjectRecord",
+    "MixRecord",
+    "MaskingRecord",
+    "OptimisationRecord",
+    "Plan",
+    "read_plan",
+    "json_ready",
+]
+
+SCHEMA_VERSION = 1
+"""Version of ``scene.json`` this code writes; it reads every version up to this one."""
+
+FLAT = {"flatten": True}
+"""Field metadata: the nested record's keys sit in the parent's dict, not under the field's name."""
 
 
-def load_plan(folder: str) -> tuple[dict, list[SceneObject], list[Assignment], dict[int, Fetched], MixSettings]:
-    """Read a rendered folder's ``scene.json`` and source files back: the plan to render again.
+def json_ready(value):
+    """Convert numpy scalars/arrays, tuples and non-finite floats for ``json.dumps`` (inf/NaN -> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_ready(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _encode(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    """``value`` (from JSON) as type ``tp``: nested records, optional values, lists, tuples, scalars."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        arms = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(arms[0], value) if len(arms) == 1 else value
+    if value is None:
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParameterError(f"expected a list, got {type(value).__name__}")
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis] or [Any]
+        items = [_decode(args[0], v) for v in value]
+        return items if origin is list else tuple(items)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ParameterError(f"expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if isinstance(tp, type) and hasattr(tp, "from_dict"):
+        if not isinstance(value, Mapping):
+            raise ParameterError(f"expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        return tp.from_dict(value)
+    if tp is float:
+        return float(value)
+    if tp is int and not isinstance(value, bool):
+        return int(value)
+    if tp is str:
+        return str(value)
+    if tp is bool:
+        return bool(value)
+    return value
+
+
+class Record:
+    """Mixin for plan dataclasses: ``to_dict``/``from_dict`` generated from the fields.
+
+    ``from_dict`` ignores unknown keys and uses the default for a missing one;
+    a missing field without default is a :class:`~imgext.errors.ParameterError`.
+    """
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of the fields (nested records as dicts, flattened ones merged in)."""
+        out: dict = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = _encode(getattr(self, f.name))
+            if f.metadata.get("flatten"):
+                out.update(value)
+            else:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Any:
+        """Build from a dict written by :meth:`to_dict` (by this or another version)."""
+        if not isinstance(d, Mapping):
+            raise ParameterError(f"{cls.__name__}: expected a mapping, got {type(d).__name__}")
+        hints = typing.get_type_hints(cls)
+        kw = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.metadata.get("flatten"):
+                kw[f.name] = _decode(hints[f.name], d)
+            elif f.name in d:
+                kw[f.name] = _decode(hints[f.name], d[f.name])
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise ParameterError(f"{cls.__name__}: {f.name!r} is missing")
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise ParameterError(f"{cls.__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ImageRecord(Record):
+    """The input image: its name as given and its upright size in pixels."""
+
+    path: str | None = None
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class SoundRecord(Record):
+    """The sound of one object: where it came from, its licence, and its file in ``sources/``.
+
+    Attributes
+    ----------
+    file : str or None
+        Path of the source file inside the output folder (``sources/00_dog.mp3``).
+    source_loudness_lufs : float or None
+        Integrated loudness of the source before levelling, LUFS.
+    """
+
+    id: str
+    name: str = ""
+    source: str = ""
+    license: str = "unknown"
+    license_url: str | None = None
+    author: str = "unknown"
+    url: str | None = None
+    file: str | None = None
+    synthetic: bool = False
+    commercial_ok: bool = True
+    duration_s: float | None = None
+    tags: tuple[str, ...] = ()
+    source_loudness_lufs: float | None = None
+
+    @classmethod
+    def of(cls, cand: Candidate, *, file: str | None, source_lufs: float | None = None) -> SoundRecord:
+        """The record of a fetched candidate."""
+        return cls(
+            id=cand.id, name=cand.name, source=cand.source, license=cand.license, license_url=cand.license_url,
+            author=cand.author, url=cand.url, file=file, synthetic=cand.synthetic, commercial_ok=cand.commercial_ok,
+            duration_s=cand.duration_s, tags=tuple(cand.tags), source_loudness_lufs=source_lufs,
+        )
+
+    def candidate(self) -> Candidate:
+        """The :class:`~imgext.sounds.base.Candidate` this record describes (the file's extension as type)."""
+        ext = Path(self.file or "").suffix.lstrip(".") or "wav"
+        return Candidate(
+            id=self.id, name=self.name, source=self.source, author=self.author or "unknown",
+            license=self.license or "unknown", license_url=self.license_url, url=self.url, tags=self.tags,
+            duration_s=self.duration_s, synthetic=self.synthetic, commercial_ok=self.commercial_ok, file_ext=ext,
+        )
+
+
+@dataclass(frozen=True)
+class ObjectRecord(Record):
+    """One object of the scene: the placed object (flat), its sound, gains, stems and EQ.
+
+    Attributes
+    ----------
+    object : SceneObject
+        Its fields sit flat in the record (``label``, ``pan``, ``importance`` ...).
+    gain_db, requested_gain_db : float or None
+        Final gain and the gain from importance alone, dB (None without a sound).
+    eq : list of dict
+        EQ filters (:meth:`imgext.engine.eq.EqFilter.to_dict` with track names).
+    """
+
+    object: SceneObject = field(metadata=FLAT)
+    gain_db: float | None = None
+    requested_gain_db: float | None = None
+    sound: SoundRecord | None = None
+    stem: str | None = None
+    stem_dry: str | None = None
+    track: str | None = None
+    reason: str = ""
+    eq: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MixRecord(Record):
+    """The stereo mix file and its measurements (BS.1770 loudness in LUFS, sample peak in dBFS)."""
+
+    file: str = "mix.wav"
+    sample_rate: int = 0
+    duration_s: float = 0.0
+    loudness_lufs: float | None = None
+    target_lufs: float | None = None
+    peak_dbfs: float | None = None
+    master_gain_db: float | None = None
+    limited_by_peak: bool = False
+
+
+@dataclass(frozen=True)
+class MaskingRecord(Record):
+    """Masking before and after the EQ (:meth:`imgext.masking.analysis.MaskingReport.to_dict`)."""
+
+    tracks: list[str] = field(default_factory=list)
+    before: dict | None = None
+    after: dict | None = None
+
+
+@dataclass(frozen=True)
+class OptimisationRecord(Record):
+    """The optimiser's result (:class:`imgext.engine.optimise.OptimisationResult`)."""
+
+    gain_offsets_db: list[float] = field(default_factory=list)
+    eq_depth: list[float] = field(default_factory=list)
+    cost_before: float = 0.0
+    cost_after: float = 0.0
+    n_evaluations: int = 0
+
+    @classmethod
+    def of(cls, opt) -> OptimisationRecord | None:
+        if opt is None:
+            return None
+        return cls(
+            gain_offsets_db=[round(float(v), 3) for v in opt.gain_offsets_db],
+            eq_depth=[round(float(v), 3) for v in opt.eq_depth],
+            cost_before=float(opt.cost_before), cost_after=float(opt.cost_after), n_evaluations=int(opt.n_evaluations),
+        )
+
+
+_MIGRATIONS: dict[int, Any] = {}
+"""``{old_version: function(dict) -> dict of old_version + 1}``, applied in order by :meth:`Plan.from_dict`."""
+
+
+@dataclass(frozen=True)
+class Plan(Record):
+    """Everything one render decided and measured: the content of ``scene.json``.
+
+    Attributes
+    ----------
+    schema_version : int
+        :data:`SCHEMA_VERSION` when written by this code.
+    generator : str
+        ``"imgext <version>"``.
+    image : ImageRecord or None
+        None for ``imgext mix`` (no image).
+    source : str
+        The sound source, described for people.
+    settings : MixSettings
+    objects : list of ObjectRecord
+        Every object, in detection order, with or without a sound.
+    mix : MixRecord
+    masking : MaskingRecord
+    optimisation : OptimisationRecord or None
+    notes : list of str
+    timings_s : dict of str -> float
+        Seconds per stage.
+    files : list of str
+        Every file of the render (the manifest :func:`~imgext.output.export.write_outputs` uses).
+    """
+
+    FILE: ClassVar[str] = "scene.json"
+
+    schema_version: int = SCHEMA_VERSION
+    generator: str = ""
+    image: ImageRecord | None = None
+    source: str = ""
+    settings: MixSettings = field(default_factory=MixSettings)
+    objects: list[ObjectRecord] = field(default_factory=list)
+    mix: MixRecord = field(default_factory=MixRecord)
+    masking: MaskingRecord = field(default_factory=MaskingRecord)
+    optimisation: OptimisationRecord | None = None
+    notes: list[str] = field(default_factory=list)
+    timings_s: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Plan:
+        """Read a ``scene.json`` dict of any version up to :data:`SCHEMA_VERSION`."""
+        if not isinstance(d, Mapping):
+            raise ParameterError("a plan must be a JSON object")
+        version = d.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+            raise ParameterError(f"schema version {version!r}; this tool reads 1 to {SCHEMA_VERSION}")
+        d = dict(d)
+        while version < SCHEMA_VERSION:
+            d = _MIGRATIONS[version](d)
+            version += 1
+        d["schema_version"] = SCHEMA_VERSION
+        try:
+            return super().from_dict(d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(f"not a valid plan: {exc}") from None
+
+    def with_settings(self, settings: MixSettings) -> Plan:
+        return replace(self, settings=settings)
+
+    def scene_objects(self) -> list[SceneObject]:
+        """The placed objects, as the render had them."""
+        return [o.object for o in self.objects]
+
+    def assignments(self) -> list[Assignment]:
+        """One assignment per object: the plan's sound, or none with the recorded reason."""
+        out = []
+        for i, o in enumerate(self.objects):
+            if o.sound is None:
+                out.append(Assignment(i, o.object.query, None, o.reason or "no sound in the plan"))
+                continue
+            ranked = Ranked(o.sound.candidate(), 0.0, 1.0, o.reason or "from the plan")
+            out.append(Assignment(i, o.object.query, ranked, ranked.reason, (ranked,)))
+        return out
+
+    def to_json(self) -> bytes:
+        """``scene.json`` content: indented, UTF-8, finite numbers only (inf/NaN -> null)."""
+        return (json.dumps(json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_plan(folder: str | Path) -> tuple[Plan, dict[int, bytes]]:
+    """Read a rendered folder's ``scene.json`` and its source files.
 
     Returns
     -------
-    scene, objects, assignments, fetched, settings
-        ``fetched`` holds the source files decoded at the plan's duration and rate.
+    plan : Plan
+    sources : dict of object index -> bytes
+        The source file of every object that has a sound.
 
     Raises
     ------
     ParameterError
         No or unreadable ``scene.json``, an unknown schema version, or a missing source file.
     """
-    import json
-    from pathlib import Path
-
-    from imgext.sounds.selection import Ranked
-
     root = Path(folder)
+    path = root / Plan.FILE
     try:
-        scene = json.loads((root / "scene.json").read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ParameterError(f"{folder!r} holds no scene.json (not an Image Extender output, or an interrupted one)") from None
+        raise ParameterError(f"{str(folder)!r} holds no scene.json (not an Image Extender output, or an interrupted one)") from None
     except (OSError, ValueError) as exc:
-        raise ParameterError(f"cannot read {root / 'scene.json'}: {exc}") from None
-    if not isinstance(scene, dict) or scene.get("schema_version") != 1:
-        raise ParameterError(f"{root / 'scene.json'} has schema version {scene.get('schema_version')!r}; this tool reads 1")
+        raise ParameterError(f"cannot read {path}: {exc}") from None
     try:
-        settings = MixSettings(**{k: v for k, v in scene["settings"].items() if k in MixSettings.__dataclass_fields__})
-        objects = [SceneObject.from_dict(o) for o in scene["objects"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ParameterError(f"{root / 'scene.json'} is not a valid plan: {exc}") from None
-    assignments: list[Assignment] = []
-    fetched: dict[int, Fetched] = {}
-    for i, (obj, record) in enumerate(zip(objects, scene["objects"])):
-        sound = record.get("sound")
-        if not sound:
-            assignments.append(Assignment(i, obj.query, None, record.get("reason") or "no sound in the plan"))
+        plan = Plan.from_dict(raw)
+    except ParameterError as exc:
+        raise ParameterError(f"{path}: {exc}") from None
+    sources: dict[int, bytes] = {}
+    for i, o in enumerate(plan.objects):
+        if o.sound is None:
             continue
-        path = (root / str(sound.get("file", ""))).resolve()
-        if root.resolve() not in path.parents or not path.is_file():
-            raise ParameterError(f"the plan's source file {sound.get('file')!r} is missing from {folder!r}")
-        cand = Candidate(
-            id=str(sound["id"]), name=str(sound.get("name", "")), source=str(sound.get("source", "")),
-            author=str(sound.get("author") or "unknown"), license=str(sound.get("license") or "unknown"),
-            license_url=sound.get("license_url"), url=sound.get("url"), tags=tuple(sound.get("tags") or ()),
-            duration_s=sound.get("duration_s"), synthetic=bool(sound.get("synthetic")),
-            commercial_ok=bool(sound.get("commercial_ok", True)), file_ext=path.suffix.lstrip(".") or "wav",
-        )
-        data = path.read_bytes()
-        track, notes, lufs = fit_source(data, name=cand.name, settings=settings)
-        fetched[i] = Fetched(i, cand, data, track, notes, lufs)
-        ranked = Ranked(cand, 0.0, 1.0, str(record.get("reason") or "from the plan"))
-        assignments.append(Assignment(i, obj.query, ranked, ranked.reason, (ranked,)))
-    return scene, objects, assignments, fetched, settings
-
-
-def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **changes) -> RenderResult:
-    """Render a saved plan again, offline, with some mix settings changed (``python -m imgext remix``).
-
-    Parameters
-    ----------
-    folder : str
-        A folder written by :func:`render_image` or :func:`render_files`.
-    out_dir : str
-        Where to write the new render (may be ``folder`` itself).
-    **changes
-        :class:`MixSettings` fields to change (``eq_strength=0.5`` ...); the rest come from the plan.
-        With no changes the audio is bit-identical to the original render.
-    """
-    t_start = time.perf_counter()
-    scene, objects, assignments, fetched, settings = load_plan(folder)
-    unknown = set(changes) - set(MixSettings.__dataclass_fields__)
-    if unknown:
-        raise ParameterError(f"unknown mix settings: {', '.join(sorted(unknown))}")
-    if {"duration_s", "sample_rate"} & {k for k, v in changes.items() if v != getattr(settings, k)}:
-        settings = replace(settings, **changes)
-        fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0]) for i, f in fetched.items()}
-    else:
-        settings = replace(settings, **changes)
-    progress("mix", 0.0, "mixing the plan")
-    tracks = assemble_tracks(objects, fetched, settings=settings)
-    t0 = time.perf_counter()
-    outcome = Mixer(tracks).render(settings)
-    t_mix = time.perf_counter() - t0
-    image = scene.get("image")
-    info = ImageInfo(path=image.get("path"), width=int(image.get("width", 0)), height=int(image.get("height", 0)),
-                     format="") if image else None
-    timings = {"sounds": t0 - t_start, "mix": t_mix, **outcome.timings_s, "total": time.perf_counter() - t_start}
-    files, new_scene = build_outputs(
-        image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
-        settings=settings, source_description=f"{scene.get('source', '')} (remixed from the plan)", timings_s=timings,
-    )
-    zip_path = write_outputs(out_dir, files)
-    return RenderResult(scene=new_scene, out_dir=str(out_dir), zip_path=str(zip_path), files=new_scene["files"])
+        file = (root / str(o.sound.file or "")).resolve()
+        if root.resolve() not in file.parents or not file.is_file():
+            raise ParameterError(f"the plan's source file {o.sound.file!r} is missing from {str(folder)!r}")
+        sources[i] = file.read_bytes()
+    return plan, sources
