@@ -1,10 +1,12 @@
 """Detection: load and validate an image, find the objects in it with YOLO.
 
 :func:`load_image` turns untrusted bytes into an upright RGB picture or a clear
-:class:`~imgext.errors.ImageError`.  :class:`Detector` wraps one Ultralytics
-model, loaded once and guarded by a lock (a shared YOLO model is not
-thread-safe), and returns plain :class:`Detection` records with boxes
-normalised to 0..1.
+:class:`~imgext.errors.ImageError`.  :class:`Detector` wraps one YOLO model,
+loaded once and guarded by a lock (a shared YOLO model is not thread-safe), and
+returns plain :class:`Detection` records with boxes normalised to 0..1.
+``.onnx`` weights run on ONNX Runtime directly (:mod:`imgext.vision.onnx_detector`,
+no torch); other weights (``.pt``, model names) go through Ultralytics, imported
+only then.
 """
 
 from __future__ import annotations
@@ -251,26 +253,47 @@ class Detector:
         local = Path(weights).expanduser()
         if (os.sep in weights or local.suffix in (".onnx",)) and not local.exists():
             raise ParameterError(f"detector weights not found: {weights} (check IMGEXT_YOLO_WEIGHTS)")
-        try:
-            from ultralytics import YOLO
-        except ImportError as exc:  # pragma: no cover - ultralytics is a hard requirement
-            raise ParameterError(f"ultralytics is not installed: {exc}") from None
         t0 = time.perf_counter()
-        try:
-            self._model = YOLO(str(local) if local.exists() else weights, task="detect")
-        except Exception as exc:  # ultralytics raises many kinds; all mean "cannot load"
-            raise ParameterError(f"cannot load detector weights {weights!r}: {_first_line(exc)}") from None
         self.weights = weights
         self.image_size = int(image_size)
-        self.names: dict[int, str] = dict(self._model.names or {})
         self._lock = threading.Lock()
+        self._onnx = None
+        self._model = None
+        if local.suffix.lower() == ".onnx":
+            # ONNX Runtime directly: no torch, no Ultralytics (seconds of start-up and ~800 MB saved).
+            from imgext.vision.onnx_detector import OnnxYolo
+
+            try:
+                self._onnx = OnnxYolo(str(local))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds; all mean "cannot load"
+                raise ParameterError(f"cannot load detector weights {weights!r}: {_first_line(exc)}") from None
+            self.names: dict[int, str] = dict(self._onnx.names)
+            self.image_size = int(max(self._onnx.input_size))
+        else:
+            try:
+                from ultralytics import YOLO
+            except ImportError as exc:  # pragma: no cover - ultralytics is a hard requirement
+                raise ParameterError(f"ultralytics is not installed: {exc}") from None
+            try:
+                self._model = YOLO(str(local) if local.exists() else weights, task="detect")
+            except Exception as exc:  # ultralytics raises many kinds; all mean "cannot load"
+                raise ParameterError(f"cannot load detector weights {weights!r}: {_first_line(exc)}") from None
+            self.names = dict(self._model.names or {})
         if warm_up:
             self._predict(Image.new("RGB", (self.image_size, self.image_size)), conf=0.5)
         self.load_time_s = time.perf_counter() - t0
 
-    def _predict(self, image: Image.Image, *, conf: float):
+    def _predict(self, image: Image.Image, *, conf: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """``(xyxyn, scores, classes, names)`` of one RGB picture, boxes normalised to 0..1."""
         with self._lock:
-            return self._model.predict(image, conf=conf, imgsz=self.image_size, verbose=False)
+            if self._onnx is not None:
+                raw = self._onnx.predict(np.asarray(image), conf=conf)
+                scale = np.array([image.width, image.height] * 2, dtype=np.float64)
+                return raw.xyxy.astype(float) / scale, raw.scores.astype(float), raw.classes.astype(int), self.names
+            result = self._model.predict(image, conf=conf, imgsz=self.image_size, verbose=False)[0]
+        boxes = result.boxes
+        return (boxes.xyxyn.cpu().numpy().astype(float), boxes.conf.cpu().numpy().astype(float),
+                boxes.cls.cpu().numpy().astype(int), result.names or self.names)
 
     def detect(self, image: Image.Image, *, conf: float = 0.25, max_objects: int = 32) -> list[Detection]:
         """Detect objects in an RGB image.
@@ -295,12 +318,7 @@ class Detector:
             raise ParameterError(f"max_objects={max_objects} must be positive")
         if image.mode != "RGB":
             raise ParameterError(f"image mode must be RGB, got {image.mode!r}; use load_image()")
-        result = self._predict(image, conf=conf)[0]
-        boxes = result.boxes
-        xyxyn = boxes.xyxyn.cpu().numpy().astype(float)
-        scores = boxes.conf.cpu().numpy().astype(float)
-        classes = boxes.cls.cpu().numpy().astype(int)
-        names = result.names or self.names
+        xyxyn, scores, classes, names = self._predict(image, conf=conf)
         order = np.argsort(-scores, kind="stable")[:max_objects]
         return [
             Detection(
