@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Image Extender", page_icon=":material/graphic_eq:", layout="wide")
 
-from pages._state import api_key, session  # noqa: E402  (set_page_config must come first)
+from pages._state import api_key, md, session  # noqa: E402  (set_page_config must come first)
 
 
 def run() -> None:
@@ -28,7 +28,7 @@ def run() -> None:
         n_obj = sum(not o.skipped for o in s.objects)
         n_snd = s.tracks.n_tracks if s.tracks is not None else 0
         status.caption(
-            f"Image: {s.image_name or '—'}  \nObjects to sonify: {n_obj}  \nSounds fetched: {n_snd}  \n"
+            f"Image: {md(s.image_name or '—')}  \nObjects to sonify: {n_obj}  \nSounds fetched: {n_snd}  \n"
             f"Freesound key: {'set' if api_key() else 'none (built-in sounds)'}"
         )
 

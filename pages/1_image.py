@@ -11,7 +11,7 @@ from imgext.errors import ImgExtError
 from imgext.options import DEFAULT_ATTENUATION_DB
 from imgext.vision.detection import draw_boxes, load_image
 from imgext.vision.placement import LabelMap, manual_object, object_gain_db, place_objects, with_query
-from pages._state import digest, get_detector, guarded, session, show_error, weights_setting
+from pages._state import digest, get_detector, guarded, md, session, show_error, weights_setting
 
 
 def example_photos() -> dict[str, Path]:
@@ -25,7 +25,7 @@ def detect_if_needed(s, data: bytes, name: str, conf: float, include_silent: boo
     key = (digest(data), conf, include_silent)
     if s.detect_key == key:
         return  # nothing changed: detection never reruns because another widget moved
-    with st.status(f"Detecting objects in {name} ...", expanded=False) as status:
+    with st.status(f"Detecting objects in {md(name)} ...", expanded=False) as status:
         try:
             picture, info = load_image(data, name=name)
             status.update(label="Loading the detector (first time only) ...")
@@ -146,9 +146,9 @@ def main() -> None:
         labels = [f"{i} {o.label} {o.confidence:.2f}" for i, o in enumerate(s.objects)]
         with guarded("Drawing the boxes"):
             shown = draw_boxes(s.picture, [o.box for o in s.objects], labels, dimmed=[o.skipped for o in s.objects])
-        st.image(shown, caption=f"{s.image_name} · {s.image_info.width}×{s.image_info.height}", width="stretch")
+        st.image(shown, caption=f"{md(s.image_name)} · {s.image_info.width}×{s.image_info.height}", width="stretch")
         for note in s.image_info.notes:
-            st.caption(note)
+            st.caption(md(note, 300))
     if not s.objects:
         st.warning("No objects were found in this photo. Try a lower detection confidence, or add one by hand below.",
                    icon=":material/search_off:")

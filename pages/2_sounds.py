@@ -15,7 +15,19 @@ from imgext.sounds.freesound import FreesoundClient, FreesoundSource
 from imgext.sounds.library import LocalLibrary
 from imgext.sounds.selection import choose, choose_sounds, reroll
 from imgext.sounds.sources import FallbackSource
-from pages._state import api_key, app_settings, guarded, local_library, md, md_link, session, shared_cache, show_error
+from imgext.untrusted import error_text
+from pages._state import (
+    api_key,
+    app_settings,
+    guarded,
+    local_library,
+    md,
+    md_link,
+    preview_url,
+    session,
+    shared_cache,
+    show_error,
+)
 
 LICENSE_LABELS = {"cc0": "CC0", "by": "Attribution", "by-nc": "Attribution NonCommercial", "sampling+": "Sampling+"}
 
@@ -48,7 +60,7 @@ def source_picker(s) -> str:
         st.info("Sounds are **synthesised** on the server (no account, no network). Every output says so.",
                 icon=":material/graphic_eq:")
     else:
-        st.info(f"Sounds come from the **local library** `{local_library()}`.", icon=":material/folder:")
+        st.info("Sounds come from the **local library** on the server.", icon=":material/folder:")
     return kind
 
 
@@ -57,7 +69,7 @@ def filter_editor(s) -> None:
     with st.expander("Search filter and presets", icon=":material/filter_alt:", expanded=False):
         names = store.names()
         for w in store.warnings:
-            st.warning(w)
+            st.warning(md(w, 300))
         c1, c2 = st.columns([3, 1])
         chosen = c1.selectbox("Preset", ["(none)"] + names, key="preset_choice")
         if c2.button("Load", key="preset_load", width="stretch") and chosen != "(none)":
@@ -84,7 +96,7 @@ def filter_editor(s) -> None:
                 exclude_tags=tuple(t.strip() for t in exclude.split(",") if t.strip()), raw=raw,
             )
         except ImgExtError as exc:
-            st.error(f"This filter cannot be used: {exc}", icon=":material/error:")
+            st.error(f"This filter cannot be used: {error_text(exc)}", icon=":material/error:")
             return
         if new != s.filter_obj:
             s.filter_obj, s.preset_name = new, None
@@ -94,12 +106,12 @@ def filter_editor(s) -> None:
         if c2.button("Save", key="preset_save", width="stretch", icon=":material/save:"):
             with guarded("Saving the preset"):
                 store.save(name, new)
-                st.toast(f"Saved preset {name!r}")
+                st.toast(f"Saved preset {md(repr(name))}")
         if c3.button("Delete", key="preset_delete", width="stretch", icon=":material/delete:",
                      disabled=chosen == "(none)" or store.is_builtin(chosen)):
             with guarded("Deleting the preset"):
                 store.delete(chosen)
-                st.toast(f"Deleted preset {chosen!r}")
+                st.toast(f"Deleted preset {md(repr(chosen))}")
                 st.rerun()
 
 
@@ -137,12 +149,12 @@ def find_sounds(s, source) -> None:
         try:
             s.assignments = choose_sounds(
                 s.objects, source, n_candidates=s.n_candidates, duration_s=s.duration_s, rng=s.seed,
-                progress=lambda d, n, term: bar.progress(d / max(n, 1), text=f"Searched {term!r} ({d}/{n})"),
+                progress=lambda d, n, term: bar.progress(d / max(n, 1), text=f"Searched {md(repr(term))} ({d}/{n})"),
             )
             bar.progress(0.0, text="Downloading")
             tracks, s.assignments, s.fetched = fetch_tracks(
                 s.objects, s.assignments, source, settings=settings,
-                progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=msg),
+                progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=md(msg, 120)),
             )
         except Exception as exc:  # noqa: BLE001
             status.update(label="Finding sounds failed", state="error")
@@ -170,7 +182,7 @@ def do_reroll(s, index: int, source) -> None:
         a = new[index]
         if a.candidate is None or (s.assignments[index].candidate and a.candidate.id == s.assignments[index].candidate.id):
             s.assignments = new
-            st.toast(a.reason)
+            st.toast(md(a.reason, 300))
             return
         fetched = fetch_sound(a, source, settings=settings_of(s))
         s.assignments = new
@@ -187,14 +199,14 @@ def sound_cards(s, source) -> None:
             c1, c2 = st.columns([4, 1])
             c1.markdown(f"**{i} · {md(obj.label)}** · pan {obj.pan:+.2f} · search *{md(obj.query)}*")
             if a.candidate is None:
-                c1.warning(f"No sound: {a.reason}", icon=":material/volume_off:")
+                c1.warning(f"No sound: {md(a.reason, 300)}", icon=":material/volume_off:")
             else:
                 cand = a.candidate
                 link = md_link(cand.name, cand.url)
                 flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
                 who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {md(cand.author)} · {md(cand.license)}"
                 c1.markdown(f"{link} · {who}{flag}")
-                c1.caption(a.reason)
+                c1.caption(md(a.reason, 300))
                 if i in s.fetched:
                     fmt = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}.get(cand.file_ext, "audio/wav")
                     c1.audio(s.fetched[i].data, format=fmt)
@@ -209,17 +221,20 @@ def sound_cards(s, source) -> None:
 def candidate_list(s, i: int, a, source) -> None:
     """Every ranked candidate of the object's term, to hear and pick (previews stream from their URL)."""
     used = {x.candidate.id for k, x in enumerate(s.assignments) if x.candidate is not None and k != i}
-    with st.expander(f"All {len(a.ranked)} candidates for “{a.query}”", icon=":material/queue_music:"):
+    with st.expander(f"All {len(a.ranked)} candidates for “{md(a.query)}”", icon=":material/queue_music:"):
         for k, r in enumerate(a.ranked):
             cand = r.candidate
             c1, c2 = st.columns([5, 1])
             who = "synthetic" if cand.synthetic else f"{md(cand.author)} · {md(cand.license)}"
             state = " · **in use here**" if a.candidate and cand.id == a.candidate.id else (" · used by another object" if cand.id in used else "")
             c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state}")
-            c1.caption(r.reason)
-            preview = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
+            c1.caption(md(r.reason, 300))
+            raw = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
+            preview, why = preview_url(raw) if raw is not None else (None, "the source gave no usable address")
             if preview:
                 c1.audio(preview, format="audio/mpeg")
+            elif cand.source == "freesound":
+                c1.caption(f"No preview to play: {md(why)}.")
             disabled = cand.id in used or (a.candidate is not None and cand.id == a.candidate.id)
             if c2.button("Use", key=f"use_{i}_{k}", disabled=disabled, width="stretch"):
                 with guarded("Using this sound"):
@@ -266,10 +281,10 @@ def main() -> None:
             s.tracks = retune_tracks(s.tracks, s.objects)  # volume edits need new gains, not new downloads
         sound_cards(s, source)
         for note in s.notes[:10]:
-            st.caption(f"Note: {note}")
+            st.caption(f"Note: {md(note, 300)}")
     cache = getattr(getattr(source, "primary", source), "cache", None)
     for warning in getattr(cache, "warnings", []) or []:
-        st.warning(f"Sound cache: {warning}. Sounds are downloaded each time until this is fixed.",
+        st.warning(f"Sound cache: {md(warning, 300)}. Sounds are downloaded each time until this is fixed.",
                    icon=":material/sd_card_alert:")
         if s.tracks is not None and s.tracks.n_tracks:
             st.page_link("pages/3_mix.py", label="Next: mix", icon=":material/arrow_forward:")

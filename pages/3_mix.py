@@ -13,7 +13,7 @@ from imgext.composition.tracks import retune_tracks
 from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
 from imgext.output.export import build_outputs, build_zip
-from pages._state import guarded, reset_session, session, shared_cache
+from pages._state import guarded, md, reset_session, session, shared_cache
 
 
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
@@ -46,13 +46,13 @@ def metrics(outcome, names: list[str]) -> None:
         i, j, v = pair
         after_v = float(a.matrix_db[i][j])
         kind = "Worst clash" if b.worst_problem_pair is not None else "Strongest masking"
-        c[1].metric(f"{kind}: {names[i]} → {names[j]}", f"{after_v:.1f} dB", f"{after_v - v:+.1f} dB", delta_color="inverse",
+        c[1].metric(f"{kind}: {md(names[i])} → {md(names[j])}", f"{after_v:.1f} dB", f"{after_v - v:+.1f} dB", delta_color="inverse",
                     help="A clash is a sound covering one at least as important: what the EQ may fix. "
                          "A more important sound covering a background one is intended and left alone.")
     else:
         c[1].metric("Worst clash", "none")
     top = int(np.argmax(session().tracks.importance))
-    c[2].metric(f"Masked fraction of {names[top]}", f"{a.masked_fraction[top] * 100:.0f} %",
+    c[2].metric(f"Masked fraction of {md(names[top])}", f"{a.masked_fraction[top] * 100:.0f} %",
                 f"{(a.masked_fraction[top] - b.masked_fraction[top]) * 100:+.0f} pts", delta_color="inverse")
     mix = outcome.mix
     c[3].metric("Loudness", "silent" if mix.loudness_lufs is None else f"{mix.loudness_lufs:.1f} LUFS",

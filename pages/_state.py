@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
+from imgext import untrusted
 from imgext.errors import ImgExtError
 from imgext.settings import Settings, load_settings
 from imgext.sounds.cache import DiskCache
@@ -149,16 +149,28 @@ def shared_cache() -> DiskCache:
     return get_cache(str(cfg.cache_dir), cfg.cache_size_bytes)
 
 
-def md(text: object) -> str:
-    """Untrusted text (Freesound names, user names, search terms) shown literally inside Markdown."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$])", r"\\\1", " ".join(str(text).split()))
+def md(value: object, limit: int = untrusted.MAX_TEXT) -> str:
+    """Untrusted text (Freesound names, user names, search terms, notes, reasons) shown literally inside Markdown."""
+    return untrusted.text(value, limit)
+
+
+def origins() -> untrusted.Origins:
+    """Hosts the pages may play previews from and link to: the configured API's own (and Freesound's CDN)."""
+    return untrusted.Origins.for_api(app_settings().freesound_url)
 
 
 def md_link(text: object, url: str | None) -> str:
-    """A Markdown link only for http(s) URLs; anything else is shown as plain text."""
-    if isinstance(url, str) and re.match(r"^https?://[^\s()<>]+$", url):
-        return f"[{md(text)}]({url})"
-    return md(text)
+    """A Markdown link only to the sound source's own site, with its host shown; anything else plain text."""
+    return origins().link(text, url)
+
+
+def preview_url(value: object) -> tuple[str | None, str | None]:
+    """``(url, None)`` if ``value`` may be handed to ``st.audio`` as a URL, else ``(None, why not)``.
+
+    Never pass a string from outside to ``st.audio``/``st.image`` unchecked: a
+    non-URL string is read as a file on the server and served to the browser.
+    """
+    return origins().media_url(value)
 
 
 def digest(data: bytes) -> str:
@@ -169,11 +181,12 @@ def show_error(exc: BaseException, *, what: str = "") -> None:
     """A readable message, never a traceback (details go to the server log only)."""
     prefix = f"{what}: " if what else ""
     if isinstance(exc, ImgExtError):
-        st.error(f"{prefix}{exc}", icon=":material/error:")
+        hidden = [local_library() or "", str(app_settings().cache_dir), str(app_settings().data_dir)]
+        st.error(f"{md(prefix)}{untrusted.error_text(exc, hidden=hidden)}", icon=":material/error:")
     else:
         traceback.print_exc()
         st.error(
-            f"{prefix}something went wrong inside Image Extender ({type(exc).__name__}). "
+            f"{md(prefix)}something went wrong inside Image Extender ({type(exc).__name__}). "
             "Your work so far is kept; try again, and if it repeats, report it with the server log.",
             icon=":material/bug_report:",
         )

@@ -31,6 +31,7 @@ from imgext.errors import AudioError, AuthError, ParameterError, RateLimitedErro
 from imgext.sounds.base import Candidate
 from imgext.sounds.cache import DiskCache, cache_key
 from imgext.sounds.filters import PresetStore, SearchFilter
+from imgext.untrusted import Origins, clean_previews
 
 __all__ = [
     "SEARCH_FIELDS",
@@ -391,6 +392,7 @@ class FreesoundSource:
         self.search_ttl_s = float(search_ttl_s)
         self.notes: list[str] = []
         self._origin = cache_key(client.base_url)[:16]
+        self.origins = Origins.for_api(client.base_url)
 
     @classmethod
     def from_settings(cls, settings, *, preset: str | None = None, search_filter: SearchFilter | None = None,
@@ -450,6 +452,10 @@ class FreesoundSource:
         tags = tuple(str(t).lower() for t in (r.get("tags") or []) if isinstance(t, str))
         rating = r.get("avg_rating")
         duration = r.get("duration")
+        previews, dropped = clean_previews(r.get("previews"), self.origins)
+        if dropped:
+            self.notes.append(f"ignored {len(dropped)} preview address(es) of Freesound sound {int(r['id'])} "
+                              "that are not on the sound source's own server")
         return Candidate(
             id=f"freesound:{int(r['id'])}",
             name=str(r.get("name") or f"sound {r['id']}"),
@@ -465,14 +471,14 @@ class FreesoundSource:
             description=str(r.get("description") or "")[:2000],
             commercial_ok=commercial,
             file_ext="mp3",
-            extra={"previews": dict(r.get("previews") or {}), "freesound_id": int(r["id"])},
+            extra={"previews": previews, "freesound_id": int(r["id"])},
         )
 
     def _preview_order(self, cand: Candidate) -> list[tuple[str, str]]:
         previews = cand.extra.get("previews") or {}
         q = self.preview_quality
         order = [f"preview-{q}-mp3", f"preview-{q}-ogg"]
-        return [(k, previews[k]) for k in order if isinstance(previews.get(k), str)]
+        return [(k, previews[k]) for k in order if self.origins.media_url(previews.get(k))[0] is not None]
 
     def _preview_key(self, cand: Candidate, kind: str) -> str:
         return f"preview:{self._origin}:{cand.extra.get('freesound_id', cand.id)}:{kind}"
