@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +15,51 @@ from imgext.mix.render import Mix, render_mix
 from imgext.options import MixSettings
 
 _MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
+
+_blas_lock = threading.Lock()
+_blas_state: dict = {"users": 0, "limiter": None, "controller": None}
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Run the enclosed work with one BLAS thread (OpenBLAS, MKL ...), whatever the environment asks for.
+
+    The engine's matrix products are small: a second BLAS thread only busy-waits
+    (measured: 2-5x the CPU for the same mix), and a multi-threaded BLAS may sum
+    in another order, so the last bit of a product -- and with it a knife-edge
+    EQ decision or the master gain -- would depend on ``OPENBLAS_NUM_THREADS``.
+    With one thread the same inputs give the same bytes on every machine setting.
+
+    Reference-counted across threads: the limit holds while any thread is inside
+    and the original limits come back when the last one leaves.
+    """
+    with _blas_lock:
+        if _blas_state["users"] == 0:
+            if _blas_state["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_state["controller"] = ThreadpoolController()
+            _blas_state["limiter"] = _blas_state["controller"].limit(limits=1, user_api="blas")
+        _blas_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_state["users"] -= 1
+            if _blas_state["users"] == 0:
+                _blas_state["limiter"].restore_original_limits()
+                _blas_state["limiter"] = None
+
+
+def _one_blas_thread(method):
+    """Decorate a method so that it runs inside :func:`single_blas_thread`."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with single_blas_thread():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -50,7 +98,9 @@ class Mixer:
 
     The masking analysis (STFT and Bark bands) is computed once per track set;
     a new attenuation, EQ strength or loudness target only redesigns the EQ,
-    refilters and re-sums.
+    refilters and re-sums.  All of it runs with one BLAS thread
+    (:func:`single_blas_thread`), so the result does not depend on the BLAS
+    thread count.
     """
 
     def __init__(self, tracks, *, reuse: Mixer | None = None) -> None:
@@ -65,6 +115,7 @@ class Mixer:
             with reuse._lock:
                 self._designs.update(reuse._designs)  # and the EQ designs (a copy: each Mixer owns its cache)
 
+    @_one_blas_thread
     def bands(self):
         """Cached unit-gain Bark-band energies of the dry tracks."""
         if self._bands is None and self.tracks.n_tracks > 0:
@@ -75,6 +126,7 @@ class Mixer:
             self._analysis_s = time.perf_counter() - t0
         return self._bands
 
+    @_one_blas_thread
     def _process(self, settings: MixSettings):
         """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
@@ -128,6 +180,7 @@ class Mixer:
         self._processed = (key, result)
         return result
 
+    @_one_blas_thread
     def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
         """Render the mix for ``settings``.
 
