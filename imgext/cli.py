@@ -63,6 +63,9 @@ def _add_mix_options(p: argparse.ArgumentParser) -> None:
                    help="deepest cut an EQ filter may make (default 6)")
     g.add_argument("--optimize", action="store_true",
                    help="refine gains and EQ depth with differential evolution (seeded)")
+    o = p.add_argument_group("output")
+    o.add_argument("--no-stems", action="store_true", help="write no stems (a long scene's stems take most of the disk)")
+    o.add_argument("--no-zip", action="store_true", help="write no bundle.zip (the folder holds the same files)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
     _add_mix_options(rm)
     for action in rm._actions:  # in a remix, every option not given keeps the plan's value
-        if action.dest not in ("help", "folder", "out", "json"):
+        if action.dest not in ("help", "folder", "out", "json", "no_stems", "no_zip"):
             action.default = None
 
     pr = sub.add_parser("presets", help="Freesound filter presets: list | show NAME | save NAME [filter options] | delete NAME")
@@ -205,7 +208,10 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
     t = scene.get("timings_s", {})
     parts = [f"{k} {t[k]:.2f} s" for k in ("detect", "sounds", "mix") if k in t]
     lines.append(f"time: {', '.join(parts)}, total {elapsed_s:.2f} s")
-    lines.append(f"wrote {out_dir}/ (mix.wav, {len(sounding)} x 2 stems, sources, scene.json, ATTRIBUTION.txt, bundle.zip)")
+    written = set(scene.get("files") or [])
+    stems = f"{len(sounding)} x 2 stems, " if any(f.startswith("stems/") for f in written) else ""
+    bundle = ", bundle.zip" if "bundle.zip" in written else ""
+    lines.append(f"wrote {out_dir}/ (mix.wav, {stems}sources, scene.json, ATTRIBUTION.txt{bundle})")
     return "\n".join(lines)
 
 
@@ -235,6 +241,7 @@ def _cmd_render(args) -> int:
     result = render_image(
         args.image, args.out, detector=detector, source=source, settings=mix_settings, conf=args.conf,
         n_candidates=args.candidates, labels=labels, include_silent=args.include_silent, progress=progress,
+        stems=not args.no_stems, write_zip=not args.no_zip,
     )
     _print_result(result, args, time.perf_counter() - t0)
     return 0
@@ -247,6 +254,7 @@ def _cmd_mix(args) -> int:
     result = render_files(
         args.files, args.out, pans=args.pan, gains_db=args.gain_db, importance=args.importance,
         settings=_settings_from(args), progress=_progress_printer(sys.stderr.isatty() and not args.json),
+        stems=not args.no_stems, write_zip=not args.no_zip,
     )
     _print_result(result, args, time.perf_counter() - t0)
     return 0
@@ -266,7 +274,7 @@ def _cmd_remix(args) -> int:
     if args.optimize is None:
         changes.pop("optimize", None)
     t0 = time.perf_counter()
-    result = remix(args.folder, args.out, **changes)
+    result = remix(args.folder, args.out, stems=not args.no_stems, write_zip=not args.no_zip, **changes)
     _print_result(result, args, time.perf_counter() - t0)
     return 0
 

@@ -97,8 +97,13 @@ def render_image(
     include_silent: bool = False,
     image_name: str | None = None,
     progress: Progress = _no_progress,
+    stems: bool = True,
+    write_zip: bool = True,
 ) -> RenderResult:
-    """Photo in, soundscape folder out (what ``python -m imgext render`` does)."""
+    """Photo in, soundscape folder out (what ``python -m imgext render`` does).
+
+    ``stems=False`` leaves out the stems, ``write_zip=False`` the ZIP (``--no-stems``, ``--no-zip``).
+    """
     t_start = time.perf_counter()
     progress("detect", 0.0, "detecting objects")
     info, objects, t_detect = detect_objects(
@@ -124,11 +129,12 @@ def render_image(
     files, plan = build_outputs(
         image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks,
         outcome=outcome, settings=settings, source_description=source.describe(), timings_s=timings,
+        stems=stems, bundle=write_zip,
     )
     progress("export", 0.0, "writing files")
-    zip_path = write_outputs(out_dir, files)
+    zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
     progress("export", 1.0, "done")
-    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path))
+    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)
 
 
 def render_files(
@@ -140,6 +146,8 @@ def render_files(
     importance: Sequence[float] | None = None,
     settings: MixSettings = MixSettings(),
     progress: Progress = _no_progress,
+    stems: bool = True,
+    write_zip: bool = True,
 ) -> RenderResult:
     """Mix given audio files without an image (``python -m imgext mix``).
 
@@ -204,9 +212,10 @@ def render_files(
     files, plan = build_outputs(
         image=None, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description="files given on the command line", timings_s=timings,
+        stems=stems, bundle=write_zip,
     )
-    zip_path = write_outputs(out_dir, files)
-    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path))
+    zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
+    return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)
 
 
 def load_plan(folder: str) -> tuple[Plan, list[SceneObject], list[Assignment], dict[int, Fetched], MixSettings]:
@@ -222,7 +231,8 @@ def load_plan(folder: str) -> tuple[Plan, list[SceneObject], list[Assignment], d
     return plan, objects, assignments, fetched, settings
 
 
-def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **changes) -> RenderResult:
+def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, stems: bool = True, write_zip: bool = True,
+          **changes) -> RenderResult:
     """Render a saved plan again, offline, with some mix settings changed (``python -m imgext remix``).
 
     Parameters
@@ -234,6 +244,8 @@ def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **cha
     **changes
         :class:`MixSettings` fields to change (``eq_strength=0.5`` ...); the rest come from the plan.
         With no changes the audio is bit-identical to the original render.
+    stems, write_zip : bool
+        Write the stems and the ZIP (as :func:`render_image`).
     """
     t_start = time.perf_counter()
     plan, objects, assignments, fetched, settings = load_plan(folder)
@@ -256,6 +268,7 @@ def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, **cha
     files, new_plan = build_outputs(
         image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description=f"{plan.source} (remixed from the plan)", timings_s=timings,
+        stems=stems, bundle=write_zip,
     )
-    zip_path = write_outputs(out_dir, files)
-    return RenderResult(plan=new_plan, out_dir=str(out_dir), zip_path=str(zip_path))
+    zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
+    return RenderResult(plan=new_plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)

@@ -34,6 +34,7 @@ __all__ = [
     "prepare_source",
     "encode_wav",
     "write_atomic",
+    "write_atomic_with",
     "db_to_gain",
     "gain_to_db",
     "peak_dbfs",
@@ -371,13 +372,18 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     A process killed midway leaves either the old file or none, never a
     half-written file under the final name.
     """
+    return write_atomic_with(path, lambda f: f.write(data))
+
+
+def write_atomic_with(path: str | os.PathLike, fill) -> Path:
+    """As :func:`write_atomic`, but ``fill(file)`` writes the content into the open binary file (streaming)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

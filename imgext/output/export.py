@@ -17,20 +17,22 @@ control characters, unique (case-insensitively).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import re
+import shutil
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from imgext import __version__
-from imgext.audio.io import encode_wav, write_atomic
+from imgext.audio.io import encode_wav, write_atomic, write_atomic_with
 from imgext.errors import ParameterError
 from imgext.output.plan import (
     ImageRecord,
@@ -52,6 +54,7 @@ __all__ = [
     "OutputFile",
     "write_outputs",
     "build_zip",
+    "zip_folder",
     "remove_stale",
     "RenderResult",
     "build_outputs",
@@ -147,10 +150,19 @@ def attribution_text(sounds: Sequence[Mapping], *, title: str = "Image Extender 
 
 @dataclass(frozen=True)
 class OutputFile:
-    """One file of the export: a relative path (already safe) and its bytes."""
+    """One file of the export: a relative path (already safe) and its bytes, or a function that makes them.
+
+    A callable ``data`` is called only when the file is written (and again for
+    an in-memory ZIP), so a long scene's WAVs are encoded one at a time instead
+    of being held all at once.
+    """
 
     path: str
-    data: bytes
+    data: bytes | Callable[[], bytes]
+
+    def content(self) -> bytes:
+        """The file's bytes (made now when ``data`` is a function)."""
+        return self.data() if callable(self.data) else self.data
 
 
 def _check_relative(path: str) -> str:
@@ -163,20 +175,40 @@ def _check_relative(path: str) -> str:
     return path
 
 
+def _zip_info(path: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(_check_relative(path), date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED if path.endswith((".json", ".txt")) else zipfile.ZIP_STORED
+    return info
+
+
 def build_zip(files: Sequence[OutputFile]) -> bytes:
-    """A deterministic ZIP of ``files`` (fixed timestamps, sorted order; audio stored, text deflated)."""
+    """A deterministic ZIP of ``files`` (fixed timestamps, sorted order; audio stored, text deflated), in memory."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for f in sorted(files, key=lambda f: f.path):
-            info = zipfile.ZipInfo(_check_relative(f.path), date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            text = f.path.endswith((".json", ".txt"))
-            info.compress_type = zipfile.ZIP_DEFLATED if text else zipfile.ZIP_STORED
-            zf.writestr(info, f.data)
+            zf.writestr(_zip_info(f.path), f.content())
     return buf.getvalue()
 
 
-def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zip_name: str = "bundle.zip") -> Path:
+def zip_folder(root: Path, paths: Sequence[str], target: Path) -> Path:
+    """Write the ZIP of the already written files ``paths`` under ``root`` to ``target``, streamed from disk.
+
+    The same bytes as :func:`build_zip` of those files, but no file is held in
+    memory whole (1 MB at a time); written atomically like every other file.
+    """
+    def fill(out) -> None:
+        with zipfile.ZipFile(out, "w") as zf:
+            for rel in sorted(paths):
+                info = _zip_info(rel)
+                info.file_size = (root / rel).stat().st_size  # as writestr sets it: the same headers, bytes
+                with open(root / rel, "rb") as src, zf.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+    return write_atomic_with(target, fill)
+
+
+def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zip_name: str | None = "bundle.zip") -> Path | None:
     """Write ``files`` under ``out_dir``, so that an interrupted write is never taken for a complete one.
 
     Order: the previous render's completeness markers (``scene.json``,
@@ -185,12 +217,19 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
     files; then every file is written atomically (temporary name, rename),
     ``scene.json`` last but one and the ZIP last.  A folder holding a
     ``scene.json`` therefore holds a complete render; a process killed midway
-    leaves none.
+    leaves none.  Each file's bytes are made, written and dropped in turn, and
+    the ZIP is streamed from the written files (:func:`zip_folder`), so memory
+    holds one file at a time, not the whole export twice.
+
+    Parameters
+    ----------
+    zip_name : str or None
+        The ZIP's file name; ``None`` writes no ZIP.
 
     Returns
     -------
-    pathlib.Path
-        The ZIP's path.
+    pathlib.Path or None
+        The ZIP's path (``None`` without a ZIP).
     """
     out = Path(out_dir)
     try:
@@ -204,17 +243,17 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
     ordered = sorted(files, key=lambda f: f.path == "scene.json")
     try:
         previous = _manifest(root)
-        for marker in ("scene.json", zip_name):
+        for marker in ("scene.json", zip_name or "bundle.zip"):
             (root / marker).unlink(missing_ok=True)
-        remove_stale(root, paths + [zip_name], previous=previous)
+        remove_stale(root, paths + ([zip_name] if zip_name else []), previous=previous)
         for part in list(root.glob(".*.part")) + list(root.glob("*/.*.part")):
             part.unlink(missing_ok=True)  # temporary files of an interrupted earlier write
         for f in ordered:
             target = (root / f.path).resolve()
             if root not in target.parents:
                 raise ParameterError(f"output path {f.path!r} escapes the output folder")
-            write_atomic(target, f.data)
-        return write_atomic(root / zip_name, build_zip(files))
+            write_atomic(target, f.content())
+        return zip_folder(root, paths, root / zip_name) if zip_name else None
     except OSError as exc:
         raise ParameterError(f"cannot write to {os.fspath(out_dir)!r}: {exc.strerror or exc}") from None
 
@@ -256,7 +295,7 @@ class RenderResult:
 
     plan: Plan
     out_dir: str
-    zip_path: str
+    zip_path: str | None
 
     @property
     def scene(self) -> dict:
@@ -279,6 +318,8 @@ def build_outputs(
     settings,
     source_description: str,
     timings_s: dict,
+    stems: bool = True,
+    bundle: bool = True,
 ) -> tuple[list[OutputFile], Plan]:
     """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the plan they record.
 
@@ -294,16 +335,21 @@ def build_outputs(
     settings : MixSettings
     source_description : str
     timings_s : dict of str -> float
+    stems : bool
+        Include the dry and processed stems (``--no-stems`` leaves them out).
+    bundle : bool
+        Whether a ``bundle.zip`` will be written (it is listed in the manifest).
 
     Returns
     -------
     files : list of OutputFile
         ``scene.json`` last, so :func:`write_outputs` writes it after the audio.
+        The WAVs are encoded when written (callable ``data``), one at a time.
     plan : Plan
         What ``scene.json`` holds.
     """
     sr = tracks.sample_rate
-    files: list[OutputFile] = [OutputFile("mix.wav", encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]
+    files: list[OutputFile] = [OutputFile("mix.wav", lambda: encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]
     track_of = {obj_i: k for k, obj_i in enumerate(tracks.object_indices)}
     stem_names = unique_names(
         [safe_filename(f"{k:02d}_{name}", max_length=60) for k, name in enumerate(tracks.names)]
@@ -315,10 +361,16 @@ def build_outputs(
         ]
     )
     dry_coeffs = outcome.mix.coefficients  # same pan, gain and master gain for dry and processed
-    for k, stem in enumerate(stem_names):
-        dry = (dry_coeffs[:, k : k + 1] * tracks.audio[k][None, :]).astype(np.float32)
-        files.append(OutputFile(f"stems/{stem}_dry.wav", encode_wav(dry, sr, subtype="PCM_16")))
-        files.append(OutputFile(f"stems/{stem}_processed.wav", encode_wav(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")))
+
+    def dry_stem(k: int) -> bytes:
+        return encode_wav((dry_coeffs[:, k : k + 1] * tracks.audio[k][None, :]).astype(np.float32), sr, subtype="PCM_16")
+
+    def processed_stem(k: int) -> bytes:
+        return encode_wav(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")
+
+    for k, stem in enumerate(stem_names if stems else []):
+        files.append(OutputFile(f"stems/{stem}_dry.wav", functools.partial(dry_stem, k)))
+        files.append(OutputFile(f"stems/{stem}_processed.wav", functools.partial(processed_stem, k)))
     for k, i in enumerate(tracks.object_indices):
         files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
 
@@ -334,8 +386,8 @@ def build_outputs(
             gain_db=round(float(outcome.gains_db[k]), 3),
             requested_gain_db=round(float(outcome.requested_gains_db[k]), 3),
             sound=SoundRecord.of(fetched[i].candidate, file=f"sources/{source_names[k]}", source_lufs=fetched[i].source_lufs),
-            stem=f"stems/{stem_names[k]}_processed.wav",
-            stem_dry=f"stems/{stem_names[k]}_dry.wav",
+            stem=f"stems/{stem_names[k]}_processed.wav" if stems else None,
+            stem_dry=f"stems/{stem_names[k]}_dry.wav" if stems else None,
             track=names[k],
             reason=a.reason,
             eq=[f.to_dict(names) for f in outcome.filters[k]],
@@ -364,6 +416,6 @@ def build_outputs(
     )
     credits = [r.sound.to_dict() for r in records if r.sound is not None]
     files.append(OutputFile("ATTRIBUTION.txt", attribution_text(credits).encode("utf-8")))
-    plan = replace(plan, files=sorted([f.path for f in files] + [Plan.FILE, "bundle.zip"]))
+    plan = replace(plan, files=sorted([f.path for f in files] + [Plan.FILE] + (["bundle.zip"] if bundle else [])))
     files.append(OutputFile(Plan.FILE, plan.to_json()))
     return files, plan
