@@ -38,10 +38,11 @@ def test_rank_puts_off_topic_last():
     good = Candidate(id="a", name="Dog barking", source="x", tags=("dog", "bark"), duration_s=12.0, rating=4.0, num_ratings=10)
     short = Candidate(id="b", name="dog", source="x", tags=("dog",), duration_s=0.5)
     off = Candidate(id="c", name="Synth pad", source="x", tags=("music", "synth"), duration_s=60.0, rating=5.0, num_ratings=100)
-    ranked = rank_candidates([off, short, good], "dog barking", synonyms=["bark", "woof"], duration_s=20)
+    ranked = rank_candidates([off, short, good], "dog barking", label="dog", synonyms=["bark", "woof"], duration_s=20)
     assert [r.candidate.id for r in ranked] == ["a", "b", "c"]
-    assert ranked[-1].relevance == 0 and "off-topic" in ranked[-1].reason
-    assert "matches 'dog'" in ranked[0].reason and "rated 4.0 by 10" in ranked[0].reason
+    assert ranked[0].rejected is None and ranked[0].relevance > ranked[1].relevance
+    assert ranked[-1].rejected is not None and "rejected:" in ranked[-1].reason
+    assert ranked[0].reason.startswith("title and tags match 'dog barking'") and "12.0 s" in ranked[0].reason
 
 
 def test_local_library_tags_from_names_and_sidecars(library):
@@ -69,9 +70,9 @@ def test_distinct_no_reuse_and_exhaustion(library):
     ids = [x.candidate.id for x in a if x.candidate]
     assert len(ids) == len(set(ids))  # never the same sound twice
     dogs = [x for x in a[:6]]
-    assert sum(x.candidate is not None for x in dogs) == 5  # 4 barks + the off-topic loop, then exhausted
+    assert sum(x.candidate is not None for x in dogs) == 4  # 4 barks; the music loop is rejected; then exhausted
     empty = [x for x in dogs if x.candidate is None]
-    assert len(empty) == 1 and "already used" in empty[0].reason
+    assert len(empty) == 2 and all("already used" in x.reason for x in empty)
     assert a[6].candidate.id == "local:cat_meow.wav"
 
 

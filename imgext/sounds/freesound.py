@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import requests
@@ -36,6 +38,7 @@ from imgext.untrusted import Origins, clean_previews
 __all__ = [
     "SEARCH_FIELDS",
     "license_info",
+    "candidate_from_record",
     "relaxed_queries",
     "FreesoundClient",
     "FreesoundSource",
@@ -44,8 +47,21 @@ __all__ = [
 SEARCH_FIELDS = (
     "id", "name", "tags", "description", "username", "license", "duration", "samplerate",
     "channels", "previews", "url", "avg_rating", "num_ratings",
+    "category", "subcategory", "category_code", "single_event", "loopable", "reverbness",
+    "duration_effective", "sim_laion_clap",
 )
-"""Fields requested with every search, so no per-sound request is ever needed."""
+"""Fields requested with every search, so no per-sound request is ever needed.
+
+Beside the metadata: the Broad Sound Taxonomy (``category``, ``subcategory``,
+``category_code``), the content descriptors the role filter and the relevance
+score use (``single_event``, ``loopable``, ``reverbness``, ``duration_effective``)
+and the 512-d LAION-CLAP vector (``sim_laion_clap``) that marks near-duplicates.
+Descriptors are ``null`` for sounds Freesound has not analysed.
+"""
+
+DESCRIPTOR_FIELDS = ("category", "subcategory", "category_code", "single_event", "loopable", "reverbness",
+                     "duration_effective")
+"""Record fields copied into :attr:`Candidate.extra` (and so into scene.json)."""
 
 DEFAULT_TIMEOUT = (3.05, 20.0)
 """(connect, read) timeout in seconds for every request."""
@@ -357,6 +373,49 @@ def relaxed_queries(query: str, *, max_variants: int = 4) -> list[str]:
     return out[: max(1, max_variants)]
 
 
+def candidate_from_record(r: dict) -> Candidate:
+    """A :class:`Candidate` from one Freesound sound record (``/search/`` or ``/sounds/<id>/`` fields).
+
+    Taxonomy and descriptors (:data:`DESCRIPTOR_FIELDS`) go into ``extra`` when
+    present, the CLAP vector as ``extra["sim_laion_clap"]`` (a tuple of floats).
+
+    Raises
+    ------
+    ValueError, TypeError, KeyError
+        On a malformed record (bad id, wrong types).
+    """
+    licence, commercial = license_info(r.get("license"))
+    tags = tuple(str(t).lower() for t in (r.get("tags") or []) if isinstance(t, str))
+    rating = r.get("avg_rating")
+    duration = r.get("duration")
+    previews = r.get("previews")
+    extra: dict = {"previews": dict(previews) if isinstance(previews, dict) else {}, "freesound_id": int(r["id"])}
+    for name in DESCRIPTOR_FIELDS:
+        value = r.get(name)
+        if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+            extra[name] = value
+    clap = r.get("sim_laion_clap")
+    if isinstance(clap, list) and clap and all(isinstance(v, (int, float)) for v in clap):
+        extra["sim_laion_clap"] = tuple(float(v) for v in clap)
+    return Candidate(
+        id=f"freesound:{int(r['id'])}",
+        name=str(r.get("name") or f"sound {r['id']}"),
+        source="freesound",
+        author=str(r.get("username") or "unknown"),
+        license=licence,
+        license_url=r.get("license") if isinstance(r.get("license"), str) and "://" in r.get("license", "") else None,
+        url=r.get("url") if isinstance(r.get("url"), str) else None,
+        tags=tags,
+        duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+        rating=float(rating) if isinstance(rating, (int, float)) else None,
+        num_ratings=int(r.get("num_ratings") or 0),
+        description=str(r.get("description") or "")[:2000],
+        commercial_ok=commercial,
+        file_ext="mp3",
+        extra=extra,
+    )
+
+
 class FreesoundSource:
     """Freesound as a :class:`~imgext.sounds.base.SoundSource`, with a filter and a disk cache.
 
@@ -448,31 +507,12 @@ class FreesoundSource:
         return out
 
     def _candidate(self, r: dict) -> Candidate:
-        licence, commercial = license_info(r.get("license"))
-        tags = tuple(str(t).lower() for t in (r.get("tags") or []) if isinstance(t, str))
-        rating = r.get("avg_rating")
-        duration = r.get("duration")
         previews, dropped = clean_previews(r.get("previews"), self.origins)
         if dropped:
             self.notes.append(f"ignored {len(dropped)} preview address(es) of Freesound sound {int(r['id'])} "
                               "that are not on the sound source's own server")
-        return Candidate(
-            id=f"freesound:{int(r['id'])}",
-            name=str(r.get("name") or f"sound {r['id']}"),
-            source="freesound",
-            author=str(r.get("username") or "unknown"),
-            license=licence,
-            license_url=r.get("license") if isinstance(r.get("license"), str) and "://" in r.get("license", "") else None,
-            url=r.get("url") if isinstance(r.get("url"), str) else None,
-            tags=tags,
-            duration_s=float(duration) if isinstance(duration, (int, float)) else None,
-            rating=float(rating) if isinstance(rating, (int, float)) else None,
-            num_ratings=int(r.get("num_ratings") or 0),
-            description=str(r.get("description") or "")[:2000],
-            commercial_ok=commercial,
-            file_ext="mp3",
-            extra={"previews": previews, "freesound_id": int(r["id"])},
-        )
+        cand = candidate_from_record(r)
+        return replace(cand, extra={**cand.extra, "previews": previews})
 
     def _preview_order(self, cand: Candidate) -> list[tuple[str, str]]:
         previews = cand.extra.get("previews") or {}

@@ -1,50 +1,76 @@
-"""Choosing sounds: rank each term's candidates, give every object a distinct one.
+"""Choosing sounds: score each term's candidates, reject the wrong ones, give every object a distinct one.
 
-The rule (kept from the project's seed):
+The rule (kept from the project's seed, made stricter):
 
 * for each distinct search term, ``n_candidates`` (default 10) are preloaded;
-* candidates are ranked so obviously wrong sounds lose (the term or a synonym in
-  the tags or name, duration fit, rating), and the reason is recorded;
+* every candidate gets a relevance score and a reason from
+  :mod:`imgext.sounds.relevance` (name, tags and description against the
+  object's label and action phrase, taxonomy, role fit, duration, rating);
+  off-topic, weak and far-below-the-best candidates are *rejected* with the
+  reason and never chosen;
 * objects sharing a term get distinct candidates, picked at random (seeded)
-  from the on-topic shortlist; a sound already used in the scene is never used
-  again;
-* when a term runs out, the object gets no sound and :attr:`Assignment.reason`
-  says which and why;
-* :func:`reroll` gives one object the next unused candidate in rank order
-  without touching the others.
+  among the accepted ones within 0.12 of the best (more in rank order when
+  more objects share the term); a sound already used in the scene
+  is never used again, and two candidates whose LAION-CLAP vectors have a
+  cosine above 0.95 count as the same sound;
+* when a term has no acceptable candidate or runs out, the object gets no
+  sound and :attr:`Assignment.reason` says which and why;
+* :func:`reroll` gives one object the next unused accepted candidate in rank
+  order without touching the others.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from imgext.errors import ImgExtError, ParameterError
-from imgext.sounds.base import Candidate, SoundSource, words_of
+from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.relevance import SHORTLIST_GAP, judge, near_duplicate, score_candidates
 from imgext.vision.placement import SceneObject
 
-__all__ = ["Ranked", "Assignment", "rank_candidates", "choose_sounds", "reroll", "choose", "DEFAULT_CANDIDATES"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "Assignment",
+    "Ranked",
+    "choose",
+    "choose_sounds",
+    "rank_candidates",
+    "reroll",
+]
 
 DEFAULT_CANDIDATES = 10
 """Candidates preloaded per distinct search term."""
 
-_STOP = {"the", "and", "with", "of", "a", "an", "on", "in", "sound", "sounds"}
-
 
 @dataclass(frozen=True)
 class Ranked:
-    """A candidate with its ranking score and the reason, in words."""
+    """A candidate with its ranking score and the reason, in words.
+
+    Attributes
+    ----------
+    candidate : Candidate
+    score : float
+        Ranking score (relevance with the source order as a tie-break).
+    relevance : float in [0, 1]
+        How well the sound fits the object (:class:`imgext.sounds.relevance.Relevance`).
+    reason : str
+        ``"title and tags match 'dog barking' 0.66; single event; 2.1 s"``.
+    rejected : str or None
+        Why the candidate must not be used ("off-topic", "far below the best" ...), None when acceptable.
+    """
 
     candidate: Candidate
     score: float
     relevance: float
     reason: str
+    rejected: str | None = None
 
     def to_dict(self) -> dict:
-        return {"candidate": self.candidate.to_dict(), "score": self.score, "relevance": self.relevance, "reason": self.reason}
+        return {"candidate": self.candidate.to_dict(), "score": self.score, "relevance": self.relevance,
+                "reason": self.reason, "rejected": self.rejected}
 
 
 @dataclass(frozen=True)
@@ -62,7 +88,7 @@ class Assignment:
     reason : str
         Why this sound (ranking reason) or why none.
     ranked : tuple of Ranked
-        All candidates for the term, best first (for rerolls and the UI).
+        All candidates for the term, best first, rejected ones included (for rerolls and the UI).
     error : Exception or None
         The source's error when the search or download failed (key refused,
         rate limit, network), as opposed to simply finding nothing.
@@ -79,57 +105,78 @@ class Assignment:
     def candidate(self) -> Candidate | None:
         return self.choice.candidate if self.choice else None
 
-
-def _duration_fit(duration_s: float | None, scene_s: float) -> tuple[float, str]:
-    if duration_s is None:
-        return 0.5, "length unknown"
-    if duration_s <= 0:
-        return 0.0, "empty"
-    need = min(scene_s, 10.0)
-    if duration_s >= scene_s:
-        return 1.0, f"{duration_s:.1f} s (no loop needed)"
-    if duration_s >= need:
-        return 0.9, f"{duration_s:.1f} s (loops smoothly)"
-    return max(0.05, duration_s / need) * 0.9, f"{duration_s:.1f} s (short; loops often)"
+    @property
+    def relevance(self) -> float | None:
+        """Relevance of the chosen sound in [0, 1], None without one."""
+        return self.choice.relevance if self.choice else None
 
 
 def rank_candidates(
     candidates: Sequence[Candidate],
     query: str,
     *,
+    label: str | None = None,
     synonyms: Sequence[str] = (),
+    role: str | None = None,
     duration_s: float = 30.0,
 ) -> list[Ranked]:
-    """Rank candidates for ``query``, best first; ties keep the source's order.
+    """Score and rank candidates for one object, best first; ties keep the source's order.
 
-    Score = 3 x relevance + duration fit + 0.5 x rating confidence, where
-    relevance is the share of query words found in tags or name (+0.5 when a
-    synonym is found, capped at 1).  Relevance 0 marks an off-topic sound.
+    Parameters
+    ----------
+    candidates : sequence of Candidate
+    query : str
+        The action phrase / search term ("dog barking").
+    label : str, optional
+        The object's label ("dog"); defaults to ``query``.
+    synonyms : sequence of str
+        On-topic words from the label table.
+    role : {"event", "bed", "area"}, optional
+        The object's role in the scene.
+    duration_s : float
+        Scene length in seconds.
+
+    Returns
+    -------
+    list of Ranked
+        Accepted candidates first (by relevance), then the rejected ones, each with its reason.
     """
-    qwords = [w for w in dict.fromkeys(words_of(query)) if w not in _STOP]
-    syn = {w for s in synonyms for w in words_of(s)} - _STOP
-    ranked = []
-    for order, cand in enumerate(candidates):
-        vocab = set(cand.tags) | set(words_of(cand.name))
-        found = [w for w in qwords if w in vocab]
-        syn_found = sorted((syn - set(found)) & vocab)
-        relevance = min(1.0, (len(found) / len(qwords) if qwords else 0.0) + (0.5 if syn_found else 0.0))
-        fit, fit_text = _duration_fit(cand.duration_s, duration_s)
-        if cand.rating is not None and cand.num_ratings > 0:
-            rating = (cand.rating / 5.0) * (cand.num_ratings / (cand.num_ratings + 3.0))
-            rating_text = f"rated {cand.rating:.1f} by {cand.num_ratings}"
-        else:
-            rating, rating_text = 0.0, "not rated"
-        score = 3.0 * relevance + fit + 0.5 * rating - 1e-6 * order
-        if cand.synthetic:
-            match_text = "synthesised for this term"
-        elif found or syn_found:
-            match_text = "matches " + ", ".join(repr(w) for w in found + syn_found)
-        else:
-            match_text = "off-topic: no search word in its tags or name"
-        ranked.append(Ranked(cand, round(score, 6), round(relevance, 4), f"{match_text}; {fit_text}; {rating_text}"))
-    ranked.sort(key=lambda r: -r.score)
+    scores = score_candidates(candidates, label=label or query, phrase=query, synonyms=synonyms, role=role,
+                              scene_s=duration_s)
+    verdicts = judge(scores, synthetic=[c.synthetic for c in candidates])
+    ranked = [
+        Ranked(cand, round(rel.score - 1e-6 * order, 6), rel.score,
+               rel.reason if verdict is None else f"{rel.reason}; rejected: {verdict}", verdict)
+        for order, (cand, rel, verdict) in enumerate(zip(candidates, scores, verdicts))
+    ]
+    ranked.sort(key=lambda r: (r.rejected is not None, -r.score))
     return ranked
+
+
+def _used_by(cand: Candidate, used: Sequence[Candidate]) -> Candidate | None:
+    """The used sound ``cand`` is (same id, or a CLAP near-duplicate), or None."""
+    for u in used:
+        if u.id == cand.id:
+            return u
+    return near_duplicate(cand, used)
+
+
+def _search(source: SoundSource, term: str, *, n: int, synth_kind: str | None, role: str | None) -> list[Candidate]:
+    """``source.search``, passing the role to sources that take one (all of ours do)."""
+    import inspect
+
+    try:
+        takes_role = "role" in inspect.signature(source.search).parameters
+    except (TypeError, ValueError):
+        takes_role = False
+    if takes_role:
+        return source.search(term, n=n, synth_kind=synth_kind, role=role)
+    return source.search(term, n=n, synth_kind=synth_kind)
+
+
+def _role_of(obj) -> str | None:
+    role = getattr(obj, "role", None)
+    return str(getattr(role, "value", role)) if role else None
 
 
 def choose_sounds(
@@ -170,34 +217,50 @@ def choose_sounds(
         if not obj.skipped:
             terms.setdefault(obj.query, []).append(i)
     out: dict[int, Assignment] = {}
-    used: set[str] = set()
+    used: list[Candidate] = []
     for done, (term, members) in enumerate(terms.items(), start=1):
         first = objects[members[0]]
+        role = _role_of(first)
         try:
-            found = source.search(term, n=n_candidates, synth_kind=first.synth)
+            found = _search(source, term, n=n_candidates, synth_kind=first.synth, role=role)
         except ImgExtError as exc:
             for i in members:
                 out[i] = Assignment(i, term, None, f"search for {term!r} failed: {exc}", error=exc)
             if progress:
                 progress(done, len(terms), term)
             continue
-        ranked = tuple(rank_candidates(found, term, synonyms=first.synonyms, duration_s=duration_s))
-        on_topic = [r for r in ranked if r.relevance > 0] or list(ranked)
-        available = [r for r in on_topic if r.candidate.id not in used]
-        shortlist = available[: max(len(members), math.ceil(len(on_topic) / 2))]
+        ranked = tuple(rank_candidates(found, term, label=first.label, synonyms=first.synonyms, role=role,
+                                       duration_s=duration_s))
+        on_topic = [r for r in ranked if r.rejected is None]
+        available = []
+        for r in on_topic:  # distinct sounds only: a near-duplicate of an earlier one is the same sound
+            if _used_by(r.candidate, used) is None and _used_by(r.candidate, [a.candidate for a in available]) is None:
+                available.append(r)
+        top = available[0].relevance if available else 0.0
+        close = [r for r in available if r.relevance >= top - SHORTLIST_GAP]
+        shortlist = available[: max(len(members), len(close))]
         picks = [shortlist[k] for k in rng.permutation(len(shortlist))[: len(members)]]
         for k, i in enumerate(members):
             if k < len(picks):
-                used.add(picks[k].candidate.id)
+                used.append(picks[k].candidate)
                 out[i] = Assignment(i, term, picks[k], picks[k].reason, ranked)
             elif not ranked:
                 out[i] = Assignment(i, term, None, f"no sound found for {term!r} in {source.describe()}", ranked)
+            elif not on_topic:
+                best = ranked[0]
+                out[i] = Assignment(
+                    i, term, None,
+                    f"no good sound for {first.label!r} among {len(ranked)} candidates for {term!r}: the best, "
+                    f"{best.candidate.name!r}, was rejected ({best.rejected}); edit the search term or try "
+                    "another source",
+                    ranked,
+                )
             else:
                 out[i] = Assignment(
                     i,
                     term,
                     None,
-                    f"all {len(on_topic)} candidates for {term!r} are already used in this scene "
+                    f"all {len(on_topic)} acceptable candidates for {term!r} are already used in this scene "
                     f"({len(members)} objects share the term); preload more candidates or edit the search term",
                     ranked,
                 )
@@ -226,22 +289,25 @@ def reroll(assignments: Sequence[Assignment], index: int, *, exclude: set[str] |
     if not 0 <= index < len(assignments):
         raise ParameterError(f"object index {index} is out of range (0..{len(assignments) - 1})")
     current = assignments[index]
-    used = {a.candidate.id for a in assignments if a.candidate is not None}
-    used |= set(exclude or ())
-    ranked = list(current.ranked)
+    others = [a.candidate for k, a in enumerate(assignments) if a.candidate is not None and k != index]
+    blocked = set(exclude or ())
+    if current.candidate is not None:
+        blocked.add(current.candidate.id)
+    ranked = [r for r in current.ranked if r.rejected is None]
     start = 0
     if current.choice is not None:
         ids = [r.candidate.id for r in ranked]
         start = ids.index(current.choice.candidate.id) + 1 if current.choice.candidate.id in ids else 0
     order = ranked[start:] + ranked[:start]
-    nxt = next((r for r in order if r.candidate.id not in used), None)
+    nxt = next((r for r in order if r.candidate.id not in blocked and _used_by(r.candidate, others) is None), None)
     new = list(assignments)
     if nxt is None:
         keep = current.choice if current.choice and current.choice.candidate.id not in set(exclude or ()) else None
         new[index] = replace(
             current,
             choice=keep,
-            reason=f"no unused candidate left for {current.query!r} ({len(ranked)} preloaded, all in use or failed)"
+            reason=f"no unused candidate left for {current.query!r} "
+            f"({len(ranked)} acceptable of {len(current.ranked)} preloaded, all in use or failed)"
             + ("; kept the current sound" if keep else ""),
         )
     else:
@@ -263,9 +329,11 @@ def choose(assignments: Sequence[Assignment], index: int, candidate_id: str) -> 
     pick = next((r for r in current.ranked if r.candidate.id == candidate_id), None)
     if pick is None:
         raise ParameterError(f"{candidate_id!r} is not a candidate for {current.query!r}")
-    for k, a in enumerate(assignments):
-        if k != index and a.candidate is not None and a.candidate.id == candidate_id:
-            raise ParameterError(f"{pick.candidate.name!r} is already used by another object in this scene")
+    others = [a.candidate for k, a in enumerate(assignments) if k != index and a.candidate is not None]
+    same = _used_by(pick.candidate, others)
+    if same is not None:
+        what = "already used" if same.id == pick.candidate.id else f"a near-duplicate of {same.name!r}, already used"
+        raise ParameterError(f"{pick.candidate.name!r} is {what} by another object in this scene")
     new = list(assignments)
     new[index] = replace(current, choice=pick, reason=f"chosen by you; {pick.reason}")
     return new
