@@ -41,6 +41,17 @@ class MixSettings:
         Run the differential-evolution refinement of gains and EQ depth.
     seed : int
         Seeds every random choice; same inputs + same seed = same output.
+    distance : bool
+        Distance shapes the sound: 1/r level, air absorption beyond 50 m, and a
+        direct-to-reverberant ratio falling with distance (:mod:`imgext.mix.space`).
+    reverb_amount : float in [0, 1]
+        Send of the nearest object to the shared reverb bus (0 = no reverb; the
+        direct-to-reverberant ratio there is ``-20 log10(amount)`` dB).
+    fov_deg : float
+        Assumed horizontal field of view of the camera (10 .. 170 degrees), for
+        distances and directions from the picture.
+    binaural : bool
+        Also render the headphone mix (``mix_binaural.wav``) with a measured HRTF.
     """
 
     duration_s: float = 30.0
@@ -52,6 +63,10 @@ class MixSettings:
     max_cut_db: float = 6.0
     optimize: bool = False
     seed: int = 0
+    distance: bool = True
+    reverb_amount: float = 0.25
+    fov_deg: float = 60.0
+    binaural: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -62,6 +77,8 @@ class MixSettings:
             (-60.0 <= self.peak_dbfs <= 0.0, f"peak_dbfs={self.peak_dbfs} must lie between -60 and 0 dBFS"),
             (0.0 <= self.eq_strength <= 1.0, f"eq_strength={self.eq_strength} must lie between 0 and 1"),
             (0.0 <= self.max_cut_db <= 24.0, f"max_cut_db={self.max_cut_db} must lie between 0 and 24 dB"),
+            (0.0 <= self.reverb_amount <= 1.0, f"reverb_amount={self.reverb_amount} must lie between 0 and 1"),
+            (10.0 <= self.fov_deg <= 170.0, f"fov_deg={self.fov_deg} must lie between 10 and 170 degrees"),
         ]
         for ok, message in checks:
             if not ok:  # also catches NaN, for which every comparison is False

@@ -43,6 +43,7 @@ from imgext.output.plan import Plan, read_plan
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.selection import DEFAULT_CANDIDATES, Assignment, choose_sounds
 from imgext.vision.detection import Detector, ImageInfo, load_image
+from imgext.vision.distance import DEFAULT_FOV_DEG
 from imgext.vision.placement import LabelMap, SceneObject, place_objects
 
 __all__ = [
@@ -75,13 +76,15 @@ def detect_objects(
     conf: float = 0.25,
     labels: LabelMap | None = None,
     include_silent: bool = False,
+    fov_deg: float = DEFAULT_FOV_DEG,
 ) -> tuple[ImageInfo, list[SceneObject], float]:
     """Load, validate and detect; returns ``(info, objects, detect_seconds)``."""
     picture, info = load_image(image, name=name)
     t0 = time.perf_counter()
     detections = detector.detect(picture, conf=conf)
     seconds = time.perf_counter() - t0
-    return info, place_objects(detections, labels=labels, include_silent=include_silent), seconds
+    return info, place_objects(detections, labels=labels, include_silent=include_silent, 
+                                      aspect=info.width / max(info.height, 1), fov_deg=fov_deg), seconds
 
 
 def render_image(
@@ -107,7 +110,8 @@ def render_image(
     t_start = time.perf_counter()
     progress("detect", 0.0, "detecting objects")
     info, objects, t_detect = detect_objects(
-        image, detector, name=image_name, conf=conf, labels=labels, include_silent=include_silent
+        image, detector, name=image_name, conf=conf, labels=labels, include_silent=include_silent,
+        fov_deg=settings.fov_deg,
     )
     progress("detect", 1.0, f"{len(objects)} objects")
     t0 = time.perf_counter()

@@ -177,3 +177,16 @@ def test_hrtf_is_resampled_to_the_mix_rate():
     _hrtf()
     h48 = binaural.load_hrtf(48000)
     assert h48.sample_rate == 48000 and h48.irs.shape[-1] == pytest.approx(512 * 48000 / 44100, abs=1)
+
+
+def test_placement_gives_each_object_a_distance_and_direction():
+    from imgext.vision.detection import Detection
+    from imgext.vision.placement import place_objects, with_depth
+
+    dets = [Detection("person", 0.9, (0.05, 0.1, 0.2, 0.9)), Detection("person", 0.8, (0.7, 0.4, 0.75, 0.6))]
+    near, far = place_objects(dets, aspect=16 / 9)
+    assert far.distance_m == pytest.approx(4 * near.distance_m, rel=0.02)
+    assert near.azimuth_deg > 0 > far.azimuth_deg  # left of the picture is positive azimuth
+    assert place_objects(dets)[0].distance_m is None  # no image shape, no estimate
+    wider = with_depth([near, far], aspect=16 / 9, fov_deg=90)
+    assert wider[0].distance_m < near.distance_m

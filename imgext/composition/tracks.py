@@ -58,6 +58,10 @@ class Tracks:
         The user's level offsets.
     sample_rate : int
     notes : list of str
+    distance_m : np.ndarray [shape=(n_tracks,)] or None
+        Distance of each object in metres; NaN (or None for all) where unknown.
+    azimuth_deg, elevation_deg : np.ndarray [shape=(n_tracks,)] or None
+        Direction of each object (azimuth positive to the left); NaN where unknown.
     """
 
     audio: np.ndarray
@@ -68,10 +72,26 @@ class Tracks:
     volume_db: np.ndarray
     sample_rate: int
     notes: list[str] = field(default_factory=list)
+    distance_m: np.ndarray | None = None
+    azimuth_deg: np.ndarray | None = None
+    elevation_deg: np.ndarray | None = None
 
     @property
     def n_tracks(self) -> int:
         return int(self.audio.shape[0])
+
+    def distances_m(self) -> np.ndarray:
+        """Distance of every track in metres; unknown ones count as the nearest known (1 m if none is known)."""
+        d = np.full(self.n_tracks, np.nan) if self.distance_m is None else np.asarray(self.distance_m, dtype=np.float64)
+        known = d[np.isfinite(d) & (d > 0)]
+        return np.where(np.isfinite(d) & (d > 0), d, known.min() if known.size else 1.0)
+
+    def directions_deg(self, fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(azimuth, elevation)`` of every track in degrees; unknown azimuths follow the pan within ``fov_deg``."""
+        from_pan = -np.degrees(np.arctan(np.asarray(self.pans, dtype=np.float64) * np.tan(np.radians(fov_deg) / 2.0)))
+        az = from_pan if self.azimuth_deg is None else np.asarray(self.azimuth_deg, dtype=np.float64)
+        el = np.zeros(self.n_tracks) if self.elevation_deg is None else np.asarray(self.elevation_deg, dtype=np.float64)
+        return np.where(np.isfinite(az), az, from_pan), np.where(np.isfinite(el), el, 0.0)
 
     def gains_db(self, attenuation_db: float) -> np.ndarray:
         """Per-track gain from importance, attenuation and the user's offsets."""
@@ -158,7 +178,21 @@ def assemble_tracks(
         volume_db=np.array([objects[i].volume_db for i in order], dtype=np.float64),
         sample_rate=settings.sample_rate,
         notes=list(notes) + [note for i in order for note in fetched[i].notes],
+        **_depth_arrays([objects[i] for i in order]),
     )
+
+
+def _optional(values) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _depth_arrays(objs: Sequence[SceneObject]) -> dict:
+    """``distance_m``, ``azimuth_deg``, ``elevation_deg`` arrays of ``objs`` (NaN where unknown)."""
+    return {
+        "distance_m": _optional(o.distance_m for o in objs),
+        "azimuth_deg": _optional(o.azimuth_deg for o in objs),
+        "elevation_deg": _optional(o.elevation_deg for o in objs),
+    }
 
 
 def retune_tracks(tracks: Tracks, objects: Sequence[SceneObject]) -> Tracks:
@@ -170,9 +204,14 @@ def retune_tracks(tracks: Tracks, objects: Sequence[SceneObject]) -> Tracks:
     pans = np.array([o.pan for o in objs], dtype=np.float64)
     importance = np.array([o.importance for o in objs], dtype=np.float64)
     volume = np.array([o.volume_db for o in objs], dtype=np.float64)
-    if np.array_equal(pans, tracks.pans) and np.array_equal(importance, tracks.importance) and np.array_equal(volume, tracks.volume_db):
+    depth = _depth_arrays(objs)
+    same_depth = all(
+        getattr(tracks, k) is not None and np.array_equal(v, getattr(tracks, k), equal_nan=True) for k, v in depth.items()
+    )
+    if (np.array_equal(pans, tracks.pans) and np.array_equal(importance, tracks.importance)
+            and np.array_equal(volume, tracks.volume_db) and same_depth):
         return tracks
-    return replace(tracks, pans=pans, importance=importance, volume_db=volume)
+    return replace(tracks, pans=pans, importance=importance, volume_db=volume, **depth)
 
 
 def fetch_tracks(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from imgext.errors import ParameterError
 from imgext.options import DEFAULT_ATTENUATION_DB
+from imgext.vision.distance import DEFAULT_FOV_DEG, direction_deg, estimate_distance_m
 from imgext.vision.detection import Detection
 
 __all__ = [
@@ -249,6 +250,12 @@ class SceneObject:
         Rate of an event-role object at activity 1.
     event_s : float >= 0
         Typical length of one of its events in seconds.
+    distance_m : float or None
+        Distance from the camera in metres (:func:`imgext.vision.distance.estimate_distance_m`,
+        or the user's value); None when unknown (then it counts as the nearest).
+    azimuth_deg, elevation_deg : float or None
+        Direction from the camera (azimuth positive to the left, SOFA convention); None
+        when unknown (then the azimuth follows the pan and the elevation is 0).
     """
 
     label: str
@@ -266,6 +273,9 @@ class SceneObject:
     role: str = Role.BED.value
     events_per_minute: float = 0.0
     event_s: float = 0.0
+    distance_m: float | None = None
+    azimuth_deg: float | None = None
+    elevation_deg: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -319,8 +329,10 @@ def place_objects(
     *,
     labels: LabelMap | None = None,
     include_silent: bool = False,
+    aspect: float | None = None,
+    fov_deg: float = DEFAULT_FOV_DEG,
 ) -> list[SceneObject]:
-    """Place detections in the stereo field.
+    """Place detections in the stereo field, and in depth when the image's shape is known.
 
     Parameters
     ----------
@@ -330,6 +342,11 @@ def place_objects(
     include_silent : bool
         Keep objects whose label makes no sound on its own (marked ``skipped``
         otherwise, so the user sees them and can bring them back).
+    aspect : float, optional
+        Image width / height in pixels; with it each object gets ``distance_m``,
+        ``azimuth_deg`` and ``elevation_deg`` (:mod:`imgext.vision.distance`).
+    fov_deg : float
+        Assumed horizontal field of view of the camera, degrees.
 
     Returns
     -------
@@ -360,9 +377,23 @@ def place_objects(
                 role=entry.role.value,
                 events_per_minute=entry.events_per_minute,
                 event_s=entry.event_s,
+                **_depth(det.label, det.box, aspect, fov_deg),
             )
         )
     return objects
+
+
+def _depth(label: str, box, aspect: float | None, fov_deg: float) -> dict:
+    """``distance_m``, ``azimuth_deg`` and ``elevation_deg`` of a box (empty when the aspect is unknown)."""
+    if aspect is None:
+        return {}
+    az, el = direction_deg(box, aspect=aspect, fov_deg=fov_deg)
+    return {"distance_m": estimate_distance_m(label, box, aspect=aspect, fov_deg=fov_deg), "azimuth_deg": az, "elevation_deg": el}
+
+
+def with_depth(objects, *, aspect: float, fov_deg: float = DEFAULT_FOV_DEG) -> list:
+    """``objects`` with distance and direction estimated afresh (for a new field of view); manual ones are kept."""
+    return [o if o.origin == "manual" else replace(o, **_depth(o.label, o.box, aspect, fov_deg)) for o in objects]
 
 
 def manual_object(
