@@ -18,6 +18,7 @@ from imgext.audio.loudness import level_track
 from imgext.errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
 from imgext.options import MixSettings
 from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.memo import MemoryCache, content_key, frozen
 from imgext.sounds.selection import Assignment, reroll
 from imgext.vision.placement import SceneObject, object_gain_db
 
@@ -123,15 +124,28 @@ class Fetched:
     source_lufs: float | None = None
 
 
+FIT_CACHE = MemoryCache(160 * 2**20)
+"""Fitted, levelled tracks by content (digest of the source bytes, name, rate, length), shared by every session.
+
+160 MB hold about 30 tracks of 30 s; a source fetched again (another photo with a
+dog, a remix, a slider that re-fetches) is not decoded and levelled again.
+"""
+
+
 def fit_source(data: bytes, *, name: str, settings: MixSettings) -> tuple[np.ndarray, tuple[str, ...], float | None]:
     """Decode, fit to the scene and level one source (see :func:`imgext.audio.loudness.level_track`).
 
     Returns ``(track, notes, source_lufs)``: the mono track at the reference
-    loudness, what the user should know, and the source's own loudness.
+    loudness (read-only: it may be shared through :data:`FIT_CACHE`), what the
+    user should know, and the source's own loudness.
     """
-    track, notes = prepare_source(data, name=name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
-    track, source_lufs = level_track(track, settings.sample_rate)
-    return track, notes, source_lufs
+    def make() -> tuple[np.ndarray, tuple[str, ...], float | None]:
+        track, notes = prepare_source(data, name=name, sample_rate=settings.sample_rate, duration_s=settings.duration_s)
+        track, source_lufs = level_track(track, settings.sample_rate)
+        return frozen(track), tuple(notes), source_lufs
+
+    key = (content_key(bytes(data)), name, int(settings.sample_rate), float(settings.duration_s))
+    return FIT_CACHE.get(key, make)
 
 
 def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSettings) -> Fetched:
