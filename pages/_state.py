@@ -134,8 +134,16 @@ def api_key() -> str | None:
 
 @st.cache_resource(show_spinner=False)
 def get_detector(weights: str | None) -> Detector:
-    """The YOLO model, loaded once per process and shared (its ``detect`` holds a lock)."""
-    return Detector(weights)
+    """The YOLO model, loaded once per process and shared (its ``detect`` holds a lock).
+
+    ``gc.freeze()`` afterwards moves everything loaded so far (modules, the model) out of the
+    collector's sight, so later collections only walk what the sessions make.
+    """
+    import gc
+
+    detector = Detector(weights)
+    gc.freeze()
+    return detector
 
 
 @st.cache_resource(show_spinner=False)
