@@ -182,10 +182,11 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
         else:
             lines.append(f"  {o['label']:<14} no sound: {o.get('reason')}")
     mix = scene["mix"]
-    limited = " (held back by the peak ceiling)" if mix.get("limited_by_peak") else ""
+    limited = " (short of the target: the limiter would have crushed it)" if mix.get("limited_by_peak") else ""
     lines.append(
         f"mix: {mix['duration_s']:.1f} s at {mix['sample_rate']} Hz, loudness {_fmt(mix['loudness_lufs'], 'LUFS')}{limited}, "
-        f"peak {_fmt(mix['peak_dbfs'], 'dBFS')}"
+        f"true peak {_fmt(mix.get('true_peak_dbtp'), 'dBTP')}, limiter "
+        f"{mix.get('limiter_reduction_db') or 0.0:.1f} dB max reduction"
     )
     masking = scene.get("masking") or {}
     b, a = masking.get("before"), masking.get("after")

@@ -57,7 +57,9 @@ def metrics(outcome, names: list[str]) -> None:
     mix = outcome.mix
     c[3].metric("Loudness", "silent" if mix.loudness_lufs is None else f"{mix.loudness_lufs:.1f} LUFS",
                 help="Integrated loudness, ITU-R BS.1770" + (" (held back by the peak ceiling)" if mix.limited_by_peak else ""))
-    c[4].metric("Peak", "—" if mix.peak_dbfs is None else f"{mix.peak_dbfs:.1f} dBFS")
+    c[4].metric("True peak", "—" if mix.true_peak_dbtp is None else f"{mix.true_peak_dbtp:.1f} dBTP",
+                help=f"BS.1770-4, 4x oversampled; the limiter reduced up to {mix.gain_reduction_db:.1f} dB "
+                     f"for {mix.limited_s:.1f} s")
 
 
 def eq_table(outcome, names: list[str]) -> None:

@@ -1,8 +1,9 @@
-"""Mixing: constant-power panning, per-object gain, loudness normalisation, a hard peak ceiling.
+"""Mixing: constant-power panning, per-object gain, loudness normalisation, a true-peak limiter.
 
 Tracks are mono ``(n_tracks, n_samples)``; the mix is stereo ``(2, n_samples)``.
 Stems are never all held at once: :meth:`Mix.stem` renders one on demand, with
-the same master gain as the mix, so the stems sum to the mix.
+the same master gain and the same limiter envelope as the mix, so the stems sum
+to the mix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from imgext.audio.io import db_to_gain, gain_to_db
 from imgext.audio.loudness import _gates_unchanged, _loudness_and_blocks, integrated_loudness
 from imgext.errors import ParameterError
+from imgext.mix.limiter import limit_to_loudness, true_peak_dbtp
 from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
 
 
@@ -47,7 +49,7 @@ class Mix:
     Attributes
     ----------
     audio : np.ndarray [shape=(2, n_samples), dtype=float32]
-        The stereo mix after loudness normalisation and the peak ceiling.
+        The stereo mix after loudness normalisation and the true-peak limiter.
     sample_rate : int
     coefficients : np.ndarray [shape=(2, n_tracks)]
         Linear factor of each mono track in each channel, master gain included.
@@ -59,7 +61,17 @@ class Mix:
         Sample peak of ``audio``; ``None`` for silence.
     target_lufs : float
     limited_by_peak : bool
-        True when the peak ceiling stopped the mix short of the target.
+        True when the ceiling stopped the mix more than 0.5 LU short of the target
+        (the limiter would have had to crush it).
+    envelope : np.ndarray [shape=(n_samples,), dtype=float32] or None
+        The limiter's gain, applied to the mix and to every stem; ``None`` when
+        the mix needed no limiting.
+    true_peak_dbtp : float or None
+        True peak of ``audio`` (BS.1770-4, 4x oversampling); ``None`` for silence.
+    gain_reduction_db : float
+        Deepest gain reduction of the limiter in dB (0 when it did nothing).
+    limited_s : float
+        Seconds during which the limiter reduced more than 0.1 dB.
     """
 
     audio: np.ndarray
@@ -70,10 +82,17 @@ class Mix:
     peak_dbfs: float | None
     target_lufs: float
     limited_by_peak: bool
+    envelope: np.ndarray | None = None
+    true_peak_dbtp: float | None = None
+    gain_reduction_db: float = 0.0
+    limited_s: float = 0.0
 
     def stem(self, tracks: np.ndarray, index: int) -> np.ndarray:
-        """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix."""
-        return (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
+        """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included)."""
+        stem = (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
+        if self.envelope is not None:
+            stem *= self.envelope[None, :]
+        return stem
 
 
 def render_mix(
@@ -85,7 +104,7 @@ def render_mix(
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS,
     peak_dbfs: float = DEFAULT_PEAK_DBFS,
 ) -> Mix:
-    """Pan, gain, sum, normalise to ``loudness_lufs`` and guarantee the peak ceiling.
+    """Pan, gain, sum, normalise to ``loudness_lufs`` and hold the true peak under the ceiling.
 
     Parameters
     ----------
@@ -100,7 +119,9 @@ def render_mix(
     loudness_lufs : float
         Target integrated loudness (BS.1770), e.g. -16 (streaming) or -23 (EBU R128 broadcast).
     peak_dbfs : float <= 0
-        Sample-peak ceiling; the mix is turned down further if it would exceed it.
+        True-peak ceiling in dBTP: a look-ahead limiter (:mod:`imgext.mix.limiter`)
+        holds the mix under it at the loudness target, its envelope applied to
+        every stem (:meth:`Mix.stem`).
 
     Returns
     -------
@@ -136,20 +157,39 @@ def render_mix(
         lift_db = float(gain_to_db(db_to_gain(peak_dbfs) / peak))
         loud, blocks = _loudness_and_blocks(summed * np.float32(db_to_gain(lift_db)), sample_rate)
         loud, blocks = loud - lift_db, blocks - lift_db
-    gain_db = loudness_lufs - loud if math.isfinite(loud) else math.inf  # still unmeasurable: up to the ceiling
-    ceiling = float(db_to_gain(peak_dbfs - 1e-3))  # a hair under, so 24-bit rounding cannot cross it
-    limited = peak * float(db_to_gain(gain_db)) > ceiling
-    if limited:
-        gain_db = float(gain_to_db(ceiling / peak))
+    envelope = None
+    reduction_db = limited_s = 0.0
+    limited = False
+    if math.isfinite(loud):
+        ceiling_dbtp = peak_dbfs - 0.02  # a hair under, so 24-bit rounding cannot cross it
+        result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs, measured_lufs=loud,
+                                   ceiling_dbtp=ceiling_dbtp)
+        if result.envelope is not None:
+            # The limiter's loudness estimate weights before the gain envelope: check it exactly, correct once.
+            probe = summed * np.float32(db_to_gain(result.gain_db)) * result.envelope[None, :]
+            error = loudness_lufs - integrated_loudness(probe, sample_rate)
+            if math.isfinite(error) and abs(error) > 0.05:
+                result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs + error,
+                                           measured_lufs=loud, ceiling_dbtp=ceiling_dbtp)
+        gain_db, envelope = result.gain_db, result.envelope
+        reduction_db, limited_s = result.gain_reduction_db, result.limited_s
+        limited = result.gain_db < loudness_lufs - loud - 0.5
+    else:  # still unmeasurable: up to the ceiling
+        gain_db = float(gain_to_db(db_to_gain(peak_dbfs - 1e-3) / peak))
+        limited = True
     g = np.float32(db_to_gain(gain_db))
     audio = summed * g
     coeffs = coeffs * float(g)
+    if envelope is not None:
+        audio *= envelope[None, :]
     out_peak = float(np.max(np.abs(audio)))
     applied_db = float(gain_to_db(float(g)))
-    if math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
+    if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
         out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
     else:
         out_loud = integrated_loudness(audio, sample_rate)
+    tp = true_peak_dbtp(audio)
+    limited = limited or (math.isfinite(out_loud) and out_loud < loudness_lufs - 0.5)
     return Mix(
         audio=audio,
         sample_rate=sample_rate,
@@ -159,5 +199,9 @@ def render_mix(
         peak_dbfs=round(float(gain_to_db(out_peak)), 3),
         target_lufs=loudness_lufs,
         limited_by_peak=bool(limited),
+        envelope=envelope,
+        true_peak_dbtp=round(tp, 3) if math.isfinite(tp) else None,
+        gain_reduction_db=float(reduction_db),
+        limited_s=float(limited_s),
     )
 

@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 
 from imgext import __version__
 from imgext.audio.io import encode_wav, write_atomic, write_atomic_with
@@ -360,10 +359,8 @@ def build_outputs(
             for i in tracks.object_indices
         ]
     )
-    dry_coeffs = outcome.mix.coefficients  # same pan, gain and master gain for dry and processed
-
-    def dry_stem(k: int) -> bytes:
-        return encode_wav((dry_coeffs[:, k : k + 1] * tracks.audio[k][None, :]).astype(np.float32), sr, subtype="PCM_16")
+    def dry_stem(k: int) -> bytes:  # same pan, gain, master gain and limiter envelope as the processed stem
+        return encode_wav(outcome.mix.stem(tracks.audio, k), sr, subtype="PCM_16")
 
     def processed_stem(k: int) -> bytes:
         return encode_wav(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")
@@ -404,6 +401,7 @@ def build_outputs(
             file="mix.wav", sample_rate=sr, duration_s=round(mix.audio.shape[-1] / sr, 6),
             loudness_lufs=mix.loudness_lufs, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs,
             master_gain_db=mix.master_gain_db, limited_by_peak=mix.limited_by_peak,
+            true_peak_dbtp=mix.true_peak_dbtp, limiter_reduction_db=mix.gain_reduction_db, limited_s=mix.limited_s,
         ),
         masking=MaskingRecord(
             tracks=list(names),

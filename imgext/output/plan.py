@@ -238,7 +238,7 @@ class ObjectRecord(Record):
 
 @dataclass(frozen=True)
 class MixRecord(Record):
-    """The stereo mix file and its measurements (BS.1770 loudness in LUFS, sample peak in dBFS)."""
+    """The stereo mix file and its measurements (BS.1770 loudness in LUFS, sample peak in dBFS, true peak in dBTP)."""
 
     file: str = "mix.wav"
     sample_rate: int = 0
@@ -248,6 +248,12 @@ class MixRecord(Record):
     peak_dbfs: float | None = None
     master_gain_db: float | None = None
     limited_by_peak: bool = False
+    true_peak_dbtp: float | None = None
+    """True peak (BS.1770-4, 4x oversampled) in dBTP."""
+    limiter_reduction_db: float = 0.0
+    """Deepest gain reduction of the master's true-peak limiter in dB."""
+    limited_s: float = 0.0
+    """Seconds during which the limiter reduced more than 0.1 dB."""
 
 
 @dataclass(frozen=True)
