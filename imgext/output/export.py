@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-
 from imgext import __version__
 from imgext.audio.io import encode_wav, write_atomic, write_atomic_with
 from imgext.errors import ParameterError
