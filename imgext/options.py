@@ -52,6 +52,8 @@ class MixSettings:
         distances and directions from the picture.
     binaural : bool
         Also render the headphone mix (``mix_binaural.wav``) with a measured HRTF.
+    room : {"auto", "room", "outdoor"}
+        Character of the shared reverb; ``auto`` follows the ambience (outdoors when none).
     """
 
     duration_s: float = 30.0
@@ -67,6 +69,7 @@ class MixSettings:
     reverb_amount: float = 0.25
     fov_deg: float = 60.0
     binaural: bool = False
+    room: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -79,6 +82,7 @@ class MixSettings:
             (0.0 <= self.max_cut_db <= 24.0, f"max_cut_db={self.max_cut_db} must lie between 0 and 24 dB"),
             (0.0 <= self.reverb_amount <= 1.0, f"reverb_amount={self.reverb_amount} must lie between 0 and 1"),
             (10.0 <= self.fov_deg <= 170.0, f"fov_deg={self.fov_deg} must lie between 10 and 170 degrees"),
+            (self.room in ("auto", "room", "outdoor"), f"room={self.room!r} must be auto, room or outdoor"),
         ]
         for ok, message in checks:
             if not ok:  # also catches NaN, for which every comparison is False

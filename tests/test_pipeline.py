@@ -73,6 +73,8 @@ def test_mix_is_normalised_and_stems_sum_to_it(bus_render):
     assert integrated_loudness(mix, sr) == pytest.approx(result.scene["mix"]["loudness_lufs"], abs=0.05)
     assert np.max(np.abs(mix)) <= 10 ** (-1 / 20)
     total = sum(_read(out / o["stem"])[0] for o in result.scene["objects"] if o["stem"])
+    assert result.scene["mix"]["reverb_stem"] == "stems/reverb.wav"  # the shared reverb bus is a stem of its own
+    total = total + _read(out / result.scene["mix"]["reverb_stem"])[0]
     assert np.max(np.abs(total - mix)) < 5e-4  # 16-bit stems vs 24-bit mix
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "HrtfUnavailable",
     "load_hrtf",
     "render_binaural",
+    "binaural_mix",
 ]
 
 DEFAULT_SOFA_PATHS = (
@@ -182,3 +183,36 @@ def render_binaural(tracks: np.ndarray, gains, azimuth_deg, elevation_deg, hrtf:
         k = min(n, tail.shape[1])
         out[:, :k] += tail[:, :k]
     return out
+
+
+def binaural_mix(tracks: np.ndarray, gains_db, azimuth_deg, elevation_deg, reverb, *, hrtf: Hrtf,
+                 loudness_lufs: float, peak_dbfs: float):
+    """The headphone mix: every track at its direction, plus the diffuse reverb bus, normalised like the stereo mix.
+
+    Parameters
+    ----------
+    tracks : np.ndarray [shape=(n_tracks, n_samples)]
+        The tracks as they enter the stereo mix (after EQ and air absorption).
+    gains_db : array-like [shape=(n_tracks,)]
+        Their gains in the stereo mix (before the master gain).
+    azimuth_deg, elevation_deg : array-like [shape=(n_tracks,)]
+    reverb : np.ndarray [shape=(2, n_samples)] or None
+        The shared reverb bus at unit master gain (decorrelated, so it is diffuse as it is).
+    hrtf : Hrtf
+    loudness_lufs, peak_dbfs : float
+        Same target and ceiling as the stereo mix.
+
+    Returns
+    -------
+    imgext.mix.render.Mix
+        ``audio`` is the binaural mix; it has no per-track coefficients (``coefficients`` is empty).
+    """
+    from imgext.mix.render import render_mix
+
+    x = np.asarray(tracks, dtype=np.float32)
+    g = 10.0 ** (np.asarray(gains_db, dtype=np.float64) / 20.0)
+    bus = render_binaural(x, g, azimuth_deg, elevation_deg, hrtf)
+    if reverb is not None:
+        bus = bus + np.asarray(reverb, dtype=np.float32)
+    return render_mix(np.zeros((0, x.shape[1]), dtype=np.float32), pans=[], gains_db=[], sample_rate=hrtf.sample_rate,
+                      loudness_lufs=loudness_lufs, peak_dbfs=peak_dbfs, reverb=bus)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgext.mix.render import Mix, render_mix
+from imgext.mix.space import Spatial, level_gains_db, resolve_room, spatialise
 from imgext.options import MixSettings
 
 _MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
@@ -70,7 +71,7 @@ class MixOutcome:
     ----------
     mix : Mix
     processed : np.ndarray [shape=(n_tracks, n_samples)]
-        Mono tracks after EQ (before pan and gain).
+        Mono tracks as they enter the mix: after EQ and air absorption (before pan and gain).
     gains_db : np.ndarray [shape=(n_tracks,)]
         Final per-track gains (importance gain + optimiser offset).
     requested_gains_db : np.ndarray [shape=(n_tracks,)]
@@ -134,7 +135,7 @@ class Mixer:
         from imgext.masking.analysis import masking_report
 
         tracks = self.tracks
-        requested = tracks.gains_db(settings.attenuation_db)
+        requested = level_gains_db(tracks.gains_db(settings.attenuation_db), tracks.distances_m(), distance=settings.distance)
         key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
                settings.optimize, settings.seed)
         if self._processed is not None and self._processed[0] == key:
@@ -181,6 +182,21 @@ class Mixer:
         return result
 
     @_one_blas_thread
+    def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db) -> Spatial:
+        """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last inputs)."""
+        tracks = self.tracks
+        room = resolve_room(settings.room, getattr(settings, "ambience", None))
+        key = (id(processed), tuple(np.round(gains_db, 9)), settings.distance, settings.reverb_amount, room,
+               settings.seed, tuple(tracks.distances_m()))
+        cached = getattr(self, "_spatial", None)
+        if cached is not None and cached[0] == key and cached[2] is processed:
+            return cached[1]
+        result = spatialise(processed, gains_db, tracks.distances_m(), distance=settings.distance,
+                            reverb_amount=settings.reverb_amount, room=room, sample_rate=tracks.sample_rate,
+                            seed=settings.seed)
+        self._spatial = (key, result, processed)
+        return result
+
     def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
         """Render the mix for ``settings``.
 
@@ -204,9 +220,12 @@ class Mixer:
         timings = dict(stage_timings)
         after = None
         t0 = time.perf_counter()
+        spatial = self.spatial(settings, processed, gains)
+        timings["space"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         mix = render_mix(
-            processed, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
-            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs,
+            spatial.tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=spatial.reverb,
         )
         timings["render"] = time.perf_counter() - t0
         if tracks.n_tracks > 0:
@@ -217,4 +236,4 @@ class Mixer:
                 eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
                 after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db)
             timings["analysis_after"] = time.perf_counter() - t0
-        return MixOutcome(mix, processed, gains, requested, filters, before, after, opt, timings)
+        return MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings)

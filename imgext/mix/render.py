@@ -72,6 +72,9 @@ class Mix:
         Deepest gain reduction of the limiter in dB (0 when it did nothing).
     limited_s : float
         Seconds during which the limiter reduced more than 0.1 dB.
+    reverb : np.ndarray [shape=(2, n_samples), dtype=float32] or None
+        The shared reverb bus as it sits in the mix (master gain and limiter included), its own
+        stem: the track stems plus this sum to ``audio``.
     """
 
     audio: np.ndarray
@@ -86,6 +89,7 @@ class Mix:
     true_peak_dbtp: float | None = None
     gain_reduction_db: float = 0.0
     limited_s: float = 0.0
+    reverb: np.ndarray | None = None
 
     def stem(self, tracks: np.ndarray, index: int) -> np.ndarray:
         """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included)."""
@@ -103,6 +107,7 @@ def render_mix(
     sample_rate: int,
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS,
     peak_dbfs: float = DEFAULT_PEAK_DBFS,
+    reverb: np.ndarray | None = None,
 ) -> Mix:
     """Pan, gain, sum, normalise to ``loudness_lufs`` and hold the true peak under the ceiling.
 
@@ -122,6 +127,9 @@ def render_mix(
         True-peak ceiling in dBTP: a look-ahead limiter (:mod:`imgext.mix.limiter`)
         holds the mix under it at the loudness target, its envelope applied to
         every stem (:meth:`Mix.stem`).
+    reverb : np.ndarray [shape=(2, n_samples)], optional
+        A stereo bus (the shared reverb, :mod:`imgext.mix.space`) added to the
+        panned tracks before normalisation; it gets the same master gain and limiter.
 
     Returns
     -------
@@ -147,6 +155,11 @@ def render_mix(
         summed = np.zeros((2, n_samples), dtype=np.float32)
     else:
         summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
+    if reverb is not None:
+        reverb = np.asarray(reverb, dtype=np.float32)
+        if reverb.shape != (2, n_samples):
+            raise ParameterError(f"the reverb bus must have shape (2, {n_samples}), got {reverb.shape}")
+        summed = summed + reverb
     loud, blocks = _loudness_and_blocks(summed, sample_rate)
     peak = float(np.max(np.abs(summed))) if summed.size else 0.0
     if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
@@ -179,9 +192,12 @@ def render_mix(
         limited = True
     g = np.float32(db_to_gain(gain_db))
     audio = summed * g
+    reverb = None if reverb is None else reverb * g
     coeffs = coeffs * float(g)
     if envelope is not None:
         audio *= envelope[None, :]
+        if reverb is not None:
+            reverb = reverb * envelope[None, :]
     out_peak = float(np.max(np.abs(audio)))
     applied_db = float(gain_to_db(float(g)))
     if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
@@ -203,5 +219,6 @@ def render_mix(
         true_peak_dbtp=round(tp, 3) if math.isfinite(tp) else None,
         gain_reduction_db=float(reduction_db),
         limited_s=float(limited_s),
+        reverb=reverb,
     )
 

@@ -37,12 +37,16 @@ __all__ = [
     "MAX_DISTANCE_LOSS_DB",
     "AIR_ABSORPTION_FROM_M",
     "ROOMS",
+    "resolve_room",
     "room_for_ambience",
     "distance_gain_db",
     "reverb_sends",
     "air_absorption_db",
     "apply_air_absorption",
     "ReverbRoom",
+    "Spatial",
+    "level_gains_db",
+    "spatialise",
     "reverb_ir",
     "render_reverb",
 ]
@@ -92,6 +96,15 @@ ROOMS = {
 """The rooms the reverb bus knows: an indoor room, and outdoors (short, sparse reflections)."""
 
 _INDOOR_WORDS = ("indoor", "room", "kitchen", "cafe", "café", "office", "hall", "home", "living")
+
+
+def resolve_room(room: str, ambience: str | None = None) -> str:
+    """``room`` itself, or for ``"auto"`` the room that fits the ambience (outdoors when none is known)."""
+    if room == "auto":
+        return room_for_ambience(ambience)
+    if room not in ROOMS:
+        raise ParameterError(f"unknown room {room!r}; use auto or one of {sorted(ROOMS)}")
+    return room
 
 
 def room_for_ambience(ambience: str | None) -> str:
@@ -275,3 +288,74 @@ def render_reverb(bus: np.ndarray, *, room: str, sample_rate: int, seed: int = 0
         out[:, :k] += tail[:, :k]
         tail = tail[:, k:]
     return out
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """What space adds to one mix.
+
+    Attributes
+    ----------
+    tracks : np.ndarray [shape=(n_tracks, n_samples), dtype=float32]
+        The tracks after air absorption (the input itself where nothing is far).
+    reverb : np.ndarray [shape=(2, n_samples), dtype=float32] or None
+        The shared reverb bus at unit master gain; None without reverb.
+    sends : np.ndarray [shape=(n_tracks,)]
+        Linear send of each track (relative to its gain before the distance loss).
+    room : str
+    """
+
+    tracks: np.ndarray
+    reverb: np.ndarray | None
+    sends: np.ndarray
+    room: str
+
+
+def level_gains_db(base_gains_db, distances_m, *, distance: bool) -> np.ndarray:
+    """The one formula for an object's level, dB.
+
+    ``gain = -attenuation * (1 - importance) + volume`` (``base_gains_db``, see
+    :func:`imgext.vision.placement.object_gain_db`) ``+ distance_gain_db(d)`` when
+    ``distance`` is on (1/r from the nearest object, at most ``MAX_DISTANCE_LOSS_DB``).
+    """
+    base = np.asarray(base_gains_db, dtype=np.float64)
+    if not distance or base.size == 0:
+        return base
+    return base + distance_gain_db(distances_m)
+
+
+def spatialise(audio: np.ndarray, gains_db, distances_m, *, distance: bool, reverb_amount: float, room: str,
+               sample_rate: int, seed: int = 0) -> Spatial:
+    """Air absorption and the reverb bus for mono tracks at ``gains_db`` (distance loss included).
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n_tracks, n_samples)]
+        Mono tracks after EQ.
+    gains_db : array-like [shape=(n_tracks,)]
+        Each track's gain in the mix, distance loss included (:func:`level_gains_db`).
+    distances_m : array-like [shape=(n_tracks,)]
+    distance : bool
+        Distance cues on: air absorption beyond 50 m and sends falling with distance.
+        Off: every track counts as at the nearest distance.
+    reverb_amount : float in [0, 1]
+    room : str
+        A key of :data:`ROOMS`.
+    sample_rate : int
+        In Hz.
+    seed : int
+        Seeds the room's impulse response.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    d = _check_distances(distances_m) if x.shape[0] else np.zeros(0)
+    if distance and np.any(d > AIR_ABSORPTION_FROM_M):
+        x = np.stack([apply_air_absorption(t, float(di), sample_rate) for t, di in zip(x, d)]) if x.shape[0] else x
+    eff = d if distance else np.ones_like(d)
+    sends = reverb_sends(eff, reverb_amount) if d.size else np.zeros(0)
+    if reverb_amount <= 0 or x.shape[0] == 0:
+        return Spatial(x, None, sends, room)
+    g = 10.0 ** (np.asarray(gains_db, dtype=np.float64) / 20.0)
+    undo_distance = 10.0 ** (-distance_gain_db(d) / 20.0) if distance else np.ones_like(d)
+    weights = (g * undo_distance * sends).astype(np.float32)  # send from the gain before the distance loss
+    bus = (weights @ x).astype(np.float32)
+    return Spatial(x, render_reverb(bus, room=room, sample_rate=sample_rate, seed=seed), sends, room)

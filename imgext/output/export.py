@@ -367,8 +367,14 @@ def build_outputs(
     for k, stem in enumerate(stem_names if stems else []):
         files.append(OutputFile(f"stems/{stem}_dry.wav", functools.partial(dry_stem, k)))
         files.append(OutputFile(f"stems/{stem}_processed.wav", functools.partial(processed_stem, k)))
+    if stems and outcome.mix.reverb is not None:
+        files.append(OutputFile("stems/reverb.wav", lambda: encode_wav(outcome.mix.reverb, sr, subtype="PCM_16")))
     for k, i in enumerate(tracks.object_indices):
         files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
+    notes = list(tracks.notes)
+    binaural, credit = _binaural(outcome, tracks, settings, notes)
+    if binaural is not None:
+        files.append(OutputFile("mix_binaural.wav", lambda: encode_wav(binaural.audio, sr, subtype="PCM_24")))
 
     names = tracks.names
     records = []
@@ -401,6 +407,14 @@ def build_outputs(
             loudness_lufs=mix.loudness_lufs, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs,
             master_gain_db=mix.master_gain_db, limited_by_peak=mix.limited_by_peak,
             true_peak_dbtp=mix.true_peak_dbtp, limiter_reduction_db=mix.gain_reduction_db, limited_s=mix.limited_s,
+            reverb_stem="stems/reverb.wav" if stems and mix.reverb is not None else None,
+        ),
+        binaural=None if binaural is None else MixRecord(
+            file="mix_binaural.wav", sample_rate=sr, duration_s=round(binaural.audio.shape[-1] / sr, 6),
+            loudness_lufs=binaural.loudness_lufs, target_lufs=binaural.target_lufs, peak_dbfs=binaural.peak_dbfs,
+            master_gain_db=binaural.master_gain_db, limited_by_peak=binaural.limited_by_peak,
+            true_peak_dbtp=binaural.true_peak_dbtp, limiter_reduction_db=binaural.gain_reduction_db,
+            limited_s=binaural.limited_s,
         ),
         masking=MaskingRecord(
             tracks=list(names),
@@ -408,11 +422,31 @@ def build_outputs(
             after=outcome.masking_after.to_dict(names) if outcome.masking_after is not None else None,
         ),
         optimisation=OptimisationRecord.of(outcome.optimisation),
-        notes=list(tracks.notes),
+        notes=notes,
         timings_s={k: round(float(v), 4) for k, v in timings_s.items()},
     )
     credits = [r.sound.to_dict() for r in records if r.sound is not None]
-    files.append(OutputFile("ATTRIBUTION.txt", attribution_text(credits).encode("utf-8")))
+    attribution = attribution_text(credits) + (f"\n{credit}\n" if credit else "")
+    files.append(OutputFile("ATTRIBUTION.txt", attribution.encode("utf-8")))
     plan = replace(plan, files=sorted([f.path for f in files] + [Plan.FILE] + (["bundle.zip"] if bundle else [])))
     files.append(OutputFile(Plan.FILE, plan.to_json()))
     return files, plan
+
+
+def _binaural(outcome, tracks, settings, notes: list):
+    """The headphone mix when ``settings.binaural`` asks for it, and its HRTF credit; a missing HRTF is a note."""
+    if not getattr(settings, "binaural", False) or tracks.n_tracks == 0:
+        return None, None
+    from imgext.mix.binaural import HRTF_CREDIT, HrtfUnavailable, binaural_mix, load_hrtf
+
+    try:
+        hrtf = load_hrtf(tracks.sample_rate)
+    except HrtfUnavailable as exc:
+        notes.append(str(exc))
+        return None, None
+    mix = outcome.mix
+    reverb = None if mix.reverb is None else mix.reverb / np.float32(10.0 ** (mix.master_gain_db / 20.0))
+    az, el = tracks.directions_deg(settings.fov_deg)
+    out = binaural_mix(outcome.processed, outcome.gains_db, az, el, reverb, hrtf=hrtf,
+                       loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs)
+    return out, HRTF_CREDIT

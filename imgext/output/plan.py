@@ -254,6 +254,8 @@ class MixRecord(Record):
     """Deepest gain reduction of the master's true-peak limiter in dB."""
     limited_s: float = 0.0
     """Seconds during which the limiter reduced more than 0.1 dB."""
+    reverb_stem: str | None = None
+    """The shared reverb bus as its own stem (the track stems plus this sum to the mix)."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,8 @@ class Plan(Record):
     objects : list of ObjectRecord
         Every object, in detection order, with or without a sound.
     mix : MixRecord
+    binaural : MixRecord or None
+        The headphone mix (``mix_binaural.wav``), when it was rendered.
     masking : MaskingRecord
     optimisation : OptimisationRecord or None
     notes : list of str
@@ -326,6 +330,7 @@ class Plan(Record):
     settings: MixSettings = field(default_factory=MixSettings)
     objects: list[ObjectRecord] = field(default_factory=list)
     mix: MixRecord = field(default_factory=MixRecord)
+    binaural: MixRecord | None = None
     masking: MaskingRecord = field(default_factory=MaskingRecord)
     optimisation: OptimisationRecord | None = None
     notes: list[str] = field(default_factory=list)
