@@ -81,6 +81,8 @@ class MixOutcome:
     masking_before, masking_after : MaskingReport or None
     optimisation : OptimisationResult or None
     timings_s : dict
+    reverb_bus : np.ndarray [shape=(2, n_samples)] or None
+        The shared reverb bus at unit master gain, before the limiter (for the headphone mix).
     """
 
     mix: Mix
@@ -92,6 +94,7 @@ class MixOutcome:
     masking_after: object | None
     optimisation: object | None
     timings_s: dict
+    reverb_bus: np.ndarray | None = None
 
 
 class Mixer:
@@ -236,4 +239,5 @@ class Mixer:
                 eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
                 after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db)
             timings["analysis_after"] = time.perf_counter() - t0
-        return MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings)
+        return MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
+                          reverb_bus=spatial.reverb)

@@ -444,8 +444,7 @@ def _binaural(outcome, tracks, settings, notes: list):
     except HrtfUnavailable as exc:
         notes.append(str(exc))
         return None, None
-    mix = outcome.mix
-    reverb = None if mix.reverb is None else mix.reverb / np.float32(10.0 ** (mix.master_gain_db / 20.0))
+    reverb = getattr(outcome, "reverb_bus", None)
     az, el = tracks.directions_deg(settings.fov_deg)
     out = binaural_mix(outcome.processed, outcome.gains_db, az, el, reverb, hrtf=hrtf,
                        loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs)
