@@ -11,6 +11,15 @@ like the real API where the client can tell (see ``shared/design/freesound.md``)
   (default ``id,name,tags,username,license``), ``page``/``page_size`` (max 150,
   clamped); answers ``{"count", "next", "previous", "results"}`` with full
   ``next``/``previous`` URLs (without the token, like the real one).
+* ``similar_to=<id>`` on search (query ignored, ``filter`` applied, sorted by
+  cosine of the LAION-CLAP stand-in vectors, >= 0.7 only) and
+  ``GET /apiv2/sounds/<id>/similar/`` (the same without ``filter``, which that
+  resource ignores on Freesound).
+* Records carry the Broad Sound Taxonomy (``category``, ``subcategory``,
+  ``category_code``), the descriptors ``single_event``, ``loopable``,
+  ``reverbness``, ``duration_effective`` (``null`` for a few "unanalysed"
+  sounds) and ``sim_laion_clap`` (512 floats; one record is a re-upload of
+  another, cosine 0.999); all are filterable as on Freesound except the vector.
 * ``GET /apiv2/sounds/<id>/`` (respects ``fields``).
 * Previews at ``/previews/<id//1000>/<id>_<userid>-{hq,lq}.{mp3,ogg}``, outside
   ``/apiv2`` and without a token, like Freesound's CDN; waveform/spectrogram
@@ -208,10 +217,52 @@ ENTRIES = [
 ]
 
 
+# Broad Sound Taxonomy of the non-animal entries (name -> (category, subcategory, code)); animals are fx-a
+TAXONOMY = {
+    "Dog Days – warm synth pad loop": ("Music", "Other", "m-other"),
+    "Cat walk beat 120 bpm": ("Music", "Solo percussion", "m-sp"),
+    "Cowbell groove 100bpm": ("Music", "Solo percussion", "m-sp"),
+    "Horsehair bow violin squeal": ("Instrument samples", "String", "is-s"),
+    "Sheep synth lead – bleat patch": ("Instrument samples", "Synths / Electronic", "is-e"),
+    "Rooster crow ringtone (8-bit)": ("Music", "Other", "m-other"),
+    "Duck tape ripping": ("Sound effects", "Objects / House appliances", "fx-o"),
+}
+LOOPABLE = {"Dog Days – warm synth pad loop", "Cat walk beat 120 bpm", "Cowbell groove 100bpm", "Frogs chorus at dusk"}
+REVERBERANT = ("stable", "barn", "night")
+UNANALYSED = {"Meow cat 2", "sheep baa", "Canards — mare"}  # no descriptors, like sounds Freesound has not analysed
+DUPLICATE_OF = {"Hund bellt – Bauernhof": "Dog barking in yard"}  # a re-upload: the same recording twice
+DESCRIPTOR_ONLY_FIELDS = {"single_event", "loopable", "reverbness", "duration_effective", "sim_laion_clap"}
+CLAP_DIM = 512
+SIMILAR_MIN_COSINE = 0.7  # Freesound's SIMILARITY_MIN_THRESHOLD
+
+
+def _unit(v: np.ndarray) -> list[float]:
+    return [round(float(x), 6) for x in v / np.linalg.norm(v)]
+
+
+def _clap_vectors(entries: list[dict]) -> list[list[float]]:
+    """Stand-ins for LAION-CLAP vectors: one direction per animal, two recordings of one animal ~0.8 apart (0.999 for a duplicate)."""
+    rng = np.random.default_rng(512)
+    base = {a: v / np.linalg.norm(v) for a, v in ((a, rng.standard_normal(CLAP_DIM)) for a in ANIMALS)}
+    out: dict[str, list[float]] = {}
+    vectors = []
+    for e in entries:
+        if e["name"] in DUPLICATE_OF and DUPLICATE_OF[e["name"]] in out:
+            v = np.asarray(out[DUPLICATE_OF[e["name"]]]) + 0.002 * rng.standard_normal(CLAP_DIM)
+        else:
+            noise = rng.standard_normal(CLAP_DIM)
+            noise /= np.linalg.norm(noise)
+            v = (base[e["animal"]] if e["base"] else noise) + 0.5 * noise
+        out[e["name"]] = _unit(v)
+        vectors.append(out[e["name"]])
+    return vectors
+
+
 def _build_catalogue(infos: dict) -> tuple[list[dict], dict]:
     """Records (public fields) and the private audio info per id, deterministic."""
     rng = random.Random(1234)
     records, audio = [], {}
+    clap = _clap_vectors(ENTRIES)
     for i, e in enumerate(ENTRIES):
         sound_id = 400017 + i * 331  # spread over several /previews/<id//1000>/ folders
         username, user_id = e["user"] or USERS[rng.randrange(len(USERS))]
@@ -254,9 +305,28 @@ def _build_catalogue(infos: dict) -> tuple[list[dict], dict]:
             "num_comments": rng.randint(0, 12),
             "is_explicit": False, "is_remix": False, "was_remixed": False,
             "md5": f"{zlib.crc32(e['name'].encode()):08x}{sound_id:024x}",
+            **_descriptors(e, duration, clap[i]),
         })
         audio[sound_id] = (e["animal"], first, last, user_id)
     return records, audio
+
+
+def _descriptors(e: dict, duration: float, clap: list[float]) -> dict:
+    """Taxonomy, content descriptors and the similarity vector of one entry (None where not analysed)."""
+    category, subcategory, code = TAXONOMY.get(e["name"], ("Sound effects", "Animals", "fx-a"))
+    if e["base"] and duration > 12 and any(w in e["name"].lower() for w in ("night", "farm", "evening", "dusk")):
+        category, subcategory, code = "Soundscapes", "Nature", "ss-n"
+    analysed = e["name"] not in UNANALYSED
+    low = e["name"].lower() + " " + e["tags"]
+    return {
+        "category": category, "subcategory": subcategory, "category_code": code,
+        "category_is_user_provided": False,
+        "single_event": (duration <= 4.0 or "single" in low or "one-shot" in low) if analysed else None,
+        "loopable": (e["name"] in LOOPABLE) if analysed else None,
+        "reverbness": any(w in low for w in REVERBERANT) if analysed else None,
+        "duration_effective": round(duration * (0.6 if duration <= 4.0 else 0.9), 3) if analysed else None,
+        "sim_laion_clap": clap if analysed else None,
+    }
 
 
 # --------------------------------------------------------------------------- audio (cached per process)
@@ -348,8 +418,9 @@ class FilterError(ValueError):
 
 
 NUMERIC_FILTER_FIELDS = {"duration", "avg_rating", "num_ratings", "samplerate", "channels", "num_downloads",
-                         "id", "bitrate", "bitdepth", "filesize", "comments"}
-TEXT_FILTER_FIELDS = {"license", "tag", "type", "username", "pack"}
+                         "id", "bitrate", "bitdepth", "filesize", "comments", "duration_effective"}
+TEXT_FILTER_FIELDS = {"license", "tag", "type", "username", "pack", "category", "subcategory"}
+BOOLEAN_FILTER_FIELDS = {"single_event", "loopable", "reverbness", "is_geotagged", "is_remix", "was_remixed"}
 _CLAUSE = re.compile(r'([+-]?)([A-Za-z_]+):')
 
 
@@ -381,7 +452,7 @@ def _parse_filter(text: str) -> list[tuple[bool, str, str, object]]:
             i += word.end()
             continue
         m = _CLAUSE.match(text, i)
-        if not m or m.group(2) not in NUMERIC_FILTER_FIELDS | TEXT_FILTER_FIELDS:
+        if not m or m.group(2) not in NUMERIC_FILTER_FIELDS | TEXT_FILTER_FIELDS | BOOLEAN_FILTER_FIELDS:
             raise FilterError(f"bad clause at {i}")
         negated, name, i = m.group(1) == "-", m.group(2), m.end()
         if i >= len(text) or text[i].isspace():
@@ -427,6 +498,8 @@ def _parse_filter(text: str) -> list[tuple[bool, str, str, object]]:
                 raise FilterError("bad value")
             value, i = m2.group(0), i + m2.end()
             clauses.append((negated, name, "exists" if value == "*" else "term", value))
+        if name in BOOLEAN_FILTER_FIELDS and (clauses[-1][2] != "term" or clauses[-1][3] not in ("true", "false")):
+            raise FilterError(f"{name} takes true or false")
         if name in NUMERIC_FILTER_FIELDS and clauses[-1][2] in ("term", "any", "all"):
             values = clauses[-1][3] if isinstance(clauses[-1][3], list) else [clauses[-1][3]]
             for v in values:
@@ -449,7 +522,9 @@ def _field_values(record: dict, name: str) -> list:
         return [record["pack_name"]] if record["pack_name"] else []
     if name == "comments":
         return [record["num_comments"]]
-    return [record[name]]
+    if name in NUMERIC_FILTER_FIELDS and record.get(name) is None:
+        return []
+    return [record.get(name)]
 
 
 def _matches(record: dict, clause) -> bool:
@@ -464,7 +539,9 @@ def _matches(record: dict, clause) -> bool:
             return v.lower() in [str(h).lower() for h in have]
         return v in have  # license, username, pack: exact, case-sensitive (Solr string fields)
 
-    if kind == "exists":
+    if name in BOOLEAN_FILTER_FIELDS:  # a sound without the descriptor (not analysed) matches neither value
+        ok = have[0] is not None and bool(have[0]) == (value == "true")
+    elif kind == "exists":
         ok = bool(have)
     elif kind == "term":
         ok = equal(value)
@@ -521,6 +598,8 @@ class RequestRecord:
 def _kind_of(path: str) -> str:
     if re.fullmatch(r"/apiv2/search(/text)?/?", path):
         return "search"
+    if re.fullmatch(r"/apiv2/sounds/\d+/similar/?", path):
+        return "similar"
     if path.startswith("/apiv2/sounds/"):
         return "sound"
     if path.startswith("/previews/"):
@@ -640,6 +719,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(status, "Server error" if status == 500 else "Service temporarily unavailable")
         if self.record.kind == "search":
             return self._search(path)
+        if self.record.kind == "similar":
+            return self._search(path, similar_to=re.fullmatch(r"/apiv2/sounds/(\d+)/similar/", path).group(1))
         m = re.fullmatch(r"/apiv2/sounds/(\d+)/", path)
         sound = self.fs._by_id.get(int(m.group(1))) if m else None
         if sound is None:
@@ -668,10 +749,25 @@ class _Handler(BaseHTTPRequestHandler):
             return "Invalid token"
         return None
 
-    def _search(self, path: str):
+    def _search(self, path: str, similar_to: str | None = None):
+        """``/search/`` (text, filter, or ``similar_to`` + filter) and ``/sounds/<id>/similar/`` (no filter)."""
         q = self.query
         text, filt = q.get("query", "").strip(), q.get("filter", "").strip()
-        if not text and not filt:
+        if similar_to is not None:  # the similar-sounds resource: Freesound ignores query and filter there
+            text, filt = "", ""
+        else:
+            similar_to = q.get("similar_to", "").strip() or None
+        target = None
+        if similar_to is not None:
+            if not similar_to.isdigit():
+                return self._error(400, "The 'similar_to' parameter is not a valid sound ID")
+            target = self.fs._by_id.get(int(similar_to))
+            if target is None:
+                return self._error(404, "Not found.")
+            if not target.get("sim_laion_clap"):
+                return self._error(404, "Sound has no similarity vector for the requested similarity space.")
+            text = ""  # with similar_to the text query is ignored
+        if not text and not filt and target is None:
             return self._error(400, "At least one request parameter from Text Search should be included "
                                     "in the request.")
         try:
@@ -684,7 +780,14 @@ class _Handler(BaseHTTPRequestHandler):
             clauses = _parse_filter(filt)
             hits = []
             for rec in self.fs.catalogue:
-                score = _score(rec, text) if text else 1.0
+                if target is not None:
+                    if rec["id"] == target["id"] or not rec.get("sim_laion_clap"):
+                        continue
+                    score = round(float(np.dot(rec["sim_laion_clap"], target["sim_laion_clap"])), 6)
+                    if score < SIMILAR_MIN_COSINE:
+                        continue
+                else:
+                    score = _score(rec, text) if text else 1.0
                 if score is not None and all(_matches(rec, c) for c in clauses):
                     hits.append((score, rec))
         except FilterError:
@@ -876,10 +979,12 @@ class FreesoundServer:
                           "spectral_m": f"{disp}_spec_M.png", "spectral_l": f"{disp}_spec_L.png"}
         full["pack"] = f"{api}/packs/{9000 + user_id % 1000}/" if rec["pack_name"] else None
         for name in ("download", "bookmark", "rate", "comment", "comments", "similar_sounds", "analysis"):
-            full[name] = f"{api}/sounds/{sid}/{name}/"
+            full[name] = f"{api}/sounds/{sid}/{'similar' if name == 'similar_sounds' else name}/"
         if score is not None:
             full["score"] = score
-        return full if wanted is None else {k: full[k] for k in wanted if k in full}
+        if wanted is None:  # descriptors and vectors only when asked for in `fields`, as on Freesound
+            return {k: v for k, v in full.items() if k not in DESCRIPTOR_ONLY_FIELDS}
+        return {k: full[k] for k in wanted if k in full}
 
 
 # --------------------------------------------------------------------------- standalone

@@ -91,8 +91,12 @@ class SoundSource(Protocol):
     def describe(self) -> str:
         """One line for banners and summaries ("Freesound (cached 12 sounds)" ...)."""
 
-    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
-        """Up to ``n`` candidates for ``query`` (unranked; :mod:`imgext.selection` ranks)."""
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
+        """Up to ``n`` candidates for ``query`` (unranked; :mod:`imgext.sounds.selection` ranks).
+
+        ``role`` ("event", "bed", "area") lets a source filter by what the object
+        needs (Freesound: single events, long or loopable recordings); others ignore it.
+        """
 
     def fetch(self, candidate: Candidate, *, duration_s: float, sample_rate: int = DEFAULT_SAMPLE_RATE) -> bytes:
         """The encoded audio of ``candidate`` (any format :func:`imgext.audio.decode` reads)."""

@@ -51,7 +51,7 @@ class BuiltinSource:
                 return kind
         return synth_kind if synth_kind in synth.SYNTH_KINDS else "ambience"
 
-    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
         kind = self.kind_for(query, synth_kind)
         tags = tuple(dict.fromkeys(words_of(query) + kind.split("_")))
         text = synth.describe(kind)

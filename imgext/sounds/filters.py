@@ -35,6 +35,11 @@ __all__ = [
     "add_filter_arguments",
     "filter_from_args",
     "run_presets_command",
+    "ROLE_FILTERS",
+    "TAXONOMY_EXCLUSIONS",
+    "ASKS_FOR",
+    "asked_kinds",
+    "role_filters",
 ]
 
 LICENSES = {
@@ -428,3 +433,82 @@ def run_presets_command(args) -> int:
     for w in store.warnings:
         print(f"imgext: warning: {w}", file=sys.stderr)
     return 0
+
+
+# --------------------------------------------------------------------------- role and taxonomy
+
+ROLE_FILTERS: dict[str, tuple[str, ...]] = {
+    "event": ("single_event:true duration:[0.2 TO 10]", "duration:[0.2 TO 15]"),
+    "bed": ("duration:[10 TO *]", "loopable:true"),
+    "area": ("duration:[10 TO *]", "loopable:true"),
+}
+"""Solr filters per role, strictest first; a search loosens them when too few sounds pass.
+
+* events: one-shots, ``single_event:true`` with a short duration, then any
+  short sound;
+* beds and areas: long recordings, then ``loopable:true`` ones of any length.
+  (Two separate steps rather than ``loopable:true OR duration:[..]``: Freesound
+  rewrites every ``name:`` clause to ``+name:`` to force AND, which makes an OR
+  across fields unreliable; see MTG/freesound
+  ``utils/search/backends/solr555pysolr.py`` ``search_filter_make_intersection``.)
+
+``single_event`` and ``loopable`` are Freesound content descriptors (boolean,
+filterable); unanalysed sounds have none and so pass only the last, unfiltered step.
+"""
+
+TAXONOMY_EXCLUSIONS: dict[str, str] = {
+    "music": '-category:"Music"',
+    "instrument sample": '-category:"Instrument samples"',
+    "solo speech": '-subcategory:"Solo speech"',
+}
+"""Broad Sound Taxonomy clauses that leave out kinds of sound an object does not ask for.
+
+Names as Freesound returns and filters them (``category`` and ``subcategory``
+are the taxonomy's names, e.g. ``"Instrument samples"``, ``"Solo speech"``;
+``category_code`` such as ``"sp-s"`` is returned but not filterable).
+"""
+
+ASKS_FOR: dict[str, frozenset] = {
+    "music": frozenset(
+        ["music", "musical", "melody", "tune", "piano", "guitar", "band", "jingle", "instrument", "violin", "choir",
+         "singing"]
+    ),
+    "instrument sample": frozenset(["instrument", "piano", "guitar", "violin", "note"]),
+    "solo speech": frozenset(["speech", "monologue", "narration", "narrator", "speaker", "lecture", "announcement"]),
+}
+"""Words with which an object's label, query or synonyms ask for a kind that is otherwise left out."""
+
+
+def asked_kinds(words) -> set[str]:
+    """Kinds of :data:`TAXONOMY_EXCLUSIONS` that ``words`` (an object's label, query, synonyms) ask for."""
+    vocab = {str(w).lower() for w in words}
+    return {kind for kind, asks in ASKS_FOR.items() if asks & vocab}
+
+
+def role_filters(role: str | None, *, words=(), base: str = "") -> list[str]:
+    """The filter strings to try for one object, strictest first, each a complete ``filter=`` value.
+
+    Parameters
+    ----------
+    role : {"event", "bed", "area"} or None
+        The object's role; None or "off" means no role step.
+    words : iterable of str
+        The object's label, query and synonym words (for :func:`asked_kinds`).
+    base : str
+        The user's own filter (:meth:`SearchFilter.to_solr`), kept in every step.
+
+    Returns
+    -------
+    list of str
+        Role steps with the taxonomy exclusions, then the taxonomy exclusions alone
+        (no empty strings unless nothing at all is constrained).
+    """
+    asked = asked_kinds(words)
+    taxonomy = " ".join(clause for kind, clause in TAXONOMY_EXCLUSIONS.items() if kind not in asked)
+    steps = [f for f in ROLE_FILTERS.get(str(role or "").lower(), ())]
+    out = []
+    for step in [*steps, ""]:
+        text = " ".join(part for part in (base.strip(), step, taxonomy) if part)
+        if text not in out:
+            out.append(text)
+    return out

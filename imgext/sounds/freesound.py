@@ -30,9 +30,9 @@ import requests
 
 from imgext.audio.io import DEFAULT_SAMPLE_RATE, decode
 from imgext.errors import AudioError, AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
-from imgext.sounds.base import Candidate
+from imgext.sounds.base import Candidate, words_of
 from imgext.sounds.cache import DiskCache, cache_key
-from imgext.sounds.filters import PresetStore, SearchFilter
+from imgext.sounds.filters import PresetStore, SearchFilter, role_filters
 from imgext.untrusted import Origins, clean_previews
 
 __all__ = [
@@ -268,20 +268,57 @@ class FreesoundClient:
         }
         if filter:
             params["filter"] = filter
-        url = f"{self.base_url}/search/"
+        return self._list(f"{self.base_url}/search/", params, max_results=max_results, what=f"searching for {query!r}")
+
+    def similar(
+        self,
+        sound_id: int,
+        *,
+        filter: str = "",
+        max_results: int = 10,
+        fields: Sequence[str] = SEARCH_FIELDS,
+        similarity_space: str = "laion_clap",
+    ) -> list[dict]:
+        """Sounds similar to ``sound_id``, most similar first (the sound itself excluded).
+
+        Without a filter: ``GET /sounds/<id>/similar/``.  With one:
+        ``GET /search/?similar_to=<id>&filter=...``, because the similar-sounds
+        resource ignores ``filter`` (MTG/freesound ``apiv2/forms.py``
+        ``SimilarityFormAPI.clean_filter`` returns None) while search applies it
+        to a similarity query; the text query is then ignored.  Freesound
+        returns only sounds above a cosine of 0.7 in the chosen space.
+
+        Returns
+        -------
+        list of dict
+            Raw sound records with the requested ``fields``.
+        """
+        sound_id = int(sound_id)
+        params = {"fields": ",".join(fields), "page_size": str(min(150, max(15, max_results))),
+                  "similarity_space": similarity_space}
+        if filter.strip():
+            url = f"{self.base_url}/search/"
+            params.update({"similar_to": str(sound_id), "filter": filter})
+        else:
+            url = f"{self.base_url}/sounds/{sound_id}/similar/"
+        found = self._list(url, params, max_results=max_results + 1, what=f"finding sounds like {sound_id}")
+        return [r for r in found if r.get("id") != sound_id][:max_results]
+
+    def _list(self, url: str, params: dict | None, *, max_results: int, what: str) -> list[dict]:
+        """Follow a sound list's ``next`` links until ``max_results`` records are collected."""
         results: list[dict] = []
         pages = 0
         while url and len(results) < max_results and pages < 20:
             try:
-                resp = self._get(url, params=params, what=f"searching for {query!r}")
+                resp = self._get(url, params=params, what=what)
             except _NotFound:
                 break  # past the last page
             try:
                 body = resp.json()
             except ValueError:
-                raise SourceError(f"Freesound sent an unreadable search response for {query!r}") from None
+                raise SourceError(f"Freesound sent an unreadable response while {what}") from None
             if not isinstance(body, dict) or not isinstance(body.get("results", []), list):
-                raise SourceError(f"Freesound sent an unexpected search response for {query!r}")
+                raise SourceError(f"Freesound sent an unexpected response while {what}")
             results += [r for r in body.get("results", []) if isinstance(r, dict) and "id" in r]
             url = body.get("next")
             if url and not self._is_api(url):
@@ -468,26 +505,78 @@ class FreesoundSource:
         preset = f", preset {self.preset_name!r}" if self.preset_name else ""
         return f"Freesound ({self.client.base_url}{preset})"
 
-    def _search_key(self, query: str, n: int) -> str:
-        return "search:" + cache_key(self._origin, query, self.filter.to_solr(), self.filter.sort, n, SEARCH_FIELDS)
+    def _search_key(self, kind: str, query: str, n: int, filters: Sequence[str]) -> str:
+        return f"{kind}:" + cache_key(self._origin, query, list(filters), self.filter.sort, n, SEARCH_FIELDS)
 
-    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+    def filters_for(self, query: str, role: str | None = None) -> list[str]:
+        """The ``filter=`` values tried for ``query``, strictest first (role steps, then taxonomy only).
+
+        See :func:`imgext.sounds.filters.role_filters`: events ask for single
+        events, beds and areas for long or loopable recordings, and music,
+        instrument samples and solo speech are left out unless the query asks for them.
+        """
+        return role_filters(role, words=words_of(query), base=self.filter.to_solr())
+
+    def _cached(self, key: str) -> list[Candidate] | None:
+        cached = self.cache.get_text(key)
+        if cached is None:
+            return None
+        try:
+            return self._candidates(json.loads(cached))
+        except (ValueError, TypeError, KeyError):
+            self.cache.delete(key)
+            return None
+
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
         """Up to ``n`` candidates, from the cache when fresh, else from the API.
 
-        On a per-day limit or an unreachable server, a cached result (if any)
-        is used and a note records it; otherwise the error propagates.
+        The role's filters are tried strictest first with the whole query, then
+        looser versions of the query (:func:`relaxed_queries`) with the
+        taxonomy filter alone, until ``n`` sounds are found.  On a per-day
+        limit or an unreachable server, a cached result (if any) is used and a
+        note records it; otherwise the error propagates.
         """
-        key = self._search_key(query, n)
-        cached = self.cache.get_text(key)
+        filters = self.filters_for(query, role)
+        key = self._search_key("search", query, n, filters)
+        cached = self._cached(key)
         if cached is not None:
-            try:
-                return self._candidates(json.loads(cached))
-            except (ValueError, TypeError, KeyError):
-                self.cache.delete(key)
+            return cached
         records: list[dict] = []
         seen: set = set()
-        for variant in relaxed_queries(query):
-            found = self.client.search(variant, filter=self.filter.to_solr(), sort=self.filter.sort, max_results=n)
+        steps = [(query, f) for f in filters] + [(v, filters[-1]) for v in relaxed_queries(query)[1:]]
+        for variant, flt in steps:
+            found = self.client.search(variant, filter=flt, sort=self.filter.sort, max_results=n)
+            records += [r for r in found if r["id"] not in seen and not seen.add(r["id"])]
+            if len(records) >= n:
+                break
+        records = records[:n]
+        self.cache.set_text(key, json.dumps(records), expire_s=self.search_ttl_s)
+        return self._candidates(records)
+
+    def similar(self, candidate: Candidate, *, n: int = 10, query: str = "", role: str | None = None) -> list[Candidate]:
+        """Up to ``n`` sounds like ``candidate`` (Freesound's LAION-CLAP similarity), with the same filters as search.
+
+        Parameters
+        ----------
+        candidate : Candidate
+            A Freesound candidate (``extra["freesound_id"]``).
+        query : str
+            The object's search term (decides which taxonomy kinds it asks for).
+        role : str, optional
+            The object's role; its strictest filter is used, then the taxonomy filter alone.
+        """
+        sound_id = candidate.extra.get("freesound_id") if candidate.extra else None
+        if sound_id is None:
+            raise SourceError(f"{candidate.name!r} is not a Freesound sound; 'more like this' needs one")
+        filters = self.filters_for(query, role)
+        key = self._search_key("similar", str(sound_id), n, filters)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        records: list[dict] = []
+        seen: set = {int(sound_id)}
+        for flt in dict.fromkeys([filters[0], filters[-1]]):
+            found = self.client.similar(int(sound_id), filter=flt, max_results=n)
             records += [r for r in found if r["id"] not in seen and not seen.add(r["id"])]
             if len(records) >= n:
                 break

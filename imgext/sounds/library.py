@@ -105,7 +105,7 @@ class LocalLibrary:
             extra={"path": entry.rel},
         )
 
-    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
         words = set(words_of(query))
         if not words:
             return []

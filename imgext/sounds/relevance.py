@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgext.sounds.base import Candidate, words_of
+from imgext.sounds.filters import ASKS_FOR
 
 __all__ = [
     "DUPLICATE_COSINE",
@@ -82,16 +83,16 @@ _KINDS: dict[str, tuple[frozenset, frozenset]] = {
                   "jazz band album lyrics instrumental ballad jingle tune orchestral orchestra saxophone sax ukulele "
                   "harmonica choir singing concert fanfare brass violin bebop disco rock punk beat groove tribute "
                   "rhyme lullaby"),
-        _set("music musical melody tune piano guitar band jingle instrument violin choir singing"),
+        ASKS_FOR["music"],
     ),
     "instrument sample": (
         _set("note notes sample multisample preset patch"),
-        _set("instrument piano guitar violin note"),
+        ASKS_FOR["instrument sample"],
     ),
     "solo speech": (
         _set("speech monologue narration narrator voiceover voice-over reading poem lecture podcast vlog "
                   "announcement announcer presenter tutorial interview story talk"),
-        _set("speech monologue narration narrator speaker lecture announcement"),
+        ASKS_FOR["solo speech"],
     ),
     "toy": (
         _set("toy toys plush squeaky squeak-toy windup wind-up stuffed"),

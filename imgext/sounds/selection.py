@@ -16,7 +16,8 @@ The rule (kept from the project's seed, made stricter):
 * when a term has no acceptable candidate or runs out, the object gets no
   sound and :attr:`Assignment.reason` says which and why;
 * :func:`reroll` gives one object the next unused accepted candidate in rank
-  order without touching the others.
+  order without touching the others; :func:`more_like_this` the best unused
+  sound like its current one (Freesound's similarity search, same filters).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from imgext.errors import ImgExtError, ParameterError
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.relevance import SHORTLIST_GAP, judge, near_duplicate, score_candidates
+from imgext.sounds.sources import search_with_role
 from imgext.vision.placement import SceneObject
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "Ranked",
     "choose",
     "choose_sounds",
+    "more_like_this",
     "rank_candidates",
     "reroll",
 ]
@@ -161,19 +164,6 @@ def _used_by(cand: Candidate, used: Sequence[Candidate]) -> Candidate | None:
     return near_duplicate(cand, used)
 
 
-def _search(source: SoundSource, term: str, *, n: int, synth_kind: str | None, role: str | None) -> list[Candidate]:
-    """``source.search``, passing the role to sources that take one (all of ours do)."""
-    import inspect
-
-    try:
-        takes_role = "role" in inspect.signature(source.search).parameters
-    except (TypeError, ValueError):
-        takes_role = False
-    if takes_role:
-        return source.search(term, n=n, synth_kind=synth_kind, role=role)
-    return source.search(term, n=n, synth_kind=synth_kind)
-
-
 def _role_of(obj) -> str | None:
     role = getattr(obj, "role", None)
     return str(getattr(role, "value", role)) if role else None
@@ -222,7 +212,7 @@ def choose_sounds(
         first = objects[members[0]]
         role = _role_of(first)
         try:
-            found = _search(source, term, n=n_candidates, synth_kind=first.synth, role=role)
+            found = search_with_role(source, term, n=n_candidates, synth_kind=first.synth, role=role)
         except ImgExtError as exc:
             for i in members:
                 out[i] = Assignment(i, term, None, f"search for {term!r} failed: {exc}", error=exc)
@@ -336,4 +326,60 @@ def choose(assignments: Sequence[Assignment], index: int, candidate_id: str) -> 
         raise ParameterError(f"{pick.candidate.name!r} is {what} by another object in this scene")
     new = list(assignments)
     new[index] = replace(current, choice=pick, reason=f"chosen by you; {pick.reason}")
+    return new
+
+
+def more_like_this(
+    assignments: Sequence[Assignment],
+    index: int,
+    source: SoundSource,
+    obj: SceneObject,
+    *,
+    n: int = DEFAULT_CANDIDATES,
+    duration_s: float = 30.0,
+) -> list[Assignment]:
+    """Give object ``index`` the best sound like its current one ("more like this").
+
+    The source's ``similar`` (Freesound: LAION-CLAP neighbours with the same
+    role and taxonomy filters as search) supplies up to ``n`` sounds; they are
+    scored like every other candidate and merged into the object's ranked list.
+    The best acceptable one that no other object uses (nor a near-duplicate of
+    it) becomes the choice; the others stay untouched.
+
+    Returns
+    -------
+    list of Assignment
+        A new list; when nothing acceptable and unused is found, the object
+        keeps its sound and the reason says why.
+
+    Raises
+    ------
+    ParameterError
+        Index out of range, no current sound, or a source without similarity search.
+    """
+    if not 0 <= index < len(assignments):
+        raise ParameterError(f"object index {index} is out of range (0..{len(assignments) - 1})")
+    current = assignments[index]
+    if current.candidate is None:
+        raise ParameterError("'more like this' needs a current sound; choose or reroll one first")
+    if not hasattr(source, "similar"):
+        raise ParameterError(f"{source.describe()} cannot find similar sounds")
+    role = _role_of(obj)
+    found = source.similar(current.candidate, n=n, query=current.query, role=role)
+    known = {r.candidate.id: r.candidate for r in current.ranked}
+    merged = list(known.values()) + [c for c in found if c.id not in known]
+    ranked = tuple(rank_candidates(merged, current.query, label=obj.label, synonyms=obj.synonyms, role=role,
+                                   duration_s=duration_s))
+    others = [a.candidate for k, a in enumerate(assignments) if k != index and a.candidate is not None]
+    similar_ids = {c.id for c in found}
+    pick = next((r for r in ranked if r.rejected is None and r.candidate.id in similar_ids
+                 and _used_by(r.candidate, others + [current.candidate]) is None), None)
+    new = list(assignments)
+    if pick is None:
+        new[index] = replace(current, ranked=ranked,
+                             reason=f"nothing acceptable and unused like {current.candidate.name!r} "
+                             f"({len(found)} similar sounds found); kept the current sound")
+    else:
+        new[index] = replace(current, choice=pick, ranked=ranked,
+                             reason=f"like {current.candidate.name!r}; {pick.reason}")
     return new

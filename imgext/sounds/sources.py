@@ -40,12 +40,19 @@ class FallbackSource:
     def describe(self) -> str:
         return f"{self.primary.describe()}, with {self.secondary.describe()} where it finds nothing"
 
-    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None) -> list[Candidate]:
-        found = self.primary.search(query, n=n, synth_kind=synth_kind)
+    def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
+        found = search_with_role(self.primary, query, n=n, synth_kind=synth_kind, role=role)
         if found:
             return found
         self.notes.append(f"{self.primary.name} found nothing for {query!r}; using {self.secondary.name} sounds")
-        return self.secondary.search(query, n=n, synth_kind=synth_kind)
+        return search_with_role(self.secondary, query, n=n, synth_kind=synth_kind, role=role)
+
+    def similar(self, candidate: Candidate, *, n: int = 10, query: str = "", role: str | None = None) -> list[Candidate]:
+        """Sounds like ``candidate`` from the source that offered it (empty when it cannot tell)."""
+        owner = self._owner(candidate)
+        if not hasattr(owner, "similar"):
+            return []
+        return owner.similar(candidate, n=n, query=query, role=role)
 
     def _owner(self, candidate: Candidate) -> SoundSource:
         return self.secondary if candidate.source == self.secondary.name else self.primary
@@ -57,6 +64,19 @@ class FallbackSource:
         owner = self._owner(candidate)
         if hasattr(owner, "invalidate"):
             owner.invalidate(candidate)
+
+
+def search_with_role(source: SoundSource, query: str, *, n: int, synth_kind: str | None, role: str | None) -> list[Candidate]:
+    """``source.search``, passing ``role`` to sources that take one (all of ours do; a user's own may not)."""
+    import inspect
+
+    try:
+        takes_role = "role" in inspect.signature(source.search).parameters
+    except (TypeError, ValueError):
+        takes_role = False
+    if takes_role:
+        return source.search(query, n=n, synth_kind=synth_kind, role=role)
+    return source.search(query, n=n, synth_kind=synth_kind)
 
 
 def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = None, **freesound_kw) -> SoundSource:
