@@ -179,6 +179,8 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
                 f"  {o['label']:<14} pan {o['pan']:+.2f}  importance {o['importance']:.2f}  gain {o['gain_db']:+6.1f} dB  "
                 f"{s['name']}" + ("" if s.get("synthetic") else f" ({s['license']})") + flag
             )
+            if o.get("relevance") is not None:
+                lines.append(f"  {'':<14} relevance {o['relevance']:.2f}: {o.get('reason')}")
         else:
             lines.append(f"  {o['label']:<14} no sound: {o.get('reason')}")
     mix = scene["mix"]

@@ -13,7 +13,7 @@ from imgext.sounds.builtin import BuiltinSource
 from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
 from imgext.sounds.freesound import FreesoundClient, FreesoundSource
 from imgext.sounds.library import LocalLibrary
-from imgext.sounds.selection import choose, choose_sounds, reroll
+from imgext.sounds.selection import choose, choose_sounds, more_like_this, reroll
 from imgext.sounds.sources import FallbackSource
 from imgext.untrusted import error_text
 from pages._state import (
@@ -176,9 +176,13 @@ def sounds_key(s) -> tuple:
             st.session_state.get("fallback", True))
 
 
-def do_reroll(s, index: int, source) -> None:
-    with guarded("Rerolling"):
-        new = reroll(s.assignments, index)
+def do_reroll(s, index: int, source, *, like: bool = False) -> None:
+    with guarded("Finding a similar sound" if like else "Rerolling"):
+        if like:
+            new = more_like_this(s.assignments, index, source, s.objects[index], n=s.n_candidates,
+                                 duration_s=s.duration_s)
+        else:
+            new = reroll(s.assignments, index)
         a = new[index]
         if a.candidate is None or (s.assignments[index].candidate and a.candidate.id == s.assignments[index].candidate.id):
             s.assignments = new
@@ -206,13 +210,19 @@ def sound_cards(s, source) -> None:
                 flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
                 who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {md(cand.author)} · {md(cand.license)}"
                 c1.markdown(f"{link} · {who}{flag}")
-                c1.caption(md(a.reason, 300))
+                fit = f"relevance {a.relevance:.2f} · " if a.relevance is not None else ""
+                c1.caption(fit + md(a.reason, 300))
                 if i in s.fetched:
                     fmt = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}.get(cand.file_ext, "audio/wav")
                     c1.audio(s.fetched[i].data, format=fmt)
             if c2.button("Reroll", key=f"reroll_{i}", icon=":material/casino:", width="stretch",
                          help="Take the next unused candidate for this object; the others stay"):
                 do_reroll(s, i, source)
+                st.rerun()
+            if a.candidate is not None and a.candidate.source == "freesound" and hasattr(source, "similar") and c2.button(
+                    "More like this", key=f"like_{i}", icon=":material/graphic_eq:", width="stretch",
+                    help="Freesound's most similar sounds (same role and filters), scored like the others"):
+                do_reroll(s, i, source, like=True)
                 st.rerun()
             if len(a.ranked) > 1:
                 candidate_list(s, i, a, source)
@@ -227,7 +237,8 @@ def candidate_list(s, i: int, a, source) -> None:
             c1, c2 = st.columns([5, 1])
             who = "synthetic" if cand.synthetic else f"{md(cand.author)} · {md(cand.license)}"
             state = " · **in use here**" if a.candidate and cand.id == a.candidate.id else (" · used by another object" if cand.id in used else "")
-            c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state}")
+            verdict = " · :red[rejected]" if r.rejected else ""
+            c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state} · relevance {r.relevance:.2f}{verdict}")
             c1.caption(md(r.reason, 300))
             raw = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
             preview, why = preview_url(raw) if raw is not None else (None, "the source gave no usable address")

@@ -181,6 +181,14 @@ def test_freesound_flow_with_a_secret_key(freesound_env, images_dir):
     assert not at.exception and not at.error
     assert [m.value for m in at.markdown if "**in use here**" in m.value][0] != first
     assert "chosen by you" in texts(at)
+    import re
+
+    assert re.search(r"relevance [01]\.\d\d", texts(at)), texts(at)[:3000]  # the score beside each sound
+    like = [b for b in at.button if b.key and b.key.startswith("like_")]
+    assert like, "a 'More like this' button per Freesound sound"
+    like[0].click().run()
+    assert not at.exception and not at.error
+    assert "like '" in texts(at) or "nothing acceptable and unused like" in texts(at)
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,7 @@ def test_render_prints_a_summary(tmp_path, bus_jpg):
     r = run("render", str(bus_jpg), "--out", str(tmp_path / "o"), "--duration", "4", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert "objects:" in r.stdout and "LUFS" in r.stdout and "peak" in r.stdout and "time:" in r.stdout
+    assert "relevance 0." in r.stdout or "relevance 1." in r.stdout  # why each sound was chosen
     assert (tmp_path / "o" / "bundle.zip").is_file()
 
 

@@ -199,3 +199,18 @@ def test_near_duplicates_count_as_one_sound():
     twin = b.id if a.id in chosen else a.id
     with pytest.raises(Exception, match="near-duplicate"):
         choose(picks, k, twin)
+
+
+def test_scene_json_keeps_relevance_reason_and_category():
+    from imgext.output.plan import ObjectRecord, SoundRecord
+
+    [obj] = place_objects([Detection("dog", 0.9, (0.1, 0.1, 0.5, 0.5))])
+    cand = _rec(7, "Dog barking in yard", "dog bark barking", dur=6.0)
+    [r] = rank_candidates([cand], "dog barking", label="dog", role="event")
+    rec = ObjectRecord(object=obj, sound=SoundRecord.of(cand, file="sources/00_dog.mp3"), reason=r.reason,
+                       relevance=r.relevance)
+    d = json.loads(json.dumps(rec.to_dict()))
+    assert d["relevance"] == r.relevance and d["reason"].startswith("title and tags match 'dog barking'")
+    assert d["sound"]["category"] == "Sound effects" and d["sound"]["subcategory"] == "Animals"
+    back = ObjectRecord.from_dict(d)
+    assert back.relevance == r.relevance and back.sound.category == "Sound effects"

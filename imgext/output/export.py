@@ -392,6 +392,7 @@ def build_outputs(
             stem_dry=f"stems/{stem_names[k]}_dry.wav" if stems else None,
             track=names[k],
             reason=a.reason,
+            relevance=a.relevance,
             eq=[f.to_dict(names) for f in outcome.filters[k]],
         ))
 

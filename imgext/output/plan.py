@@ -191,14 +191,18 @@ class SoundRecord(Record):
     duration_s: float | None = None
     tags: tuple[str, ...] = ()
     source_loudness_lufs: float | None = None
+    category: str | None = None
+    subcategory: str | None = None
 
     @classmethod
     def of(cls, cand: Candidate, *, file: str | None, source_lufs: float | None = None) -> SoundRecord:
         """The record of a fetched candidate."""
+        extra = cand.extra or {}
         return cls(
             id=cand.id, name=cand.name, source=cand.source, license=cand.license, license_url=cand.license_url,
             author=cand.author, url=cand.url, file=file, synthetic=cand.synthetic, commercial_ok=cand.commercial_ok,
             duration_s=cand.duration_s, tags=tuple(cand.tags), source_loudness_lufs=source_lufs,
+            category=extra.get("category"), subcategory=extra.get("subcategory"),
         )
 
     def candidate(self) -> Candidate:
@@ -221,6 +225,10 @@ class ObjectRecord(Record):
         Its fields sit flat in the record (``label``, ``pan``, ``importance`` ...).
     gain_db, requested_gain_db : float or None
         Final gain and the gain from importance alone, dB (None without a sound).
+    reason : str
+        Why this sound ("title and tags match 'dog barking' 0.84; single event; 2.1 s") or why none.
+    relevance : float or None
+        How well the sound fits the object, 0..1 (:mod:`imgext.sounds.relevance`); None without a sound.
     eq : list of dict
         EQ filters (:meth:`imgext.engine.eq.EqFilter.to_dict` with track names).
     """
@@ -233,6 +241,7 @@ class ObjectRecord(Record):
     stem_dry: str | None = None
     track: str | None = None
     reason: str = ""
+    relevance: float | None = None
     eq: list[dict] = field(default_factory=list)
 
 
@@ -369,7 +378,8 @@ class Plan(Record):
             if o.sound is None:
                 out.append(Assignment(i, o.object.query, None, o.reason or "no sound in the plan"))
                 continue
-            ranked = Ranked(o.sound.candidate(), 0.0, 1.0, o.reason or "from the plan")
+            relevance = 1.0 if o.relevance is None else float(o.relevance)
+            ranked = Ranked(o.sound.candidate(), relevance, relevance, o.reason or "from the plan")
             out.append(Assignment(i, o.object.query, ranked, ranked.reason, (ranked,)))
         return out
 
