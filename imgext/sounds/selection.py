@@ -221,6 +221,20 @@ def choose_sounds(
             continue
         ranked = tuple(rank_candidates(found, term, label=first.label, synonyms=first.synonyms, role=role,
                                        duration_s=duration_s))
+        secondary = getattr(source, "secondary", None)
+        if found and secondary is not None and not any(r.rejected is None for r in ranked):
+            # a fallback source's second choice gets the term when every sound of the first was rejected
+            try:
+                extra = search_with_role(secondary, term, n=n_candidates, synth_kind=first.synth, role=role)
+            except ImgExtError:
+                extra = []
+            more = rank_candidates(extra, term, label=first.label, synonyms=first.synonyms, role=role,
+                                   duration_s=duration_s)
+            if any(r.rejected is None for r in more):
+                if hasattr(source, "notes"):
+                    source.notes.append(f"every {source.primary.name} sound for {term!r} was rejected "
+                                        f"(best: {ranked[0].rejected}); using {secondary.name} sounds")
+                ranked = tuple(more) + ranked
         on_topic = [r for r in ranked if r.rejected is None]
         available = []
         for r in on_topic:  # distinct sounds only: a near-duplicate of an earlier one is the same sound
