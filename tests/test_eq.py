@@ -168,7 +168,8 @@ def test_equally_important_tracks_share_the_fix(rng):
     bands = masking.band_energies(np.stack([rumble, a, b]), SR)
     filters = eq.design_eq(bands, gains_db=np.zeros(3), importance=np.array([0.3, 1.0, 0.95]))
     assert any(900 <= f.frequency_hz <= 1400 and f.maskee == 2 for f in filters[1])
-    assert any(6000 <= f.frequency_hz <= 8000 and f.maskee == 1 for f in filters[2])
+    # 5.3-8 kHz: with per-band activity (issue 13) the cut sits on the 5.8 kHz band centre, next to 6.4-7.7 kHz.
+    assert any(5300 <= f.frequency_hz <= 8000 and f.maskee == 1 for f in filters[2])
 
 
 def test_the_most_important_track_is_never_left_more_masked(rng):

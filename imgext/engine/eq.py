@@ -53,35 +53,34 @@ from imgext.masking.analysis import (
     PROBLEM_TOLERANCE,
     BandEnergies,
     masking_detail,
-    masking_offset_db,
     masking_report,
     normalised_importance,
     problem_pairs,
     repool,
-    spreading_matrix,
 )
+from imgext.masking.model import threshold_matrix
 from imgext.masking.psychoacoustics import band_centres_hz as _centres
 from imgext.masking.psychoacoustics import band_loudness_change_lu, band_membership
 
 __all__ = [
-    "FilterKind",
-    "EqFilter",
-    "rbj_sos",
-    "biquad_sos",
-    "importance_share",
-    "essential_bands",
-    "top_tracks",
-    "cut_curve_db",
-    "fit_filters",
-    "design_eq",
-    "apply_eq",
-    "band_response_db",
-    "eq_response_db",
-    "filters_loudness_change_lu",
     "DEFAULT_MAX_CUT_DB",
     "DEFAULT_MAX_FILTERS",
     "DEFAULT_MAX_LOUDNESS_LOSS_LU",
     "IMPORTANCE_TOLERANCE",
+    "EqFilter",
+    "FilterKind",
+    "apply_eq",
+    "band_response_db",
+    "biquad_sos",
+    "cut_curve_db",
+    "design_eq",
+    "eq_response_db",
+    "essential_bands",
+    "filters_loudness_change_lu",
+    "fit_filters",
+    "importance_share",
+    "rbj_sos",
+    "top_tracks",
 ]
 
 DEFAULT_MAX_CUT_DB = 6.0
@@ -392,8 +391,7 @@ class _CutProblem:
                                     dtype=f32)
         w_tot = d.weight.sum(axis=(1, 2), dtype=np.float64)
         w = np.ascontiguousarray((d.weight / np.maximum(w_tot, 1e-30)[:, None, None]).transpose(0, 2, 1), dtype=f32)
-        offset = 10.0 ** (-masking_offset_db(bands.band_centres_hz) / 10.0)
-        self.s = (spreading_matrix(bands.band_centres_hz) * offset[None, :]).astype(f32)
+        self.s = threshold_matrix(bands.band_centres_hz)
         p = np.asarray(importance, dtype=np.float64)
         pw = p**priority_exponent
         self.pi = (pw / pw.sum() if pw.sum() > 0 else np.full(n, 1.0 / n)).astype(f32)

@@ -33,25 +33,24 @@ from imgext.errors import ParameterError
 from imgext.masking.analysis import (
     BandEnergies,
     loudness_change_lu,
-    masking_offset_db,
     masking_report,
     normalised_importance,
     problem_pairs,
     repool,
-    spreading_matrix,
 )
-from imgext.masking.psychoacoustics import ACTIVITY_RANGE_DB, LOUDNESS_EXPONENT
+from imgext.masking.model import threshold_matrix
+from imgext.masking.psychoacoustics import LOUDNESS_EXPONENT, active_given_peaks
 
 __all__ = [
-    "CostWeights",
-    "OptimisationResult",
-    "MixObjective",
-    "optimise_mix",
-    "mix_cost",
-    "scale_filters",
     "DEFAULT_MAX_GAIN_CHANGE_DB",
     "DEFAULT_MAX_LOUDNESS_CHANGE_LU",
     "PRIORITY_EXPONENT",
+    "CostWeights",
+    "MixObjective",
+    "OptimisationResult",
+    "mix_cost",
+    "optimise_mix",
+    "scale_filters",
 ]
 
 DEFAULT_MAX_GAIN_CHANGE_DB = 2.0
@@ -149,8 +148,7 @@ class MixObjective:
         self.masker = np.ascontiguousarray((bands.masker_energy * lin).transpose(0, 2, 1))
         e_db = (10.0 * np.log10(np.maximum(bands.energy * lin, 1e-30))).transpose(0, 2, 1).astype(np.float32)
         self.floor_db = (10.0 * np.log10(bands.floor_power)).astype(np.float32)
-        offset = 10.0 ** (-masking_offset_db(bands.band_centres_hz) / 10.0)
-        self.spread = (spreading_matrix(bands.band_centres_hz) * offset[None, :]).astype(np.float32)
+        self.spread = threshold_matrix(bands.band_centres_hz)
         self.priority = _priority(p)
         self.top = top_tracks(p)  # tracks tied at the top count by their mean (order-independent)
         problematic = problem_pairs(p, tolerance=IMPORTANCE_TOLERANCE)
@@ -183,9 +181,9 @@ class MixObjective:
         total = thr.sum(axis=1)
         j = self.maskees
         e_db = self.maskee_db[None] + shift[:, j, None, :]
-        peak = (self.peak_db[None] + shift[:, j]).max(axis=2)[:, :, None, None]
+        band_peak = (self.peak_db[None] + shift[:, j])[:, :, None, :]  # (S, J, 1, B)
         above = e_db - self.floor_db
-        active = (above > 0) & (e_db > peak - f32(ACTIVITY_RANGE_DB))
+        active = active_given_peaks(e_db, self.floor_db, band_peak, band_peak.max(axis=3, keepdims=True))
         weight = np.where(active, np.power(f32(10.0), f32(LOUDNESS_EXPONENT / 10.0) * above), f32(0.0))
         rest = np.maximum(total[:, None] - thr[:, j], _TINY)
         masked = np.maximum(f32(10.0) * np.log10(rest) - e_db, f32(0.0))

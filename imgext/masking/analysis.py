@@ -31,29 +31,38 @@ import numpy as np
 import scipy.signal
 
 from imgext.errors import ParameterError
+from imgext.masking import model
 from imgext.masking.psychoacoustics import (
     ACTIVITY_RANGE_DB,
     FULL_SCALE_SPL_DB,
-    activity_mask,
     band_centres_hz,
     band_edges_hz,
     band_loudness_change_lu,
-    band_membership,
     ear_weighting_db,
     forward_masking,
     hearing_floor_db,
     k_weighting_db,
-    loudness_weight,
-    masking_offset_db,
     power_mean_pool,
     power_spectrogram,
-    spreading_matrix,
 )
 
 __all__ = [
-    "BandEnergies", "MaskingDetail", "MaskingReport", "band_energies", "masking_detail", "masking_report",
-    "loudness_change_lu", "repool", "level_shift_db", "relative_activity", "problem_pairs", "role_swap_rate",
-    "normalised_importance", "DEFAULT_POOL_S", "ACTIVITY_RANGE_DB", "PROBLEM_TOLERANCE",
+    "ACTIVITY_RANGE_DB",
+    "DEFAULT_POOL_S",
+    "PROBLEM_TOLERANCE",
+    "BandEnergies",
+    "MaskingDetail",
+    "MaskingReport",
+    "band_energies",
+    "level_shift_db",
+    "loudness_change_lu",
+    "masking_detail",
+    "masking_report",
+    "normalised_importance",
+    "problem_pairs",
+    "relative_activity",
+    "repool",
+    "role_swap_rate",
 ]
 
 DEFAULT_POOL_S = 0.25
@@ -92,6 +101,11 @@ class BandEnergies:
     loudness_spectrum : np.ndarray [shape=(n_tracks, n_fft // 2 + 1), dtype=float32] or None
         Mean K-weighted power per STFT bin: the loudness change of a filter follows from it
         exactly (up to gating), without the band averaging of :func:`loudness_change_lu`.
+    fine_energy, fine_masker_energy : np.ndarray [shape=(n_tracks, n_bands, n_fine_frames)] or None
+        ``energy`` and ``masker_energy`` at the STFT hop (before pooling): what the time-aware
+        ducking (:mod:`imgext.engine.duck`) is designed on.
+    hop_s : float
+        Seconds per fine frame (the STFT hop).
     """
 
     energy: np.ndarray
@@ -104,6 +118,9 @@ class BandEnergies:
     sample_rate: int
     n_fft: int
     loudness_spectrum: np.ndarray | None = None
+    fine_energy: np.ndarray | None = None
+    fine_masker_energy: np.ndarray | None = None
+    hop_s: float = 0.0
 
     @property
     def n_tracks(self) -> int:
@@ -159,27 +176,37 @@ def band_energies(
     edges = band_edges_hz(sample_rate)
     centres = band_centres_hz(edges)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    w_db = ear_weighting_db(freqs) if ear_weighting else None
-    u = band_membership(freqs, edges)
-    u_ear = (u if w_db is None else u * 10.0 ** (w_db[:, None] / 10.0)).astype(np.float32)
+    ear = (10.0 ** (ear_weighting_db(freqs) / 10.0) if ear_weighting else np.ones(len(freqs))).astype(np.float32)
     k_lin = (10.0 ** (k_weighting_db(freqs) / 10.0)).astype(np.float32)
+    # Bands are contiguous runs of bins (DC excluded): sum them with reduceat, no dense (bins x bands) product.
+    starts = np.maximum(np.searchsorted(freqs, edges[:-1], side="left"), 1)
+    stop = np.searchsorted(freqs, edges[-1], side="left")
+    offsets = starts - starts[0]
+    empty = np.append(starts[1:], stop) <= starts
     window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
-    per_frame, k_power = [], []
-    for track in x:  # one vectorised STFT per track keeps the working set ~30 MB
-        p = power_spectrogram(track, n_fft, hop_length, window)
-        per_frame.append((p @ u_ear).T)
-        k_power.append(p.mean(axis=0) * k_lin)
-    e = np.ascontiguousarray(np.stack(per_frame), dtype=np.float32)  # (N, B, T)
     hop_s = hop_length / sample_rate
+    n_frames = 1 + x.shape[1] // hop_length
+    e = np.empty((x.shape[0], len(centres), n_frames), np.float32)
+    k_power = np.empty((x.shape[0], len(freqs)), np.float32)
+    for i, track in enumerate(x):  # one vectorised STFT per track keeps the working set ~30 MB
+        p = power_spectrogram(track, n_fft, hop_length, window)
+        k_power[i] = p.mean(axis=0) * k_lin
+        p *= ear
+        e[i] = np.add.reduceat(p[:, starts[0]:stop], offsets, axis=1).T
+    if empty.any():
+        e[:, empty] = 0.0
     fm = forward_masking(e, centres, hop_s)
     factor = max(1, int(round(pool_s / hop_s)))
     floor_db = hearing_floor_db(centres, ear_weighted=ear_weighting)
-    k_power = np.stack(k_power).astype(np.float32)
+    loud_bands = np.add.reduceat(k_power[:, starts[0]:stop], offsets, axis=1)
+    if empty.any():
+        loud_bands[:, empty] = 0.0
     return BandEnergies(
         energy=power_mean_pool(e, factor), masker_energy=power_mean_pool(fm, factor),
-        loudness_power=(k_power @ u).astype(np.float32), band_edges_hz=edges, band_centres_hz=centres,
+        loudness_power=loud_bands.astype(np.float32), band_edges_hz=edges, band_centres_hz=centres,
         floor_power=(10.0 ** ((floor_db - FULL_SCALE_SPL_DB) / 10.0)).astype(np.float32), frame_s=factor * hop_s,
         sample_rate=int(sample_rate), n_fft=int(n_fft), loudness_spectrum=k_power,
+        fine_energy=e, fine_masker_energy=fm, hop_s=hop_s,
     )
 
 
@@ -239,12 +266,13 @@ class MaskingDetail:
     active: np.ndarray
     threshold_db: np.ndarray
     frame_s: float
+    level_db: np.ndarray | None = None
+    rest_db: np.ndarray | None = None
 
 
 def _spread(masker: np.ndarray, bands: BandEnergies) -> np.ndarray:
-    """Masking threshold (..., N, B, T) from forward-masked energies: spreading then PEAQ offset."""
-    s = spreading_matrix(bands.band_centres_hz) * (10.0 ** (-masking_offset_db(bands.band_centres_hz) / 10.0))[None, :]
-    return np.einsum("...bt,bc->...ct", masker, s.astype(np.float32), optimize=True)
+    """Masking threshold (..., N, B, T) from forward-masked energies (:func:`imgext.masking.model.thresholds`)."""
+    return model.thresholds(masker, bands.band_centres_hz)
 
 
 def _db(x: np.ndarray) -> np.ndarray:
@@ -299,14 +327,15 @@ def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None,
     thr = _spread(bands.masker_energy * lin, bands)
     e_db = _db(bands.energy) + shift
     floor_db = _db(bands.floor_power.astype(np.float32))
-    active = activity_mask(e_db, floor_db, activity_range_db=activity_range_db)
-    weight = loudness_weight(e_db, active, floor_db)
+    active = model.band_activity(e_db, floor_db, activity_range_db=activity_range_db)
+    weight = model.maskee_weight(e_db, active, floor_db)
     t_db = _db(thr)
     pair = np.maximum(t_db[:, None] - e_db[None, :], 0.0) * active[None, :]
     n = bands.n_tracks
     pair[np.arange(n), np.arange(n)] = 0.0
     rest = thr.sum(axis=0, dtype=np.float64)[None] - thr  # float64: no cancellation noise
-    by_rest = np.maximum(_db(rest.astype(np.float32)) - e_db, 0.0) * active
+    rest_db = _db(rest.astype(np.float32))
+    by_rest = np.maximum(rest_db - e_db, 0.0) * active
     return MaskingDetail(
         pair_db=pair.astype(np.float32),
         by_rest_db=by_rest.astype(np.float32),
@@ -314,6 +343,8 @@ def masking_detail(bands: BandEnergies, *, gains_db, eq_db=None,
         active=active,
         threshold_db=t_db.astype(np.float32),
         frame_s=bands.frame_s,
+        level_db=e_db.astype(np.float32),
+        rest_db=rest_db,
     )
 
 
@@ -346,6 +377,12 @@ class MaskingReport:
         Which (masker, maskee) pairs are problematic.
     activity_range_db : float
         Dynamic range used for the maskees' activity (:func:`activity_mask`), dB.
+    core_smr_db : np.ndarray [shape=(n_tracks,)] or None
+        Signal-to-mask ratio in each track's core bands (:func:`imgext.masking.model.core_smr`), dB.
+    core_masked_fraction : np.ndarray [shape=(n_tracks,)] or None
+        Loudness-weighted share of the core band-frames under the threshold.
+    core : np.ndarray [shape=(n_tracks, n_bands), dtype=bool] or None
+        The core bands used (the dry mix's unless passed in).
     """
 
     matrix_db: np.ndarray
@@ -358,6 +395,9 @@ class MaskingReport:
     worst_problem_pair: tuple[int, int, float] | None = None
     problematic: np.ndarray | None = None
     activity_range_db: float = ACTIVITY_RANGE_DB
+    core_smr_db: np.ndarray | None = None
+    core_masked_fraction: np.ndarray | None = None
+    core: np.ndarray | None = None
 
     def to_dict(self, names: list[str]) -> dict:
         """JSON-ready dict: plain lists and floats, track names on both matrix axes."""
@@ -381,6 +421,10 @@ class MaskingReport:
             "role_swap_rate": {"tracks": names, "values": self.role_swap_rate.astype(float).tolist()},
             "imbalance_db": float(self.imbalance_db),
             "activity_range_db": float(self.activity_range_db),
+            "core_smr_db": None if self.core_smr_db is None else dict(
+                zip(names, [None if not np.isfinite(v) else round(float(v), 3) for v in self.core_smr_db])),
+            "core_masked_fraction": None if self.core_masked_fraction is None else dict(
+                zip(names, self.core_masked_fraction.astype(float).round(4).tolist())),
         }
 
 
@@ -447,6 +491,7 @@ def masking_report(
     segment_s: float = 1.0,
     activity_range_db: float = ACTIVITY_RANGE_DB,
     problem_tolerance: float = PROBLEM_TOLERANCE,
+    core=None,
 ) -> MaskingReport:
     """Summarise the masking of a mix (band-domain only; milliseconds).
 
@@ -465,6 +510,8 @@ def masking_report(
         Relevant dynamic range of each maskee, dB (:func:`activity_mask`).
     problem_tolerance : float >= 0
         Importance difference treated as equal when deciding which pairs are problematic.
+    core : np.ndarray [shape=(n_tracks, n_bands), dtype=bool] or None
+        Core bands for the core SMR; None: this mix's own (pass the dry mix's to compare).
 
     Returns
     -------
@@ -479,6 +526,8 @@ def masking_report(
     masked = _safe_div(np.einsum("jbt,jbt->j", masked_cells, d.weight, dtype=np.float64), w_tot)
     sounding = w_tot > 0
     problematic = problem_pairs(importance, tolerance=problem_tolerance)
+    core = model.core_bands(d.weight) if core is None else np.asarray(core, bool)
+    smr = model.core_smr(d.level_db, d.rest_db, d.weight, core)
     return MaskingReport(
         matrix_db=matrix,
         by_rest_db=by_rest,
@@ -490,4 +539,7 @@ def masking_report(
         worst_problem_pair=_worst(np.where(problematic, matrix, 0.0)),
         problematic=problematic,
         activity_range_db=float(activity_range_db),
+        core_smr_db=smr.smr_db,
+        core_masked_fraction=smr.masked_fraction,
+        core=core,
     )

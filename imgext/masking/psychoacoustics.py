@@ -22,26 +22,28 @@ import scipy.fft
 import scipy.signal
 
 __all__ = [
-    "ZWICKER_BAND_EDGES_HZ",
+    "ACTIVITY_RANGE_DB",
     "FULL_SCALE_SPL_DB",
-    "hz_to_bark",
+    "GLOBAL_RANGE_DB",
+    "LOUDNESS_EXPONENT",
+    "ZWICKER_BAND_EDGES_HZ",
+    "activity_mask",
+    "active_given_peaks",
+    "band_centres_hz",
+    "band_edges_hz",
+    "band_loudness_change_lu",
+    "band_membership",
     "bark_to_hz",
     "ear_weighting_db",
-    "hearing_floor_db",
-    "k_weighting_db",
-    "band_edges_hz",
-    "band_centres_hz",
-    "spreading_matrix",
-    "masking_offset_db",
-    "band_membership",
-    "band_loudness_change_lu",
-    "power_spectrogram",
-    "power_mean_pool",
     "forward_masking",
-    "activity_mask",
+    "hearing_floor_db",
+    "hz_to_bark",
+    "k_weighting_db",
     "loudness_weight",
-    "ACTIVITY_RANGE_DB",
-    "LOUDNESS_EXPONENT",
+    "masking_offset_db",
+    "power_mean_pool",
+    "power_spectrogram",
+    "spreading_matrix",
 ]
 
 ZWICKER_BAND_EDGES_HZ = np.array(
@@ -51,7 +53,9 @@ ZWICKER_BAND_EDGES_HZ = np.array(
 FULL_SCALE_SPL_DB = 96.0
 """A full-scale sine is taken as 96 dB SPL (masking.md 5.0)."""
 ACTIVITY_RANGE_DB = 30.0
-"""A band-frame belongs to the track within this many dB of its loudest band-frame (:func:`activity_mask`)."""
+"""A band-frame belongs to the track within this many dB of its band's loudest frame (:func:`activity_mask`, SII)."""
+GLOBAL_RANGE_DB = 40.0
+"""...and within this many dB of the track's loudest band-frame (:func:`activity_mask`)."""
 LOUDNESS_EXPONENT = 0.23
 """Zwicker/PEAQ specific-loudness exponent used for the maskee weights."""
 
@@ -240,8 +244,9 @@ def forward_masking(e: np.ndarray, centres_hz: np.ndarray, hop_s: float) -> np.n
 
 
 def activity_mask(level_db: np.ndarray, floor_db: np.ndarray, *,
-                  activity_range_db: float = ACTIVITY_RANGE_DB) -> np.ndarray:
-    """Which band-frames belong to the track: above the hearing floor and near its own peak.
+                  activity_range_db: float = ACTIVITY_RANGE_DB,
+                  global_range_db: float = GLOBAL_RANGE_DB) -> np.ndarray:
+    """Which band-frames belong to the track: per band, as the Speech Intelligibility Index counts them.
 
     Parameters
     ----------
@@ -250,7 +255,10 @@ def activity_mask(level_db: np.ndarray, floor_db: np.ndarray, *,
     floor_db : np.ndarray [shape=(n_bands,)]
         Hearing floor in the same units.
     activity_range_db : float > 0
-        Relevant dynamic range below the track's loudest band-frame, dB (default 30).
+        Useful range below each band's own loudest frame, dB (default 30, SII).
+    global_range_db : float > 0
+        A band-frame further than this below the track's loudest band-frame never counts, dB
+        (default 40): guards bands that hold nothing but the recording's noise floor.
 
     Returns
     -------
@@ -258,26 +266,29 @@ def activity_mask(level_db: np.ndarray, floor_db: np.ndarray, *,
 
     Notes
     -----
-    *Why 30 dB.* The speech intelligibility index (ANSI S3.5-1997) counts 30 dB of a
-    source's level range as useful (band audibility ``(SNR + 15) / 30``); content further
-    down adds nothing to what a listener gets from it. In the ten recordings of
-    ``shared/sounds`` the background between calls (10th percentile of the band-frame
-    levels) lies 20-100 dB under each file's peak, and reverb tails fall through 30 dB in
-    a fraction of a second; with the former 60 dB range these floors were "active" and
-    dominated the masked fraction (owl: two thirds of its above-floor band-frames are
-    the quiet background between hoots).
-
-    *Why relative to the track's loudest band-frame, not to each band's maximum.* A band
-    that holds only the recording's noise (the cat's 0-100 Hz band peaks 57 dB under the
-    cat's peak) is its own maximum, so a per-band reference calls that noise active.
-    Measured on the bench scenes (most important track's masked fraction, 60 dB global /
-    30 dB per band / 30 dB global): farm 0.43 / 0.41 / 0.25, owl-and-frogs 0.50 / 0.52 /
-    0.21: the per-band rule leaves the noise floors in, the global one removes them.
-    The reference follows the mix (gain and EQ included), so the estimate and the
-    re-analysed render agree.
+    *Per band (ANSI S3.5-1997).* The SII counts 30 dB of a source's level range in *each*
+    band (band audibility ``(SNR + 15) / 30``). The former rule (30 dB under the track's one
+    loudest band-frame) dropped whole quiet but real bands, an owl's upper harmonics or a
+    bark's high formants 35 dB under its fundamental, so the masking it measured was the
+    masking of the loudest band only. Per band, a one-shot call still counts only while it
+    sounds (its own band's gaps lie far below its peak), and the noise floor between calls
+    stays out. The reference follows the mix (gain and EQ included).
     """
-    peak = level_db.max(axis=(-2, -1), keepdims=True) if level_db.shape[-1] else level_db
-    return (level_db > floor_db[:, None]) & (level_db > peak - np.float32(activity_range_db))
+    if not level_db.shape[-1]:
+        return np.zeros(level_db.shape, bool)
+    band_peak = level_db.max(axis=-1, keepdims=True)
+    return active_given_peaks(level_db, floor_db[:, None], band_peak, band_peak.max(axis=-2, keepdims=True),
+                              activity_range_db=activity_range_db, global_range_db=global_range_db)
+
+
+def active_given_peaks(level_db, floor_db, band_peak_db, peak_db, *, activity_range_db: float = ACTIVITY_RANGE_DB,
+                       global_range_db: float = GLOBAL_RANGE_DB) -> np.ndarray:
+    """The rule of :func:`activity_mask` with the peaks given (any layout; the arrays broadcast).
+
+    ``level > floor`` and ``level > band_peak - activity_range_db`` and ``level > peak - global_range_db``.
+    """
+    return ((level_db > floor_db) & (level_db > band_peak_db - np.float32(activity_range_db))
+            & (level_db > peak_db - np.float32(global_range_db)))
 
 
 def loudness_weight(level_db: np.ndarray, active: np.ndarray, floor_db: np.ndarray) -> np.ndarray:
