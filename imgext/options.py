@@ -38,7 +38,10 @@ class MixSettings:
     max_cut_db : float >= 0
         Deepest cut any EQ filter may make.
     optimize : bool
-        Run the differential-evolution refinement of gains and EQ depth.
+        Run the differential-evolution refinement of gains and EQ depth (static EQ only).
+    time_aware : bool
+        Unmask with the time-aware duck (:mod:`imgext.engine.duck`: per-band gain on the less
+        important tracks while a more important one sounds) instead of static EQ cuts.
     seed : int
         Seeds every random choice; same inputs + same seed = same output.
     distance : bool
@@ -70,6 +73,7 @@ class MixSettings:
     fov_deg: float = 60.0
     binaural: bool = False
     room: str = "auto"
+    time_aware: bool = True
 
     def __post_init__(self) -> None:
         checks = [

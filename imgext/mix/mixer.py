@@ -83,6 +83,9 @@ class MixOutcome:
     timings_s : dict
     reverb_bus : np.ndarray [shape=(2, n_samples)] or None
         The shared reverb bus at unit master gain, before the limiter (for the headphone mix).
+    ducking : DuckPlan or None
+        The time-aware processing (:class:`imgext.engine.duck.DuckPlan`): per track and band the gain
+        over time; ``frequency_response_db()`` and ``gain_lane_db()`` give the curves to draw.
     """
 
     mix: Mix
@@ -95,6 +98,30 @@ class MixOutcome:
     optimisation: object | None
     timings_s: dict
     reverb_bus: np.ndarray | None = None
+    ducking: object | None = None
+
+    @property
+    def core_smr_before_db(self) -> np.ndarray | None:
+        """Each track's core signal-to-mask ratio in the dry mix, dB (:func:`imgext.masking.model.core_smr`)."""
+        return None if self.masking_before is None else self.masking_before.core_smr_db
+
+    @property
+    def core_smr_after_db(self) -> np.ndarray | None:
+        """The same after processing, on the dry mix's core bands, dB."""
+        return None if self.masking_after is None else self.masking_after.core_smr_db
+
+    def eq_curves_db(self, bands) -> dict[str, np.ndarray]:
+        """Per-track frequency response to draw, (n_tracks, n_bands) dB on ``bands.band_centres_hz``.
+
+        ``static``: what is applied all the time (static EQ filters, or the duck's always-on part);
+        ``deepest``: the deepest the processing goes at any moment (equal to ``static`` for static EQ).
+        """
+        if self.ducking is not None:
+            return self.ducking.frequency_response_db()
+        from imgext.engine.eq import eq_response_db
+
+        h = eq_response_db(self.filters, bands) if self.filters else np.zeros((0, bands.n_bands))
+        return {"static": h, "deepest": h}
 
 
 class Mixer:
@@ -133,6 +160,7 @@ class Mixer:
     @_one_blas_thread
     def _process(self, settings: MixSettings):
         """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
+        from imgext.engine.duck import apply_ducking, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from imgext.engine.optimise import optimise_mix, scale_filters
         from imgext.masking.analysis import masking_report
@@ -140,14 +168,14 @@ class Mixer:
         tracks = self.tracks
         requested = level_gains_db(tracks.gains_db(settings.attenuation_db), tracks.distances_m(), distance=settings.distance)
         key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
-               settings.optimize, settings.seed)
+               settings.optimize, settings.seed, settings.time_aware)
         if self._processed is not None and self._processed[0] == key:
             return self._processed[1]
-        design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db)
+        design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db, settings.time_aware)
         timings: dict[str, float] = {}
         gains = requested.copy()
         filters: list = [[] for _ in range(tracks.n_tracks)]
-        before = opt = None
+        before = opt = plan = None
         processed = tracks.audio
         if tracks.n_tracks > 0:
             bands = self.bands()
@@ -160,16 +188,23 @@ class Mixer:
                 with self._lock:
                     full = self._designs.pop(design_key, None)
                 if full is None:
-                    full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
-                                     max_cut_db=settings.max_cut_db)
+                    if settings.time_aware:
+                        full = design_ducking(bands, gains_db=gains, importance=tracks.importance,
+                                              max_cut_db=settings.max_cut_db)
+                    else:
+                        full = design_eq(bands, gains_db=gains, importance=tracks.importance, strength=1.0,
+                                         max_cut_db=settings.max_cut_db)
                 with self._lock:
                     self._designs[design_key] = full  # designs are deterministic: a slider moved back reuses one
                     while len(self._designs) > 32:
                         self._designs.pop(next(iter(self._designs)))
-                filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
-                filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
+                if settings.time_aware:
+                    plan = full.scaled(settings.eq_strength)
+                else:
+                    filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
+                    filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
             timings["eq"] = time.perf_counter() - t0
-            if settings.optimize and tracks.n_tracks > 1:
+            if settings.optimize and tracks.n_tracks > 1 and not settings.time_aware:
                 t0 = time.perf_counter()
                 eq_db = np.stack([band_response_db(f, bands) for f in filters])
                 opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed,
@@ -178,9 +213,12 @@ class Mixer:
                 filters = scale_filters(filters, opt.eq_depth)
                 timings["optimise"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            processed = apply_eq(tracks.audio, filters, tracks.sample_rate) if any(filters) else tracks.audio
+            if plan is not None and plan.active.any():
+                processed = apply_ducking(tracks.audio, plan, tracks.sample_rate)
+            elif any(filters):
+                processed = apply_eq(tracks.audio, filters, tracks.sample_rate)
             timings["filter"] = time.perf_counter() - t0
-        result = (requested, gains, filters, processed, before, opt, timings)
+        result = (requested, gains, filters, processed, before, opt, timings, plan)
         self._processed = (key, result)
         return result
 
@@ -215,11 +253,12 @@ class Mixer:
         The analysis is computed once per track set; EQ and filtering are reused
         while only the loudness target or peak ceiling changes.
         """
+        from imgext.engine.duck import ducked_bands
         from imgext.engine.eq import band_response_db
         from imgext.masking.analysis import band_energies, masking_report
 
         tracks = self.tracks
-        requested, gains, filters, processed, before, opt, stage_timings = self._process(settings)
+        requested, gains, filters, processed, before, opt, stage_timings, plan = self._process(settings)
         timings = dict(stage_timings)
         after = None
         t0 = time.perf_counter()
@@ -233,11 +272,17 @@ class Mixer:
         timings["render"] = time.perf_counter() - t0
         if tracks.n_tracks > 0:
             t0 = time.perf_counter()
+            core = before.core if before is not None else None
             if measure_after and processed is not tracks.audio:
-                after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains, importance=tracks.importance)
+                after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains,
+                                       importance=tracks.importance, core=core)
+            elif plan is not None:
+                after = masking_report(ducked_bands(self.bands(), plan), gains_db=gains, importance=tracks.importance,
+                                       core=core)
             else:
                 eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
-                after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db)
+                after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db,
+                                       core=core)
             timings["analysis_after"] = time.perf_counter() - t0
         return MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
-                          reverb_bus=spatial.reverb)
+                          reverb_bus=spatial.reverb, ducking=plan)
