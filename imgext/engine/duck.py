@@ -47,8 +47,8 @@ __all__ = [
     "DEFAULT_DUCK_LOUDNESS_LU", "ELIGIBLE_MARGIN",
 ]
 
-DEFAULT_TARGET_SMR_DB = 12.0
-"""The SMR an important track's core band-frames are ducked towards, dB (well clear of the threshold)."""
+DEFAULT_TARGET_SMR_DB = 20.0
+"""The SMR an important track's core band-frames are ducked towards, dB (the ceiling of the SMR score: the budget goes to the most masked cells first)."""
 DEFAULT_DUCK_LOUDNESS_LU = 0.9
 """Estimated BS.1770 loudness a masker may lose to ducking, LU (0.1 LU under the 1 LU rule; measured within 0.05 LU)."""
 ELIGIBLE_MARGIN = 0.1
