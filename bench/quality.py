@@ -38,15 +38,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import pyloudnorm  # noqa: E402
+import numpy as np
+import pyloudnorm
 
-from bench import excitation  # noqa: E402
-from imgext.audio import io as audio  # noqa: E402
-from imgext.audio import loudness  # noqa: E402
-from imgext.engine import duck, eq  # noqa: E402
-from imgext.masking import analysis as masking  # noqa: E402
-from imgext.sounds import synth  # noqa: E402
+from bench import excitation
+from imgext.audio import io as audio
+from imgext.audio import loudness
+from imgext.engine import duck, eq
+from imgext.masking import analysis as masking
+from imgext.sounds import synth
 
 SAMPLE_RATE = 44100
 SOUNDS_DIR = Path(os.environ.get("IMGEXT_SOUNDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "sounds"))
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         res = run_scene(scene, meter)
         print_scene(scene, res)
         top = int(np.argmax(scene.importance))
-        for model in tally:
-            tally[model].append(judge(res, top, model)[0])
+        for model, verdicts in tally.items():
+            verdicts.append(judge(res, top, model)[0])
     print("\n== summary")
     for model, verdicts in tally.items():
         judged = [v for v in verdicts if v is not None]

@@ -194,7 +194,17 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
     b, a = masking.get("before"), masking.get("after")
     if b and a:
         n_filters = sum(len(o.get("eq") or []) for o in objs)
-        lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {n_filters} EQ cuts")
+        n_ducked = sum(1 for o in objs if o.get("ducking"))
+        how = f"{n_ducked} tracks ducked while more important ones sound" if n_ducked else f"{n_filters} EQ cuts"
+        lines.append(f"masking: total {b['total_db']:.2f} dB -> {a['total_db']:.2f} dB with {how}")
+        smr = [o for o in sounding if o.get("core_smr_before_db") is not None and o.get("core_smr_after_db") is not None]
+        if smr:
+            lines.append("  core signal-to-mask ratio (bands holding 80 % of each sound's loudness), before -> after:")
+            for o in smr:
+                duck = o.get("ducking") or {}
+                extra = f"  (ducked, {duck['loudness_change_lu']:+.2f} LU)" if duck else ""
+                lines.append(f"    {o['label']:<14} {o['core_smr_before_db']:+6.1f} dB -> {o['core_smr_after_db']:+6.1f} dB"
+                             + extra)
         names = b.get("names") or []
         for key, what in (("worst_problem_pair", "worst clash (a less important sound covering a more important one)"),
                           ("worst_pair", "strongest masking overall")):

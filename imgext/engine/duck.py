@@ -43,8 +43,13 @@ from imgext.masking.analysis import BandEnergies, normalised_importance
 from imgext.masking.psychoacoustics import hz_to_bark, power_mean_pool
 
 __all__ = [
-    "DuckPlan", "design_ducking", "apply_ducking", "ducked_bands", "DEFAULT_TARGET_SMR_DB",
-    "DEFAULT_DUCK_LOUDNESS_LU", "ELIGIBLE_MARGIN",
+    "DEFAULT_DUCK_LOUDNESS_LU",
+    "DEFAULT_TARGET_SMR_DB",
+    "ELIGIBLE_MARGIN",
+    "DuckPlan",
+    "apply_ducking",
+    "design_ducking",
+    "ducked_bands",
 ]
 
 DEFAULT_TARGET_SMR_DB = 20.0
@@ -153,8 +158,8 @@ def _eligible(importance: np.ndarray) -> np.ndarray:
 
 def _smooth(cut: np.ndarray, hop_s: float) -> np.ndarray:
     """Hold with lookahead, then a Gaussian over time; :data:`SPILL` of the cut spills to the neighbour bands."""
-    ahead = int(round(LOOKAHEAD_S / hop_s))
-    hold = int(round(HOLD_S / hop_s))
+    ahead = round(LOOKAHEAD_S / hop_s)
+    hold = round(HOLD_S / hop_s)
     out = cut.copy()
     t = cut.shape[-1]
     for k in range(1, ahead + 1):  # y[t] = max x[t - hold .. t + ahead]: a few shifted maxima, not a loop over frames
@@ -226,7 +231,7 @@ def design_ducking(
     eligible = _eligible(p)
     maskees = (priority >= MIN_PRIORITY) & eligible.any(axis=0)
     cut = np.zeros((n, b, t), np.float32)
-    empty = DuckPlan(cut, np.zeros((n, b)), bands.hop_s, int(round(bands.hop_s * bands.sample_rate)),
+    empty = DuckPlan(cut, np.zeros((n, b)), bands.hop_s, round(bands.hop_s * bands.sample_rate),
                      bands.band_centres_hz, np.zeros(n), maskees)
     if strength == 0.0 or not maskees.any() or t == 0:
         return empty
@@ -301,7 +306,7 @@ def design_ducking(
         cut[over] *= lo[:, None, None].astype(np.float32)
     cut[cut < 0.05] = 0.0
     return DuckPlan(cut.astype(np.float32), np.percentile(cut, 10, axis=-1), bands.hop_s,
-                    int(round(bands.hop_s * bands.sample_rate)), bands.band_centres_hz,
+                    round(bands.hop_s * bands.sample_rate), bands.band_centres_hz,
                     -_loudness_loss(k_energy, cut), maskees)
 
 
@@ -316,7 +321,7 @@ def ducked_bands(bands: BandEnergies, plan: DuckPlan) -> BandEnergies:
 
     g = np.power(np.float32(10.0), -plan.cut_db / np.float32(10.0))
     e, fm = bands.fine_energy * g, bands.fine_masker_energy * g
-    factor = max(1, int(round(bands.frame_s / bands.hop_s)))
+    factor = max(1, round(bands.frame_s / bands.hop_s))
     return replace(bands, energy=power_mean_pool(e, factor), masker_energy=power_mean_pool(fm, factor),
                    fine_energy=e, fine_masker_energy=fm)
 
@@ -359,16 +364,17 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
     lo, hi, w = _bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
     window = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float32)  # periodic Hann, square root
     for i in np.flatnonzero(plan.active):
-        padded = np.zeros((n_frames + 1) * hop, np.float32)
-        padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 frames cover every sample
-        frames = padded.reshape(-1, hop)
-        frames = np.concatenate([frames[:-1], frames[1:]], axis=1)  # (n_frames, n_fft), frame t centred at t * hop
+        # One frame past the analysis' last, so that the final partial hop also gets both window halves.
+        padded = np.zeros((n_frames + 2) * hop, np.float32)
+        padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
+        blocks = padded.reshape(-1, hop)
+        frames = np.concatenate([blocks[:-1], blocks[1:]], axis=1)  # (n_frames + 1, n_fft)
         spec = scipy.fft.rfft(frames * window, axis=1)
-        cut = plan.cut_db[i].T  # (T, B)
+        cut = np.concatenate([plan.cut_db[i], plan.cut_db[i][:, -1:]], axis=1).T  # (T + 1, B)
         gain_db = cut[:, lo] * (1.0 - w) + cut[:, hi] * w
         spec *= np.power(np.float32(10.0), -gain_db / np.float32(20.0))
         y = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32) * window
-        ola = np.zeros((n_frames + 1, hop), np.float32)
+        ola = np.zeros((n_frames + 2, hop), np.float32)
         ola[:-1] += y[:, :hop]
         ola[1:] += y[:, hop:]
         out[i] = ola.reshape(-1)[hop: hop + n]

@@ -378,6 +378,11 @@ def build_outputs(
 
     names = tracks.names
     records = []
+    ducking = outcome.ducking.to_dict(names) if getattr(outcome, "ducking", None) is not None else None
+
+    def _smr(values, k):
+        return None if values is None or not np.isfinite(values[k]) else round(float(values[k]), 3)
+
     for i, (obj, a) in enumerate(zip(objects, assignments)):
         k = track_of.get(i)
         if k is None:
@@ -394,6 +399,11 @@ def build_outputs(
             reason=a.reason,
             relevance=a.relevance,
             eq=[f.to_dict(names) for f in outcome.filters[k]],
+            core_smr_before_db=_smr(outcome.core_smr_before_db, k),
+            core_smr_after_db=_smr(outcome.core_smr_after_db, k),
+            ducking=None if ducking is None else (
+                {"band_centres_hz": ducking["band_centres_hz"], "gain_lane_time_s": ducking["gain_lane_time_s"],
+                 **ducking["tracks"][names[k]]} if names[k] in ducking["tracks"] else None),
         ))
 
     mix = outcome.mix

@@ -231,6 +231,12 @@ class ObjectRecord(Record):
         How well the sound fits the object, 0..1 (:mod:`imgext.sounds.relevance`); None without a sound.
     eq : list of dict
         EQ filters (:meth:`imgext.engine.eq.EqFilter.to_dict` with track names).
+    core_smr_before_db, core_smr_after_db : float or None
+        Signal-to-mask ratio in the track's core bands (80 % of its loudness) in the dry and
+        the processed mix, dB (:func:`imgext.masking.model.core_smr`).
+    ducking : dict or None
+        The time-aware processing of this track (:meth:`imgext.engine.duck.DuckPlan.to_dict`):
+        its always-on and deepest cut per band and its gain over time; None when not ducked.
     """
 
     object: SceneObject = field(metadata=FLAT)
@@ -243,6 +249,9 @@ class ObjectRecord(Record):
     reason: str = ""
     relevance: float | None = None
     eq: list[dict] = field(default_factory=list)
+    core_smr_before_db: float | None = None
+    core_smr_after_db: float | None = None
+    ducking: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""Time-aware ducking (imgext.engine.duck) and the shared masking model (imgext.masking.model)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imgext.engine import duck
+from imgext.errors import ParameterError
+from imgext.masking import analysis as masking
+from imgext.masking import model
+from tests.stimuli import SR, band_noise
+
+
+def barks_over_bed(rng, *, seconds=6.0):
+    """A 1-2 kHz 'bark' (0.3 s every 1.5 s) under a louder, steady 200-4000 Hz bed."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    gate = ((t % 1.5) < 0.3).astype(np.float64)
+    k = int(0.01 * SR)
+    gate = np.convolve(gate, np.ones(k) / k, mode="same")
+    bark = band_noise(rng, 1000, 2000, seconds=seconds, rms_db=-14.0) * gate.astype(np.float32)
+    bed = band_noise(rng, 200, 4000, seconds=seconds, rms_db=-20.0)
+    return np.stack([bark, bed]).astype(np.float32), gate[:: 1024][: n // 1024 + 1]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    tracks, gate = barks_over_bed(np.random.default_rng(5))
+    bands = masking.band_energies(tracks, SR)
+    gains, importance = np.zeros(2), np.array([1.0, 0.5])
+    plan = duck.design_ducking(bands, gains_db=gains, importance=importance)
+    return tracks, gate, bands, gains, importance, plan
+
+
+def test_the_bed_is_ducked_only_while_the_bark_sounds(scene):
+    tracks, gate, bands, _, _, plan = scene
+    assert not plan.active[0] and plan.active[1]  # the important track is never processed
+    bark_band = int(np.searchsorted(bands.band_centres_hz, 1400.0))
+    lane = plan.cut_db[1, bark_band]
+    on, off = gate[: lane.size] > 0.99, np.convolve(gate, np.ones(31), "same")[: lane.size] == 0  # far from any bark
+    assert lane[on].mean() > 3.0
+    assert lane[off].max(initial=0.0) < 0.5
+    assert plan.cut_db.max() <= 6.0 + 1e-6  # one gain per band, never a cascade past the maximum cut
+
+
+def test_duck_raises_the_core_smr_within_the_loudness_budget(scene):
+    tracks, _, bands, gains, importance, plan = scene
+    wet = duck.apply_ducking(tracks, plan, SR)
+    dry = masking.masking_report(bands, gains_db=gains, importance=importance)
+    after = masking.masking_report(masking.band_energies(wet, SR), gains_db=gains, importance=importance, core=dry.core)
+    assert after.core_smr_db[0] - dry.core_smr_db[0] > 2.0
+    assert -plan.loudness_change_lu[1] <= duck.DEFAULT_DUCK_LOUDNESS_LU + 1e-6
+    estimate = masking.masking_report(duck.ducked_bands(bands, plan), gains_db=gains, importance=importance,
+                                      core=dry.core)
+    assert estimate.core_smr_db[0] == pytest.approx(after.core_smr_db[0], abs=0.5)
+
+
+def test_duck_does_not_pump(scene):
+    """Gain changes slowly: at most ~1.5 dB per 23 ms frame (about 65 dB/s)."""
+    plan = scene[-1]
+    assert np.abs(np.diff(plan.cut_db, axis=-1)).max() < 1.5
+
+
+def test_zero_cut_renders_the_input_unchanged(scene):
+    tracks, _, _, _, _, plan = scene
+    flat = dataclasses.replace(plan, cut_db=np.full_like(plan.cut_db, 6.0))
+    out = duck.apply_ducking(tracks, flat, SR)
+    np.testing.assert_allclose(out, tracks * np.float32(10 ** (-6 / 20)), atol=2e-5)
+    np.testing.assert_array_equal(duck.apply_ducking(tracks, plan.scaled(0.0), SR), tracks)
+
+
+def test_near_top_tracks_are_never_ducked():
+    rng = np.random.default_rng(2)
+    a, b = band_noise(rng, 500, 2000), band_noise(rng, 500, 2000, rms_db=-14.0)
+    bands = masking.band_energies(np.stack([a, b]), SR)
+    plan = duck.design_ducking(bands, gains_db=np.zeros(2), importance=np.array([1.0, 0.95]))
+    assert not plan.active.any()
+
+
+def test_design_is_deterministic(scene):
+    _, _, bands, gains, importance, plan = scene
+    again = duck.design_ducking(bands, gains_db=gains, importance=importance)
+    np.testing.assert_array_equal(plan.cut_db, again.cut_db)
+
+
+def test_bad_arguments(scene):
+    _, _, bands, gains, importance, plan = scene
+    with pytest.raises(ParameterError, match="strength"):
+        duck.design_ducking(bands, gains_db=gains, importance=importance, strength=1.5)
+    with pytest.raises(ParameterError, match="factor"):
+        plan.scaled(-0.1)
+
+
+def test_core_bands_hold_the_share():
+    weight = np.array([[[5.0], [3.0], [1.0], [1.0]]])
+    np.testing.assert_array_equal(model.core_bands(weight), [[True, True, False, False]])  # 8 of 10 = 80 %
+    np.testing.assert_array_equal(model.core_bands(weight, share=0.81), [[True, True, True, False]])
+
+
+def test_core_smr_clips_and_weights():
+    level = np.array([[[10.0, -40.0]]])
+    rest = np.zeros_like(level)
+    out = model.core_smr(level, rest, np.ones_like(level), np.array([[True]]))
+    assert out.smr_db[0] == pytest.approx((10.0 - 20.0) / 2)  # -40 dB clipped to -20
+    assert out.masked_fraction[0] == pytest.approx(0.5)
+
+
+def test_curves_for_drawing(scene):
+    plan = scene[-1]
+    curves = plan.frequency_response_db()
+    assert curves["deepest"].shape == (2, plan.cut_db.shape[1]) and curves["deepest"].max() <= 0.0
+    t, lane = plan.gain_lane_db(max_points=50)
+    assert lane.shape == (2, t.size) and t.size <= 50 and lane[1].min() < -3.0
+    d = plan.to_dict(["bark", "bed"])
+    assert list(d["tracks"]) == ["bed"]
