@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -381,7 +382,7 @@ def build_outputs(
     ducking = outcome.ducking.to_dict(names) if getattr(outcome, "ducking", None) is not None else None
 
     def _smr(values, k):
-        return None if values is None or not np.isfinite(values[k]) else round(float(values[k]), 3)
+        return None if values is None or not math.isfinite(float(values[k])) else round(float(values[k]), 3)
 
     for i, (obj, a) in enumerate(zip(objects, assignments)):
         k = track_of.get(i)
