@@ -265,7 +265,10 @@ def fetch_tracks(
         if not pending:
             break
         retry: list[Assignment] = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        # A source may bound its own concurrency: the synthesiser is CPU-bound, so more threads than cores
+        # only add memory (each holds a scene-length float64 working set), while downloads gain from more.
+        workers = max(1, min(max_workers, int(getattr(source, "max_concurrency", max_workers) or max_workers)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(fetch_sound, a, source, settings=settings): a for a in pending}
             for fut in concurrent.futures.as_completed(futures):
                 a = futures[fut]

@@ -26,6 +26,8 @@ class BuiltinSource:
     """
 
     name = "builtin"
+    max_concurrency = 2
+    """Sounds synthesised at once by :func:`~imgext.composition.tracks.fetch_tracks` (CPU-bound work)."""
 
     def __init__(self, labels: LabelMap | None = None) -> None:
         self._labels = labels or LabelMap.default()

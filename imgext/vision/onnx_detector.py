@@ -157,6 +157,7 @@ class OnnxYolo:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False  # the arena keeps its high-water mark for the process's life
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
