@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from imgext.audio.io import read_bounded
 from imgext.composition.tracks import (
     Fetched,
     Progress,
@@ -35,7 +36,7 @@ from imgext.composition.tracks import (
     fit_source,
     retune_tracks,
 )
-from imgext.errors import AudioError, ParameterError
+from imgext.errors import AudioError, NoSoundError, ParameterError
 from imgext.mix.mixer import Mixer, MixOutcome
 from imgext.options import MixSettings
 from imgext.output.export import RenderResult, build_outputs, write_outputs
@@ -127,6 +128,7 @@ def render_image(
     t0 = time.perf_counter()
     progress("mix", 0.0, "analysing and mixing")
     outcome = Mixer(tracks).render(settings)
+    require_sound(outcome, objects, assignments)
     t_mix = time.perf_counter() - t0
     timings = {"detect": t_detect, "sounds": t_sounds, "mix": t_mix, **outcome.timings_s}
     timings["total"] = time.perf_counter() - t_start
@@ -139,6 +141,28 @@ def render_image(
     zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
     progress("export", 1.0, "done")
     return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)
+
+
+def require_sound(outcome: MixOutcome, objects: Sequence, assignments: Sequence) -> None:
+    """Refuse a mix in which nothing sounded at all (no folder that looks complete but is silent).
+
+    Raises
+    ------
+    NoSoundError
+        When the rendered mix is digital silence, whatever the reason (no object found, no sound
+        found for any, every sound failed).  An ambience bed or any one audible track is enough.
+    """
+    if outcome.mix.peak_dbfs is not None:
+        return
+    sounding = [o for o in objects if not getattr(o, "skipped", False)]
+    found = sum(1 for a in assignments if getattr(a, "candidate", None) is not None)
+    if not sounding:
+        why = "no object in the photo can make a sound"
+    elif not found:
+        why = f"no sound was found for any of the {len(sounding)} objects"
+    else:
+        why = f"the {found} sounds found are all silent"
+    raise NoSoundError(f"nothing would sound: {why}; no files were written")
 
 
 def render_files(
@@ -184,7 +208,7 @@ def render_files(
     objects, fetched, audio = [], {}, []
     for i, p in enumerate(paths):
         name = Path(p).name
-        data = Path(p).read_bytes() if os.path.isfile(p) else None
+        data = read_bounded(p, name=name) if os.path.isfile(p) else None
         if data is None:
             raise AudioError(f"sound file not found: {p}")
         track, notes, lufs = fit_source(data, name=name, settings=settings)

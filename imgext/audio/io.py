@@ -20,12 +20,18 @@ import soundfile as sf
 import soxr
 
 from imgext.errors import AudioError, ParameterError
+from imgext.untrusted import scrub
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",
     "MAX_SOURCE_SECONDS",
     "MIN_SOURCE_SECONDS",
     "MAX_SOURCE_PEAK",
+    "MAX_SAMPLE_RATE",
+    "MAX_CHANNELS",
+    "MAX_DECODE_SAMPLES",
+    "MAX_SOURCE_BYTES",
+    "read_bounded",
     "Decoded",
     "decode",
     "to_mono",
@@ -55,6 +61,21 @@ MAX_SOURCE_PEAK = 16.0
 Such files are broken (integer samples stored as float ...), and samples near the float32 limit
 would overflow to infinity when resampled or summed.
 """
+
+
+MAX_SAMPLE_RATE = 192_000
+"""Highest sample rate accepted, in Hz; a header claiming more is refused (655 350 Hz files are bombs)."""
+
+MAX_CHANNELS = 8
+"""Most channels accepted (7.1); a header claiming more is refused."""
+
+MAX_DECODE_SAMPLES = 2**25
+"""Most samples (frames x channels, ~33.5 M) read from one file, whatever its length in seconds."""
+
+MAX_SOURCE_BYTES = 100 * 2**20
+"""Largest encoded sound accepted, in bytes (a 2 GB sparse WAV costs 4 KB on disk, not in memory)."""
+
+_BLOCK_FRAMES = 65536
 
 
 @dataclass(frozen=True)
@@ -97,48 +118,70 @@ def decode(
     *,
     name: str = "sound",
     max_seconds: float = MAX_SOURCE_SECONDS,
+    mono: bool = False,
 ) -> Decoded:
-    """Decode WAV, FLAC, OGG or MP3 from bytes or a path.
+    """Decode WAV, FLAC, OGG or MP3 from bytes or a path, with bounded memory.
 
     Parameters
     ----------
     data : bytes or path
-        The encoded file.
+        The encoded file (at most :data:`MAX_SOURCE_BYTES`).
     name : str
-        Shown in error messages so the user knows which sound failed.
+        Shown in error messages so the user knows which sound failed (never a file path).
     max_seconds : float > 0
         Only this many seconds are decoded; a note says when a file was cut.
+    mono : bool
+        Fold channels to one while reading, block by block (memory: one channel, not all).
 
     Returns
     -------
     Decoded
+        ``audio`` has shape ``(1, n_samples)`` when ``mono``.
 
     Raises
     ------
     AudioError
-        If the data is not audio, is corrupt, holds no samples, or is shorter
-        than :data:`MIN_SOURCE_SECONDS`.
+        If the data is not audio, is corrupt, holds no samples, is shorter than
+        :data:`MIN_SOURCE_SECONDS`, is larger than :data:`MAX_SOURCE_BYTES`, or claims
+        more than :data:`MAX_SAMPLE_RATE` Hz or :data:`MAX_CHANNELS` channels.
     ParameterError
         If ``max_seconds`` is not a positive, finite number.
     """
     if not (isinstance(max_seconds, numbers.Real) and 0 < max_seconds < math.inf):
         raise ParameterError(f"max_seconds={max_seconds!r} must be a positive number of seconds")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        data = bytes(data)
-        if not data:
-            raise AudioError(f"sound {name!r} is an empty file (0 bytes)")
-        try:
-            return _decode(io.BytesIO(data), name, max_seconds)
-        except AudioError:
-            suffix = _sniff_suffix(data)
-            if suffix is None:
-                raise
-            # libsndfile finds some valid MP3s (odd ID3 headers) only with the file extension as a hint.
-            with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-                tmp.write(data)
-                tmp.flush()
-                return _decode(tmp.name, name, max_seconds)
-    return _decode(os.fspath(data), name, max_seconds)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return _decode(os.fspath(data), name, max_seconds, mono)  # libsndfile reads only the frames asked for
+    data = bytes(data)
+    if not data:
+        raise AudioError(f"sound {name!r} is an empty file (0 bytes)")
+    if len(data) > MAX_SOURCE_BYTES:
+        raise AudioError(f"sound {name!r} is {len(data) / 2**20:.0f} MB; the limit is {MAX_SOURCE_BYTES // 2**20} MB")
+    try:
+        return _decode(io.BytesIO(data), name, max_seconds, mono)
+    except AudioError as exc:
+        suffix = _sniff_suffix(data)
+        if suffix is None or getattr(exc, "final", False):
+            raise
+        # libsndfile finds some valid MP3s (odd ID3 headers) only with the file extension as a hint.
+        with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+            tmp.write(data)
+            tmp.flush()
+            return _decode(tmp.name, name, max_seconds, mono)
+
+
+def read_bounded(path: str | os.PathLike, *, name: str = "sound", max_bytes: int = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of the file at ``path``, refusing more than ``max_bytes`` (read is bounded, not just checked).
+
+    Errors name the sound (``name``), never the path.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except (OSError, ValueError) as exc:
+        raise AudioError(f"cannot read sound {name!r}: {getattr(exc, 'strerror', None) or 'unreadable'}") from None
+    if len(data) > max_bytes:
+        raise AudioError(f"sound {name!r} is larger than the limit of {max_bytes // 2**20} MB")
+    return data
 
 
 def _sniff_suffix(data: bytes) -> str | None:
@@ -148,24 +191,61 @@ def _sniff_suffix(data: bytes) -> str | None:
     return {b"OggS": ".ogg", b"fLaC": ".flac", b"RIFF": ".wav", b"FORM": ".aiff"}.get(data[:4])
 
 
-def _decode(src, name: str, max_seconds: float) -> Decoded:
+def _refuse(message: str) -> AudioError:
+    exc = AudioError(message)
+    exc.final = True  # retrying with a file-name hint cannot help
+    return exc
+
+
+def _read_blocks(f: sf.SoundFile, limit: int, mono: bool) -> tuple[np.ndarray, bool]:
+    """Up to ``limit`` frames as ``(n, channels)`` (or ``(n, 1)`` if ``mono``) and whether more follow."""
+    ch = f.channels
+    known = f.frames if 0 < f.frames < 2**62 else None
+    width = 1 if mono else ch
+    n_alloc = min(limit, known) if known is not None else min(limit, _BLOCK_FRAMES * 16)
+    out = np.empty((n_alloc, width), dtype=np.float32)
+    n = 0
+    while n < limit:
+        block = f.read(frames=min(_BLOCK_FRAMES, limit - n), dtype="float32", always_2d=True)
+        k = block.shape[0]
+        if k == 0:
+            break
+        if n + k > out.shape[0]:  # length unknown (or wrong) in the header: grow geometrically
+            grown = np.empty((min(limit, max(2 * out.shape[0], n + k)), width), dtype=np.float32)
+            grown[:n] = out[:n]
+            out = grown
+        if mono and ch > 1:
+            np.mean(block, axis=1, keepdims=True, out=out[n : n + k])
+        else:
+            out[n : n + k] = block
+        n += k
+    more = n >= limit and f.read(frames=1, dtype="float32", always_2d=True).shape[0] > 0
+    return out[:n], more
+
+
+def _decode(src, name: str, max_seconds: float, mono: bool = False) -> Decoded:
     notes: list[str] = []
     try:
         with sf.SoundFile(src) as f:
             sr = int(f.samplerate)
             if sr <= 0 or f.channels <= 0:
-                raise AudioError(f"sound {name!r} has an invalid header ({f.channels} channels at {sr} Hz)")
-            limit = int(max_seconds * sr)
+                raise _refuse(f"sound {name!r} has an invalid header ({f.channels} channels at {sr} Hz)")
+            if sr > MAX_SAMPLE_RATE:
+                raise _refuse(f"sound {name!r} claims {sr} Hz; at most {MAX_SAMPLE_RATE} Hz is accepted")
+            if f.channels > MAX_CHANNELS:
+                raise _refuse(f"sound {name!r} has {f.channels} channels; at most {MAX_CHANNELS} are accepted")
+            by_samples = MAX_DECODE_SAMPLES // f.channels
+            limit = max(1, min(int(max_seconds * sr), by_samples))
+            cut_s = limit / sr
             total = f.frames
-            frames = f.read(frames=limit, dtype="float32", always_2d=True)
-            more = f.read(frames=1, dtype="float32", always_2d=True).shape[0] > 0 if frames.shape[0] == limit else False
+            frames, more = _read_blocks(f, limit, mono)
     except AudioError:
         raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, EOFError, MemoryError) as exc:
         raise AudioError(f"sound {name!r} could not be decoded: {_first_line(exc)}") from None
     if more:
         length = f"{total / sr:.0f} s" if 0 < total < 2**62 else "longer"
-        notes.append(f"sound {name!r} is {length}; only the first {max_seconds:g} s are used")
+        notes.append(f"sound {name!r} is {length}; only the first {cut_s:g} s are used")
     if frames.shape[0] == 0:
         raise AudioError(f"sound {name!r} holds no audio samples")
     if frames.shape[0] < MIN_SOURCE_SECONDS * sr:
@@ -188,8 +268,9 @@ def _decode(src, name: str, max_seconds: float) -> Decoded:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an error, without temp-file paths or object reprs (they mean nothing to a user)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return scrub(text[0]) if text else type(exc).__name__
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
@@ -336,7 +417,7 @@ def prepare_source(
         raise ParameterError(f"sample_rate={sample_rate!r} must be a positive whole number of Hz")
     n = int(round(duration_s * sample_rate))
     # Decode only what the scene can use (plus room for a crossfade), so an hour-long file costs little.
-    decoded = decode(data, name=name, max_seconds=min(MAX_SOURCE_SECONDS, duration_s + 5.0))
+    decoded = decode(data, name=name, max_seconds=min(MAX_SOURCE_SECONDS, duration_s + 5.0), mono=True)
     notes = tuple(n_ for n_ in decoded.notes if "only the first" not in n_)
     mono = to_mono(decoded.audio)
     mono = resample(mono, decoded.sample_rate, sample_rate)

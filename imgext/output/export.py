@@ -190,7 +190,7 @@ def build_zip(files: Sequence[OutputFile]) -> bytes:
     return buf.getvalue()
 
 
-def zip_folder(root: Path, paths: Sequence[str], target: Path) -> Path:
+def zip_folder(root: Path, paths: Sequence[str], target: Path, *, staged: Mapping[str, Path] | None = None) -> Path:
     """Write the ZIP of the already written files ``paths`` under ``root`` to ``target``, streamed from disk.
 
     The same bytes as :func:`build_zip` of those files, but no file is held in
@@ -200,8 +200,9 @@ def zip_folder(root: Path, paths: Sequence[str], target: Path) -> Path:
         with zipfile.ZipFile(out, "w") as zf:
             for rel in sorted(paths):
                 info = _zip_info(rel)
-                info.file_size = (root / rel).stat().st_size  # as writestr sets it: the same headers, bytes
-                with open(root / rel, "rb") as src, zf.open(info, "w") as dst:
+                disk = (staged or {}).get(rel, root / rel)  # a file not yet under its final name
+                info.file_size = disk.stat().st_size  # as writestr sets it: the same headers, bytes
+                with open(disk, "rb") as src, zf.open(info, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
 
     return write_atomic_with(target, fill)
@@ -210,20 +211,23 @@ def zip_folder(root: Path, paths: Sequence[str], target: Path) -> Path:
 def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zip_name: str | None = "bundle.zip") -> Path | None:
     """Write ``files`` under ``out_dir``, so that an interrupted write is never taken for a complete one.
 
-    Order: the previous render's completeness markers (``scene.json``,
-    ``zip_name``) are removed first, then the previous render's files that
-    this one does not write (:func:`remove_stale`) and left-over temporary
-    files; then every file is written atomically (temporary name, rename),
-    ``scene.json`` last but one and the ZIP last.  A folder holding a
-    ``scene.json`` therefore holds a complete render; a process killed midway
-    leaves none.  Each file's bytes are made, written and dropped in turn, and
-    the ZIP is streamed from the written files (:func:`zip_folder`), so memory
+    Order: a pending list (``.imgext-pending.json``: this render's files plus
+    the previous render's) is written first, so that the files of a render
+    killed midway are still known to the next one; then the previous
+    render's completeness markers (``scene.json``, ``zip_name``) are removed,
+    then the previous (or killed) render's files that this one does not write
+    (:func:`remove_stale`) and left-over temporary files; then every file is
+    written atomically (temporary name, rename), the ZIP last but one and
+    ``scene.json`` last.  A folder holding a ``scene.json`` therefore holds a
+    complete render with its ZIP; a process killed midway leaves none.  Each file's bytes are made,
+    written and dropped in turn, and the ZIP is streamed from the written
+    files (:func:`zip_folder`; ``scene.json`` from its staged copy), so memory
     holds one file at a time, not the whole export twice.
 
     Parameters
     ----------
     zip_name : str or None
-        The ZIP's file name; ``None`` writes no ZIP.
+        The ZIP's file name; ``None`` writes no ZIP (``scene.json`` still comes last).
 
     Returns
     -------
@@ -239,12 +243,16 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
     if len({p.lower() for p in paths}) != len(paths):
         raise ParameterError("output file names are not unique")
     root = out.resolve()
-    ordered = sorted(files, key=lambda f: f.path == "scene.json")
+    manifest = [f for f in files if f.path == "scene.json"]
+    ordered = [f for f in files if f.path != "scene.json"]
     try:
-        previous = _manifest(root)
-        for marker in ("scene.json", zip_name or "bundle.zip"):
+        previous = _manifest(root) + _manifest(root, PENDING)
+        keep = paths + ([zip_name] if zip_name else [])
+        pending = list(dict.fromkeys([*keep, *(p for p in previous if isinstance(p, str))]))
+        write_atomic(root / PENDING, json.dumps({"files": pending}).encode())
+        for marker in ("scene.json", zip_name or "bundle.zip", STAGED_SCENE):
             (root / marker).unlink(missing_ok=True)
-        remove_stale(root, paths + ([zip_name] if zip_name else []), previous=previous)
+        remove_stale(root, keep, previous=previous)
         for part in list(root.glob(".*.part")) + list(root.glob("*/.*.part")):
             part.unlink(missing_ok=True)  # temporary files of an interrupted earlier write
         for f in ordered:
@@ -252,14 +260,28 @@ def write_outputs(out_dir: str | os.PathLike, files: Sequence[OutputFile], *, zi
             if root not in target.parents:
                 raise ParameterError(f"output path {f.path!r} escapes the output folder")
             write_atomic(target, f.content())
-        return zip_folder(root, paths, root / zip_name) if zip_name else None
+        staged = {}
+        for f in manifest:
+            staged["scene.json"] = write_atomic(root / STAGED_SCENE, f.content())
+        zip_path = zip_folder(root, paths, root / zip_name, staged=staged) if zip_name else None
+        if staged:
+            os.replace(staged["scene.json"], root / "scene.json")  # last: its presence means the folder is complete
+        (root / PENDING).unlink(missing_ok=True)
+        return zip_path
     except OSError as exc:
         raise ParameterError(f"cannot write to {os.fspath(out_dir)!r}: {exc.strerror or exc}") from None
 
 
-def _manifest(root: Path) -> list:
+PENDING = ".imgext-pending.json"
+"""Lists the files of a render being written; gone once ``scene.json`` is in place."""
+
+STAGED_SCENE = ".imgext-scene.json.next"
+"""``scene.json`` of the render being written, renamed to ``scene.json`` after the ZIP is complete."""
+
+
+def _manifest(root: Path, name: str = "scene.json") -> list:
     try:
-        files = json.loads((root / "scene.json").read_text(encoding="utf-8")).get("files", [])
+        files = json.loads((root / name).read_text(encoding="utf-8")).get("files", [])
     except (OSError, ValueError, AttributeError):
         return []
     return files if isinstance(files, list) else []

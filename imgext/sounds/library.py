@@ -10,8 +10,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from imgext.audio.io import DEFAULT_SAMPLE_RATE
-from imgext.errors import AudioError, ParameterError, SourceError
+from imgext.audio.io import DEFAULT_SAMPLE_RATE, read_bounded
+from imgext.errors import ParameterError, SourceError
 from imgext.sounds.base import AUDIO_EXTENSIONS, Candidate, words_of
 
 
@@ -124,9 +124,6 @@ class LocalLibrary:
         path = (self.root / rel).resolve()
         if self.root not in path.parents:
             raise SourceError(f"refusing to read {rel!r}: it lies outside the library folder")
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise AudioError(f"cannot read sound {candidate.name!r}: {exc.strerror or exc}") from None
+        return read_bounded(path, name=candidate.name)  # bounded: a 2 GB sparse WAV is refused, not read
 
 

@@ -11,6 +11,7 @@ only then.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import threading
@@ -187,8 +188,19 @@ def load_image(
     return rgb, ImageInfo(path=name, width=rgb.width, height=rgb.height, format=fmt, notes=tuple(notes))
 
 
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO (phone photos)
+"""The only PIL decoders an image is handed to; never PostScript/EPS (Ghostscript), PDF or other plugins."""
+
+for _plugin in ("Bmp", "Gif", "Jpeg", "Png", "Tiff", "WebP"):  # registered now: PIL loads others lazily
+    importlib.import_module(f"PIL.{_plugin}ImagePlugin")
+
+
 def _pil_open(fp):
-    """PIL's own ``Image.open``: Ultralytics replaces it with a wrapper that tries to pip-install a HEIF plugin."""
+    """PIL's own ``Image.open`` restricted to :data:`IMAGE_FORMATS`, whatever the name or content claims.
+
+    Ultralytics replaces ``Image.open`` with a wrapper that tries to pip-install a HEIF plugin; its original
+    is used instead.
+    """
     fn = Image.open
     if getattr(fn, "__module__", "") != "PIL.Image":
         try:
@@ -197,7 +209,7 @@ def _pil_open(fp):
             fn = patches._image_open
         except (ImportError, AttributeError):
             pass
-    return fn(fp)
+    return fn(fp, formats=IMAGE_FORMATS)
 
 
 def _first_line(exc: BaseException) -> str:
