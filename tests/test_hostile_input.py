@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from imgext.output import export
 from imgext.audio.io import MAX_CHANNELS, MAX_SAMPLE_RATE, decode, prepare_source
 from imgext.errors import AudioError, ImageError
+from imgext.output import export
 from imgext.output.export import OutputFile, write_outputs
 from imgext.sounds.base import Candidate
 from imgext.sounds.library import LocalLibrary
