@@ -36,7 +36,7 @@ def scene():
 
 
 def test_the_bed_is_ducked_only_while_the_bark_sounds(scene):
-    tracks, gate, bands, _, _, plan = scene
+    _, gate, bands, _, _, plan = scene
     assert not plan.active[0] and plan.active[1]  # the important track is never processed
     bark_band = int(np.searchsorted(bands.band_centres_hz, 1400.0))
     lane = plan.cut_db[1, bark_band]

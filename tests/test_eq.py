@@ -294,3 +294,16 @@ def test_bad_strength_raises(rng, strength):
     bands = masking.band_energies(overlap_scene(rng), SR)
     with pytest.raises(ParameterError, match="strength"):
         eq.design_eq(bands, gains_db=np.zeros(2), importance=np.ones(2), strength=strength)
+
+
+def test_combined_response_never_exceeds_the_maximum_cut(rng):
+    """Stacked cuts are scaled so that the cascade stays within max_cut_db (issue 13: -7.85 dB for a 6 dB max)."""
+    low = band_noise(rng, 300, 3000, rms_db=-12)
+    top = band_noise(rng, 800, 1600, rms_db=-22)
+    bands = masking.band_energies(np.stack([top, low]), SR)
+    for filters in eq.design_eq(bands, gains_db=np.zeros(2), importance=np.array([1.0, 0.3]), max_cut_db=3.0):
+        assert eq.combined_response_db(filters, SR)[1].min(initial=0.0) >= -3.0 - 2e-3
+    two = [eq.EqFilter("peak", 1000.0, -6.0, 2.0, 0, 1), eq.EqFilter("peak", 1260.0, -6.0, 2.0, 0, 1)]
+    assert eq.combined_response_db(two, SR)[1].min() < -7.0  # the problem: stacked bells add in dB
+    fixed = eq._limit_depth(two, SR, 6.0, 0.5)
+    assert -6.0 - 2e-3 <= eq.combined_response_db(fixed, SR)[1].min() < -5.5

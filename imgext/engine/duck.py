@@ -293,7 +293,7 @@ def design_ducking(
         levels = np.quantile(ratio[cut[i] > 0], np.linspace(0.0, 1.0, 65))
         lo, hi = 0, len(levels) - 1  # bisection on the share of cells kept (fewer cells: less loss, less damage)
 
-        def trial_at(k):
+        def trial_at(k, i=i, ratio=ratio, levels=levels):
             return np.minimum(_smooth(cut[i] * (ratio >= levels[k]), bands.hop_s), cap)
 
         best = trial_at(hi)

@@ -77,6 +77,7 @@ __all__ = [
     "eq_response_db",
     "essential_bands",
     "filters_loudness_change_lu",
+    "combined_response_db",
     "fit_filters",
     "importance_share",
     "rbj_sos",
@@ -829,7 +830,32 @@ def design_eq(
     filters = [_filters_from(chosen, strength * d, specs, shapes, curve.cut_db[i], weight[i], maskee[i], i, min_cut_db)
                for i, ((chosen, _), d) in enumerate(zip(picks, depths))]
     filters = _limit_loudness(filters, bands, max_loudness_loss_lu)
+    filters = [_limit_depth(track, bands.sample_rate, max_cut_db, min_cut_db) for track in filters]
     return _spare_top(filters, bands, gains_db, importance)
+
+
+def combined_response_db(filters: list[EqFilter], sample_rate: int, *, n_points: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Response of one track's whole cascade on a log grid 20 Hz .. 0.49 fs: ``(frequency_hz, gain_db)``."""
+    f = np.geomspace(20.0, 0.49 * sample_rate, n_points)
+    if not filters:
+        return f, np.zeros(n_points)
+    _, h = scipy.signal.sosfreqz(_track_sos(filters, sample_rate), worN=f, fs=sample_rate)
+    return f, 20.0 * np.log10(np.maximum(np.abs(h), 1e-12))
+
+
+def _limit_depth(filters: list[EqFilter], sample_rate: int, max_cut_db: float, min_cut_db: float) -> list[EqFilter]:
+    """Scale a track's cuts so that their *combined* response never goes below ``-max_cut_db``.
+
+    Overlapping filters add in dB: two -6 dB bells a third of an octave apart reach -7.85 dB
+    between them (issue 13). Gains scale the dB response almost linearly, so a few fixed-point
+    steps settle it; filters left under ``min_cut_db`` are dropped.
+    """
+    for _ in range(6):
+        deepest = -combined_response_db(filters, sample_rate)[1].min(initial=0.0)
+        if deepest <= max_cut_db + 1e-3:
+            break
+        filters = _scaled(filters, max_cut_db / deepest * 0.999)
+    return [f for f in filters if f.gain_db <= -min_cut_db]
 
 
 def _spare_top(filters: list[list[EqFilter]], bands: BandEnergies, gains_db, importance) -> list[list[EqFilter]]:
