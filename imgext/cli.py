@@ -26,6 +26,9 @@ settings (environment variables):
   IMGEXT_FREESOUND_URL   Freesound API root (default https://freesound.org/apiv2)
   IMGEXT_CACHE_DIR       disk cache folder (default ~/.cache/imgext); IMGEXT_CACHE_SIZE_MB bounds it (default 1024)
   IMGEXT_DATA_DIR        data folder for filter presets (default ~/.local/share/imgext)
+  IMGEXT_RENDER_BUDGET_S time a render may take (default 90); searches and downloads stop in time for it to
+                         finish with what it has; IMGEXT_SEARCH_DEADLINE_S (20) and IMGEXT_PREVIEW_DEADLINE_S (60)
+                         bound each Freesound request from connect to last byte
 
 examples:
   python -m imgext render photo.jpg --out out/
@@ -229,6 +232,7 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
 
 
 def _cmd_render(args) -> int:
+    from imgext.budget import Budget
     from imgext.pipeline import render_image
     from imgext.settings import load_settings
     from imgext.sounds.sources import open_source
@@ -251,10 +255,13 @@ def _cmd_render(args) -> int:
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
     t0 = time.perf_counter()
     detector = Detector(args.weights or settings.yolo_weights)
+    # the budget starts with the render itself (loading the model is not a network wait)
+    budget = Budget(settings.render_budget_s, what=f"the render's {settings.render_budget_s:g} s budget")
     result = render_image(
         args.image, args.out, detector=detector, source=source, settings=mix_settings, conf=args.conf,
         n_candidates=args.candidates, labels=labels, include_silent=args.include_silent, progress=progress,
         stems=not args.no_stems, write_zip=not args.no_zip,
+        budget=budget,
     )
     _print_result(result, args, time.perf_counter() - t0)
     return 0

@@ -15,6 +15,8 @@ __all__ = [
     "AudioError",
     "SourceError",
     "SourceUnavailableError",
+    "SourceTimeoutError",
+    "CancelledError",
     "AuthError",
     "RateLimitedError",
     "NoSoundError",
@@ -44,6 +46,14 @@ class SourceError(ImgExtError):
 
 class SourceUnavailableError(SourceError, ConnectionError):
     """The source cannot be reached (network down, timeouts, repeated 5xx)."""
+
+
+class SourceTimeoutError(SourceUnavailableError, TimeoutError):
+    """The source stalled: an answer did not arrive whole within its deadline, or the task's time budget ran out."""
+
+
+class CancelledError(ImgExtError):
+    """The user cancelled the task (e.g. "Find sounds" in the app)."""
 
 
 class AuthError(SourceError):

@@ -36,6 +36,7 @@ from imgext.composition.tracks import (
     fit_source,
     retune_tracks,
 )
+from imgext.budget import Budget
 from imgext.errors import AudioError, NoSoundError, ParameterError
 from imgext.mix.mixer import Mixer, MixOutcome
 from imgext.options import MixSettings
@@ -103,11 +104,37 @@ def render_image(
     progress: Progress = _no_progress,
     stems: bool = True,
     write_zip: bool = True,
+    budget: Budget | None = None,
 ) -> RenderResult:
     """Photo in, soundscape folder out (what ``python -m imgext render`` does).
 
     ``stems=False`` leaves out the stems, ``write_zip=False`` the ZIP (``--no-stems``, ``--no-zip``).
+
+    ``budget`` bounds the whole render: searches and downloads stop
+    :func:`mix_reserve_s` before its end, and the render finishes with what it
+    has (a fallback's sound where the source offers one, else no sound for the
+    object, with the reason).  Interrupting the render (Ctrl-C) cancels it, so
+    no download outlives the render.
     """
+    network = budget.until(mix_reserve_s(budget)) if budget is not None else None
+    try:
+        return _render_image(image, out_dir, detector=detector, source=source, settings=settings, conf=conf,
+                             n_candidates=n_candidates, labels=labels, include_silent=include_silent,
+                             image_name=image_name, progress=progress, stems=stems, write_zip=write_zip,
+                             budget=network)
+    except BaseException:
+        if budget is not None:
+            budget.cancel("the render was interrupted")
+        raise
+
+
+def mix_reserve_s(budget: Budget) -> float:
+    """Seconds of ``budget`` kept for analysing, mixing and writing: a fifth of it, at most 10 s."""
+    return 0.0 if budget.seconds is None else min(10.0, 0.2 * budget.seconds)
+
+
+def _render_image(image, out_dir, *, detector, source, settings, conf, n_candidates, labels, include_silent,
+                  image_name, progress, stems: bool, write_zip: bool, budget: Budget | None) -> RenderResult:
     t_start = time.perf_counter()
     progress("detect", 0.0, "detecting objects")
     info, objects, t_detect = detect_objects(
@@ -118,9 +145,10 @@ def render_image(
     t0 = time.perf_counter()
     assignments = choose_sounds(
         objects, source, n_candidates=n_candidates, duration_s=settings.duration_s, rng=settings.seed,
-        progress=lambda d, n, term: progress("search", d / max(1, n), f"searched {term!r}"),
+        progress=lambda d, n, term: progress("search", d / max(1, n), f"searched {term!r}"), budget=budget,
     )
-    tracks, assignments, fetched = fetch_tracks(objects, assignments, source, settings=settings, progress=progress)
+    tracks, assignments, fetched = fetch_tracks(objects, assignments, source, settings=settings, progress=progress,
+                                                budget=budget)
     errors = [a.error for a in assignments if a.error is not None]
     if errors and tracks.n_tracks == 0:
         raise errors[0]  # the source failed outright (key refused, unreachable ...): not a silent, empty render

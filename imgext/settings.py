@@ -1,16 +1,22 @@
 """Settings shared by every part of Image Extender, read from the environment.
 
-=========================  ==========================================================
-Variable                   Meaning
-=========================  ==========================================================
-``IMGEXT_YOLO_WEIGHTS``    Detector weights (``.pt`` or ``.onnx``). Unset: Ultralytics'
-                           default nano model, downloaded on first use.
-``FREESOUND_API_KEY``      Freesound API key (the app also reads Streamlit secrets).
-``IMGEXT_FREESOUND_URL``   Freesound API root, default ``https://freesound.org/apiv2``.
-``IMGEXT_CACHE_DIR``       Disk cache folder, default ``$XDG_CACHE_HOME/imgext``.
-``IMGEXT_CACHE_SIZE_MB``   Disk cache size bound in MB, default 1024.
-``IMGEXT_DATA_DIR``        Data folder (filter presets), default ``$XDG_DATA_HOME/imgext``.
-=========================  ==========================================================
+=============================  ==========================================================
+Variable                       Meaning
+=============================  ==========================================================
+``IMGEXT_YOLO_WEIGHTS``        Detector weights (``.pt`` or ``.onnx``). Unset: Ultralytics'
+                               default nano model, downloaded on first use.
+``FREESOUND_API_KEY``          Freesound API key (the app also reads Streamlit secrets).
+``IMGEXT_FREESOUND_URL``       Freesound API root, default ``https://freesound.org/apiv2``.
+``IMGEXT_CACHE_DIR``           Disk cache folder, default ``$XDG_CACHE_HOME/imgext``.
+``IMGEXT_CACHE_SIZE_MB``       Disk cache size bound in MB, default 1024.
+``IMGEXT_DATA_DIR``            Data folder (filter presets), default ``$XDG_DATA_HOME/imgext``.
+``IMGEXT_SEARCH_DEADLINE_S``   Total time one Freesound search request may take (connect
+                               to last byte), in seconds, default 20.
+``IMGEXT_PREVIEW_DEADLINE_S``  Total time one preview download may take, default 60.
+``IMGEXT_RENDER_BUDGET_S``     Time a render (or "Find sounds") may take; searches and
+                               downloads stop in time for it to finish with what it has,
+                               default 90.
+=============================  ==========================================================
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ __all__ = ["Settings", "load_settings", "DEFAULT_FREESOUND_URL"]
 
 DEFAULT_FREESOUND_URL = "https://freesound.org/apiv2"
 DEFAULT_CACHE_SIZE_MB = 1024
+DEFAULT_SEARCH_DEADLINE_S = 20.0
+DEFAULT_PREVIEW_DEADLINE_S = 60.0
+DEFAULT_RENDER_BUDGET_S = 90.0
 
 
 def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
@@ -52,6 +61,13 @@ class Settings:
         Upper bound of the disk cache, in bytes.
     data_dir : pathlib.Path
         Folder for user data (filter presets).
+    search_deadline_s : float
+        Total time one Freesound search request may take (connect to last byte), in seconds.
+    preview_deadline_s : float
+        Total time one preview download may take, in seconds.
+    render_budget_s : float
+        Time a whole render may take, in seconds: searches and downloads stop in time for the
+        render to finish with what it has (a fallback sound, or no sound with the reason).
     """
 
     yolo_weights: str | None = None
@@ -60,6 +76,9 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: _xdg(os.environ, "XDG_CACHE_HOME", ".cache"))
     cache_size_bytes: int = DEFAULT_CACHE_SIZE_MB * 1024 * 1024
     data_dir: Path = field(default_factory=lambda: _xdg(os.environ, "XDG_DATA_HOME", ".local/share"))
+    search_deadline_s: float = DEFAULT_SEARCH_DEADLINE_S
+    preview_deadline_s: float = DEFAULT_PREVIEW_DEADLINE_S
+    render_budget_s: float = DEFAULT_RENDER_BUDGET_S
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -73,7 +92,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     Raises
     ------
     ParameterError
-        If ``IMGEXT_CACHE_SIZE_MB`` is not a positive number.
+        If ``IMGEXT_CACHE_SIZE_MB`` or a deadline/budget is not a positive number.
     """
     env = os.environ if env is None else env
     size_text = env.get("IMGEXT_CACHE_SIZE_MB", "").strip()
@@ -94,4 +113,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cache_dir=Path(cache_dir).expanduser() if cache_dir else _xdg(env, "XDG_CACHE_HOME", ".cache"),
         cache_size_bytes=int(size_mb * 1024 * 1024),
         data_dir=Path(data_dir).expanduser() if data_dir else _xdg(env, "XDG_DATA_HOME", ".local/share"),
+        search_deadline_s=_seconds(env, "IMGEXT_SEARCH_DEADLINE_S", DEFAULT_SEARCH_DEADLINE_S),
+        preview_deadline_s=_seconds(env, "IMGEXT_PREVIEW_DEADLINE_S", DEFAULT_PREVIEW_DEADLINE_S),
+        render_budget_s=_seconds(env, "IMGEXT_RENDER_BUDGET_S", DEFAULT_RENDER_BUDGET_S),
     )
+
+
+def _seconds(env: Mapping[str, str], var: str, default: float) -> float:
+    """A positive, finite number of seconds from ``env[var]`` (default when unset or empty)."""
+    text = (env.get(var) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ParameterError(f"{var}={text!r} must be a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ParameterError(f"{var}={text!r} must be a positive number of seconds")
+    return value

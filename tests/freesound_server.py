@@ -27,7 +27,10 @@ like the real API where the client can tell (see ``shared/design/freesound.md``)
 * Errors as ``{"detail": ...}``: 400, 401 (``Authorization: Token KEY`` header or
   ``?token=KEY``), 404 (also for a page past the end), 405, 429 (no Retry-After).
 
-Faults are switched on at run time through :class:`Faults`. Run standalone with
+Faults are switched on at run time through :class:`Faults`, among them hostile transfers for search
+answers and previews (``api_hostile``/``preview_hostile``): ``drip`` (headers at once, then the body one
+byte per ``hostile_interval_s``), ``slow_headers`` (the header block one byte at a time), ``endless``
+(the real body repeated forever, no length) and ``gzip_bomb`` (1 MB on the wire, 1 GiB decoded). Run standalone with
 ``python tests/freesound_server.py --port 8765`` (or ``python -m tests.freesound_server``).
 """
 
@@ -576,6 +579,10 @@ class Faults:
     delay_s: float = 0.0              # every request sleeps this long first
     null_every: int = 0               # every Nth result in a page is null
     down: bool = False                # every connection is closed at once, nothing read or answered
+    # hostile transfers, one of HOSTILE_MODES ("" = off): drip | slow_headers | endless | gzip_bomb
+    api_hostile: str = ""             # how search answers are sent
+    preview_hostile: str = ""         # how previews are sent
+    hostile_interval_s: float = 1.0   # seconds between two bytes for drip and slow_headers
 
 
 @dataclass
@@ -718,6 +725,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = faults.error_status
             return self._error(status, "Server error" if status == 500 else "Service temporarily unavailable")
         if self.record.kind == "search":
+            if faults.api_hostile:
+                return self._hostile(faults.api_hostile, b" ", self._search_body(path), "application/json")
             return self._search(path)
         if self.record.kind == "similar":
             return self._search(path, similar_to=re.fullmatch(r"/apiv2/sounds/(\d+)/similar/", path).group(1))
@@ -833,6 +842,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.record.note = "corrupt"
             return self._send(200, CORRUPT_BODY, ctype)
         body = _encoded(self.fs.sounds_dir / f"{animal}.mp3", first, last, fmt)
+        if self.fs.faults.preview_hostile:
+            return self._hostile(self.fs.faults.preview_hostile, b"\x00", body, ctype)
         if self.command != "HEAD" and self.fs._take("truncate_previews"):
             self.record.note, self.record.status = "truncated", 200
             self.send_response(200)
@@ -844,6 +855,85 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(200, body, ctype, {"Cache-Control": "max-age=31536000"})
+
+
+    # -- hostile transfers (a server that drips, stalls, never ends or explodes when decoded)
+    def _search_body(self, path: str) -> bytes:
+        """What :meth:`_search` would send, as bytes (an error's JSON when it would fail)."""
+        sent = {}
+
+        def capture(status, body, ctype, headers=None):
+            sent.update(status=status, body=body)
+
+        self._send = capture  # instance attribute shadows the method for this one call
+        try:
+            self._search(path)
+        finally:
+            del self._send
+        return sent.get("body", b"{}")
+
+    def _hostile(self, mode: str, fill: bytes, body: bytes, ctype: str):
+        """Send ``body`` the hostile way ``mode`` says; returns when done or when the client hung up."""
+        if mode not in HOSTILE_MODES:
+            raise ValueError(f"unknown hostile mode {mode!r}; use one of {HOSTILE_MODES}")
+        self.record.status, self.record.note = 200, mode
+        interval = self.fs.faults.hostile_interval_s
+        self.close_connection = True
+        head = (f"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: {ctype}\r\n"
+                f"Cache-Control: max-age=31536000\r\n")
+        try:
+            if mode == "gzip_bomb":
+                bomb = _gzip_bomb(fill)
+                self.wfile.write((head + f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n").encode())
+                self.wfile.write(bomb)
+            elif mode == "endless":  # no length, never ends: the real body over and over
+                self.wfile.write((head + "Connection: close\r\n\r\n").encode())
+                while not self.fs._stopping.is_set():
+                    self.wfile.write(body)
+            else:
+                raw = (head + f"Content-Length: {len(body)}\r\n\r\n").encode()
+                dripped = raw if mode == "slow_headers" else b""
+                self.wfile.write(raw[len(dripped):] if mode == "drip" else b"")
+                self.wfile.flush()
+                for i in range(len(dripped)):  # slow_headers: the header block one byte at a time
+                    if self.fs._stopping.wait(interval):
+                        return
+                    self.wfile.write(dripped[i:i + 1])
+                    self.wfile.flush()
+                if mode == "slow_headers":
+                    self.wfile.write(body)
+                    return
+                for i in range(len(body)):  # drip: the body one byte at a time
+                    if self.fs._stopping.wait(interval):
+                        return
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return  # the client gave up, as it should
+
+
+HOSTILE_MODES = ("drip", "slow_headers", "endless", "gzip_bomb")
+GZIP_BOMB_DECODED = 1 << 30
+"""Bytes a gzip bomb decodes to (1 GiB of one repeated byte, about 1 MB on the wire)."""
+_BOMBS: dict[bytes, bytes] = {}
+
+
+def _gzip_bomb(fill: bytes) -> bytes:
+    """A valid gzip member decoding to :data:`GZIP_BOMB_DECODED` bytes of ``fill`` (built once, ~1 s)."""
+    with _AUDIO_LOCK:
+        if fill not in _BOMBS:
+            block = fill * (1 << 20)
+            comp = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+            first = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+            repeat = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)  # same state after a full flush
+            n = GZIP_BOMB_DECODED // len(block)
+            crc = 0
+            for _ in range(n):
+                crc = zlib.crc32(block, crc)
+            header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+            trailer = struct.pack("<II", crc & 0xFFFFFFFF, GZIP_BOMB_DECODED & 0xFFFFFFFF)
+            _BOMBS[fill] = header + first + repeat * (n - 1) + comp.flush(zlib.Z_FINISH) + trailer
+        return _BOMBS[fill]
 
 
 # --------------------------------------------------------------------------- server
@@ -887,6 +977,7 @@ class FreesoundServer:
         self._n = 0
         self._connections: set = set()
         self._png = _tiny_png()
+        self._stopping = threading.Event()  # ends hostile transfers at stop()
         self._httpd = None
         self._thread = None
 
@@ -901,6 +992,7 @@ class FreesoundServer:
         return self.origin + "/apiv2"
 
     def start(self) -> FreesoundServer:
+        self._stopping.clear()
         handler = type("Handler", (_Handler,), {"fs": self})
         self._httpd = _HTTPServer((self.host, self.port), handler)
         self.port = self._httpd.server_address[1]
@@ -912,6 +1004,7 @@ class FreesoundServer:
     def stop(self):
         if self._httpd is None:
             return
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         for conn in list(self._connections):  # keep-alive sockets must not outlive the server

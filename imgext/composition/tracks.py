@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -15,11 +16,21 @@ import numpy as np
 
 from imgext.audio.io import prepare_source
 from imgext.audio.loudness import level_track
-from imgext.errors import AudioError, AuthError, ImgExtError, ParameterError, RateLimitedError, SourceUnavailableError
+from imgext.budget import Budget, current_budget
+from imgext.errors import (
+    AudioError,
+    AuthError,
+    CancelledError,
+    ImgExtError,
+    ParameterError,
+    RateLimitedError,
+    SourceTimeoutError,
+    SourceUnavailableError,
+)
 from imgext.options import MixSettings
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.memo import MemoryCache, content_key, frozen
-from imgext.sounds.selection import Assignment, reroll
+from imgext.sounds.selection import Assignment, rank_candidates, reroll
 from imgext.vision.placement import SceneObject, object_gain_db
 
 __all__ = [
@@ -228,6 +239,15 @@ def retune_tracks(tracks: Tracks, objects: Sequence[SceneObject]) -> Tracks:
     return replace(tracks, pans=pans, importance=importance, volume_db=volume, **depth)
 
 
+def _fetch_in_scope(budget: Budget, assignment: Assignment, source: SoundSource, settings: MixSettings) -> Fetched:
+    with budget.scope():
+        return fetch_sound(assignment, source, settings=settings)
+
+
+_GRACE_S = 2.0
+"""How long past the budget's end the downloads still running are waited for (they end themselves at it)."""
+
+
 def fetch_tracks(
     objects: Sequence[SceneObject],
     assignments: Sequence[Assignment],
@@ -237,13 +257,33 @@ def fetch_tracks(
     progress: Progress = _no_progress,
     max_workers: int = 4,
     max_attempts: int = 3,
+    budget: Budget | None = None,
+    tick_s: float = 0.5,
 ) -> tuple[Tracks, list[Assignment], dict[int, Fetched]]:
     """Fetch, decode and fit every assigned sound, several at once; a sound that fails is replaced.
 
     An unusable sound (corrupt, empty, gone) is replaced by the next unused
     candidate of its term, up to ``max_attempts`` times; when the source
     itself fails (unreachable, key refused, rate-limited) the object gets no
-    sound and the reason says why.
+    sound and the reason says why.  When it stalls (a download past its
+    deadline, or ``budget`` spent), a source that offers ``stand_in`` (a
+    :class:`~imgext.sounds.sources.FallbackSource`) gives the object its
+    fallback sound instead, with a note.
+
+    Parameters
+    ----------
+    budget : Budget, optional
+        Bounds the downloads (made current in every worker): at its end the
+        render goes on with what it has; cancelling it stops the fetch at once.
+        Default: :func:`~imgext.budget.current_budget`, else none.
+    tick_s : float
+        Interval of the progress reports while downloads run, in seconds
+        (``progress`` then says how many bytes have arrived).
+
+    Raises
+    ------
+    CancelledError
+        When ``budget`` is cancelled.
 
     Returns
     -------
@@ -254,43 +294,100 @@ def fetch_tracks(
     fetched : dict
         Object index -> :class:`Fetched` (the source bytes, for the export).
     """
+    budget = budget or current_budget() or Budget()
     assignments = list(assignments)
     fetched: dict[int, Fetched] = {}
     failed: set[str] = set()
     notes: list[str] = []
     pending = [a for a in assignments if a.candidate is not None]
     total = max(1, len(pending))
-    done = 0
-    for attempt in range(max_attempts):
-        if not pending:
-            break
-        retry: list[Assignment] = []
-        # A source may bound its own concurrency: the synthesiser is CPU-bound, so more threads than cores
-        # only add memory (each holds a scene-length float64 working set), while downloads gain from more.
-        workers = max(1, min(max_workers, int(getattr(source, "max_concurrency", max_workers) or max_workers)))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(fetch_sound, a, source, settings=settings): a for a in pending}
-            for fut in concurrent.futures.as_completed(futures):
-                a = futures[fut]
-                try:
-                    fetched[a.object_index] = fut.result()
-                except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
-                    # Another candidate from the same source would fail the same way.
-                    assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}", error=exc)
-                    continue
-                except ImgExtError as exc:
-                    failed.add(a.candidate.id)
-                    notes.append(f"{a.candidate.name!r} for {a.query!r} was unusable ({exc}); trying another")
-                    assignments = reroll(assignments, a.object_index, exclude=failed)
-                    replacement = assignments[a.object_index]
-                    if replacement.candidate is not None and replacement.candidate.id not in failed and attempt + 1 < max_attempts:
-                        retry.append(replacement)
-                    else:
-                        assignments[a.object_index] = replace(
-                            replacement, choice=None, reason=f"no usable sound for {a.query!r}: {exc}"
-                        )
-                    continue
-                done += 1
-                progress("sounds", min(1.0, done / total), f"fetched {a.candidate.name}")
-        pending = retry
+    finished = 0
+    # A source may bound its own concurrency: the synthesiser is CPU-bound, so more threads than cores
+    # only add memory (each holds a scene-length float64 working set), while downloads gain from more.
+    workers = max(1, min(max_workers, int(getattr(source, "max_concurrency", max_workers) or max_workers)))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgext-fetch")
+    try:
+        for attempt in range(max_attempts):
+            if not pending:
+                break
+            retry: list[Assignment] = []
+            futures = {pool.submit(_fetch_in_scope, budget, a, source, settings): a for a in pending}
+            waiting = set(futures)
+            while waiting:
+                done_now, waiting = concurrent.futures.wait(waiting, timeout=tick_s,
+                                                            return_when=concurrent.futures.FIRST_COMPLETED)
+                for fut in done_now:
+                    a = futures[fut]
+                    try:
+                        fetched[a.object_index] = fut.result()
+                    except CancelledError:
+                        raise
+                    except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
+                        # Another candidate from the same source would fail the same way.
+                        assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}", error=exc)
+                        finished += 1
+                        continue
+                    except ImgExtError as exc:
+                        failed.add(a.candidate.id)
+                        notes.append(f"{a.candidate.name!r} for {a.query!r} was unusable ({exc}); trying another")
+                        assignments = reroll(assignments, a.object_index, exclude=failed)
+                        replacement = assignments[a.object_index]
+                        if replacement.candidate is not None and replacement.candidate.id not in failed and attempt + 1 < max_attempts:
+                            retry.append(replacement)
+                        else:
+                            assignments[a.object_index] = replace(
+                                replacement, choice=None, reason=f"no usable sound for {a.query!r}: {exc}"
+                            )
+                            finished += 1
+                        continue
+                    finished += 1
+                    progress("sounds", min(1.0, finished / total), f"fetched {a.candidate.name}")
+                if not waiting:
+                    break
+                if budget.cancelled:
+                    budget.check("downloading sounds")
+                if time.monotonic() > budget.deadline + _GRACE_S:  # a source that ignores the budget
+                    for fut in waiting:
+                        a = futures[fut]
+                        exc = SourceTimeoutError(f"{budget.what} ran out while downloading {a.candidate.name!r}")
+                        assignments[a.object_index] = replace(a, choice=None, reason=f"no sound for {a.query!r}: {exc}",
+                                                              error=exc)
+                    retry = []
+                    break
+                received, partial, _ = budget.transfers()
+                progress("sounds", min(1.0, (finished + partial) / total),
+                         f"downloading {len(waiting)} of {total} sounds, {_size(received)} received")
+            pending = retry
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    _stand_ins(objects, assignments, fetched, source, settings=settings, notes=notes)
     return assemble_tracks(objects, fetched, settings=settings, notes=notes), assignments, fetched
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _stand_ins(objects: Sequence[SceneObject], assignments: list[Assignment], fetched: dict[int, Fetched],
+               source: SoundSource, *, settings: MixSettings, notes: list[str]) -> None:
+    """Objects whose sound stalled get the fallback's sound, when the source has one (in place)."""
+    stand_in = getattr(source, "stand_in", None)
+    if stand_in is None:
+        return
+    for i, a in enumerate(assignments):
+        if a.candidate is not None or not isinstance(a.error, SourceTimeoutError) or i >= len(objects):
+            continue
+        obj = objects[i]
+        try:
+            role = getattr(getattr(obj, "role", None), "value", getattr(obj, "role", None))
+            ranked = rank_candidates(stand_in(a.query, n=1, synth_kind=obj.synth, role=role), a.query, label=obj.label,
+                                     synonyms=obj.synonyms, role=role, duration_s=settings.duration_s)
+            if not ranked:
+                continue
+            new = replace(a, choice=ranked[0], reason=f"{ranked[0].reason}; a stand-in: {a.reason}", ranked=tuple(ranked),
+                          error=None)
+            fetched[i] = fetch_sound(new, source, settings=settings)
+        except ImgExtError:
+            continue
+        assignments[i] = new
+        notes.append(f"{a.query!r} got a stand-in sound ({ranked[0].candidate.name}) because {a.reason}")

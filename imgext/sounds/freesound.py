@@ -17,19 +17,40 @@ the API root's host and never appears in messages.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import contextvars
+import heapq
+import http.client
+import itertools
 import json
 import math
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from urllib.parse import urlsplit
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
 
 from imgext.audio.io import DEFAULT_SAMPLE_RATE, decode
-from imgext.errors import AudioError, AuthError, ParameterError, RateLimitedError, SourceError, SourceUnavailableError
+from imgext.budget import Budget, current_budget
+from imgext.errors import (
+    AudioError,
+    AuthError,
+    ParameterError,
+    RateLimitedError,
+    SourceError,
+    SourceTimeoutError,
+    SourceUnavailableError,
+)
 from imgext.sounds.base import Candidate, words_of
 from imgext.sounds.cache import DiskCache, cache_key
 from imgext.sounds.filters import PresetStore, SearchFilter, role_filters
@@ -64,10 +85,19 @@ DESCRIPTOR_FIELDS = ("category", "subcategory", "category_code", "single_event",
 """Record fields copied into :attr:`Candidate.extra` (and so into scene.json)."""
 
 DEFAULT_TIMEOUT = (3.05, 20.0)
-"""(connect, read) timeout in seconds for every request."""
+"""(connect, read) timeout in seconds: how long a connection may take and how long the server may stay silent."""
+
+DEFAULT_SEARCH_DEADLINE_S = 20.0
+"""Total time one search request may take (connect to last byte), in seconds."""
+
+DEFAULT_PREVIEW_DEADLINE_S = 60.0
+"""Total time one preview download may take (connect to last byte), in seconds."""
 
 MAX_PREVIEW_BYTES = 40 * 1024 * 1024
-"""Largest preview accepted (HQ MP3 previews are ~1 MB per minute)."""
+"""Largest preview accepted, decoded (HQ MP3 previews are ~1 MB per minute)."""
+
+MAX_JSON_BYTES = 4 * 1024 * 1024
+"""Largest API answer accepted, decoded (a page of 150 full records is ~0.5 MB)."""
 
 _LICENSE_PATTERNS = [
     (re.compile(r"publicdomain/zero/(\d\.\d)"), "CC0 {v}", True),
@@ -113,8 +143,222 @@ def license_info(value: str | None) -> tuple[str, bool]:
 _RATE = re.compile(r"\((\d+)\s*/\s*(minute|min|hour|day)\)", re.I)
 
 
+# --------------------------------------------------------------------------- deadlines that bound everything
+#
+# requests' read timeout restarts with every byte, so a server that drips its headers or body is never
+# timed out.  Every attempt therefore runs under a _Guard with an absolute deadline: a watchdog thread
+# shuts the attempt's socket when the deadline (or the task's Budget) passes or the Budget is cancelled,
+# which wakes a read blocked anywhere (status line, headers, body).  The connection classes below tell
+# the guard of the current thread which connection it must watch.
+
+
+class _Watchdog:
+    """One daemon thread calling callbacks at monotonic times (cancellable)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[list] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, when: float, fn: Callable[[], None]) -> list:
+        entry = [when, next(self._seq), fn]
+        with self._cv:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="imgext-net-watchdog", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return entry
+
+    @staticmethod
+    def cancel(entry: list) -> None:
+        entry[2] = None  # removed lazily
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap or self._heap[0][2] is None:
+                    if self._heap:
+                        heapq.heappop(self._heap)
+                    else:
+                        self._cv.wait()
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cv.wait(wait)
+                    continue
+                fn = heapq.heappop(self._heap)[2]
+            if fn is not None:
+                with contextlib.suppress(Exception):
+                    fn()
+
+
+_WATCHDOG = _Watchdog()
+_TLS = threading.local()
+
+
+class _Guard:
+    """The connections of one attempt, shut when it must end (deadline, budget or cancel)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conns: list = []
+        self.fired: str | None = None  # "deadline" | "budget" | "cancel"
+        self._done = False
+
+    def attach(self, conn) -> None:
+        with self._lock:
+            self._conns.append(conn)
+
+    def fire(self, why: str) -> None:
+        with self._lock:
+            if self._done or self.fired:
+                return
+            self.fired = why
+            conns = list(self._conns)
+        for conn in conns:
+            _shut(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._done = True
+
+
+def _shut(conn) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedMixin:
+    """Registers the connection with the current thread's guard; shuts it if the guard already fired."""
+
+    def request(self, *args, **kwargs):
+        guard = getattr(_TLS, "guard", None)
+        if guard is not None:
+            guard.attach(self)
+        return super().request(*args, **kwargs)
+
+    def getresponse(self, *args, **kwargs):
+        guard = getattr(_TLS, "guard", None)
+        if guard is not None and guard.fired:
+            _shut(self)  # fired while connecting, before the socket existed
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_WatchedMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections a :class:`_Guard` can shut."""
+
+    _POOLS: ClassVar[dict] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(self._POOLS)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = dict(self._POOLS)
+        return manager
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A whole response: status, headers and the (decoded, size-capped) body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class _Failed(Exception):
+    """An attempt that failed in transit (retried): the final error to raise is ``error``."""
+
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _read_body(resp: requests.Response, *, max_bytes: int, guard: _Guard, budget: Budget | None, key: object,
+               what: str) -> bytes | None:
+    """The body (None when the guard fired: a stall), decoded (gzip/deflate) with its DECODED size capped at ``max_bytes`` while it streams."""
+    encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+    elif encoding in ("", "identity"):
+        decoder = None
+    else:
+        raise SourceError(f"Freesound sent an unsupported Content-Encoding ({encoding[:20]!r}) while {what}")
+    length = resp.headers.get("Content-Length", "")
+    expected = int(length) if length.isdigit() else None
+    too_large = _Failed(SourceError(f"Freesound's answer was larger than {_mb(max_bytes)} while {what}"))
+    buf = bytearray()
+    received = 0
+    read = getattr(resp.raw, "read1", None) or resp.raw.read
+    while not guard.fired:
+        chunk = read(65536, decode_content=False)
+        if not chunk:
+            break
+        received += len(chunk)
+        if budget is not None:
+            budget.report(key, received, expected)
+        if decoder is None:
+            if received > max_bytes:
+                raise too_large
+            buf += chunk
+            continue
+        try:
+            data = chunk
+            while data and not decoder.eof:
+                buf += decoder.decompress(data, max_bytes + 1 - len(buf))  # never more than the cap at once
+                if len(buf) > max_bytes:
+                    raise too_large
+                data = decoder.unconsumed_tail
+        except zlib.error:
+            raise SourceError(f"Freesound sent a damaged {encoding} body while {what}") from None
+        if received > max_bytes:  # compressed bytes count too
+            raise too_large
+    if guard.fired:
+        return None  # the caller reports the stall
+    if expected is not None and received != expected:
+        raise _Failed(_Interrupted(f"the download was cut short while {what} ({received} of {expected} bytes)"))
+    if decoder is not None and not decoder.eof:
+        raise _Failed(_Interrupted(f"the download was cut short while {what} (incomplete {encoding} body)"))
+    return bytes(buf)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n // 1024} kB"
+
+
 class FreesoundClient:
     """A Freesound APIv2 client.
+
+    Every attempt has a total deadline (connect to last byte: slow headers, a
+    dripping body and an endless one are all cut) and every body a size cap on
+    its decoded size (a gzip bomb is stopped at the cap); a stalled, oversized
+    or cut-short answer is a failed attempt, retried like a connection error.
+    A :class:`~imgext.budget.Budget` made current by the caller bounds all of
+    it: no attempt outlives it and cancelling it interrupts the attempts in
+    flight.
 
     Parameters
     ----------
@@ -123,9 +367,16 @@ class FreesoundClient:
     base_url : str
         API root, e.g. ``https://freesound.org/apiv2`` (``IMGEXT_FREESOUND_URL``).
     timeout : (float, float)
-        Connect and read timeouts in seconds.
+        Connect and read (silence between bytes) timeouts in seconds.
+    search_deadline_s : float
+        Total time one search request may take, in seconds (``IMGEXT_SEARCH_DEADLINE_S``).
+    preview_deadline_s : float
+        Total time one preview download may take, in seconds (``IMGEXT_PREVIEW_DEADLINE_S``).
+    max_json_bytes, max_preview_bytes : int
+        Largest decoded body accepted from the API and for a preview, in bytes.
     max_retries : int
-        Retries after a connection error or 5xx, with exponential backoff.
+        Retries after a failed attempt (connection error, stall, oversized or
+        cut-short answer, 5xx), with exponential backoff.
     backoff_s : float
         First backoff in seconds (doubles each retry).
     minute_wait_s : float
@@ -142,6 +393,10 @@ class FreesoundClient:
         *,
         base_url: str = "https://freesound.org/apiv2",
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        search_deadline_s: float = DEFAULT_SEARCH_DEADLINE_S,
+        preview_deadline_s: float = DEFAULT_PREVIEW_DEADLINE_S,
+        max_json_bytes: int = MAX_JSON_BYTES,
+        max_preview_bytes: int = MAX_PREVIEW_BYTES,
         max_retries: int = 3,
         backoff_s: float = 0.5,
         minute_wait_s: float = 15.0,
@@ -153,11 +408,19 @@ class FreesoundClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ParameterError(f"IMGEXT_FREESOUND_URL={base_url!r} is not an http(s) URL")
+        for name, value in (("search_deadline_s", search_deadline_s), ("preview_deadline_s", preview_deadline_s),
+                            ("max_json_bytes", max_json_bytes), ("max_preview_bytes", max_preview_bytes)):
+            if not value > 0:
+                raise ParameterError(f"{name}={value!r} must be positive")
         self._key = str(api_key).strip()
         self.base_url = base_url.rstrip("/")
         self._api_origin = (parts.scheme, parts.netloc)
         self._api_path = parts.path.rstrip("/") + "/"
         self.timeout = timeout
+        self.search_deadline_s = float(search_deadline_s)
+        self.preview_deadline_s = float(preview_deadline_s)
+        self.max_json_bytes = int(max_json_bytes)
+        self.max_preview_bytes = int(max_preview_bytes)
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
         self.minute_wait_s = float(minute_wait_s)
@@ -176,6 +439,10 @@ class FreesoundClient:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = "ImageExtender/0.1 (+https://freesound.org/docs/api/)"
+            session.headers["Accept-Encoding"] = "gzip, deflate"  # the encodings _read_body decodes (and caps)
+            adapter = _WatchedAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             self._local.session = session
         return session
 
@@ -183,31 +450,107 @@ class FreesoundClient:
         parts = urlsplit(url)
         return (parts.scheme, parts.netloc) == self._api_origin and (parts.path.rstrip("/") + "/").startswith(self._api_path)
 
-    def _get(self, url: str, *, params: dict | None = None, stream: bool = False, what: str) -> requests.Response:
+    def _pause(self, seconds: float) -> None:
+        budget = current_budget()
+        if budget is None:
+            self._sleep(seconds)
+        else:
+            budget.sleep(seconds)
+            budget.check()
+
+    def _attempt(self, url: str, *, params: dict | None, deadline_s: float, max_bytes: int, what: str) -> _Reply:
+        """One attempt under a guard: connect, follow redirects, read the whole (capped) body."""
+        budget = current_budget()
+        if budget is not None:
+            budget.check(what)
+        limit = time.monotonic() + deadline_s
+        by_budget = budget is not None and budget.deadline < limit
+        guard = _Guard()
+        timer = _WATCHDOG.schedule(min(limit, budget.deadline) if by_budget else limit,
+                                   lambda: guard.fire("budget" if by_budget else "deadline"))
+        handle = budget.on_cancel(lambda: guard.fire("cancel")) if budget is not None else 0
+        previous, _TLS.guard = getattr(_TLS, "guard", None), guard
+        key = object()
+        resp = None
+        read_timeout = min(float(self.timeout[1]), deadline_s) if isinstance(self.timeout, tuple) else self.timeout
+        timeout = (self.timeout[0], read_timeout) if isinstance(self.timeout, tuple) else self.timeout
+        try:
+            try:
+                for _hop in range(6):
+                    headers = {"Authorization": f"Token {self._key}"} if self._is_api(url) else {}
+                    resp = self._session().get(url, params=params, headers=headers, timeout=timeout, stream=True,
+                                               allow_redirects=False)
+                    location = resp.headers.get("Location") if resp.status_code in (301, 302, 303, 307, 308) else None
+                    if not location:
+                        break
+                    resp.close()  # a redirect's body is never read
+                    url, params = urljoin(resp.url, location), None
+                    if urlsplit(url).scheme not in ("http", "https"):
+                        raise SourceError(f"Freesound redirected to a non-http URL while {what}")
+                else:
+                    raise SourceError(f"Freesound redirected too often while {what}")
+                try:
+                    cap = max_bytes if resp.status_code < 400 else 65536
+                    body = _read_body(resp, max_bytes=cap, guard=guard, budget=budget, key=key, what=what)
+                finally:
+                    resp.close()
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+                if guard.fired:
+                    body = None
+                elif isinstance(exc, requests.Timeout):
+                    raise _Failed(SourceTimeoutError(f"Freesound timed out while {what}")) from None
+                elif isinstance(exc, (requests.ConnectionError, urllib3.exceptions.HTTPError, OSError,
+                                      http.client.HTTPException, requests.exceptions.ChunkedEncodingError)):
+                    if resp is not None:
+                        raise _Failed(_Interrupted(
+                            f"the download was interrupted while {what} ({type(exc).__name__})")) from None
+                    raise _Failed(_Interrupted(f"Freesound could not be reached while {what}")) from None
+                else:
+                    raise SourceError(f"Freesound request failed while {what}: {type(exc).__name__}") from None
+            if body is None:
+                if guard.fired == "cancel" and budget is not None:
+                    budget.check(what)
+                if guard.fired == "budget" and budget is not None:
+                    raise SourceTimeoutError(f"{budget.what} ran out while {what}")
+                raise _Failed(SourceTimeoutError(
+                    f"Freesound stalled while {what}: no complete answer within {deadline_s:g} s"))
+            return _Reply(resp.status_code, resp.headers, body, resp.url)
+        finally:
+            _TLS.guard = previous
+            guard.close()
+            _WATCHDOG.cancel(timer)
+            if budget is not None:
+                budget.forget(handle)
+                budget.finished(key)
+
+    def _get(self, url: str, *, params: dict | None = None, what: str, deadline_s: float, max_bytes: int) -> _Reply:
         """One GET with retries; maps statuses to our exceptions."""
         if self.daily_limit_hit and self._is_api(url):
             raise RateLimitedError("Freesound's daily request limit was reached; using cached results only", period="day")
-        headers = {"Authorization": f"Token {self._key}"} if self._is_api(url) else {}
         attempt, waited = 0, 0.0
+        last: _Failed | None = None
         while True:
+            with self._count_lock:
+                self.request_count += 1
             try:
-                with self._count_lock:
-                    self.request_count += 1
-                resp = self._session().get(url, params=params, headers=headers, timeout=self.timeout, stream=stream)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt < self.max_retries:
-                    self._sleep(self.backoff_s * 2**attempt)
-                    attempt += 1
-                    continue
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
-                raise SourceUnavailableError(f"Freesound {kind} while {what} (after {attempt + 1} attempts)") from None
-            except requests.RequestException as exc:
-                raise SourceError(f"Freesound request failed while {what}: {type(exc).__name__}") from None
-            status = resp.status_code
+                try:
+                    reply = self._attempt(url, params=params, deadline_s=deadline_s, max_bytes=max_bytes, what=what)
+                except _Failed as failed:
+                    last = failed
+                    if attempt < self.max_retries:
+                        self._pause(self.backoff_s * 2**attempt)
+                        attempt += 1
+                        continue
+                    error = failed.error
+                    raise type(error)(f"{error} (after {attempt + 1} attempts)") from None
+            except SourceTimeoutError as exc:  # the budget ran out: say what went wrong before
+                if last is None or isinstance(exc, type(last.error)) and str(exc).startswith(str(last.error)):
+                    raise
+                raise SourceTimeoutError(f"{exc}; before that: {last.error}") from None
+            status = reply.status
             if status < 400:
-                return resp
-            detail = _detail(resp)
-            resp.close()
+                return reply
+            detail = _detail(reply.body)
             if status == 401:
                 raise AuthError(f"the Freesound API key was refused (HTTP 401: {detail or 'Invalid token'})")
             if status == 429:
@@ -220,7 +563,7 @@ class FreesoundClient:
                         period="day",
                     )
                 if waited + self.minute_wait_s <= self.rate_wait_budget_s:
-                    self._sleep(self.minute_wait_s)
+                    self._pause(self.minute_wait_s)
                     waited += self.minute_wait_s
                     continue
                 raise RateLimitedError(
@@ -228,7 +571,7 @@ class FreesoundClient:
                     period=period or "minute",
                 )
             if status >= 500 and attempt < self.max_retries:
-                self._sleep(self.backoff_s * 2**attempt)
+                self._pause(self.backoff_s * 2**attempt)
                 attempt += 1
                 continue
             if status >= 500:
@@ -250,6 +593,7 @@ class FreesoundClient:
         """Search sounds; follows ``next`` until ``max_results`` are collected.
 
         ``null`` results are skipped; a page past the end (404) ends pagination.
+        Each page is one request with its own deadline (``search_deadline_s``).
 
         Returns
         -------
@@ -310,60 +654,41 @@ class FreesoundClient:
         pages = 0
         while url and len(results) < max_results and pages < 20:
             try:
-                resp = self._get(url, params=params, what=what)
+                reply = self._get(url, params=params, what=what, deadline_s=self.search_deadline_s,
+                                  max_bytes=self.max_json_bytes)
             except _NotFound:
                 break  # past the last page
             try:
-                body = resp.json()
+                body = json.loads(reply.body)
             except ValueError:
                 raise SourceError(f"Freesound sent an unreadable response while {what}") from None
             if not isinstance(body, dict) or not isinstance(body.get("results", []), list):
                 raise SourceError(f"Freesound sent an unexpected response while {what}")
             results += [r for r in body.get("results", []) if isinstance(r, dict) and "id" in r]
             url = body.get("next")
-            if url and not self._is_api(url):
+            if url and (not isinstance(url, str) or not self._is_api(url)):
                 break  # never follow (or send our key to) a foreign host
             params = None  # `next` carries every parameter
             pages += 1
         return results[:max_results]
 
-    def download(self, url: str, *, max_bytes: int = MAX_PREVIEW_BYTES, what: str = "downloading a preview") -> bytes:
-        """Download a file completely or raise; a short read is retried, never returned as a result."""
+    def download(self, url: str, *, max_bytes: int | None = None, what: str = "downloading a preview") -> bytes:
+        """Download a file completely or raise; a short, stalled or oversized answer is retried, never returned.
+
+        The deadline per attempt is ``preview_deadline_s``; the size cap ``max_bytes``
+        (default ``max_preview_bytes``) applies to the decoded body.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise SourceError(f"refusing to download from a non-http URL while {what}")
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._download_once(url, max_bytes=max_bytes, what=what)
-            except _Interrupted:
-                if attempt >= self.max_retries:
-                    raise
-                self._sleep(self.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _download_once(self, url: str, *, max_bytes: int, what: str) -> bytes:
         try:
-            resp = self._get(url, stream=True, what=what)
+            reply = self._get(url, what=what, deadline_s=self.preview_deadline_s,
+                              max_bytes=self.max_preview_bytes if max_bytes is None else int(max_bytes))
         except _NotFound:
             raise SourceError(f"the preview is gone (HTTP 404) while {what}") from None
-        expected = resp.headers.get("Content-Length")
-        chunks, size = [], 0
-        try:
-            for chunk in resp.iter_content(chunk_size=65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise SourceError(f"preview larger than {max_bytes // 2**20} MB while {what}")
-                chunks.append(chunk)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Interrupted(f"the download was interrupted while {what} ({type(exc).__name__})") from None
-        finally:
-            resp.close()
-        data = b"".join(chunks)
-        if expected is not None and expected.isdigit() and int(expected) != len(data):
-            raise _Interrupted(f"the download was cut short while {what} ({len(data)} of {expected} bytes)")
-        if not data:
+        if not reply.body:
             raise SourceError(f"the preview was empty while {what}")
-        return data
+        return reply.body
 
 
 class _NotFound(SourceError):
@@ -374,12 +699,12 @@ class _Interrupted(SourceUnavailableError):
     pass
 
 
-def _detail(resp: requests.Response) -> str:
+def _detail(body: bytes) -> str:
     try:
-        body = resp.json()
+        parsed = json.loads(body)
     except ValueError:
         return ""
-    detail = body.get("detail") if isinstance(body, dict) else None
+    detail = parsed.get("detail") if isinstance(parsed, dict) else None
     return re.sub(r"\s+", " ", str(detail))[:300] if detail else ""
 
 
@@ -494,6 +819,8 @@ class FreesoundSource:
     def from_settings(cls, settings, *, preset: str | None = None, search_filter: SearchFilter | None = None,
                       cache: DiskCache | None = None, **client_kw) -> FreesoundSource:
         """Build from :class:`~imgext.settings.Settings` (key, API root, cache folder, presets folder)."""
+        client_kw.setdefault("search_deadline_s", settings.search_deadline_s)
+        client_kw.setdefault("preview_deadline_s", settings.preview_deadline_s)
         client = FreesoundClient(settings.freesound_api_key, base_url=settings.freesound_url, **client_kw)
         if preset:
             search_filter = PresetStore(settings.data_dir).load(preset)
@@ -652,7 +979,8 @@ class FreesoundSource:
         """Fetch several previews at once (bounded thread pool); errors are returned, not raised."""
         out: dict[str, bytes | Exception] = {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-            futures = {pool.submit(self.fetch, c): c for c in candidates}
+            # each worker sees the caller's current Budget (deadline, cancel)
+            futures = {pool.submit(contextvars.copy_context().run, self.fetch, c): c for c in candidates}
             for done, fut in enumerate(concurrent.futures.as_completed(futures), start=1):
                 cand = futures[fut]
                 try:

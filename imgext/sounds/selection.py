@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from imgext.errors import ImgExtError, ParameterError
+from imgext.budget import Budget
+from imgext.errors import CancelledError, ImgExtError, ParameterError
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.relevance import SHORTLIST_GAP, judge, near_duplicate, score_candidates
 from imgext.sounds.sources import search_with_role
@@ -177,6 +178,7 @@ def choose_sounds(
     duration_s: float = 30.0,
     rng: int | np.random.Generator | None = 0,
     progress: Callable[[int, int, str], None] | None = None,
+    budget: Budget | None = None,
 ) -> list[Assignment]:
     """Search each distinct term once and give every object a distinct sound.
 
@@ -193,6 +195,14 @@ def choose_sounds(
         Seed for the random pick among on-topic candidates.
     progress : callable(done, total, term), optional
         Called after each term's search.
+    budget : Budget, optional
+        Bounds the searches (made current while they run): once it has run
+        out, the remaining terms fail at once with the reason.
+
+    Raises
+    ------
+    CancelledError
+        When ``budget`` is cancelled.
 
     Returns
     -------
@@ -212,7 +222,13 @@ def choose_sounds(
         first = objects[members[0]]
         role = _role_of(first)
         try:
-            found = search_with_role(source, term, n=n_candidates, synth_kind=first.synth, role=role)
+            if budget is None:
+                found = search_with_role(source, term, n=n_candidates, synth_kind=first.synth, role=role)
+            else:
+                with budget.scope():
+                    found = search_with_role(source, term, n=n_candidates, synth_kind=first.synth, role=role)
+        except CancelledError:
+            raise
         except ImgExtError as exc:
             for i in members:
                 out[i] = Assignment(i, term, None, f"search for {term!r} failed: {exc}", error=exc)

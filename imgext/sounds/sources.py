@@ -16,7 +16,7 @@ implementations:
 from __future__ import annotations
 
 from imgext.audio.io import DEFAULT_SAMPLE_RATE
-from imgext.errors import ParameterError
+from imgext.errors import ParameterError, SourceTimeoutError
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.builtin import BuiltinSource
 from imgext.sounds.library import LocalLibrary
@@ -29,7 +29,10 @@ class FallbackSource:
     Typical use: ``freesound+builtin`` gives real recordings where Freesound
     has them and a synthetic sound (labelled as such) where it has none.
     Errors of the primary (key refused, rate limit, network) are not hidden
-    behind the fallback: they propagate, so the user learns about them.
+    behind the fallback: they propagate, so the user learns about them.  A
+    primary that *stalls* (a request past its deadline, the task's time budget
+    spent) is the exception: the term gets the secondary's sounds and a note
+    says why, so a render finishes with what it has instead of waiting.
     """
 
     def __init__(self, primary: SoundSource, secondary: SoundSource) -> None:
@@ -41,7 +44,11 @@ class FallbackSource:
         return f"{self.primary.describe()}, with {self.secondary.describe()} where it finds nothing"
 
     def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
-        found = search_with_role(self.primary, query, n=n, synth_kind=synth_kind, role=role)
+        try:
+            found = search_with_role(self.primary, query, n=n, synth_kind=synth_kind, role=role)
+        except SourceTimeoutError as exc:
+            self.notes.append(f"{self.primary.name} stalled for {query!r} ({exc}); using {self.secondary.name} sounds")
+            return search_with_role(self.secondary, query, n=n, synth_kind=synth_kind, role=role)
         if found:
             return found
         self.notes.append(f"{self.primary.name} found nothing for {query!r}; using {self.secondary.name} sounds")
@@ -53,6 +60,10 @@ class FallbackSource:
         if not hasattr(owner, "similar"):
             return []
         return owner.similar(candidate, n=n, query=query, role=role)
+
+    def stand_in(self, query: str, *, n: int = 1, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
+        """The secondary's candidates for ``query``: for an object whose primary sound stalled while downloading."""
+        return search_with_role(self.secondary, query, n=n, synth_kind=synth_kind, role=role)
 
     def _owner(self, candidate: Candidate) -> SoundSource:
         return self.secondary if candidate.source == self.secondary.name else self.primary
