@@ -22,6 +22,7 @@ Modules
 options      settings dataclasses: the one owner of every default, range and help text
 settings     environment settings shared by every part (API key, URLs, cache folder)
 errors       the exception hierarchy (root ``ImgExtError``)
+budget       ``Budget``: one deadline and cancel flag for every network wait of a task
 pipeline     the chain stage by stage: ``render_image``, ``render_files``, ``remix``
 cli          ``python -m imgext render|mix|remix|presets|labels``
 """

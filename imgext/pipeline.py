@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from imgext.audio.io import read_bounded
+from imgext.budget import Budget
 from imgext.composition.tracks import (
     Fetched,
     Progress,
@@ -36,7 +37,6 @@ from imgext.composition.tracks import (
     fit_source,
     retune_tracks,
 )
-from imgext.budget import Budget
 from imgext.errors import AudioError, NoSoundError, ParameterError
 from imgext.mix.mixer import Mixer, MixOutcome
 from imgext.options import MixSettings

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import streamlit as st
 
+from imgext.budget import Budget
 from imgext.composition.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
-from imgext.errors import ImgExtError
+from imgext.errors import CancelledError, ImgExtError
 from imgext.options import MixSettings
 from imgext.sounds.builtin import BuiltinSource
 from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
@@ -129,7 +131,9 @@ def make_source(s, kind: str, fallback: bool):
         if not key:
             return None
         cfg = app_settings()
-        primary = FreesoundSource(FreesoundClient(key, base_url=cfg.freesound_url), cache=shared_cache(),
+        client = FreesoundClient(key, base_url=cfg.freesound_url, search_deadline_s=cfg.search_deadline_s,
+                                 preview_deadline_s=cfg.preview_deadline_s)
+        primary = FreesoundSource(client, cache=shared_cache(),
                                   search_filter=s.filter_obj, preset_name=s.preset_name)
     elif kind == "local":
         primary = LocalLibrary(local_library())
@@ -143,23 +147,43 @@ def settings_of(s) -> MixSettings:
 
 
 def find_sounds(s, source) -> None:
+    """Search and download on a worker thread (imgext.budget.Budget.run); this thread redraws and can be cancelled.
+
+    The budget bounds the whole find; the Cancel button (any rerun, in fact) cancels it, which interrupts
+    the downloads in flight.  The previous sounds stay until a find completes.
+    """
     settings = settings_of(s)
+    cfg = app_settings()
+    budget = Budget(cfg.render_budget_s, what=f"the {cfg.render_budget_s:g} s allowed for finding sounds")
     with st.status("Finding sounds ...", expanded=True) as status:
         bar = st.progress(0.0, text="Searching")
+        st.button("Cancel", key="cancel_find", icon=":material/cancel:", on_click=_cancel_find, args=(budget,))
+        shown = {"fraction": 0.0, "text": "Searching"}  # written by the worker, drawn by this thread
+        t0 = time.monotonic()
+
+        def work():
+            assignments = choose_sounds(
+                s.objects, source, n_candidates=s.n_candidates, duration_s=s.duration_s, rng=s.seed, budget=budget,
+                progress=lambda d, n, term: shown.update(fraction=0.2 * d / max(n, 1), text=f"Searched {md(repr(term))} ({d}/{n})"),
+            )
+            return fetch_tracks(
+                s.objects, assignments, source, settings=settings, budget=budget,
+                progress=lambda stage, frac, msg: shown.update(fraction=0.2 + 0.8 * min(1.0, frac), text=md(msg, 120)),
+            )
+
+        def tick():
+            bar.progress(shown["fraction"], text=f"{shown['text']} · {time.monotonic() - t0:.0f} s")
+
         try:
-            s.assignments = choose_sounds(
-                s.objects, source, n_candidates=s.n_candidates, duration_s=s.duration_s, rng=s.seed,
-                progress=lambda d, n, term: bar.progress(d / max(n, 1), text=f"Searched {md(repr(term))} ({d}/{n})"),
-            )
-            bar.progress(0.0, text="Downloading")
-            tracks, s.assignments, s.fetched = fetch_tracks(
-                s.objects, s.assignments, source, settings=settings,
-                progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=md(msg, 120)),
-            )
+            tracks, assignments, fetched = budget.run(work, tick=tick)
+        except CancelledError:
+            status.update(label="Finding sounds was cancelled", state="error", expanded=False)
+            return
         except Exception as exc:  # noqa: BLE001
             status.update(label="Finding sounds failed", state="error")
             show_error(exc)
             return
+        s.assignments, s.fetched = assignments, fetched
         # the fetched tracks become views of the stacked array: one copy of the audio per session, not two
         s.fetched = {i: replace(f, track=tracks.audio[k]) for k, i in enumerate(tracks.object_indices)
                      for f in [s.fetched[i]]}
@@ -169,6 +193,16 @@ def find_sounds(s, source) -> None:
         missing = sum(1 for a, o in zip(s.assignments, s.objects) if a.candidate is None and not o.skipped)
         status.update(label=f"{tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
                       state="complete", expanded=False)
+
+
+def _bounded():
+    """A budget for one download outside "Find sounds" (reroll, use): a stalled preview cannot hold the page."""
+    return Budget(app_settings().render_budget_s, what="the time allowed for this download").scope()
+
+
+def _cancel_find(budget: Budget) -> None:
+    budget.cancel("finding sounds was cancelled")
+    st.session_state["find_cancelled"] = True
 
 
 def sounds_key(s) -> tuple:
@@ -188,7 +222,8 @@ def do_reroll(s, index: int, source, *, like: bool = False) -> None:
             s.assignments = new
             st.toast(md(a.reason, 300))
             return
-        fetched = fetch_sound(a, source, settings=settings_of(s))
+        with _bounded():
+            fetched = fetch_sound(a, source, settings=settings_of(s))
         s.assignments = new
         s.fetched = {**s.fetched, index: fetched}
         s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
@@ -250,7 +285,8 @@ def candidate_list(s, i: int, a, source) -> None:
             if c2.button("Use", key=f"use_{i}_{k}", disabled=disabled, width="stretch"):
                 with guarded("Using this sound"):
                     new = choose(s.assignments, i, cand.id)
-                    fetched = fetch_sound(new[i], source, settings=settings_of(s))
+                    with _bounded():
+                        fetched = fetch_sound(new[i], source, settings=settings_of(s))
                     s.assignments, s.fetched = new, {**s.fetched, i: fetched}
                     s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
                     s.mixer, s.outcome = None, None
@@ -282,6 +318,8 @@ def main() -> None:
         return
     stale = s.sounds_key is not None and s.sounds_key != sounds_key(s)
     label = "Find sounds again" if s.assignments else "Find sounds"
+    if st.session_state.pop("find_cancelled", False):
+        st.info("Finding sounds was cancelled; the sounds chosen before (if any) are kept.", icon=":material/cancel:")
     if st.button(label, type="primary", icon=":material/search:", key="find_sounds"):
         find_sounds(s, source)
     elif stale:

@@ -8,6 +8,7 @@ command line (time and peak memory of the real ``python -m imgext render``) and 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from imgext.budget import Budget
+from imgext.composition.tracks import fetch_tracks
 from imgext.errors import CancelledError, SourceError, SourceTimeoutError
 from imgext.options import MixSettings
 from imgext.sounds.builtin import BuiltinSource
 from imgext.sounds.cache import DiskCache
-from imgext.sounds.freesound import FreesoundClient, FreesoundSource
+from imgext.sounds.freesound import MAX_PREVIEW_BYTES, FreesoundClient, FreesoundSource
 from imgext.sounds.selection import choose_sounds
 from imgext.sounds.sources import FallbackSource
-from imgext.composition.tracks import fetch_tracks
 from imgext.vision.placement import manual_object
 from tests.freesound_server import HOSTILE_MODES, FreesoundServer
 
@@ -33,6 +34,7 @@ KEY = "deadline-key"
 SETTINGS = MixSettings(duration_s=3.0, seed=2)
 DEADLINE_S = 1.0
 TIMES: dict[str, float] = {}  # mode -> seconds to fail, printed at the end (pytest -s)
+RSS: dict[str, int] = {}  # mode -> peak RSS above a normal render's, MB
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +191,17 @@ def test_a_stalled_session_does_not_block_another(tmp_path):
 
 # --- the command line: every render ends within its budget, with a result or one clear line -------------
 
-BUDGET_S = 10.0
+BUDGET_S = 15.0
+SLACK_S = 3.0  # mixing and writing after the network stopped, on a machine shared by many test runs
 
 
 def _render(server, tmp_path, source_spec: str, **env_extra) -> tuple[subprocess.CompletedProcess, float, int]:
     """``python -m imgext render`` against ``server``: (result, seconds, peak RSS in MB)."""
     out = tmp_path / "out"
     env = dict(os.environ, FREESOUND_API_KEY=KEY, IMGEXT_FREESOUND_URL=server.base_url, IMGEXT_CACHE_DIR=str(tmp_path / "c"),
-               IMGEXT_RENDER_BUDGET_S=str(BUDGET_S), IMGEXT_SEARCH_DEADLINE_S="2", IMGEXT_PREVIEW_DEADLINE_S="3",
-               PYTHONPATH=str(ROOT), **env_extra)
+               IMGEXT_RENDER_BUDGET_S=str(BUDGET_S), IMGEXT_SEARCH_DEADLINE_S="1", IMGEXT_PREVIEW_DEADLINE_S="1.5",
+               IMGEXT_YOLO_WEIGHTS=str(ROOT.parent / "shared" / "models" / "yolov8n_int8.onnx"), PYTHONPATH=str(ROOT),
+               **env_extra)
     timing = tmp_path / "timing"
     # the budget starts with the render (after the model loads): time from there, as the CLI sees it
     code = ("import sys, time, resource; sys.argv[0] = 'imgext'\n"
@@ -243,7 +247,7 @@ def test_cli_render_ends_within_its_budget(server, tmp_path, baseline_rss, targe
     setattr(server.faults, f"{target}_hostile", mode)
     r, seconds, rss = _render(server, tmp_path, "freesound")
     TIMES[f"cli {target} {mode}"] = seconds
-    assert seconds <= BUDGET_S + 1.0, (seconds, r.stderr)
+    assert seconds <= BUDGET_S + SLACK_S, (seconds, r.stderr)
     assert "Traceback" not in r.stderr
     if r.returncode == 0:
         assert "objects:" in r.stdout
@@ -251,7 +255,10 @@ def test_cli_render_ends_within_its_budget(server, tmp_path, baseline_rss, targe
         assert r.returncode == 1, r.stderr
         lines = [line for line in r.stderr.splitlines() if line.startswith("imgext: error:")]
         assert len(lines) == 1 and ("stalled" in lines[0] or "larger than" in lines[0] or "budget" in lines[0]), r.stderr
-    assert rss < baseline_rss + 160, f"peak RSS {rss} MB vs {baseline_rss} MB for a normal render"
+    # bounded: 4 downloads in flight hold at most one capped preview each (a gzip bomb alone would be 1 GiB each)
+    bound = baseline_rss + 4 * MAX_PREVIEW_BYTES // 2**20 + 120
+    assert rss < bound, f"peak RSS {rss} MB vs {baseline_rss} MB for a normal render"
+    RSS[f"cli {target} {mode}"] = rss - baseline_rss
 
 
 @pytest.mark.slow
@@ -261,8 +268,9 @@ def test_cli_render_with_fallback_finishes_with_builtin_sounds(server, tmp_path,
     r, seconds, _ = _render(server, tmp_path, "freesound+builtin")
     TIMES[f"cli fallback {target} drip"] = seconds
     assert r.returncode == 0, r.stderr
-    assert seconds <= BUDGET_S + 1.0
-    assert "synth" in r.stdout.lower() and "no sound" not in r.stdout
+    assert seconds <= BUDGET_S + SLACK_S
+    assert "synth" in r.stdout.lower()
+    assert not re.search(r"^  \S+ +no sound:", r.stdout, re.MULTILINE), r.stdout  # every object has a sound
 
 
 def teardown_module(module):
@@ -270,3 +278,43 @@ def teardown_module(module):
         print("\nseconds to fail per hostile mode:")
         for k, v in TIMES.items():
             print(f"  {k:<36} {v:6.2f}")
+    if RSS:
+        print("peak RSS above a normal render (MB):")
+        for k, v in RSS.items():
+            print(f"  {k:<36} {v:+6d}")
+
+
+# --- the app: "Find sounds" against a dripping preview finishes within its budget -------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fallback", [True, False])
+def test_app_find_sounds_against_a_dripping_preview_finishes_in_time(server, monkeypatch, fallback):
+    from streamlit.testing.v1 import AppTest
+
+    budget_s = 6.0
+    monkeypatch.setenv("IMGEXT_FREESOUND_URL", server.base_url)
+    monkeypatch.setenv("IMGEXT_RENDER_BUDGET_S", str(budget_s))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.secrets["FREESOUND_API_KEY"] = KEY
+    at.run()
+    image = (ROOT.parent / "shared" / "images" / "wilddog.jpg").read_bytes()
+    at.file_uploader(key="upload").set_value(("wilddog.jpg", image, "image/jpeg"))
+    at.run()
+    at.switch_page("pages/2_sounds.py").run()
+    if not fallback:
+        at.checkbox(key="fallback").uncheck().run()
+    server.faults.preview_hostile = "drip"
+    t0 = time.monotonic()
+    at.button(key="find_sounds").click().run(timeout=budget_s + 60)
+    TIMES[f"app find sounds, drip preview, fallback={fallback}"] = seconds = time.monotonic() - t0
+    assert not at.exception, at.exception
+    assert seconds < budget_s + 30, seconds  # the budget, plus an AppTest rerun on a loaded machine
+    labels = [s.proto.label for s in at.get("expandable")] if at.get("expandable") else []
+    if fallback:  # every object still gets a (synthetic, labelled) sound
+        assert len(at.get("audio")) >= 3
+        assert any("stand-in" in c.value for c in at.caption), [c.value for c in at.caption]
+    else:
+        warnings = [w.value for w in at.warning]
+        assert any("ran out" in w or "stalled" in w for w in warnings) or any("ran out" in e.value for e in at.error), (
+            warnings, [e.value for e in at.error], labels)

@@ -384,10 +384,10 @@ def _stand_ins(objects: Sequence[SceneObject], assignments: list[Assignment], fe
                                      synonyms=obj.synonyms, role=role, duration_s=settings.duration_s)
             if not ranked:
                 continue
-            new = replace(a, choice=ranked[0], reason=f"{ranked[0].reason}; a stand-in: {a.reason}", ranked=tuple(ranked),
-                          error=None)
+            new = replace(a, choice=ranked[0], reason=f"{ranked[0].reason}; a stand-in because {a.error}",
+                          ranked=tuple(ranked), error=None)
             fetched[i] = fetch_sound(new, source, settings=settings)
         except ImgExtError:
             continue
         assignments[i] = new
-        notes.append(f"{a.query!r} got a stand-in sound ({ranked[0].candidate.name}) because {a.reason}")
+        notes.append(f"{a.query!r} got a stand-in sound ({ranked[0].candidate.name}) because {a.error}")

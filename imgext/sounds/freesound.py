@@ -93,8 +93,9 @@ DEFAULT_SEARCH_DEADLINE_S = 20.0
 DEFAULT_PREVIEW_DEADLINE_S = 60.0
 """Total time one preview download may take (connect to last byte), in seconds."""
 
-MAX_PREVIEW_BYTES = 40 * 1024 * 1024
-"""Largest preview accepted, decoded (HQ MP3 previews are ~1 MB per minute)."""
+MAX_PREVIEW_BYTES = 20 * 1024 * 1024
+"""Largest preview accepted, decoded (HQ MP3 previews are ~1 MB per minute: 20 minutes; a longer one is
+skipped for another candidate). Downloads run 4 at once, so previews in flight hold at most ~80 MB."""
 
 MAX_JSON_BYTES = 4 * 1024 * 1024
 """Largest API answer accepted, decoded (a page of 150 full records is ~0.5 MB)."""
@@ -355,7 +356,9 @@ class FreesoundClient:
     Every attempt has a total deadline (connect to last byte: slow headers, a
     dripping body and an endless one are all cut) and every body a size cap on
     its decoded size (a gzip bomb is stopped at the cap); a stalled, oversized
-    or cut-short answer is a failed attempt, retried like a connection error.
+    or cut-short answer is a failed attempt, retried like a connection error;
+    a host that stalled through every attempt of one request is not asked
+    again by this client (its later requests fail at once, with the reason).
     A :class:`~imgext.budget.Budget` made current by the caller bounds all of
     it: no attempt outlives it and cancelling it interrupts the attempts in
     flight.
@@ -428,6 +431,7 @@ class FreesoundClient:
         self._sleep = sleep
         self._local = threading.local()
         self.daily_limit_hit = False
+        self.stalled: dict[str, str] = {}  # host -> why: a host that stalled through every attempt is not asked again
         self.request_count = 0
         self._count_lock = threading.Lock()
 
@@ -474,6 +478,7 @@ class FreesoundClient:
         resp = None
         read_timeout = min(float(self.timeout[1]), deadline_s) if isinstance(self.timeout, tuple) else self.timeout
         timeout = (self.timeout[0], read_timeout) if isinstance(self.timeout, tuple) else self.timeout
+        complete = False
         try:
             try:
                 for _hop in range(6):
@@ -492,8 +497,12 @@ class FreesoundClient:
                 try:
                     cap = max_bytes if resp.status_code < 400 else 65536
                     body = _read_body(resp, max_bytes=cap, guard=guard, budget=budget, key=key, what=what)
+                    complete = body is not None
                 finally:
-                    resp.close()
+                    if complete:
+                        resp.raw.release_conn()  # read to its end: the connection is reused (keep-alive)
+                    else:
+                        resp.close()
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
                 if guard.fired:
                     body = None
@@ -527,6 +536,9 @@ class FreesoundClient:
         """One GET with retries; maps statuses to our exceptions."""
         if self.daily_limit_hit and self._is_api(url):
             raise RateLimitedError("Freesound's daily request limit was reached; using cached results only", period="day")
+        host = urlsplit(url).netloc
+        if host in self.stalled:
+            raise SourceTimeoutError(f"not asked again while {what}: {self.stalled[host]}")
         attempt, waited = 0, 0.0
         last: _Failed | None = None
         while True:
@@ -537,12 +549,16 @@ class FreesoundClient:
                     reply = self._attempt(url, params=params, deadline_s=deadline_s, max_bytes=max_bytes, what=what)
                 except _Failed as failed:
                     last = failed
+                    if host in self.stalled:  # another request to this host stalled out meanwhile
+                        raise SourceTimeoutError(f"{failed.error}; not retried: {self.stalled[host]}") from None
                     if attempt < self.max_retries:
                         self._pause(self.backoff_s * 2**attempt)
                         attempt += 1
                         continue
-                    error = failed.error
-                    raise type(error)(f"{error} (after {attempt + 1} attempts)") from None
+                    error = type(failed.error)(f"{failed.error} (after {attempt + 1} attempts)")
+                    if isinstance(error, SourceTimeoutError):
+                        self.stalled[host] = str(error)
+                    raise error from None
             except SourceTimeoutError as exc:  # the budget ran out: say what went wrong before
                 if last is None or isinstance(exc, type(last.error)) and str(exc).startswith(str(last.error)):
                     raise
