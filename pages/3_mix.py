@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import plotly.graph_objects as go
@@ -62,6 +63,62 @@ def metrics(outcome, names: list[str]) -> None:
                      f"for {mix.limited_s:.1f} s")
 
 
+def _dark(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
+    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+                      title={"text": title}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def processing_charts(outcome, names: list[str]) -> None:
+    """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
+    bands = session().mixer.bands()
+    fig = go.Figure()
+    duck = outcome.ducking
+    if duck is not None and duck.active.any():
+        curves = duck.frequency_response_db()
+        for k in np.flatnonzero(duck.active):
+            fig.add_trace(go.Scatter(x=bands.band_centres_hz, y=curves["deepest"][k], name=f"{names[k]} (deepest)",
+                                     mode="lines+markers"))
+            fig.add_trace(go.Scatter(x=bands.band_centres_hz, y=curves["static"][k], name=f"{names[k]} (always on)",
+                                     mode="lines", line={"dash": "dot"}))
+    else:
+        from imgext.engine.eq import combined_response_db
+
+        for k, filters in enumerate(outcome.filters):
+            if filters:
+                f, h = combined_response_db(filters, session().tracks.sample_rate, n_points=400)
+                fig.add_trace(go.Scatter(x=f, y=h, name=names[k], mode="lines"))
+    if not fig.data:
+        st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
+        return
+    fig.update_xaxes(type="log", title={"text": "frequency (Hz)"})
+    fig.update_yaxes(title={"text": "gain (dB)"})
+    left, right = st.columns(2)
+    left.plotly_chart(_dark(fig, "EQ / ducking curve per track"), key="eq_curves", theme=None, config={"displaylogo": False})
+    if duck is not None and duck.active.any():
+        t, lane = duck.gain_lane_db(max_points=600)
+        lanes = go.Figure([go.Scatter(x=t, y=lane[k], name=names[k], mode="lines", line={"shape": "spline"})
+                           for k in np.flatnonzero(duck.active)])
+        lanes.update_xaxes(title={"text": "time (s)"})
+        lanes.update_yaxes(title={"text": "deepest band gain (dB)"})
+        right.plotly_chart(_dark(lanes, "Ducking over time (while a more important sound plays)"), key="duck_lane",
+                           theme=None, config={"displaylogo": False})
+
+
+def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
+    """Before / after side by side at the same integrated loudness (the 'before' is not quieter or louder)."""
+    s = session()
+    before = s.mixer.render(replace(settings, eq_strength=0.0, optimize=False), measure_after=False).mix
+    audio = before.audio
+    if before.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
+        audio = audio * np.float32(10.0 ** ((outcome.mix.loudness_lufs - before.loudness_lufs) / 20.0))
+    a, b = st.columns(2)
+    a.caption(f"Before (no EQ/ducking), {outcome.mix.loudness_lufs or float('nan'):.1f} LUFS, loudness-matched")
+    a.audio(encode_wav(audio, s.tracks.sample_rate, subtype="PCM_16"), format="audio/wav")
+    b.caption(f"After, {outcome.mix.loudness_lufs or float('nan'):.1f} LUFS")
+    b.audio(wav, format="audio/wav")
+
+
 def eq_table(outcome, names: list[str]) -> None:
     rows = [
         {"track": names[k], "type": f.kind, "frequency Hz": round(f.frequency_hz), "gain dB": round(f.gain_db, 1),
@@ -75,7 +132,10 @@ def eq_table(outcome, names: list[str]) -> None:
             st.caption("No cuts: nothing masks a track at least as important, or the EQ is off.")
         b, a = outcome.masking_before, outcome.masking_after
         st.dataframe(
-            [{"track": n, "masked before %": round(100 * b.masked_fraction[k]), "masked after %": round(100 * a.masked_fraction[k]),
+            [{"track": n,
+              "core SMR before dB": None if b.core_smr_db is None else round(float(b.core_smr_db[k]), 1),
+              "core SMR after dB": None if a.core_smr_db is None else round(float(a.core_smr_db[k]), 1),
+              "masked before %": round(100 * b.masked_fraction[k]), "masked after %": round(100 * a.masked_fraction[k]),
               "masking by the rest before dB": round(float(b.by_rest_db[k]), 1), "after dB": round(float(a.by_rest_db[k]), 1),
               "gain dB": round(float(outcome.gains_db[k]), 1)} for k, n in enumerate(names)],
             hide_index=True, width="stretch",
@@ -111,7 +171,9 @@ def mixer_panel() -> None:
                        key="heat_after", theme=None, config={"displaylogo": False})
     st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
-    st.audio(wav, format="audio/wav")
+    with guarded("Comparing"):
+        ab_players(outcome, settings, wav)
+    processing_charts(outcome, names)
     eq_table(outcome, names)
     d1, d2 = st.columns(2)
     d1.download_button("Download mix.wav", wav, file_name="mix.wav", mime="audio/wav", icon=":material/download:",
