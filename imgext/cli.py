@@ -1,4 +1,4 @@
-"""Command line: ``python -m imgext render|mix|presets|labels``.
+"""Command line: ``python -m imgext render|batch|mix|remix|presets|labels``.
 
 Every expected failure prints one line (``imgext: error: ...``) and exits
 non-zero; tracebacks are for bugs only (and even then are shortened unless
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weights", default=None, metavar="PATH", help="detector weights (overrides IMGEXT_YOLO_WEIGHTS)")
     r.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
     _add_mix_options(r)
+
+    from imgext.batch import add_batch_parser
+
+    add_batch_parser(sub, r)  # batch: every render option, plus INPUT, --workers, --ray, --force
 
     m = sub.add_parser("mix", help="mix given audio files (no image) with the same engine",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -267,6 +271,12 @@ def _cmd_render(args) -> int:
     return 0
 
 
+def _cmd_batch(args) -> int:
+    from imgext.batch import run_batch_args
+
+    return run_batch_args(args, _settings_from(args))
+
+
 def _cmd_mix(args) -> int:
     from imgext.pipeline import render_files
 
@@ -328,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    commands = {"render": _cmd_render, "mix": _cmd_mix, "remix": _cmd_remix, "labels": _cmd_labels, "presets": _cmd_presets}
+    commands = {"render": _cmd_render, "mix": _cmd_mix, "remix": _cmd_remix, "batch": _cmd_batch, "labels": _cmd_labels, "presets": _cmd_presets}
     try:
         return commands[args.command](args)
     except ImgExtError as exc:
