@@ -24,7 +24,8 @@ settings     environment settings shared by every part (API key, URLs, cache fol
 errors       the exception hierarchy (root ``ImgExtError``)
 budget       ``Budget``: one deadline and cancel flag for every network wait of a task
 pipeline     the chain stage by stage: ``render_image``, ``render_files``, ``remix``
-cli          ``python -m imgext render|mix|remix|presets|labels``
+cli          ``python -m imgext render|batch|mix|remix|presets|labels``
+batch        many photos, resumable: manifest, settings fingerprint, local processes or Ray
 """
 
 __version__ = "0.2.0"

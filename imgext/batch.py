@@ -541,6 +541,8 @@ class _Worker:
             self.source = _open_source(job)
         except ImgExtError as exc:
             self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported once by the coordinator, not per photo
+            self.error = f"a worker could not start ({type(exc).__name__}: {exc})"
 
     def render(self, photo: Photo) -> dict:
         """Render one photo into ``out_dir/photo.id``; always returns its manifest record."""
@@ -703,7 +705,7 @@ class _RayWorker:
 
 def run_ray(job: Job, photos: Sequence[Photo], on_record: Record, *, workers: int | None, address: str | None,
             stop: _Interrupts) -> None:
-    """Render ``photos`` on a pool of Ray actors, each holding a detector.
+    """Render ``photos`` on Ray actors, each holding a detector; each gets one photo at a time.
 
     ``address`` ``None`` or ``""`` starts a local Ray (``workers`` CPUs, no
     dashboard); otherwise Ray joins that cluster (``"auto"``, ``ray://host:10001``).
@@ -711,7 +713,6 @@ def run_ray(job: Job, photos: Sequence[Photo], on_record: Record, *, workers: in
     """
     try:
         import ray
-        from ray.util import ActorPool
     except ImportError:
         raise ParameterError("--ray needs Ray: pip install -r requirements-ray.txt") from None
     here = str(Path(__file__).resolve().parents[1])
@@ -727,29 +728,27 @@ def run_ray(job: Job, photos: Sequence[Photo], on_record: Record, *, workers: in
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=0)(_RayWorker)
         actors = [actor.remote(job) for _ in range(max(1, min(n, len(photos))))]
-        pool = ActorPool(actors)
+        idle = list(actors)
+        running: dict = {}  # ObjectRef -> (actor, photo)
         todo = list(photos)[::-1]
-        in_flight = 0
-        window = 2 * n
         try:
-            while todo or in_flight:
-                while todo and in_flight < window and not stop.count:
-                    pool.submit(lambda a, p: a.render.remote(p), todo.pop())
-                    in_flight += 1
-                if not in_flight:
+            while todo or running:
+                while todo and idle and not stop.count:
+                    a, photo = idle.pop(), todo.pop()
+                    running[a.render.remote(photo)] = (a, photo)
+                if not running:
                     break
-                try:
-                    rec = pool.get_next_unordered(timeout=0.5)
-                except TimeoutError:
-                    continue
-                except ray.exceptions.RayError as exc:  # an actor died: its photo is not known here
-                    in_flight -= 1
-                    print(f"imgext: a Ray worker failed: {type(exc).__name__}", file=sys.stderr)
-                    continue
-                in_flight -= 1
-                if "fatal" in rec:
-                    raise ImgExtError(rec["fatal"])
-                on_record(rec)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    a, photo = running.pop(ref)
+                    idle.append(a)
+                    try:
+                        rec = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the actor died (out of memory, node lost ...)
+                        rec = _failed(photo, f"the Ray worker failed ({type(exc).__name__})")
+                    if "fatal" in rec:
+                        raise ImgExtError(rec["fatal"])
+                    on_record(rec)
         finally:
             for a in actors:
                 with contextlib.suppress(ray.exceptions.RayError, ValueError):  # already gone
