@@ -531,14 +531,17 @@ class _Worker:
         self.job = job
         self.error: str | None = None
         try:
-            if job.blas_threads:
-                from threadpoolctl import threadpool_limits
-
-                threadpool_limits(job.blas_threads, user_api="blas")
+            # The order of `render` (pipeline, then the detector): until the engine's results stop depending on
+            # BLAS threads, each BLAS library must end up with the thread count it has in a `render` process.
+            import imgext.pipeline  # noqa: F401
             from imgext.vision.detection import Detector
 
             self.detector = Detector(job.weights)
             self.source = _open_source(job)
+            if job.blas_threads:
+                from threadpoolctl import threadpool_limits
+
+                threadpool_limits(job.blas_threads, user_api="blas")
         except ImgExtError as exc:
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported once by the coordinator, not per photo
