@@ -21,8 +21,8 @@ photo's seed derives from the base seed and the id (:func:`derive_seed`), so
     short by a kill dropped), so it stays consistent after a crash or Ctrl-C.
 
 A photo counts as done only when its manifest line says so *and* its folder
-holds ``scene.json`` and ``bundle.zip`` (written last); anything else is
-rendered again.  Engines: local worker processes (:func:`run_local`, spawned,
+holds ``scene.json`` (written after the audio) and every file it lists;
+anything else is rendered again.  Engines: local worker processes (:func:`run_local`, spawned,
 the detector loaded once per process) or Ray actors (:func:`run_ray`, imported
 only then).
 
@@ -283,9 +283,13 @@ def _line(record: dict) -> bytes:
 
 
 def is_complete(folder: str | os.PathLike) -> bool:
-    """A render folder is complete when ``scene.json`` and ``bundle.zip`` (both written last) are there."""
+    """A render folder is complete when its ``scene.json`` (written after the audio) and every file it lists are there."""
     folder = Path(folder)
-    return (folder / "scene.json").is_file() and (folder / "bundle.zip").is_file()
+    try:
+        files = json.loads((folder / "scene.json").read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(files, list) and all(isinstance(f, str) and (folder / f).is_file() for f in files)
 
 
 # --------------------------------------------------------------------------------------------- job
@@ -311,6 +315,8 @@ class Job:
     labels : LabelMap
     settings : Settings
         Environment settings (cache folder, Freesound key and URL).
+    stems, write_zip : bool
+        As ``render`` without ``--no-stems`` / ``--no-zip``.
     blas_threads : int or None
         BLAS threads of the coordinating process; workers use the same number
         (Ray sets one thread per task otherwise, and the engine's results
@@ -327,6 +333,8 @@ class Job:
     include_silent: bool
     labels: object
     settings: object = field(repr=False)
+    stems: bool = True
+    write_zip: bool = True
     blas_threads: int | None = None
 
 
@@ -383,6 +391,7 @@ def fingerprint(job: Job) -> dict:
         "conf": job.conf,
         "candidates": job.n_candidates,
         "include_silent": job.include_silent,
+        "files": {"stems": job.stems, "zip": job.write_zip},
         "source": source,
         "model": model,
         "labels_sha256": hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest(),
@@ -566,7 +575,7 @@ class _Worker:
             result = render_image(
                 photo.path, str(folder), detector=self.detector, source=source,
                 settings=replace(job.mix, seed=photo.seed), conf=job.conf, n_candidates=job.n_candidates,
-                labels=job.labels, include_silent=job.include_silent,
+                labels=job.labels, include_silent=job.include_silent, stems=job.stems, write_zip=job.write_zip,
             )
         except ImgExtError as exc:
             record["error"] = str(exc)
@@ -944,7 +953,8 @@ def run_batch_args(args, mix_settings) -> int:
     job = Job(out_dir=os.path.abspath(args.out), mix=mix_settings, source_spec=spec, preset=args.preset,
               weights=os.path.abspath(os.path.expanduser(weights)) if weights and os.path.exists(os.path.expanduser(weights)) else weights,
               conf=args.conf, n_candidates=args.candidates, include_silent=args.include_silent, labels=labels,
-              settings=settings, blas_threads=_blas_threads())
+              settings=settings, stems=not getattr(args, "no_stems", False),
+              write_zip=not getattr(args, "no_zip", False), blas_threads=_blas_threads())
     _open_source(job)  # a bad --source or a missing key fails here, once, not in every worker
     try:
         summary = run_batch(args.input, job, workers=args.workers, use_ray=args.ray is not None,
