@@ -679,11 +679,13 @@ def run_local(job: Job, photos: Sequence[Photo], on_record: Record, *, workers: 
                         on_record(fut.result())
                     except BrokenProcessPool:
                         broken = True
-                        on_record(_failed(photo, "the worker process died (out of memory?)"))
+                        if not stop.count:  # after Ctrl-C a worker may die of it: not the photo's fault
+                            on_record(_failed(photo, "the worker process died (out of memory?)"))
                     except _Fatal as exc:
                         raise ImgExtError(str(exc)) from None
             for fut, photo in running.items():  # after a broken pool: the rest of its photos
-                on_record(_failed(photo, "the worker process died (out of memory?)"))
+                if not stop.count:
+                    on_record(_failed(photo, "the worker process died (out of memory?)"))
         except KeyboardInterrupt:  # the second Ctrl-C: stop the workers now
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.kill()

@@ -3,6 +3,8 @@ fingerprint, bytes identical to single renders, the Ray engine, and Freesound's 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -51,9 +53,7 @@ def _lines(path: Path) -> list[dict]:
 
 def make_photos(folder: Path) -> Path:
     """12 photos: shared, Ultralytics and generated ones, one corrupt, one with no objects; plus a non-image."""
-    import ultralytics
-
-    assets = Path(ultralytics.ASSETS)
+    assets = Path(importlib.util.find_spec("ultralytics").origin).parent / "assets"  # without importing torch
     (folder / "sub" / "deeper").mkdir(parents=True)
     for name in ("wildcat.jpg", "wilddog.jpg", "wildelephant.jpg"):
         shutil.copy(IMAGES / name, folder / name)
@@ -171,26 +171,35 @@ def test_fingerprint_refuses_other_settings_unless_forced(tmp_path):
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    """A 12-photo batch on 2 local workers, SIGKILLed midway, damaged, and run again to the end."""
+    """A 12-photo batch on 2 local workers: Ctrl-C, then SIGKILL midway, damage, and a run to the end."""
     base = tmp_path_factory.mktemp("batch")
     photos = make_photos(base / "in")
     out = base / "out"
     env = _env(base / "cache")
     args = ["batch", photos, "--out", out, "--workers", "2", "--duration", DURATION, "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "imgext", *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     manifest = out / MANIFEST
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if manifest.exists() and len(manifest.read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its workers, mid-photo
-        proc.wait()
+
+    def start_and(sig, n_lines):
+        proc = subprocess.Popen([sys.executable, "-m", "imgext", *map(str, args)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 300
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                if manifest.exists() and len(manifest.read_text().splitlines()) >= n_lines:
+                    break
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)  # the whole process group, as a terminal's Ctrl-C does
+            stdout, stderr = proc.communicate(timeout=300)
+        return proc.returncode, stdout, stderr
+
+    interrupt_rc, _, stderr = start_and(signal.SIGINT, 2)
+    interrupted = Manifest(manifest).load()
+    folders = {p.name for p in out.iterdir() if p.is_dir()}
+    start_and(signal.SIGKILL, len(interrupted) + 2)  # the coordinator and its workers, mid-photo
     killed = {r["id"]: r for r in Manifest(manifest).load().values()}
-    assert 4 <= len(killed) < 12, "the kill came too late to test anything"
+    assert len(interrupted) < len(killed) < 12, "the kill came too late to test anything"
     done_before = sorted(i for i, r in killed.items() if r["status"] == "done")
     # Damage: a line cut short, and a "done" photo whose folder lost its ZIP (must be rendered again).
     damaged = done_before[0]
@@ -201,11 +210,24 @@ def batch(tmp_path_factory):
     t0 = time.monotonic()
     r = _cli(*args, env=env)
     return {"out": out, "photos": photos, "env": env, "run": r, "killed": killed, "damaged": damaged,
+            "interrupted": interrupted, "interrupted_folders": folders, "interrupt_stderr": stderr,
+            "interrupt_rc": interrupt_rc,
             "mtimes": mtimes, "args": args, "seconds": time.monotonic() - t0}
 
 
 def _id_of(records: dict, name: str) -> str:
     return next(i for i, r in records.items() if Path(r["path"]).name == name)
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_photos_in_progress(batch):
+    interrupted, folders = batch["interrupted"], batch["interrupted_folders"]
+    assert batch["interrupt_rc"] == 130
+    assert "finishing the photos in progress" in batch["interrupt_stderr"]
+    assert "run the same command again" in batch["interrupt_stderr"] and "Traceback" not in batch["interrupt_stderr"]
+    assert 2 <= len(interrupted) < 12
+    done = {i for i, r in interrupted.items() if r["status"] == "done"}
+    assert folders == done  # every folder is a finished photo in the manifest, none half-written
 
 
 @pytest.mark.slow
