@@ -237,16 +237,19 @@ def _contains(seq: list[str], phrase: tuple[str, ...]) -> bool:
     return any(tuple(seq[i : i + n]) == phrase for i in range(len(seq) - n + 1))
 
 
-def _other_senses(label_words: set[str], texts: list[list[str]], asked: list[str]) -> list[str]:
-    """Phrases like "hot dog" that use a label word in another sense (unless the object's own words hold them)."""
-    found = []
+def _senses_for(label_words: set[str], asked: list[str]) -> list[tuple[str, ...]]:
+    """The phrases of :data:`_OTHER_SENSES` (stemmed) that could mislead for this label (not asked for)."""
+    out = []
     for phrase in _OTHER_SENSES:
         stems = tuple(_stem(w) for w in phrase)
-        if not label_words & set(stems) or _contains(asked, stems):
-            continue
-        if any(_contains(t, stems) for t in texts):
-            found.append(" ".join(phrase))
-    return found
+        if label_words & set(stems) and not _contains(asked, stems):
+            out.append(stems)
+    return out
+
+
+def _other_senses(senses: list[tuple[str, ...]], texts: list[list[str]]) -> list[str]:
+    """Phrases like "hot dog" that use a label word in another sense, found in ``texts``."""
+    return [" ".join(stems) for stems in senses if any(_contains(t, stems) for t in texts)]
 
 
 # --------------------------------------------------------------------------- role and duration
@@ -319,6 +322,7 @@ def score_candidates(
     hit_words = label_words | syn_words
     asked = _words(" ".join([label, phrase, *synonyms]))
     asked_set = set(asked)
+    misleading = _senses_for(label_words, asked)
 
     title_texts = [f"{c.name}. {' '.join(c.tags[:20])}" for c in candidates]
     desc_texts = [(c.description or c.name)[:300] for c in candidates]
@@ -334,7 +338,7 @@ def score_candidates(
     for k, cand in enumerate(candidates):
         name_w, tag_w, desc_w = _words(cand.name), _tag_words(cand.tags), _words(cand.description or "")
         vocab = set(name_w) | set(tag_w)
-        senses = _other_senses(label_words, [name_w] + [_words(t) for t in cand.tags], asked)
+        senses = _other_senses(misleading, [name_w] + [_words(t) for t in cand.tags]) if misleading else []
         if senses:
             label_hit = syn_hit = 0.0
         else:
