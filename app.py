@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Image Extender", page_icon=":material/graphic_eq:", layout="wide")
 
-from pages._state import api_key, md, session  # noqa: E402  (set_page_config must come first)
+from pages._state import admin_login, api_key, md, session  # noqa: E402  (set_page_config must come first)
 
 
 def run() -> None:
@@ -21,6 +21,7 @@ def run() -> None:
     with st.sidebar:
         st.markdown("**Image Extender** turns a photo into a stereo soundscape.")
         status = st.empty()  # filled after the page ran, so it shows this run's state
+        admin_login()
     try:
         nav.run()
     finally:

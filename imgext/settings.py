@@ -16,6 +16,10 @@ Variable                       Meaning
 ``IMGEXT_RENDER_BUDGET_S``     Time a render (or "Find sounds") may take; searches and
                                downloads stop in time for it to finish with what it has,
                                default 90.
+``IMGEXT_HOSTED``              ``1``: public demo mode (shared presets read-only, cache
+                               clearing needs ``IMGEXT_ADMIN_PASSWORD``, tighter bounds).
+``IMGEXT_ADMIN_PASSWORD``      Password that unlocks those in hosted mode (secrets only).
+``IMGEXT_HEAVY_WORKERS``       Heavy steps (detect, find sounds, mix, ZIP) run at once, default 2.
 =============================  ==========================================================
 """
 
@@ -79,6 +83,24 @@ class Settings:
     search_deadline_s: float = DEFAULT_SEARCH_DEADLINE_S
     preview_deadline_s: float = DEFAULT_PREVIEW_DEADLINE_S
     render_budget_s: float = DEFAULT_RENDER_BUDGET_S
+    hosted: bool = False
+    admin_password: str | None = field(default=None, repr=False)
+    heavy_workers: int = 2
+
+    @property
+    def max_presets_per_session(self) -> int:
+        """A visitor's own presets kept in their session (hosted mode)."""
+        return 20
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Largest photo accepted, in bytes (hosted: 10 MB; local: 50 MB)."""
+        return (10 if self.hosted else 50) * 1024 * 1024
+
+    @property
+    def max_scene_s(self) -> int:
+        """Longest scene a visitor may ask for, in seconds (hosted: 60; local: 120)."""
+        return 60 if self.hosted else 120
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +126,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ParameterError(f"IMGEXT_CACHE_SIZE_MB={size_text!r} must be positive")
     key = (env.get("FREESOUND_API_KEY") or "").strip() or None
     url = (env.get("IMGEXT_FREESOUND_URL") or "").strip() or DEFAULT_FREESOUND_URL
+    hosted = (env.get("IMGEXT_HOSTED") or "").strip().lower() in ("1", "true", "yes", "on")
+    workers_text = (env.get("IMGEXT_HEAVY_WORKERS") or "").strip()
+    try:
+        workers = int(workers_text) if workers_text else 2
+    except ValueError:
+        raise ParameterError(f"IMGEXT_HEAVY_WORKERS={workers_text!r} must be a whole number") from None
+    if not 1 <= workers <= 64:
+        raise ParameterError(f"IMGEXT_HEAVY_WORKERS={workers_text!r} must lie between 1 and 64")
     cache_dir = env.get("IMGEXT_CACHE_DIR")
     data_dir = env.get("IMGEXT_DATA_DIR")
     return Settings(
@@ -116,6 +146,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         search_deadline_s=_seconds(env, "IMGEXT_SEARCH_DEADLINE_S", DEFAULT_SEARCH_DEADLINE_S),
         preview_deadline_s=_seconds(env, "IMGEXT_PREVIEW_DEADLINE_S", DEFAULT_PREVIEW_DEADLINE_S),
         render_budget_s=_seconds(env, "IMGEXT_RENDER_BUDGET_S", DEFAULT_RENDER_BUDGET_S),
+        hosted=hosted,
+        admin_password=(env.get("IMGEXT_ADMIN_PASSWORD") or "").strip() or None,
+        heavy_workers=workers,
     )
 
 

@@ -11,7 +11,7 @@ from imgext.errors import ImgExtError
 from imgext.options import DEFAULT_ATTENUATION_DB
 from imgext.vision.detection import draw_boxes, load_image
 from imgext.vision.placement import LabelMap, manual_object, object_gain_db, place_objects, with_query
-from pages._state import digest, get_detector, guarded, md, session, show_error, weights_setting
+from pages._state import app_settings, digest, get_detector, guarded, heavy, md, session, show_error, weights_setting
 
 
 def example_photos() -> dict[str, Path]:
@@ -27,14 +27,15 @@ def detect_if_needed(s, data: bytes, name: str, conf: float, include_silent: boo
         return  # nothing changed: detection never reruns because another widget moved
     with st.status(f"Detecting objects in {md(name)} ...", expanded=False) as status:
         try:
-            picture, info = load_image(data, name=name)
+            picture, info = load_image(data, name=name, max_bytes=app_settings().max_upload_bytes)
             status.update(label="Loading the detector (first time only) ...")
             detector = get_detector(weights_setting())
             status.update(label="Detecting objects ...")
             import time
 
             t0 = time.perf_counter()
-            detections = detector.detect(picture, conf=conf)
+            with heavy("detection"):
+                detections = detector.detect(picture, conf=conf)
             seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - shown as a message
             status.update(label="Could not use this image", state="error")

@@ -12,7 +12,7 @@ from imgext.composition.tracks import assemble_tracks, fetch_sound, fetch_tracks
 from imgext.errors import CancelledError, ImgExtError
 from imgext.options import MixSettings
 from imgext.sounds.builtin import BuiltinSource
-from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, PresetStore, SearchFilter
+from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, SearchFilter
 from imgext.sounds.freesound import FreesoundClient, FreesoundSource
 from imgext.sounds.library import LocalLibrary
 from imgext.sounds.selection import choose, choose_sounds, more_like_this, reroll
@@ -22,9 +22,12 @@ from pages._state import (
     api_key,
     app_settings,
     guarded,
+    heavy,
     local_library,
     md,
     md_link,
+    own_presets_panel,
+    presets,
     preview_url,
     session,
     shared_cache,
@@ -67,7 +70,7 @@ def source_picker(s) -> str:
 
 
 def filter_editor(s) -> None:
-    store = PresetStore(app_settings().data_dir)
+    store = presets()
     with st.expander("Search filter and presets", icon=":material/filter_alt:", expanded=False):
         names = store.names()
         for w in store.warnings:
@@ -107,14 +110,15 @@ def filter_editor(s) -> None:
         name = c1.text_input("Preset name", key="preset_name", placeholder="My field recordings")
         if c2.button("Save", key="preset_save", width="stretch", icon=":material/save:"):
             with guarded("Saving the preset"):
-                store.save(name, new)
-                st.toast(f"Saved preset {md(repr(name))}")
+                where = store.save(name, new)
+                st.toast(f"Saved preset {md(repr(name))}" + (" for this session" if where == "session" else ""))
         if c3.button("Delete", key="preset_delete", width="stretch", icon=":material/delete:",
-                     disabled=chosen == "(none)" or store.is_builtin(chosen)):
+                     disabled=chosen == "(none)" or not store.can_delete(chosen)):
             with guarded("Deleting the preset"):
                 store.delete(chosen)
                 st.toast(f"Deleted preset {md(repr(chosen))}")
                 st.rerun()
+        own_presets_panel(store)
 
 
 def _seed_filter_widgets(f: SearchFilter) -> None:
@@ -147,6 +151,12 @@ def settings_of(s) -> MixSettings:
 
 
 def find_sounds(s, source) -> None:
+    """Wait for a place in the server's queue (the page says how many are ahead), then find the sounds."""
+    with heavy("search"):
+        _find_sounds(s, source)
+
+
+def _find_sounds(s, source) -> None:
     """Search and download on a worker thread (imgext.budget.Budget.run); this thread redraws and can be cancelled.
 
     The budget bounds the whole find; the Cancel button (any rerun, in fact) cancels it, which interrupts
@@ -304,7 +314,8 @@ def main() -> None:
     if kind == "freesound":
         filter_editor(s)
     c1, c2, c3 = st.columns(3)
-    s.duration_s = float(c1.slider("Scene length (s)", 5, 120, int(s.duration_s), 5, key="duration"))
+    longest = app_settings().max_scene_s
+    s.duration_s = float(c1.slider("Scene length (s)", 5, longest, min(longest, int(s.duration_s)), 5, key="duration"))
     s.n_candidates = int(c2.number_input("Candidates per search term", 1, 30, s.n_candidates, key="candidates"))
     s.seed = int(c3.number_input("Seed", 0, 10**6, s.seed, key="seed", help="Same seed, same choices and mix"))
     fallback = kind != "builtin" and st.checkbox(

@@ -14,7 +14,7 @@ from imgext.composition.tracks import retune_tracks
 from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
 from imgext.output.export import build_outputs, build_zip
-from pages._state import guarded, md, reset_session, session, shared_cache
+from pages._state import access, app_settings, get_pool, guarded, heavy, md, reset_session, session, shared_cache
 
 
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
@@ -156,7 +156,7 @@ def mixer_panel() -> None:
     settings = MixSettings(duration_s=s.duration_s, seed=s.seed, attenuation_db=attenuation, eq_strength=strength,
                            max_cut_db=max_cut, loudness_lufs=loudness, optimize=optimize)
     t0 = time.perf_counter()
-    with guarded("Mixing"), st.spinner("Optimising the mix ..." if optimize else "Mixing ...", show_time=optimize):
+    with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if optimize else "Mixing ...", show_time=optimize):
         s.mixer = s.mixer if s.mixer is not None and s.mixer.tracks is tracks else Mixer(tracks, reuse=s.mixer)
         outcome = s.mixer.render(settings, measure_after=False)
         wav = encode_wav(outcome.mix.audio, tracks.sample_rate, subtype="PCM_16")
@@ -188,7 +188,8 @@ def bundle_bytes(s, settings: MixSettings) -> bytes:
     Runs when the button is clicked (outside the script run), so it takes the
     session object itself rather than reading ``st.session_state``.
     """
-    outcome = Mixer(s.tracks, reuse=s.mixer).render(settings, measure_after=True)
+    with get_pool(app_settings().heavy_workers).slot("zip"):  # no page here to show the queue on
+        outcome = Mixer(s.tracks, reuse=s.mixer).render(settings, measure_after=True)
     files, scene = build_outputs(
         image=s.image_info, objects=s.objects, assignments=s.assignments, fetched=s.fetched, tracks=s.tracks,
         outcome=outcome, settings=settings, source_description=s.source_kind or "", timings_s=outcome.timings_s,
@@ -204,7 +205,10 @@ def delete_panel() -> None:
             st.toast("Your files were deleted.")
             st.rerun()
         sure = st.checkbox("I also want to clear the shared sound cache (everyone will download previews again)", key="clear_cache_ok")
-        if st.button("Clear the sound cache", key="clear_cache", disabled=not sure):
+        allowed = access().can_clear_cache
+        if not allowed:
+            st.caption("On this public demo only the administrator can clear the shared cache.")
+        if st.button("Clear the sound cache", key="clear_cache", disabled=not (sure and allowed)) and allowed:
             n = shared_cache().clear()
             st.toast(f"Cleared {n} cached items.")
 

@@ -21,8 +21,10 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 
 from imgext import untrusted
 from imgext.errors import ImgExtError
+from imgext.hosting import Access, HeavyPool, Presets, SessionPresets, check_password, describe_queue
 from imgext.settings import Settings, load_settings
 from imgext.sounds.cache import DiskCache
+from imgext.sounds.filters import PresetStore
 from imgext.vision.detection import Detector
 
 SESSION_KEY = "imgext_session"
@@ -54,6 +56,9 @@ class Session:
     mixer: object | None = None
     outcome: object | None = None
     notes: list = field(default_factory=list)
+    own_presets: SessionPresets = field(default_factory=SessionPresets)  # hosted mode: this visitor's presets
+    admin: bool = False  # typed the admin password (hosted mode)
+    presets_upload_id: str | None = None  # the presets file already loaded from the uploader
 
 
 @st.cache_resource(show_spinner=False)
@@ -117,6 +122,97 @@ def reset_session(*, keep_key: bool = True) -> None:
 
 def app_settings() -> Settings:
     return load_settings()
+
+
+def _secret(name: str) -> str | None:
+    try:
+        value = st.secrets.get(name)
+    except Exception:  # noqa: BLE001 - no secrets file is normal
+        value = None
+    return str(value).strip() or None if value is not None else None
+
+
+def hosted() -> bool:
+    """Public demo mode: ``IMGEXT_HOSTED`` in the environment or in Streamlit secrets."""
+    flag = _secret("IMGEXT_HOSTED")
+    return app_settings().hosted or (flag or "").lower() in ("1", "true", "yes", "on")
+
+
+def access() -> Access:
+    return Access(hosted=hosted(), admin=session().admin)
+
+
+def presets() -> Presets:
+    """The shared presets (read-only for visitors in hosted mode) and this visitor's own."""
+    s = session()
+    s.own_presets.max_presets = app_settings().max_presets_per_session
+    return Presets(PresetStore(app_settings().data_dir), s.own_presets, access())
+
+
+def admin_login() -> None:
+    """Hosted mode: a password box that unlocks the shared presets and the cache for this session."""
+    if not hosted():
+        return
+    s = session()
+    with st.expander("Administrator", icon=":material/admin_panel_settings:"):
+        if s.admin:
+            st.caption("Unlocked for this session: shared presets and the sound cache can be changed.")
+            if st.button("Lock again", key="admin_lock"):
+                s.admin = False
+                st.rerun()
+            return
+        secret = _secret("IMGEXT_ADMIN_PASSWORD") or app_settings().admin_password
+        if not secret:
+            st.caption("No admin password is configured: shared presets and the cache are read-only.")
+            return
+        with st.form("admin_form", clear_on_submit=True):
+            typed = st.text_input("Admin password", type="password", key="admin_password_input")
+            if st.form_submit_button("Unlock"):
+                if check_password(typed, secret):
+                    s.admin = True
+                    st.rerun()
+                st.error("Wrong password.", icon=":material/lock:")
+
+
+def own_presets_panel(store: Presets) -> None:
+    """Hosted mode: the visitor's own presets live in the session; download them, or upload a saved file."""
+    if store.access.can_write_shared_presets:
+        return
+    st.caption(f"Shared presets are read-only here. Yours ({len(store.own.presets)} of at most "
+               f"{store.own.max_presets}) are kept for this session only: download them to keep them.")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download my presets", store.own.to_json(), file_name="imgext-presets.json",
+                       mime="application/json", on_click="ignore", key="own_presets_dl",
+                       disabled=not store.own.presets, icon=":material/download:")
+    up = c2.file_uploader("Upload presets (JSON)", type=["json"], key="own_presets_up")
+    if up is not None and session().presets_upload_id != up.file_id:
+        with guarded("Loading your presets"):
+            n = store.own.load_json(up.getvalue())
+            session().presets_upload_id = up.file_id
+            st.toast(f"Loaded {n} presets")
+            st.rerun()
+
+
+@st.cache_resource(show_spinner=False)
+def get_pool(workers: int) -> HeavyPool:
+    """One queue for the whole server: every session's heavy steps share ``workers`` places."""
+    return HeavyPool(workers)
+
+
+@contextmanager
+def heavy(kind: str) -> Iterator[None]:
+    """``with heavy("mix"): ...`` waits for a place in the server's queue, showing how many are ahead."""
+    note = st.empty()
+
+    def waiting(ahead: list[str]) -> None:
+        note.info(describe_queue(ahead), icon=":material/hourglass_top:")
+
+    try:
+        with get_pool(app_settings().heavy_workers).slot(kind, on_wait=waiting):
+            note.empty()
+            yield
+    finally:
+        note.empty()
 
 
 def secret_api_key() -> str | None:

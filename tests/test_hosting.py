@@ -1,0 +1,169 @@
+"""Hosted mode: visitors cannot change shared presets or the cache; their presets stay theirs; a fair queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from imgext.errors import ParameterError
+from imgext.hosting import Access, HeavyPool, Presets, SessionPresets, check_password, describe_queue
+from imgext.settings import load_settings
+from imgext.sounds.filters import PresetStore, SearchFilter
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+FIELD = SearchFilter(duration_max_s=10.0, licenses=("cc0",))
+
+
+def _presets(tmp_path, *, hosted=True, admin=False, n=3):
+    return Presets(PresetStore(tmp_path), SessionPresets(max_presets=n), Access(hosted=hosted, admin=admin))
+
+
+def test_settings_read_hosted_mode_and_bounds():
+    local = load_settings({})
+    hosted = load_settings({"IMGEXT_HOSTED": "1", "IMGEXT_ADMIN_PASSWORD": "s3cret", "IMGEXT_HEAVY_WORKERS": "3"})
+    assert not local.hosted and hosted.hosted and hosted.heavy_workers == 3
+    assert "s3cret" not in repr(hosted)
+    assert hosted.max_scene_s < local.max_scene_s and hosted.max_upload_bytes < local.max_upload_bytes
+    with pytest.raises(ParameterError):
+        load_settings({"IMGEXT_HEAVY_WORKERS": "0"})
+
+
+def test_visitors_presets_stay_in_their_session(tmp_path):
+    p = _presets(tmp_path)
+    assert p.save("mine", FIELD) == "session"
+    assert not (tmp_path / "presets.json").exists(), "the shared file is never written by a visitor"
+    assert "mine" in p.names() and p.load("mine") == FIELD and p.can_delete("mine")
+    other = _presets(tmp_path)
+    assert "mine" not in other.names(), "another visitor does not see it"
+
+
+def test_visitors_cannot_overwrite_or_delete_shared_presets(tmp_path):
+    PresetStore(tmp_path).save("team", FIELD)
+    p = _presets(tmp_path)
+    with pytest.raises(ParameterError, match="shared preset"):
+        p.save("team", SearchFilter())
+    assert not p.can_delete("team")
+    with pytest.raises(ParameterError, match="administrator"):
+        p.delete("team")
+    assert PresetStore(tmp_path).load("team") == FIELD
+
+
+def test_presets_per_session_are_bounded(tmp_path):
+    p = _presets(tmp_path, n=3)
+    for i in range(3):
+        p.save(f"p{i}", FIELD)
+    with pytest.raises(ParameterError, match="at most 3"):
+        p.save("p3", FIELD)
+    p.save("p0", SearchFilter())  # replacing one is fine
+
+
+def test_presets_download_and_upload_round_trip(tmp_path):
+    p = _presets(tmp_path)
+    p.save("a", FIELD)
+    data = p.own.to_json()
+    q = _presets(tmp_path)
+    assert q.own.load_json(data) == 1 and q.load("a") == FIELD
+    with pytest.raises(ParameterError, match="not a presets file"):
+        q.own.load_json(b"{\"presets\": 3}")
+    with pytest.raises(ParameterError, match="at most"):
+        q.own.load_json(b" " * 70_000)
+    many = SessionPresets(max_presets=50)
+    for i in range(10):
+        many.save(f"x{i}", FIELD)
+    with pytest.raises(ParameterError, match="at most 3"):
+        q.own.load_json(many.to_json())
+
+
+def test_admin_writes_the_shared_library_and_local_runs_are_owners(tmp_path):
+    assert _presets(tmp_path, admin=True).save("shared", FIELD) == "shared"
+    assert _presets(tmp_path, hosted=False).save("local", FIELD) == "shared"
+    assert {"shared", "local"} <= set(PresetStore(tmp_path).names())
+    assert Access(hosted=True).can_clear_cache is False
+    assert Access(hosted=True, admin=True).can_clear_cache and Access(hosted=False).can_clear_cache
+
+
+def test_password_check():
+    assert check_password("s3cret", "s3cret")
+    assert not check_password("s3cre", "s3cret") and not check_password("", "") and not check_password("x", None)
+
+
+def test_heavy_pool_serves_in_order_and_shows_the_queue():
+    pool = HeavyPool(1)
+    release = threading.Event()
+    seen: dict[str, list] = {"b": [], "c": []}
+    order = []
+
+    def first():
+        with pool.slot("mix"):
+            order.append("a")
+            release.wait(10)
+
+    def later(name, kind):
+        with pool.slot(kind, on_wait=lambda ahead: seen[name].append(list(ahead))):
+            order.append(name)
+
+    ta = threading.Thread(target=first)
+    ta.start()
+    while pool.status()[0] == 0:
+        time.sleep(0.01)
+    tb = threading.Thread(target=later, args=("b", "mix"))
+    tb.start()
+    while pool.status()[1] < 1:
+        time.sleep(0.01)
+    tc = threading.Thread(target=later, args=("c", "detection"))
+    tc.start()
+    while pool.status()[1] < 2:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    release.set()
+    for t in (ta, tb, tc):
+        t.join(10)
+    assert order == ["a", "b", "c"], "first come, first served"
+    assert seen["b"][0] == ["mix"] and seen["c"][0] == ["mix", "mix"]
+    assert describe_queue(seen["c"][0]).startswith("The server is busy: 2 mixes ahead of you")
+    assert "1 step ahead" in describe_queue(["x"]) and "2 steps" in describe_queue(["mix", "detection"])
+    assert pool.status() == (0, 0) and pool.served == 3
+
+
+def test_heavy_pool_runs_up_to_workers_at_once():
+    pool = HeavyPool(2)
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def job():
+        with pool.slot("mix"):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            time.sleep(0.05)
+            with lock:
+                active[0] -= 1
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 2 and pool.served == 8
+
+
+@pytest.mark.slow
+def test_hosted_app_keeps_a_visitors_preset_in_the_session(tmp_path, monkeypatch, images_dir):
+    monkeypatch.setenv("IMGEXT_HOSTED", "1")
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.secrets["FREESOUND_API_KEY"] = "k"
+    at.run()
+    assert any(e.label == "Administrator" for e in at.expander)
+    at.file_uploader(key="upload").set_value(("wildcat.jpg", (images_dir / "wildcat.jpg").read_bytes(), "image/jpeg"))
+    at.run()
+    at.switch_page("pages/2_sounds.py").run()
+    assert not at.exception, at.exception
+    at.text_input(key="preset_name").input("my dogs").run()
+    at.button(key="preset_save").click().run()
+    assert not at.exception, at.exception
+    assert "my dogs" in at.session_state["imgext_session"].own_presets.presets
+    assert not (tmp_path / "data" / "presets.json").exists()
+    assert any("read-only here" in c.value for c in at.caption)
