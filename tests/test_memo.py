@@ -12,21 +12,21 @@ from imgext.sounds.memo import MemoryCache
 
 
 def test_bounded_by_bytes_least_recently_used_first():
-    cache = MemoryCache(300)
+    cache = MemoryCache(1200)
     made = []
 
     def make(key):
         made.append(key)
-        return bytes(100)
+        return bytes(300)
 
-    for key in "abc":
+    for key in "abcd":
         cache.get(key, lambda key=key: make(key))
     cache.get("a", lambda: make("a"))  # a hit: "a" becomes the most recent
-    cache.get("d", lambda: make("d"))  # evicts "b", the least recently used
-    assert made == ["a", "b", "c", "d"] and cache.nbytes == 300 and len(cache) == 3
+    cache.get("e", lambda: make("e"))  # evicts "b", the least recently used
+    assert made == ["a", "b", "c", "d", "e"] and cache.nbytes == 1200 and len(cache) == 4
     cache.get("b", lambda: make("b"))
     assert made[-1] == "b"
-    assert cache.get("big", lambda: bytes(1000)) == bytes(1000) and "big" not in cache._items  # too big to keep
+    assert cache.get("big", lambda: bytes(301)) == bytes(301) and "big" not in cache._items  # > 1/4 of the bound
 
 
 def test_builtin_sound_is_synthesised_once_and_is_the_same_sound():

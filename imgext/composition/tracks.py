@@ -361,7 +361,12 @@ def fetch_tracks(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     _stand_ins(objects, assignments, fetched, source, settings=settings, notes=notes)
-    return assemble_tracks(objects, fetched, settings=settings, notes=notes), assignments, fetched
+    tracks = assemble_tracks(objects, fetched, settings=settings, notes=notes)
+    # Each fetched track becomes a view of its row in the stacked audio, so the scene is held once, not twice
+    # (8 x 600 s: 850 MB saved); re-assembling from these views still works.
+    rows = {i: k for k, i in enumerate(tracks.object_indices)}
+    fetched = {i: replace(f, track=tracks.audio[rows[i]]) if i in rows else f for i, f in fetched.items()}
+    return tracks, assignments, fetched
 
 
 def _size(n: int) -> str:

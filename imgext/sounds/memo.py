@@ -45,7 +45,8 @@ class MemoryCache:
     ----------
     max_bytes : int
         Bound on the summed size of the values (``bytes`` length, array ``nbytes``).
-        A single value larger than the bound is computed but not kept.
+        A single value larger than a quarter of the bound is computed but not kept
+        (a long scene's sounds would push out everything else for one use).
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -67,7 +68,7 @@ class MemoryCache:
             self.misses += 1
         value = make()
         size = _size(value)
-        if size <= self.max_bytes:
+        if size <= self.max_bytes // 4:
             with self._lock:
                 if key not in self._items:
                     self._items[key] = (value, size)
