@@ -1,6 +1,7 @@
 """Several simultaneous browser sessions against one ``streamlit run``: isolation, correctness, time, memory.
 
-Run from the repo root: ``python bench/load.py [--sessions 1 4 8] [--duration 30]``.
+Run from the repo root: ``python bench/load.py [--sessions 1 4 8] [--duration 30]``; the 16-session figures:
+``python bench/load.py --sessions 16 --settle 130`` (each session also records the queue message it saw).
 
 It starts the local Freesound-compatible server (``tests/freesound_server.py``) and one ``streamlit run
 app.py`` (fresh cache, data and temp folders; the detector from ``../shared/models``). Then, for each N,
@@ -279,6 +280,7 @@ class FlowResult:
     error: str | None = None
     page_errors: list = field(default_factory=list)
     objects_shown: int | None = None
+    queue_messages: list = field(default_factory=list)  # "The server is busy: N ... ahead of you", once a second
 
 
 async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOUT_MS, on_page=None) -> FlowResult:
@@ -294,6 +296,18 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
         res.stages[name] = now - last
         last = now
 
+    async def watch_queue() -> None:  # the page's "N ... ahead of you" while this session waits its turn
+        while True:
+            try:
+                text = await page.evaluate("() => document.body ? document.body.innerText : ''")
+            except Exception:  # noqa: BLE001 - navigation in progress
+                text = ""
+            if "ahead of you" in text:
+                line = next(x for x in text.splitlines() if "ahead of you" in x)
+                res.queue_messages.append(line.strip())
+            await asyncio.sleep(1.0)
+
+    watcher = asyncio.ensure_future(watch_queue())
     try:
         await page.goto(url, timeout=timeout_ms)
         await wait_idle(page, timeout_ms)
@@ -338,7 +352,9 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
         res.zip_bytes = Path(path).read_bytes()
         lap("zip")
         res.seconds = time.perf_counter() - t0
+        watcher.cancel()
     except Exception as exc:  # noqa: BLE001 - reported per session
+        watcher.cancel()
         res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         try:
             shots = ROOT / "artifacts" / "screenshots"
@@ -528,6 +544,8 @@ def report_phase(p: Phase) -> None:
         verdict = "ok" if not p.problems[r.job.index] else "WRONG: " + "; ".join(p.problems[r.job.index])
         print(f"   session {r.job.index} {r.job.photo.name:<16} seed {r.job.seed}: {r.seconds:6.1f} s [{st}] "
               f"{r.objects_shown} objects · {verdict}", flush=True)
+        if r.queue_messages:
+            print(f"      queued {len(r.queue_messages)} s, e.g. {max(r.queue_messages, key=len)!r}", flush=True)
     for s in p.shared_problems:
         print(f"   WRONG: {s}", flush=True)
     for s in p.notes:
