@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgext.audio.io import DEFAULT_SAMPLE_RATE
 from imgext.errors import ParameterError
@@ -14,7 +14,10 @@ DEFAULT_LOUDNESS_LUFS = -16.0
 """Target integrated loudness (BS.1770), the usual level for streamed stereo content."""
 
 DEFAULT_PEAK_DBFS = -1.0
-"""Sample-peak ceiling in dBFS after normalisation (1 dB of headroom for lossy encoders)."""
+"""True-peak ceiling in dBTP of the master's limiter (1 dB of headroom for lossy encoders)."""
+
+DEFAULT_AMBIENCE_DB = -12.0
+"""Level of the ambience bed under the foreground, dB (Scaper's ``ref_db`` gap; SonoWorld uses -10)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,16 @@ class MixSettings:
         Also render the headphone mix (``mix_binaural.wav``) with a measured HRTF.
     room : {"auto", "room", "outdoor"}
         Character of the shared reverb; ``auto`` follows the ambience (outdoors when none).
+    compose : bool
+        Arrange sounds in time by role (events scheduled, beds looped from random
+        offsets, areas wide); False keeps every file's own timing (``imgext mix``).
+    activity : float in [0, 4]
+        Scales every event object's events per minute (1 = the label table's rate).
+    ambience : str
+        ``"auto"`` (chosen from the labels), ``"none"``, or an ambience name
+        (:func:`imgext.composition.ambience.ambience_names`).
+    ambience_db : float
+        Level of the ambience bed relative to the most important object, dB.
     """
 
     duration_s: float = 30.0
@@ -74,6 +87,15 @@ class MixSettings:
     binaural: bool = False
     room: str = "auto"
     time_aware: bool = True
+    compose: bool = field(default=True, metadata={
+        "help": "arrange sounds in time by role (events, beds, areas); off keeps each file's own timing"})
+    activity: float = field(default=1.0, metadata={
+        "help": "how often events happen: scales each event object's events per minute",
+        "min": 0.0, "max": 4.0, "step": 0.1})
+    ambience: str = field(default="auto", metadata={
+        "help": "one bed for the whole picture: auto (from the labels), none, or a name (street, park, room ...)"})
+    ambience_db: float = field(default=DEFAULT_AMBIENCE_DB, metadata={
+        "help": "level of the ambience under the foreground, dB", "min": -40.0, "max": 0.0, "step": 1.0})
 
     def __post_init__(self) -> None:
         checks = [
@@ -87,6 +109,9 @@ class MixSettings:
             (0.0 <= self.reverb_amount <= 1.0, f"reverb_amount={self.reverb_amount} must lie between 0 and 1"),
             (10.0 <= self.fov_deg <= 170.0, f"fov_deg={self.fov_deg} must lie between 10 and 170 degrees"),
             (self.room in ("auto", "room", "outdoor"), f"room={self.room!r} must be auto, room or outdoor"),
+            (0.0 <= self.activity <= 4.0, f"activity={self.activity} must lie between 0 and 4"),
+            (-40.0 <= self.ambience_db <= 0.0, f"ambience_db={self.ambience_db} must lie between -40 and 0 dB"),
+            (isinstance(self.ambience, str) and bool(self.ambience.strip()), f"ambience={self.ambience!r} must be a name"),
         ]
         for ok, message in checks:
             if not ok:  # also catches NaN, for which every comparison is False

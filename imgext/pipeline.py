@@ -25,6 +25,9 @@ import numpy as np
 
 from imgext.audio.io import read_bounded
 from imgext.budget import Budget
+from imgext.composition.ambience import add_ambience, ambience_record
+from imgext.composition.arrange import Arrangement, compose_tracks
+from imgext.composition.roles import resolve_objects
 from imgext.composition.tracks import (
     Fetched,
     Progress,
@@ -46,7 +49,7 @@ from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.selection import DEFAULT_CANDIDATES, Assignment, choose_sounds
 from imgext.vision.detection import Detector, ImageInfo, load_image
 from imgext.vision.distance import DEFAULT_FOV_DEG
-from imgext.vision.placement import LabelMap, SceneObject, place_objects
+from imgext.vision.placement import LabelMap, SceneObject, place_objects, with_role
 
 __all__ = [
     "MixSettings",
@@ -142,6 +145,10 @@ def _render_image(image, out_dir, *, detector, source, settings, conf, n_candida
         fov_deg=settings.fov_deg,
     )
     progress("detect", 1.0, f"{len(objects)} objects")
+    if settings.compose:
+        objects = resolve_objects(objects, labels=labels)
+        objects = add_ambience(objects, choice=settings.ambience, level_db=settings.ambience_db,
+                               attenuation_db=settings.attenuation_db)
     t0 = time.perf_counter()
     assignments = choose_sounds(
         objects, source, n_candidates=n_candidates, duration_s=settings.duration_s, rng=settings.seed,
@@ -154,16 +161,22 @@ def _render_image(image, out_dir, *, detector, source, settings, conf, n_candida
         raise errors[0]  # the source failed outright (key refused, unreachable ...): not a silent, empty render
     t_sounds = time.perf_counter() - t0
     t0 = time.perf_counter()
+    arrangements = None
+    if settings.compose:
+        progress("compose", 0.0, "arranging the scene in time")
+        tracks, fetched, arrangements = compose_tracks(objects, fetched, settings=settings, notes=tracks.notes)
+    t_compose = time.perf_counter() - t0
+    t0 = time.perf_counter()
     progress("mix", 0.0, "analysing and mixing")
     outcome = Mixer(tracks).render(settings)
     require_sound(outcome, objects, assignments)
     t_mix = time.perf_counter() - t0
-    timings = {"detect": t_detect, "sounds": t_sounds, "mix": t_mix, **outcome.timings_s}
+    timings = {"detect": t_detect, "sounds": t_sounds, "compose": t_compose, "mix": t_mix, **outcome.timings_s}
     timings["total"] = time.perf_counter() - t_start
     files, plan = build_outputs(
         image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks,
         outcome=outcome, settings=settings, source_description=source.describe(), timings_s=timings,
-        stems=stems, bundle=write_zip,
+        stems=stems, bundle=write_zip, arrangements=arrangements, ambience=ambience_record(objects),
     )
     progress("export", 0.0, "writing files")
     zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
@@ -204,8 +217,13 @@ def render_files(
     progress: Progress = _no_progress,
     stems: bool = True,
     write_zip: bool = True,
+    compose: bool = False,
 ) -> RenderResult:
     """Mix given audio files without an image (``python -m imgext mix``).
+
+    The files keep their own timing (a sound designer's stems) unless
+    ``compose`` (``mix --compose``): then each is arranged by the role its
+    name's label has (events scheduled, beds looped from random offsets).
 
     Parameters
     ----------
@@ -260,7 +278,15 @@ def render_files(
         notes=[note for f in fetched.values() for note in f.notes],
     )
     # Given gains are absolute (each file's volume), not derived from importance: no attenuation.
-    settings = replace(settings, attenuation_db=0.0)
+    settings = replace(settings, attenuation_db=0.0, compose=bool(compose))
+    arrangements = None
+    if settings.compose:
+        labels = LabelMap.default()
+        objects = [with_role(o, labels.lookup(o.label).role.value if o.label in labels else "bed") for o in objects]
+        objects = [replace(o, events_per_minute=labels.lookup(o.label).events_per_minute or o.events_per_minute,
+                           event_s=labels.lookup(o.label).event_s or o.event_s) for o in objects]
+        tracks, fetched, arrangements = compose_tracks(objects, fetched, settings=settings, notes=tracks.notes)
+        tracks = replace(tracks, pans=np.array(pans, dtype=np.float64), volume_db=np.array(gains, dtype=np.float64))
     t0 = time.perf_counter()
     outcome = Mixer(tracks).render(settings)
     timings = {"mix": time.perf_counter() - t0, **outcome.timings_s, "total": time.perf_counter() - t_start}
@@ -268,7 +294,7 @@ def render_files(
     files, plan = build_outputs(
         image=None, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description="files given on the command line", timings_s=timings,
-        stems=stems, bundle=write_zip,
+        stems=stems, bundle=write_zip, arrangements=arrangements,
     )
     zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
     return RenderResult(plan=plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)
@@ -314,7 +340,15 @@ def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, stems
     else:
         settings = replace(settings, **changes)
     progress("mix", 0.0, "mixing the plan")
-    tracks = assemble_tracks(objects, fetched, settings=settings)
+    arrangements = None
+    if settings.compose:
+        # The saved arrangements are rendered as they are (bit-identical); a new activity or seed draws anew.
+        redraw = {"activity", "seed", "duration_s"} & {k for k, v in changes.items() if v != getattr(plan.settings, k)}
+        given = {} if redraw else {i: Arrangement.from_dict(r.arrangement) for i, r in enumerate(plan.objects)
+                                   if r.arrangement}
+        tracks, fetched, arrangements = compose_tracks(objects, fetched, settings=settings, given=given)
+    else:
+        tracks = assemble_tracks(objects, fetched, settings=settings)
     t0 = time.perf_counter()
     outcome = Mixer(tracks).render(settings)
     t_mix = time.perf_counter() - t0
@@ -324,7 +358,7 @@ def remix(folder: str, out_dir: str, *, progress: Progress = _no_progress, stems
     files, new_plan = build_outputs(
         image=info, objects=objects, assignments=assignments, fetched=fetched, tracks=tracks, outcome=outcome,
         settings=settings, source_description=f"{plan.source} (remixed from the plan)", timings_s=timings,
-        stems=stems, bundle=write_zip,
+        stems=stems, bundle=write_zip, arrangements=arrangements, ambience=plan.ambience,
     )
     zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
     return RenderResult(plan=new_plan, out_dir=str(out_dir), zip_path=str(zip_path) if zip_path else None)

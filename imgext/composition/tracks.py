@@ -74,6 +74,9 @@ class Tracks:
         Distance of each object in metres; NaN (or None for all) where unknown.
     azimuth_deg, elevation_deg : np.ndarray [shape=(n_tracks,)] or None
         Direction of each object (azimuth positive to the left); NaN where unknown.
+    sides : dict of int -> (float, np.ndarray [shape=(n_samples,)])
+        Area sources: track index -> (width in [0, 1], the decorrelated companion
+        the mix adds in mid/side, :func:`imgext.mix.render.render_mix`).
     """
 
     audio: np.ndarray
@@ -87,6 +90,7 @@ class Tracks:
     distance_m: np.ndarray | None = None
     azimuth_deg: np.ndarray | None = None
     elevation_deg: np.ndarray | None = None
+    sides: dict = field(default_factory=dict)
 
     @property
     def n_tracks(self) -> int:
@@ -182,11 +186,14 @@ def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSet
 
 
 def assemble_tracks(
-    objects: Sequence[SceneObject], fetched: dict[int, Fetched], *, settings: MixSettings, notes: Sequence[str] = ()
+    objects: Sequence[SceneObject], fetched: dict[int, Fetched], *, settings: MixSettings, notes: Sequence[str] = (),
+    sides: dict | None = None,
 ) -> Tracks:
     """Stack the fetched sounds of the objects that have one (in object order) into :class:`Tracks`.
 
     Pans, importance and volume come from ``objects``, so editing them needs no new fetch.
+    ``sides`` maps object index -> (width, companion) for area sources
+    (:func:`imgext.composition.arrange.compose`).
     """
     order = [i for i in sorted(fetched) if i < len(objects) and not objects[i].skipped]
     n = int(round(settings.duration_s * settings.sample_rate))
@@ -204,6 +211,7 @@ def assemble_tracks(
         sample_rate=settings.sample_rate,
         notes=list(notes) + [note for i in order for note in fetched[i].notes],
         **_depth_arrays([objects[i] for i in order]),
+        sides={k: sides[i] for k, i in enumerate(order) if sides and i in sides},
     )
 
 

@@ -259,6 +259,16 @@ class Mixer:
         self._spatial = (key, result, processed)
         return result
 
+    def _sides(self, filters) -> dict:
+        """The area tracks' companions through their track's EQ: track index -> (width, companion)."""
+        from imgext.engine.eq import apply_eq
+
+        out = {}
+        for k, (width, side) in self.tracks.sides.items():
+            f = filters[k] if k < len(filters) else []
+            out[k] = (width, apply_eq(side[None, :], [f], self.tracks.sample_rate)[0] if f else side)
+        return out
+
     def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
         """Render the mix for ``settings``.
 
@@ -286,9 +296,10 @@ class Mixer:
         spatial = self.spatial(settings, processed, gains)
         timings["space"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        sides = self._sides(filters)
         mix = render_mix(
             spatial.tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
-            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=spatial.reverb,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=spatial.reverb, sides=sides,
         )
         timings["render"] = time.perf_counter() - t0
         if tracks.n_tracks > 0:

@@ -9,7 +9,7 @@ to the mix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -91,9 +91,15 @@ class Mix:
     limited_s: float = 0.0
     reverb: np.ndarray | None = None
 
+    sides: dict = field(default_factory=dict, repr=False)
+    """Track index -> (side coefficients [shape=(2,)], companion [shape=(n_samples,)]) of wide (area) tracks."""
+
     def stem(self, tracks: np.ndarray, index: int) -> np.ndarray:
         """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included)."""
         stem = (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
+        if index in self.sides:
+            side_coeffs, side = self.sides[index]
+            stem += (side_coeffs[:, None] * side[None, :]).astype(np.float32)
         if self.envelope is not None:
             stem *= self.envelope[None, :]
         return stem
@@ -108,6 +114,7 @@ def render_mix(
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS,
     peak_dbfs: float = DEFAULT_PEAK_DBFS,
     reverb: np.ndarray | None = None,
+    sides: dict | None = None,
 ) -> Mix:
     """Pan, gain, sum, normalise to ``loudness_lufs`` and hold the true peak under the ceiling.
 
@@ -130,6 +137,13 @@ def render_mix(
     reverb : np.ndarray [shape=(2, n_samples)], optional
         A stereo bus (the shared reverb, :mod:`imgext.mix.space`) added to the
         panned tracks before normalisation; it gets the same master gain and limiter.
+    sides : dict of int -> (float, np.ndarray [shape=(n_samples,)]), optional
+        Wide (area) tracks: track index -> (width in [0, 1], a companion
+        uncorrelated with the track, e.g. the same bed from another offset).
+        Mid/side: ``L = cL (cos(a) x + sin(a) s)``, ``R = cR (cos(a) x - sin(a) s)``
+        with ``a = width * pi / 4``: the power is that of the point source, the
+        left/right correlation ``cos(2a)`` (0 at width 1), and the companion
+        cancels in a mono fold-down.
 
     Returns
     -------
@@ -151,10 +165,17 @@ def render_mix(
     if not (-60.0 <= peak_dbfs <= 0.0):
         raise ParameterError(f"peak_dbfs={peak_dbfs} must lie between -60 and 0 dBFS")
     coeffs = pan_gains(pans) * db_to_gain(gains)[None, :]  # (2, n_tracks)
+    side_coeffs: dict[int, np.ndarray] = {}
+    for k, (width, _) in (sides or {}).items():
+        a = float(np.clip(width, 0.0, 1.0)) * np.pi / 4.0
+        side_coeffs[k] = coeffs[:, k] * np.sin(a) * np.array([1.0, -1.0])
+        coeffs[:, k] *= np.cos(a)
     if n_tracks == 0 or n_samples == 0:
         summed = np.zeros((2, n_samples), dtype=np.float32)
     else:
         summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
+        for k, (_, side) in (sides or {}).items():
+            summed += (side_coeffs[k][:, None] * np.asarray(side, dtype=np.float32)[None, :]).astype(np.float32)
     if reverb is not None:
         reverb = np.asarray(reverb, dtype=np.float32)
         if reverb.shape != (2, n_samples):
@@ -194,6 +215,7 @@ def render_mix(
     audio = summed * g
     reverb = None if reverb is None else reverb * g
     coeffs = coeffs * float(g)
+    placed_sides = {k: (side_coeffs[k] * float(g), np.asarray(side, dtype=np.float32)) for k, (_, side) in (sides or {}).items()}
     if envelope is not None:
         audio *= envelope[None, :]
         if reverb is not None:
@@ -220,5 +242,6 @@ def render_mix(
         gain_reduction_db=float(reduction_db),
         limited_s=float(limited_s),
         reverb=reverb,
+        sides=placed_sides,
     )
 

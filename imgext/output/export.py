@@ -341,6 +341,8 @@ def build_outputs(
     timings_s: dict,
     stems: bool = True,
     bundle: bool = True,
+    arrangements: dict | None = None,
+    ambience: dict | None = None,
 ) -> tuple[list[OutputFile], Plan]:
     """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the plan they record.
 
@@ -360,6 +362,10 @@ def build_outputs(
         Include the dry and processed stems (``--no-stems`` leaves them out).
     bundle : bool
         Whether a ``bundle.zip`` will be written (it is listed in the manifest).
+    arrangements : dict of object index -> Arrangement, optional
+        How each object sounds in time (recorded per object).
+    ambience : dict, optional
+        The ambience record (:func:`imgext.composition.ambience.ambience_record`).
 
     Returns
     -------
@@ -427,6 +433,7 @@ def build_outputs(
             ducking=None if ducking is None else (
                 {"band_centres_hz": ducking["band_centres_hz"], "gain_lane_time_s": ducking["gain_lane_time_s"],
                  **ducking["tracks"][names[k]]} if names[k] in ducking["tracks"] else None),
+            arrangement=arrangements[i].to_dict() if arrangements and i in arrangements else None,
         ))
 
     mix = outcome.mix
@@ -456,6 +463,7 @@ def build_outputs(
             after=outcome.masking_after.to_dict(names) if outcome.masking_after is not None else None,
         ),
         optimisation=OptimisationRecord.of(outcome.optimisation),
+        ambience=ambience,
         notes=notes,
         timings_s={k: round(float(v), 4) for k, v in timings_s.items()},
     )

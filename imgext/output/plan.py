@@ -252,6 +252,9 @@ class ObjectRecord(Record):
     core_smr_before_db: float | None = None
     core_smr_after_db: float | None = None
     ducking: dict | None = None
+    arrangement: dict | None = None
+    """How it sounds in time (:meth:`imgext.composition.arrange.Arrangement.to_dict`): role, events
+    (onset s, duration s, gain dB, source region s, rate), bed offset and width; None when not composed."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,8 @@ class Plan(Record):
     binaural: MixRecord | None = None
     masking: MaskingRecord = field(default_factory=MaskingRecord)
     optimisation: OptimisationRecord | None = None
+    ambience: dict | None = None
+    """The scene's ambience bed: name, query, synth, reason, ambience_only (:func:`imgext.composition.ambience.ambience_record`)."""
     notes: list[str] = field(default_factory=list)
     timings_s: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)

@@ -37,6 +37,8 @@ class BuiltinSource:
 
     def kind_for(self, query: str, synth_kind: str | None = None) -> str:
         """The synthesiser kind that best fits ``query`` (word overlap with the label table)."""
+        if synth_kind in synth.SYNTH_KINDS and synth_kind.startswith("amb_"):
+            return synth_kind  # an ambience asks for its own kind: a place, not an object in it
         words = set(words_of(query))
         best, best_score = None, 0
         for label, entry in self._labels.items():

@@ -828,6 +828,66 @@ def _ambience(c: _Clip) -> np.ndarray:
     return air + rumble + leaves + 0.03 * _birdsong(c)
 
 
+# ---------------------------------------------------------------- ambiences (one bed for a whole picture)
+
+
+def _part(c: _Clip, kind: str) -> np.ndarray:
+    """Another kind rendered on the same clip at full rate, unit RMS [shape=(n,)]."""
+    recipe = _KINDS[kind]
+    return _unit(_decimated(c, recipe.render, top_hz=recipe.top_hz) if recipe.top_hz else recipe.render(c))
+
+
+def _floor(c: _Clip, level: float = 0.05) -> np.ndarray:
+    """A recording's noise floor [shape=(n,)]: pink-ish air and mains-free hiss at ``level`` of unit RMS.
+
+    A microphone never records digital zero: without this, synthetic beds are
+    exact zeros between their events.
+    """
+    return level * (_noise(c, 20, 800, order=1) + 0.3 * _noise(c, 800, 0.45 * c.sr))
+
+
+@_kind("amb_street", "city street ambience (distant traffic, footsteps, voices)")
+def _amb_street(c: _Clip) -> np.ndarray:
+    k = c.ctrl
+    rumble = _noise(c, 25, c.rng.uniform(300, 600), order=1) * _up(c, 1 + 0.4 * _wander(k, 0.08))
+    return (rumble + 0.35 * _part(c, "car_passing") * 0.5 + 0.12 * _part(c, "footsteps")
+            + 0.15 * _part(c, "voices") + _floor(c))
+
+
+@_kind("amb_park", "park ambience (birds, leaves, distant voices)")
+def _amb_park(c: _Clip) -> np.ndarray:
+    return 0.5 * _part(c, "wind") + 0.35 * _part(c, "birds") + 0.08 * _part(c, "voices") + _floor(c, 0.1)
+
+
+@_kind("amb_countryside", "countryside ambience (wind in grass, birds, insects)")
+def _amb_countryside(c: _Clip) -> np.ndarray:
+    insects = _noise(c, 4000, 7000) * _up(c, 0.5 + 0.5 * np.abs(np.sin(_TAU * c.rng.uniform(8, 20) * _time(c.ctrl))))
+    return 0.6 * _part(c, "wind") + 0.25 * _part(c, "birds") + 0.05 * insects + _floor(c, 0.1)
+
+
+@_kind("amb_room", "indoor room tone (air handling, faint hum)", top_hz=6000)
+def _amb_room(c: _Clip) -> np.ndarray:
+    hum_hz = c.rng.choice([50.0, 60.0])
+    hum = _tone(c, np.full(c.n, hum_hz), tilt=1.5, n_harm=4)
+    air = _noise(c, 40, c.rng.uniform(400, 1200), order=1) * _up(c, 1 + 0.1 * _wander(c.ctrl, 0.05))
+    return air + 0.05 * _unit(hum) + _floor(c, 0.2)
+
+
+@_kind("amb_cafe", "café ambience (murmur, cups and cutlery)")
+def _amb_cafe(c: _Clip) -> np.ndarray:
+    return 0.8 * _part(c, "voices") + 0.25 * _part(c, "crockery") + 0.2 * _part(c, "amb_room")
+
+
+@_kind("amb_harbour", "harbour or beach ambience (waves, wind)")
+def _amb_harbour(c: _Clip) -> np.ndarray:
+    return 0.8 * _part(c, "ocean") + 0.3 * _part(c, "wind") + _floor(c, 0.1)
+
+
+@_kind("amb_open_air", "open-air ambience (soft wind, far-off birds)")
+def _amb_open_air(c: _Clip) -> np.ndarray:
+    return 0.7 * _part(c, "wind") + 0.4 * _part(c, "ambience") + 0.05 * _part(c, "birds") + _floor(c, 0.15)
+
+
 # ---------------------------------------------------------------- household and objects
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from imgext.errors import ParameterError
 from imgext.options import DEFAULT_ATTENUATION_DB
-from imgext.vision.distance import DEFAULT_FOV_DEG, direction_deg, estimate_distance_m
 from imgext.vision.detection import Detection
+from imgext.vision.distance import DEFAULT_FOV_DEG, direction_deg, estimate_distance_m
 
 __all__ = [
     "DEFAULT_ATTENUATION_DB",
@@ -292,7 +292,10 @@ class SceneObject:
         kw["synonyms"] = tuple(kw.get("synonyms", ()))
         kw["notes"] = tuple(kw.get("notes", ()))
         if "role" in kw:
-            kw["role"] = Role.parse(kw["role"]).value
+            try:
+                kw["role"] = Role.parse(kw["role"]).value
+            except ParameterError:  # a role another version wrote: the default stands
+                del kw["role"]
         return cls(**kw)
 
 
