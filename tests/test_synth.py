@@ -25,7 +25,8 @@ EXPECTED_KINDS = {
     "phone_ring", "tv", "dog_bark", "cat_meow", "horse_neigh", "sheep_bleat", "cow_moo", "elephant_trumpet",
     "bear_growl", "zebra_bark", "giraffe_hum", "animal_call", "crockery", "pouring", "ball_bounce", "racket_hit",
     "skateboard", "whoosh", "appliance_hum", "beeps", "toaster", "sink", "toilet_flush", "hair_drier", "toothbrush",
-    "scissors", "ambience",
+    "scissors", "ambience", "amb_street", "amb_park", "amb_countryside", "amb_room", "amb_cafe", "amb_harbour",
+    "amb_open_air",
 }  # fmt: skip
 
 
