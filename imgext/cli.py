@@ -66,6 +66,8 @@ def _add_mix_options(p: argparse.ArgumentParser) -> None:
                    help="deepest cut an EQ filter may make (default 6)")
     g.add_argument("--optimize", action="store_true",
                    help="refine gains and EQ depth with differential evolution (seeded)")
+    g.add_argument("--activity", type=_float_range(0, 4), default=1.0, metavar="0..4",
+                   help="how often events happen: scales every event object's events per minute (default 1)")
     o = p.add_argument_group("output")
     o.add_argument("--no-stems", action="store_true", help="write no stems (a long scene's stems take most of the disk)")
     o.add_argument("--no-zip", action="store_true", help="write no bundle.zip (the folder holds the same files)")
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--labels", default=None, metavar="JSON", help="label table overrides, e.g. {\"dog\": {\"query\": \"puppy yapping\"}}")
     r.add_argument("--weights", default=None, metavar="PATH", help="detector weights (overrides IMGEXT_YOLO_WEIGHTS)")
     r.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
+    r.add_argument("--ambience", type=_ambience_choice, default="auto", metavar="auto|none|NAME",
+                   help="one bed for the whole picture: auto (from the labels; 'open air' when nothing sounds), none, "
+                        "or one of: " + ", ".join(_ambience_names()))
+    r.add_argument("--ambience-db", type=_float_range(-40, 0, " dB"), default=-12.0, metavar="DB",
+                   help="level of the ambience under the most important object (default -12)")
     _add_mix_options(r)
 
     from imgext.batch import add_batch_parser
@@ -116,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--importance", type=_float_range(0, 1), nargs="+", default=None, metavar="I",
                    help="one importance per file in 0..1 (default: follows gain, louder = more important)")
     m.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
+    m.add_argument("--compose", action="store_true",
+                   help="arrange the files in time by the role of their name's label (events scheduled, beds looped "
+                        "from random offsets); without it every file keeps its own timing")
     _add_mix_options(m)
 
     rm = sub.add_parser("remix", help="render a saved output folder again (offline) with other mix settings",
@@ -147,7 +157,27 @@ def _settings_from(args):
         duration_s=args.duration, sample_rate=args.sample_rate, attenuation_db=getattr(args, "attenuation_db", 0.0),
         loudness_lufs=args.loudness, peak_dbfs=args.peak_dbfs, eq_strength=args.eq_strength,
         max_cut_db=args.max_cut_db, optimize=args.optimize, seed=args.seed,
+        activity=args.activity if getattr(args, "activity", None) is not None else 1.0,
+        ambience=getattr(args, "ambience", None) or "auto",
+        ambience_db=args.ambience_db if getattr(args, "ambience_db", None) is not None else -12.0,
     )
+
+
+def _ambience_names() -> list[str]:
+    from imgext.composition.ambience import ambience_names
+
+    return ambience_names()
+
+
+def _ambience_choice(text: str) -> str:
+    from imgext.composition.ambience import choose_ambience
+    from imgext.errors import ParameterError
+
+    try:
+        choose_ambience([], text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _progress_printer(enabled: bool):
@@ -177,14 +207,23 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
     lines.append(f"{head} - source: {scene['source']}")
     objs = scene["objects"]
     sounding = [o for o in objs if o.get("sound")]
+    amb = scene.get("ambience")
+    if amb:
+        only = " - AMBIENCE ONLY: nothing in the picture makes a sound of its own" if amb.get("ambience_only") else ""
+        lines.append(f"ambience: {amb['name']} ({amb.get('reason') or ''}){only}")
+    objs = [o for o in objs if o.get("origin") != "ambience"]
+    sounding = [o for o in objs if o.get("sound")]
     lines.append(f"objects: {len(objs)} found, {len(sounding)} with a sound, {len(objs) - len(sounding)} without")
     for o in objs:
         if o.get("sound"):
             s = o["sound"]
             flag = " [NON-COMMERCIAL]" if not s.get("commercial_ok", True) else ""
+            arr = o.get("arrangement") or {}
+            timing = (f"{len(arr.get('events') or [])} events" if arr.get("role") == "event" else arr.get("role", ""))
             lines.append(
                 f"  {o['label']:<14} pan {o['pan']:+.2f}  importance {o['importance']:.2f}  gain {o['gain_db']:+6.1f} dB  "
-                f"{s['name']}" + ("" if s.get("synthetic") else f" ({s['license']})") + flag
+                + (f"{timing:<10} " if timing else "")
+                + f"{s['name']}" + ("" if s.get("synthetic") else f" ({s['license']})") + flag
             )
             if o.get("relevance") is not None:
                 lines.append(f"  {'':<14} relevance {o['relevance']:.2f}: {o.get('reason')}")
@@ -284,7 +323,7 @@ def _cmd_mix(args) -> int:
     result = render_files(
         args.files, args.out, pans=args.pan, gains_db=args.gain_db, importance=args.importance,
         settings=_settings_from(args), progress=_progress_printer(sys.stderr.isatty() and not args.json),
-        stems=not args.no_stems, write_zip=not args.no_zip,
+        stems=not args.no_stems, write_zip=not args.no_zip, compose=args.compose,
     )
     _print_result(result, args, time.perf_counter() - t0)
     return 0
@@ -293,7 +332,7 @@ def _cmd_mix(args) -> int:
 _REMIX_FIELDS = {
     "duration": "duration_s", "sample_rate": "sample_rate", "attenuation_db": "attenuation_db",
     "loudness": "loudness_lufs", "peak_dbfs": "peak_dbfs", "eq_strength": "eq_strength",
-    "max_cut_db": "max_cut_db", "optimize": "optimize", "seed": "seed",
+    "max_cut_db": "max_cut_db", "optimize": "optimize", "seed": "seed", "activity": "activity",
 }
 
 
