@@ -312,7 +312,9 @@ def fetch_tracks(
     finished = 0
     # A source may bound its own concurrency: the synthesiser is CPU-bound, so more threads than cores
     # only add memory (each holds a scene-length float64 working set), while downloads gain from more.
-    workers = max(1, min(max_workers, int(getattr(source, "max_concurrency", max_workers) or max_workers)))
+    limit = getattr(source, "max_concurrency", max_workers)
+    limit = limit(settings.duration_s) if callable(limit) else limit
+    workers = max(1, min(max_workers, int(limit or max_workers)))
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgext-fetch")
     try:
         for attempt in range(max_attempts):

@@ -26,8 +26,15 @@ class BuiltinSource:
     """
 
     name = "builtin"
-    max_concurrency = 2
-    """Sounds synthesised at once by :func:`~imgext.composition.tracks.fetch_tracks` (CPU-bound work)."""
+    @staticmethod
+    def max_concurrency(duration_s: float) -> int:
+        """Sounds synthesised at once by :func:`~imgext.composition.tracks.fetch_tracks`.
+
+        The work is CPU-bound, so more threads than cores only add memory; a
+        synthesiser's working set grows with the scene (up to ~2 GB for 600 s),
+        so long scenes are made one sound at a time.
+        """
+        return 2 if duration_s <= 120.0 else 1
 
     def __init__(self, labels: LabelMap | None = None) -> None:
         self._labels = labels or LabelMap.default()
