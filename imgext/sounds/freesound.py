@@ -311,8 +311,9 @@ def _read_body(resp: requests.Response, *, max_bytes: int, guard: _Guard, budget
     length = resp.headers.get("Content-Length", "")
     expected = int(length) if length.isdigit() else None
     too_large = _Failed(SourceError(f"Freesound's answer was larger than {_mb(max_bytes)} while {what}"))
-    buf = bytearray()
-    received = 0
+    # small pieces, joined once at the end: no large buffer regrown (and left fragmented) per attempt
+    pieces: list[bytes] = []
+    size = received = 0
     read = getattr(resp.raw, "read1", None) or resp.raw.read
     while not guard.fired:
         chunk = read(65536, decode_content=False)
@@ -321,29 +322,36 @@ def _read_body(resp: requests.Response, *, max_bytes: int, guard: _Guard, budget
         received += len(chunk)
         if budget is not None:
             budget.report(key, received, expected)
+        if received > max_bytes:  # compressed bytes count too
+            pieces.clear()
+            raise too_large
         if decoder is None:
-            if received > max_bytes:
-                raise too_large
-            buf += chunk
+            pieces.append(chunk)
+            size += len(chunk)
             continue
         try:
             data = chunk
             while data and not decoder.eof:
-                buf += decoder.decompress(data, max_bytes + 1 - len(buf))  # never more than the cap at once
-                if len(buf) > max_bytes:
+                out = decoder.decompress(data, min(_PIECE, max_bytes + 1 - size))  # never past the cap
+                size += len(out)
+                if size > max_bytes:
+                    pieces.clear()  # an exception's traceback keeps this frame: drop the bytes now
                     raise too_large
+                pieces.append(out)
                 data = decoder.unconsumed_tail
         except zlib.error:
             raise SourceError(f"Freesound sent a damaged {encoding} body while {what}") from None
-        if received > max_bytes:  # compressed bytes count too
-            raise too_large
     if guard.fired:
         return None  # the caller reports the stall
     if expected is not None and received != expected:
         raise _Failed(_Interrupted(f"the download was cut short while {what} ({received} of {expected} bytes)"))
     if decoder is not None and not decoder.eof:
         raise _Failed(_Interrupted(f"the download was cut short while {what} (incomplete {encoding} body)"))
-    return bytes(buf)
+    return b"".join(pieces)
+
+
+_PIECE = 256 * 1024
+"""Most bytes one decompression step may produce."""
 
 
 def _mb(n: int) -> str:
@@ -548,6 +556,7 @@ class FreesoundClient:
                 try:
                     reply = self._attempt(url, params=params, deadline_s=deadline_s, max_bytes=max_bytes, what=what)
                 except _Failed as failed:
+                    failed.__traceback__ = None  # kept across attempts: must not pin the failed attempt's frames
                     last = failed
                     if host in self.stalled:  # another request to this host stalled out meanwhile
                         raise SourceTimeoutError(f"{failed.error}; not retried: {self.stalled[host]}") from None
