@@ -25,11 +25,12 @@ def run() -> None:
     try:
         nav.run()
     finally:
-        s = session()
-        n_obj = sum(not o.skipped for o in s.objects)
-        n_snd = s.tracks.n_tracks if s.tracks is not None else 0
+        p = session().project
+        n_obj = sum(not o.skipped for o in p.objects)
+        tracks = p.tracks
+        n_snd = tracks.n_tracks if tracks is not None else 0
         status.caption(
-            f"Image: {md(s.image_name or '—')}  \nObjects to sonify: {n_obj}  \nSounds fetched: {n_snd}  \n"
+            f"Image: {md(p.image_name or '—')}  \nObjects to sonify: {n_obj}  \nSounds fetched: {n_snd}  \n"
             f"Freesound key: {'set' if api_key() else 'none (built-in sounds)'}"
         )
 

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image
+from PIL import Image  # noqa: E402 - after the sys.path line above
 
-from imgext.batch import Manifest, plan_photos
+from imgext.batch import Manifest, plan_photos  # noqa: E402
 
 WEIGHTS = os.environ.get("IMGEXT_YOLO_WEIGHTS") or str(ROOT.parent / "shared" / "models" / "yolov8n_int8.onnx")
 

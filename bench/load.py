@@ -58,6 +58,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_OFFLINE", "true")
 
+from tests.browser import ARTIFACTS  # noqa: E402 - needs ROOT on sys.path
+
 SHARED = ROOT.parent / "shared"
 WEIGHTS = str(SHARED / "models" / "yolov8n_int8.onnx")
 API_KEY = "load-bench-key-4d1e"
@@ -140,7 +142,8 @@ class ReferenceRenderer:
         return FallbackSource(primary, BuiltinSource())
 
     def render(self, job: Job) -> Reference:
-        from imgext.pipeline import MixSettings, render_image
+        from imgext.options import MixSettings
+        from imgext.pipeline import render_image
 
         key = (str(job.photo), job.upload_name, job.seed, job.duration_s)
         if key not in self._done:
@@ -357,7 +360,7 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
         watcher.cancel()
         res.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         try:
-            shots = ROOT / "artifacts" / "screenshots"
+            shots = ARTIFACTS / "screenshots"
             shots.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(shots / f"load-failed-{job.upload_name}.png"), full_page=True)
         except Exception:  # noqa: BLE001
@@ -489,7 +492,7 @@ def main() -> int:
                         help="scene length set on the Sounds page (default 30, the app's default)")
     args = parser.parse_args()
 
-    from tests.browser import ARTIFACTS, fresh_dirs, streamlit_server
+    from tests.browser import fresh_dirs, streamlit_server
     from tests.freesound_server import FreesoundServer
 
     work = Path(tempfile.mkdtemp(prefix="imgext-load-"))

@@ -25,8 +25,10 @@ os.environ.setdefault("YOLO_OFFLINE", "true")
 import numpy as np  # noqa: E402
 
 from imgext.audio.io import encode_wav  # noqa: E402
+from imgext.composition.tracks import fetch_tracks  # noqa: E402
+from imgext.mix.mixer import Mixer  # noqa: E402
 from imgext.mix.render import render_mix  # noqa: E402
-from imgext.pipeline import Mixer, MixSettings, fetch_tracks  # noqa: E402
+from imgext.options import MixSettings  # noqa: E402
 from imgext.sounds.builtin import BuiltinSource  # noqa: E402
 from imgext.sounds.selection import choose_sounds  # noqa: E402
 from imgext.vision.detection import Detector, load_image  # noqa: E402
@@ -83,7 +85,7 @@ def main() -> None:
 
     t_first, _ = median_time(lambda: Mixer(tracks).render(settings), max(1, args.runs // 2))
     rows.append(("full mix stage, cold (analysis, EQ, filter, mix, re-analysis)", t_first, None))
-    t_opt, _ = median_time(lambda: Mixer(tracks).render(MixSettings(optimize=True)), max(1, args.runs // 2))
+    t_opt, _ = median_time(lambda: Mixer(tracks).render(MixSettings(optimise=True)), max(1, args.runs // 2))
     rows.append(("full mix stage with optimisation, cold", t_opt, None))
 
     mixer = Mixer(tracks)

@@ -4,6 +4,9 @@ Data flows one way, one folder per stage; a module imports only from its own
 stage or earlier ones (``errors``, ``settings`` and ``options`` are shared by all)::
 
     image -> vision -> sounds -> composition (tracks, arrangement) -> masking -> engine -> mix -> output
+                                                                    -> project -> pipeline -> cli
+
+(``audio`` is a utility of sounds and every later stage; ``tests/test_architecture.py`` checks the order.)
 
 Folders
 -------
@@ -23,9 +26,11 @@ options      settings dataclasses: the one owner of every default, range and hel
 settings     environment settings shared by every part (API key, URLs, cache folder)
 errors       the exception hierarchy (root ``ImgExtError``)
 budget       ``Budget``: one deadline and cancel flag for every network wait of a task
-pipeline     the chain stage by stage: ``render_image``, ``render_files``, ``remix``
-cli          ``python -m imgext render|batch|mix|remix|presets|labels``
+project      one session's work with no UI (detect, choose, fetch, mix, export), cached by content;
+             the app's pages and the command line both drive it
+pipeline     ``render_image``, ``render_files``, ``remix``: the whole chain as a few calls on a ``Project``
 batch        many photos, resumable: manifest, settings fingerprint, local processes or Ray
+cli          ``python -m imgext render|batch|mix|remix|presets|labels``
 """
 
 __version__ = "0.2.0"

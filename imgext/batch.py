@@ -238,7 +238,7 @@ class Manifest:
         self._fd: int | None = None
 
     def load(self) -> dict[str, dict]:
-        """id -> latest record; lines that are not complete JSON objects (cut by a kill) are ignored."""
+        """Id -> latest record; lines that are not complete JSON objects (cut by a kill) are ignored."""
         records: dict[str, dict] = {}
         try:
             raw = self.path.read_bytes()
@@ -683,7 +683,7 @@ def run_local(job: Job, photos: Sequence[Photo], on_record: Record, *, workers: 
                             on_record(_failed(photo, "the worker process died (out of memory?)"))
                     except _Fatal as exc:
                         raise ImgExtError(str(exc)) from None
-            for fut, photo in running.items():  # after a broken pool: the rest of its photos
+            for _fut, photo in running.items():  # after a broken pool: the rest of its photos
                 if not stop.count:
                     on_record(_failed(photo, "the worker process died (out of memory?)"))
         except KeyboardInterrupt:  # the second Ctrl-C: stop the workers now

@@ -9,26 +9,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 
 from imgext import __version__
+from imgext.budget import Budget
 from imgext.errors import ImgExtError
+from imgext.options import DetectSettings, MixSettings, SoundSettings, Spec, specs
+from imgext.settings import DEFAULT_FREESOUND_URL, load_settings
+from imgext.sounds.filters import add_filter_arguments, run_presets_command
+from imgext.sounds.sources import open_source
+from imgext.vision.detection import Detector
+from imgext.vision.placement import LabelMap
 
 __all__ = ["main", "build_parser"]
 
-EPILOG = """\
+EPILOG = f"""\
 settings (environment variables):
   IMGEXT_YOLO_WEIGHTS    detector weights (.pt/.onnx); default: Ultralytics' nano model, downloaded on first use
   FREESOUND_API_KEY      Freesound API key; with it the default source is freesound, without it builtin
-  IMGEXT_FREESOUND_URL   Freesound API root (default https://freesound.org/apiv2)
+  IMGEXT_FREESOUND_URL   Freesound API root (default {DEFAULT_FREESOUND_URL})
   IMGEXT_CACHE_DIR       disk cache folder (default ~/.cache/imgext); IMGEXT_CACHE_SIZE_MB bounds it (default 1024)
   IMGEXT_DATA_DIR        data folder for filter presets (default ~/.local/share/imgext)
   IMGEXT_RENDER_BUDGET_S time a render may take (default 90); searches and downloads stop in time for it to
                          finish with what it has; IMGEXT_SEARCH_DEADLINE_S (20) and IMGEXT_PREVIEW_DEADLINE_S (60)
                          bound each Freesound request from connect to last byte
+  IMGEXT_LABELS          label table overrides (JSON file); --labels overrides it
 
 examples:
   python -m imgext render photo.jpg --out out/
@@ -50,30 +59,62 @@ def _float_range(lo: float, hi: float, unit: str = ""):
     return parse
 
 
-def _add_mix_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("mix")
-    g.add_argument("--duration", type=_float_range(1, 600, " s"), default=30.0, metavar="SECONDS",
-                   help="length of the soundscape in seconds (default 30)")
-    g.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0); same seed, same output")
-    g.add_argument("--loudness", type=_float_range(-70, 0, " LUFS"), default=-16.0, metavar="LUFS",
-                   help="target integrated loudness, BS.1770 (default -16)")
-    g.add_argument("--peak-dbfs", type=_float_range(-60, 0, " dBFS"), default=-1.0, metavar="DB",
-                   help="sample-peak ceiling of the mix (default -1)")
-    g.add_argument("--sample-rate", type=int, default=44100, metavar="HZ", help="mix sample rate (default 44100)")
-    g.add_argument("--eq-strength", type=_float_range(0, 1), default=1.0, metavar="0..1",
-                   help="depth of the masking-driven EQ; 0 turns it off (default 1)")
-    g.add_argument("--max-cut-db", type=_float_range(0, 24, " dB"), default=6.0, metavar="DB",
-                   help="deepest cut an EQ filter may make (default 6)")
-    g.add_argument("--optimize", action="store_true",
-                   help="refine gains and EQ depth with differential evolution (seeded)")
-    g.add_argument("--activity", type=_float_range(0, 4), default=1.0, metavar="0..4",
-                   help="how often events happen: scales every event object's events per minute (default 1)")
+def _number(spec: Spec):
+    """An argparse type: the spec's type, checked against its valid range."""
+    lo = -math.inf if spec.lo is None else spec.lo
+    hi = math.inf if spec.hi is None else spec.hi
+    unit = f" {spec.unit}" if spec.unit else ""
+
+    def parse(text: str):
+        try:
+            value = spec.type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if spec.type is int else ''}number") from None
+        if not lo <= value <= hi:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}{unit}")
+        return value
+
+    return parse
+
+
+def add_options(parser, cls: type, *, exclude: Sequence[str] = (), keep_plan: bool = False) -> None:
+    """Add one option per field of the settings dataclass ``cls`` (:func:`imgext.options.specs`).
+
+    With ``keep_plan`` every default is None (a remix keeps the plan's value for an option not given).
+    """
+    for spec in specs(cls):
+        if spec.flag is None or spec.name in exclude:
+            continue
+        names = [spec.flag, *spec.aliases]
+        if spec.type is bool:
+            default = "" if keep_plan else f" (default {'on' if spec.default else 'off'})"
+            parser.add_argument(*names, dest=spec.name, action=argparse.BooleanOptionalAction,
+                                default=None if keep_plan else spec.default, help=spec.help + default)
+            continue
+        if spec.type is str:
+            parser.add_argument(*names, dest=spec.name, choices=spec.choices, default=None if keep_plan else spec.default,
+                                help=spec.help + ("" if keep_plan else f" (default {spec.default})"))
+            continue
+        unit = f" {spec.unit}" if spec.unit else ""
+        parser.add_argument(*names, dest=spec.name, type=_number(spec), default=None if keep_plan else spec.default,
+                            metavar=spec.metavar or spec.name.upper(),
+                            help=spec.help + ("" if keep_plan else f" (default {spec.default:g}{unit})"))
+
+
+def options_from(args, cls: type):
+    """The settings dataclass ``cls`` from parsed arguments (options not given keep their defaults)."""
+    return cls(**{s.name: getattr(args, s.name) for s in specs(cls) if getattr(args, s.name, None) is not None})
+
+
+def _add_mix_options(p: argparse.ArgumentParser, *, exclude: Sequence[str] = (), keep_plan: bool = False) -> None:
+    add_options(p.add_argument_group("mix"), MixSettings, exclude=exclude, keep_plan=keep_plan)
     o = p.add_argument_group("output")
     o.add_argument("--no-stems", action="store_true", help="write no stems (a long scene's stems take most of the disk)")
     o.add_argument("--no-zip", action="store_true", help="write no bundle.zip (the folder holds the same files)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m imgext`` (options generated from :mod:`imgext.options`)."""
     parser = argparse.ArgumentParser(
         prog="python -m imgext",
         description="Image Extender: turn a photo into a stereo soundscape. Objects are detected, each gets a sound "
@@ -92,19 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", default=None, metavar="SOURCE",
                    help="builtin | local:PATH | freesound, or A+B to fall back to B where A finds nothing, e.g. "
                         "freesound+builtin (default: freesound when FREESOUND_API_KEY is set, else builtin)")
-    r.add_argument("--attenuation-db", type=_float_range(0, 60, " dB"), default=12.0, metavar="DB",
-                   help="how far below the most important object the least important sits (default 12)")
-    r.add_argument("--conf", type=_float_range(0.01, 0.99), default=0.25, help="detection confidence threshold (default 0.25)")
-    r.add_argument("--candidates", type=int, default=10, metavar="N", help="candidates preloaded per search term (default 10)")
+    add_options(r, DetectSettings)
+    add_options(r, SoundSettings)
     r.add_argument("--preset", default=None, metavar="NAME", help="Freesound filter preset (see: presets list)")
-    r.add_argument("--include-silent", action="store_true", help="also give sounds to labels that make none on their own (tie, book ...)")
     r.add_argument("--labels", default=None, metavar="JSON", help="label table overrides, e.g. {\"dog\": {\"query\": \"puppy yapping\"}}")
     r.add_argument("--weights", default=None, metavar="PATH", help="detector weights (overrides IMGEXT_YOLO_WEIGHTS)")
     r.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
     r.add_argument("--ambience", type=_ambience_choice, default="auto", metavar="auto|none|NAME",
                    help="one bed for the whole picture: auto (from the labels; 'open air' when nothing sounds), none, "
                         "or one of: " + ", ".join(_ambience_names()))
-    r.add_argument("--ambience-db", type=_float_range(-40, 0, " dB"), default=-12.0, metavar="DB",
+    r.add_argument("--ambience-db", type=_number(next(s for s in specs(MixSettings) if s.name == "ambience_db")),
+                   default=MixSettings().ambience_db, metavar="DB",
                    help="level of the ambience under the most important object (default -12)")
     _add_mix_options(r)
 
@@ -126,56 +165,36 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--compose", action="store_true",
                    help="arrange the files in time by the role of their name's label (events scheduled, beds looped "
                         "from random offsets); without it every file keeps its own timing")
-    _add_mix_options(m)
+    _add_mix_options(m, exclude=["attenuation_db"])  # the given gains are absolute
 
     rm = sub.add_parser("remix", help="render a saved output folder again (offline) with other mix settings",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     rm.add_argument("folder", help="a folder written by render or mix (its scene.json and sources/)")
     rm.add_argument("--out", required=True, metavar="DIR", help="where to write the new render (may be FOLDER)")
-    rm.add_argument("--attenuation-db", type=_float_range(0, 60, " dB"), default=None, metavar="DB")
     rm.add_argument("--json", action="store_true", help="print scene.json to stdout instead of the summary")
-    _add_mix_options(rm)
-    for action in rm._actions:  # in a remix, every option not given keeps the plan's value
-        if action.dest not in ("help", "folder", "out", "json", "no_stems", "no_zip"):
-            action.default = None
+    _add_mix_options(rm, keep_plan=True)  # in a remix, every option not given keeps the plan's value
 
     pr = sub.add_parser("presets", help="Freesound filter presets: list | show NAME | save NAME [filter options] | delete NAME")
     pr.add_argument("action", choices=["list", "show", "save", "delete"])
     pr.add_argument("name", nargs="?")
-    from imgext.sounds.filters import add_filter_arguments
-
     add_filter_arguments(pr)
 
     sub.add_parser("labels", help="print the label -> sound table")
     return parser
 
 
-def _settings_from(args):
-    from imgext.pipeline import MixSettings
-
-    return MixSettings(
-        duration_s=args.duration, sample_rate=args.sample_rate, attenuation_db=getattr(args, "attenuation_db", 0.0),
-        loudness_lufs=args.loudness, peak_dbfs=args.peak_dbfs, eq_strength=args.eq_strength,
-        max_cut_db=args.max_cut_db, optimize=args.optimize, seed=args.seed,
-        activity=args.activity if getattr(args, "activity", None) is not None else 1.0,
-        ambience=getattr(args, "ambience", None) or "auto",
-        ambience_db=args.ambience_db if getattr(args, "ambience_db", None) is not None else -12.0,
-    )
-
-
 def _ambience_names() -> list[str]:
-    from imgext.composition.ambience import ambience_names
+    from imgext.composition.ambience import ambience_names  # lazy on purpose: the synthesiser's tables
 
     return ambience_names()
 
 
 def _ambience_choice(text: str) -> str:
-    from imgext.composition.ambience import choose_ambience
-    from imgext.errors import ParameterError
+    from imgext.composition.ambience import choose_ambience  # lazy on purpose: see _ambience_names
 
     try:
         choose_ambience([], text)
-    except ParameterError as exc:
+    except ImgExtError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
@@ -206,7 +225,6 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
         head += f" - {img['path']} ({img['width']}x{img['height']})"
     lines.append(f"{head} - source: {scene['source']}")
     objs = scene["objects"]
-    sounding = [o for o in objs if o.get("sound")]
     amb = scene.get("ambience")
     if amb:
         only = " - AMBIENCE ONLY: nothing in the picture makes a sound of its own" if amb.get("ambience_only") else ""
@@ -275,20 +293,12 @@ def summary(scene: dict, out_dir: str, elapsed_s: float) -> str:
 
 
 def _cmd_render(args) -> int:
-    from imgext.budget import Budget
-    from imgext.pipeline import render_image
-    from imgext.settings import load_settings
-    from imgext.sounds.sources import open_source
-    from imgext.vision.detection import Detector
-    from imgext.vision.placement import LabelMap
+    from imgext.pipeline import render_image  # lazy on purpose: the mix engine (scipy, codecs) is not needed for --help
 
     settings = load_settings()
-    mix_settings = _settings_from(args)
-    if args.candidates <= 0:
-        raise ImgExtError(f"--candidates {args.candidates} must be positive")
     labels = LabelMap.default()
-    if args.labels:
-        labels = labels.with_file(args.labels)
+    if args.labels or settings.labels_file:
+        labels = labels.with_file(args.labels or settings.labels_file)
     if not os.path.isfile(args.image):
         raise ImgExtError(f"image not found: {args.image}")
     source_kw = {"preset": args.preset} if args.preset else {}
@@ -301,9 +311,9 @@ def _cmd_render(args) -> int:
     # the budget starts with the render itself (loading the model is not a network wait)
     budget = Budget(settings.render_budget_s, what=f"the render's {settings.render_budget_s:g} s budget")
     result = render_image(
-        args.image, args.out, detector=detector, source=source, settings=mix_settings, conf=args.conf,
-        n_candidates=args.candidates, labels=labels, include_silent=args.include_silent, progress=progress,
-        stems=not args.no_stems, write_zip=not args.no_zip,
+        args.image, args.out, detector=detector, source=source, settings=options_from(args, MixSettings),
+        conf=args.conf, n_candidates=args.n_candidates, include_silent=args.include_silent, labels=labels,
+        progress=progress, stems=not args.no_stems, write_zip=not args.no_zip,
         budget=budget,
     )
     _print_result(result, args, time.perf_counter() - t0)
@@ -313,35 +323,27 @@ def _cmd_render(args) -> int:
 def _cmd_batch(args) -> int:
     from imgext.batch import run_batch_args
 
-    return run_batch_args(args, _settings_from(args))
+    args.candidates = args.n_candidates  # batch reads render's options by their historic names
+    return run_batch_args(args, options_from(args, MixSettings))
 
 
 def _cmd_mix(args) -> int:
-    from imgext.pipeline import render_files
+    from imgext.pipeline import render_files  # heavy: see _cmd_render
 
     t0 = time.perf_counter()
     result = render_files(
         args.files, args.out, pans=args.pan, gains_db=args.gain_db, importance=args.importance,
-        settings=_settings_from(args), progress=_progress_printer(sys.stderr.isatty() and not args.json),
+        settings=options_from(args, MixSettings), progress=_progress_printer(sys.stderr.isatty() and not args.json),
         stems=not args.no_stems, write_zip=not args.no_zip, compose=args.compose,
     )
     _print_result(result, args, time.perf_counter() - t0)
     return 0
 
 
-_REMIX_FIELDS = {
-    "duration": "duration_s", "sample_rate": "sample_rate", "attenuation_db": "attenuation_db",
-    "loudness": "loudness_lufs", "peak_dbfs": "peak_dbfs", "eq_strength": "eq_strength",
-    "max_cut_db": "max_cut_db", "optimize": "optimize", "seed": "seed", "activity": "activity",
-}
-
-
 def _cmd_remix(args) -> int:
-    from imgext.pipeline import remix
+    from imgext.pipeline import remix  # heavy: see _cmd_render
 
-    changes = {field: getattr(args, dest) for dest, field in _REMIX_FIELDS.items() if getattr(args, dest, None) is not None}
-    if args.optimize is None:
-        changes.pop("optimize", None)
+    changes = {s.name: getattr(args, s.name) for s in specs(MixSettings) if getattr(args, s.name, None) is not None}
     t0 = time.perf_counter()
     result = remix(args.folder, args.out, stems=not args.no_stems, write_zip=not args.no_zip, **changes)
     _print_result(result, args, time.perf_counter() - t0)
@@ -350,28 +352,23 @@ def _cmd_remix(args) -> int:
 
 def _print_result(result, args, elapsed: float) -> None:
     if args.json:
-        from imgext.output.export import json_ready
-
-        print(json.dumps(json_ready(result.scene), indent=2, ensure_ascii=False))
+        print(json.dumps(result.scene, indent=2, ensure_ascii=False))
     else:
         print(summary(result.scene, result.out_dir, elapsed))
 
 
 def _cmd_labels(args) -> int:
-    from imgext.vision.placement import LabelMap
-
     for label, entry in LabelMap.default().items():
         print(f"{label:<16} {'(silent) ' if entry.silent else ''}{entry.query}  [synth: {entry.synth}]")
     return 0
 
 
 def _cmd_presets(args) -> int:
-    from imgext.sounds.filters import run_presets_command
-
     return run_presets_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 expected failure, 2 usage, 3 bug, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

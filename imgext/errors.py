@@ -14,12 +14,12 @@ __all__ = [
     "ImageError",
     "AudioError",
     "SourceError",
+    "NoSoundError",
     "SourceUnavailableError",
     "SourceTimeoutError",
     "CancelledError",
     "AuthError",
     "RateLimitedError",
-    "NoSoundError",
     "CacheError",
 ]
 
@@ -78,7 +78,7 @@ class RateLimitedError(SourceError):
 
 
 class NoSoundError(SourceError):
-    """No usable sound could be found for a search term."""
+    """Nothing would sound: no object, no sound found for any, or every sound silent."""
 
 
 class CacheError(ImgExtError):

@@ -88,7 +88,7 @@ def detect_objects(
     t0 = time.perf_counter()
     detections = detector.detect(picture, conf=conf)
     seconds = time.perf_counter() - t0
-    return info, place_objects(detections, labels=labels, include_silent=include_silent, 
+    return info, place_objects(detections, labels=labels, include_silent=include_silent,
                                       aspect=info.width / max(info.height, 1), fov_deg=fov_deg), seconds
 
 

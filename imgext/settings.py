@@ -20,6 +20,7 @@ Variable                       Meaning
                                clearing needs ``IMGEXT_ADMIN_PASSWORD``, tighter bounds).
 ``IMGEXT_ADMIN_PASSWORD``      Password that unlocks those in hosted mode (secrets only).
 ``IMGEXT_HEAVY_WORKERS``       Heavy steps (detect, find sounds, mix, ZIP) run at once, default 2.
+``IMGEXT_LABELS``              Label table overrides (JSON file), for the app and the CLI.
 =============================  ==========================================================
 """
 
@@ -72,6 +73,8 @@ class Settings:
     render_budget_s : float
         Time a whole render may take, in seconds: searches and downloads stop in time for the
         render to finish with what it has (a fallback sound, or no sound with the reason).
+    labels_file : str or None
+        JSON file of label table overrides (:meth:`imgext.vision.placement.LabelMap.with_file`).
     """
 
     yolo_weights: str | None = None
@@ -86,6 +89,7 @@ class Settings:
     hosted: bool = False
     admin_password: str | None = field(default=None, repr=False)
     heavy_workers: int = 2
+    labels_file: str | None = None
 
     @property
     def max_presets_per_session(self) -> int:
@@ -149,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hosted=hosted,
         admin_password=(env.get("IMGEXT_ADMIN_PASSWORD") or "").strip() or None,
         heavy_workers=workers,
+        labels_file=(env.get("IMGEXT_LABELS") or "").strip() or None,
     )
 
 

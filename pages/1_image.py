@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
 
 from imgext.errors import ImgExtError
-from imgext.options import DEFAULT_ATTENUATION_DB
-from imgext.vision.detection import draw_boxes, load_image
-from imgext.vision.placement import LabelMap, manual_object, object_gain_db, place_objects, with_query
-from pages._state import app_settings, digest, get_detector, guarded, heavy, md, session, show_error, weights_setting
+from imgext.vision.detection import draw_boxes
+from imgext.vision.placement import object_gain_db
+from pages._state import (
+    app_settings,
+    get_detector,
+    guarded,
+    heavy,
+    md,
+    session,
+    setting_widget,
+    show_error,
+    weights_setting,
+)
 
 
 def example_photos() -> dict[str, Path]:
@@ -21,36 +29,30 @@ def example_photos() -> dict[str, Path]:
     return {p.name: p for p in (assets / "bus.jpg", assets / "zidane.jpg") if p.exists()}
 
 
-def detect_if_needed(s, data: bytes, name: str, conf: float, include_silent: bool) -> None:
-    key = (digest(data), conf, include_silent)
-    if s.detect_key == key:
+def detect_if_needed(s, data: bytes, name: str) -> None:
+    """Detect objects in the photo, unless the project already did for these bytes and settings."""
+    if s.project.detected(data, s.detection):
         return  # nothing changed: detection never reruns because another widget moved
     with st.status(f"Detecting objects in {md(name)} ...", expanded=False) as status:
         try:
-            picture, info = load_image(data, name=name, max_bytes=app_settings().max_upload_bytes)
-            status.update(label="Loading the detector (first time only) ...")
-            detector = get_detector(weights_setting())
-            status.update(label="Detecting objects ...")
-            import time
-
-            t0 = time.perf_counter()
             with heavy("detection"):
-                detections = detector.detect(picture, conf=conf)
-            seconds = time.perf_counter() - t0
+                s.project.detect(
+                    data, lambda: get_detector(weights_setting()), name=name, detection=s.detection,
+                    max_bytes=app_settings().max_upload_bytes,
+                    progress=lambda stage, fraction, message: status.update(label=message[:1].upper() + message[1:] + " ..."),
+                )
         except Exception as exc:  # noqa: BLE001 - shown as a message
             status.update(label="Could not use this image", state="error")
-            s.detect_key = None
             show_error(exc)
             st.stop()
-        status.update(label=f"Found {len(detections)} objects in {seconds * 1000:.0f} ms", state="complete")
-    s.picture, s.image_info, s.image_name, s.image_digest = picture, info, name, key[0]
-    s.objects = place_objects(detections, include_silent=include_silent)
-    s.detect_key, s.detect_s = key, seconds
-    s.assignments, s.fetched, s.tracks, s.mixer, s.outcome, s.sounds_key = [], {}, None, None, None, None
+        p = s.project
+        status.update(label=f"Found {len(p.objects)} objects in {p.timings_s.get('detect', 0.0) * 1000:.0f} ms",
+                      state="complete")
 
 
 def objects_table(s) -> None:
-    attenuation = st.session_state.get("mix_attenuation_db", DEFAULT_ATTENUATION_DB)
+    p = s.project
+    attenuation = p.settings.attenuation_db
     rows = [
         {
             "keep": not o.skipped,
@@ -63,11 +65,11 @@ def objects_table(s) -> None:
             "volume dB": round(o.volume_db, 1),
             "search term": o.query,
         }
-        for i, o in enumerate(s.objects)
+        for i, o in enumerate(p.objects)
     ]
     edited = st.data_editor(
         rows,
-        key=f"objects_editor_{s.image_digest}_{len(s.objects)}",
+        key=f"objects_editor_{p.image_digest}_{len(p.objects)}",
         hide_index=True,
         disabled=["#", "label", "confidence", "pan", "importance", "gain dB"],
         column_config={
@@ -82,37 +84,24 @@ def objects_table(s) -> None:
     )
     changed = False
     for row in edited:
-        i = row["#"]
-        obj = s.objects[i]
-        new = obj
-        keep = bool(row["keep"])
-        if keep == obj.skipped:
-            new = replace(new, skipped=not keep, notes=() if keep else ("dropped by you",))
-        vol = float(row["volume dB"] if row["volume dB"] is not None else 0.0)
-        if abs(vol - obj.volume_db) > 1e-9:
-            new = replace(new, volume_db=vol)
-        term = str(row["search term"] or "").strip()
-        if term and term != obj.query:
-            new = with_query(new, term)
-        if new != obj:
-            s.objects[i] = new
-            changed = True
+        volume = row["volume dB"]
+        changed |= p.edit_object(row["#"], keep=bool(row["keep"]), volume_db=float(volume) if volume is not None else 0.0,
+                                 query=str(row["search term"] or ""))
     if changed:
-        s.outcome = None
         st.rerun()
 
 
 def add_object_form(s) -> None:
     with st.expander("Add an object by hand", icon=":material/add_circle:"):
         with st.form("add_object", clear_on_submit=True, border=False):
-            labels = sorted(LabelMap.default())
+            labels = sorted(s.project.labels)
             c1, c2, c3 = st.columns([2, 2, 1])
             label = c1.selectbox("Label", labels, index=labels.index("bird"), help="Any COCO label; edit its search term in the table")
             x = c2.slider("Horizontal position", 0.0, 1.0, 0.5, 0.01, help="0 = left edge, 1 = right edge")
             importance = c3.slider("Importance", 0.0, 1.0, 0.5, 0.05)
             if st.form_submit_button("Add object", icon=":material/add:"):
                 try:
-                    s.objects.append(manual_object(label, x, importance=importance))
+                    s.project.add_object(label, x, importance=importance)
                 except ImgExtError as exc:
                     show_error(exc)
                 else:
@@ -129,35 +118,35 @@ def main() -> None:
                                   help="JPEG, PNG or WebP; the size limit is set in .streamlit/config.toml")
         examples = example_photos()
         example = st.selectbox("... or pick an example", ["—"] + list(examples), key="example")
-        conf = st.slider("Detection confidence", 0.05, 0.95, 0.25, 0.05, key="conf",
-                         help="Lower finds more objects, and more mistakes")
-        include_silent = st.toggle("Include objects that make no sound (tie, book ...)", key="include_silent")
+        s.detection = setting_widget(st, s.detection, "conf", key="conf")
+        s.detection = setting_widget(st, s.detection, "include_silent", key="include_silent")
     data = name = None
     if upload is not None:
         data, name = upload.getvalue(), upload.name
     elif example != "—":
         data, name = examples[example].read_bytes(), example
     if data is not None:
-        detect_if_needed(s, data, name, conf, include_silent)
-    if s.picture is None:
+        detect_if_needed(s, data, name)
+    p = s.project
+    if p.picture is None:
         with left:
             st.info("Upload a photo or pick an example to begin.", icon=":material/upload:")
         return
     with left:
-        labels = [f"{i} {o.label} {o.confidence:.2f}" for i, o in enumerate(s.objects)]
+        labels = [f"{i} {o.label} {o.confidence:.2f}" for i, o in enumerate(p.objects)]
         with guarded("Drawing the boxes"):
-            shown = draw_boxes(s.picture, [o.box for o in s.objects], labels, dimmed=[o.skipped for o in s.objects])
-        st.image(shown, caption=f"{md(s.image_name)} · {s.image_info.width}×{s.image_info.height}", width="stretch")
-        for note in s.image_info.notes:
+            shown = draw_boxes(p.picture, [o.box for o in p.objects], labels, dimmed=[o.skipped for o in p.objects])
+        st.image(shown, caption=f"{md(p.image_name)} · {p.image_info.width}×{p.image_info.height}", width="stretch")
+        for note in p.image_info.notes:
             st.caption(md(note, 300))
-    if not s.objects:
+    if not p.objects:
         st.warning("No objects were found in this photo. Try a lower detection confidence, or add one by hand below.",
                    icon=":material/search_off:")
     else:
-        st.subheader(f"{len(s.objects)} objects", anchor=False)
+        st.subheader(f"{len(p.objects)} objects", anchor=False)
         objects_table(s)
     add_object_form(s)
-    if any(not o.skipped for o in s.objects):
+    if any(not o.skipped for o in p.objects):
         st.page_link("pages/2_sounds.py", label="Next: choose the sounds", icon=":material/arrow_forward:")
 
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import streamlit as st
 
-from imgext.budget import Budget
-from imgext.composition.tracks import assemble_tracks, fetch_sound, fetch_tracks, retune_tracks
-from imgext.errors import CancelledError, ImgExtError
-from imgext.options import MixSettings
-from imgext.sounds.builtin import BuiltinSource
+from imgext.errors import ImgExtError
 from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, SearchFilter
-from imgext.sounds.freesound import FreesoundClient, FreesoundSource
-from imgext.sounds.library import LocalLibrary
-from imgext.sounds.selection import choose, choose_sounds, more_like_this, reroll
-from imgext.sounds.sources import FallbackSource
+from imgext.sounds.sources import open_source
 from imgext.untrusted import error_text
 from pages._state import (
     api_key,
@@ -30,6 +22,7 @@ from pages._state import (
     presets,
     preview_url,
     session,
+    setting_widget,
     shared_cache,
     show_error,
 )
@@ -130,118 +123,55 @@ def _seed_filter_widgets(f: SearchFilter) -> None:
 
 
 def make_source(s, kind: str, fallback: bool):
-    if kind == "freesound":
-        key = api_key()
-        if not key:
-            return None
-        cfg = app_settings()
-        client = FreesoundClient(key, base_url=cfg.freesound_url, search_deadline_s=cfg.search_deadline_s,
-                                 preview_deadline_s=cfg.preview_deadline_s)
-        primary = FreesoundSource(client, cache=shared_cache(),
-                                  search_filter=s.filter_obj, preset_name=s.preset_name)
-    elif kind == "local":
-        primary = LocalLibrary(local_library())
-    else:
-        return BuiltinSource()
-    return FallbackSource(primary, BuiltinSource()) if fallback else primary
+    """The chosen source (None when Freesound has no key yet)."""
+    key = api_key()
+    if kind == "freesound" and not key:
+        return None
+    spec = {"freesound": "freesound", "local": f"local:{local_library()}"}.get(kind, "builtin")
+    if fallback and kind != "builtin":
+        spec += "+builtin"
+    cfg = replace(app_settings(), freesound_api_key=key)
+    return open_source(spec, settings=cfg, labels=s.project.labels, cache=shared_cache(), search_filter=s.filter_obj,
+                       preset=s.preset_name)
 
 
-def settings_of(s) -> MixSettings:
-    return MixSettings(duration_s=s.duration_s, seed=s.seed)
+def source_key(s, kind: str, fallback: bool) -> str:
+    """What the chosen sounds depend on besides the objects and settings: the source and its filter."""
+    return repr((kind, s.filter_obj, s.preset_name, fallback))
 
 
-def find_sounds(s, source) -> None:
+def find_sounds(s, source, key: str) -> None:
     """Wait for a place in the server's queue (the page says how many are ahead), then find the sounds."""
     with heavy("search"):
-        _find_sounds(s, source)
+        _find_sounds(s, source, key)
 
 
-def _find_sounds(s, source) -> None:
-    """Search and download on a worker thread (imgext.budget.Budget.run); this thread redraws and can be cancelled.
-
-    The budget bounds the whole find; the Cancel button (any rerun, in fact) cancels it, which interrupts
-    the downloads in flight.  The previous sounds stay until a find completes.
-    """
-    settings = settings_of(s)
-    cfg = app_settings()
-    budget = Budget(cfg.render_budget_s, what=f"the {cfg.render_budget_s:g} s allowed for finding sounds")
+def _find_sounds(s, source, key: str) -> None:
     with st.status("Finding sounds ...", expanded=True) as status:
         bar = st.progress(0.0, text="Searching")
-        st.button("Cancel", key="cancel_find", icon=":material/cancel:", on_click=_cancel_find, args=(budget,))
-        shown = {"fraction": 0.0, "text": "Searching"}  # written by the worker, drawn by this thread
-        t0 = time.monotonic()
-
-        def work():
-            assignments = choose_sounds(
-                s.objects, source, n_candidates=s.n_candidates, duration_s=s.duration_s, rng=s.seed, budget=budget,
-                progress=lambda d, n, term: shown.update(fraction=0.2 * d / max(n, 1), text=f"Searched {md(repr(term))} ({d}/{n})"),
-            )
-            return fetch_tracks(
-                s.objects, assignments, source, settings=settings, budget=budget,
-                progress=lambda stage, frac, msg: shown.update(fraction=0.2 + 0.8 * min(1.0, frac), text=md(msg, 120)),
-            )
-
-        def tick():
-            bar.progress(shown["fraction"], text=f"{shown['text']} · {time.monotonic() - t0:.0f} s")
-
         try:
-            tracks, assignments, fetched = budget.run(work, tick=tick)
-        except CancelledError:
-            status.update(label="Finding sounds was cancelled", state="error", expanded=False)
-            return
+            s.project.find_sounds(source, source_key=key, sounds=s.sounds,
+                                  progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=md(msg, 120)))
         except Exception as exc:  # noqa: BLE001
             status.update(label="Finding sounds failed", state="error")
             show_error(exc)
             return
-        s.assignments, s.fetched = assignments, fetched
-        # the fetched tracks become views of the stacked array: one copy of the audio per session, not two
-        s.fetched = {i: replace(f, track=tracks.audio[k]) for k, i in enumerate(tracks.object_indices)
-                     for f in [s.fetched[i]]}
-        s.tracks, s.mixer, s.outcome = tracks, None, None
-        s.sounds_key = sounds_key(s)
-        s.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
-        missing = sum(1 for a, o in zip(s.assignments, s.objects) if a.candidate is None and not o.skipped)
-        status.update(label=f"{tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
+        p = s.project
+        missing = sum(1 for a, o in zip(p.assignments, p.objects) if a.candidate is None and not o.skipped)
+        status.update(label=f"{p.tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
                       state="complete", expanded=False)
-
-
-def _bounded():
-    """A budget for one download outside "Find sounds" (reroll, use): a stalled preview cannot hold the page."""
-    return Budget(app_settings().render_budget_s, what="the time allowed for this download").scope()
-
-
-def _cancel_find(budget: Budget) -> None:
-    budget.cancel("finding sounds was cancelled")
-    st.session_state["find_cancelled"] = True
-
-
-def sounds_key(s) -> tuple:
-    return (tuple((o.query, o.skipped) for o in s.objects), s.duration_s, s.source_kind, s.filter_obj, s.n_candidates, s.seed,
-            st.session_state.get("fallback", True))
 
 
 def do_reroll(s, index: int, source, *, like: bool = False) -> None:
     with guarded("Finding a similar sound" if like else "Rerolling"):
-        if like:
-            new = more_like_this(s.assignments, index, source, s.objects[index], n=s.n_candidates,
-                                 duration_s=s.duration_s)
-        else:
-            new = reroll(s.assignments, index)
-        a = new[index]
-        if a.candidate is None or (s.assignments[index].candidate and a.candidate.id == s.assignments[index].candidate.id):
-            s.assignments = new
-            st.toast(md(a.reason, 300))
-            return
-        with _bounded():
-            fetched = fetch_sound(a, source, settings=settings_of(s))
-        s.assignments = new
-        s.fetched = {**s.fetched, index: fetched}
-        s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
-        s.mixer, s.outcome = None, None
+        message = s.project.reroll(index, source, like=like, sounds=s.sounds)
+        if message:
+            st.toast(md(message, 300))
 
 
 def sound_cards(s, source) -> None:
-    for i, (obj, a) in enumerate(zip(s.objects, s.assignments)):
+    p = s.project
+    for i, (obj, a) in enumerate(zip(p.objects, p.assignments)):
         if obj.skipped:
             continue
         with st.container(border=True):
@@ -257,9 +187,9 @@ def sound_cards(s, source) -> None:
                 c1.markdown(f"{link} · {who}{flag}")
                 fit = f"relevance {a.relevance:.2f} · " if a.relevance is not None else ""
                 c1.caption(fit + md(a.reason, 300))
-                if i in s.fetched:
+                if i in p.fetched:
                     fmt = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}.get(cand.file_ext, "audio/wav")
-                    c1.audio(s.fetched[i].data, format=fmt)
+                    c1.audio(p.fetched[i].data, format=fmt)
             if c2.button("Reroll", key=f"reroll_{i}", icon=":material/casino:", width="stretch",
                          help="Take the next unused candidate for this object; the others stay"):
                 do_reroll(s, i, source)
@@ -275,15 +205,14 @@ def sound_cards(s, source) -> None:
 
 def candidate_list(s, i: int, a, source) -> None:
     """Every ranked candidate of the object's term, to hear and pick (previews stream from their URL)."""
-    used = {x.candidate.id for k, x in enumerate(s.assignments) if x.candidate is not None and k != i}
+    used = {x.candidate.id for k, x in enumerate(s.project.assignments) if x.candidate is not None and k != i}
     with st.expander(f"All {len(a.ranked)} candidates for “{md(a.query)}”", icon=":material/queue_music:"):
         for k, r in enumerate(a.ranked):
             cand = r.candidate
             c1, c2 = st.columns([5, 1])
             who = "synthetic" if cand.synthetic else f"{md(cand.author)} · {md(cand.license)}"
             state = " · **in use here**" if a.candidate and cand.id == a.candidate.id else (" · used by another object" if cand.id in used else "")
-            verdict = " · :red[rejected]" if r.rejected else ""
-            c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state} · relevance {r.relevance:.2f}{verdict}")
+            c1.markdown(f"{k + 1}\\. {md(cand.name)} · {who}{state}")
             c1.caption(md(r.reason, 300))
             raw = (cand.extra.get("previews") or {}).get("preview-lq-mp3")
             preview, why = preview_url(raw) if raw is not None else (None, "the source gave no usable address")
@@ -294,19 +223,15 @@ def candidate_list(s, i: int, a, source) -> None:
             disabled = cand.id in used or (a.candidate is not None and cand.id == a.candidate.id)
             if c2.button("Use", key=f"use_{i}_{k}", disabled=disabled, width="stretch"):
                 with guarded("Using this sound"):
-                    new = choose(s.assignments, i, cand.id)
-                    with _bounded():
-                        fetched = fetch_sound(new[i], source, settings=settings_of(s))
-                    s.assignments, s.fetched = new, {**s.fetched, i: fetched}
-                    s.tracks = assemble_tracks(s.objects, s.fetched, settings=settings_of(s))
-                    s.mixer, s.outcome = None, None
+                    s.project.use(i, cand.id, source)
                 st.rerun()
 
 
 def main() -> None:
     s = session()
+    p = s.project
     st.title("Sounds", anchor=False)
-    if not s.objects:
+    if not p.objects:
         st.info("First choose a photo on the Image page.", icon=":material/image:")
         st.page_link("pages/1_image.py", label="Go to the Image page", icon=":material/arrow_back:")
         return
@@ -314,40 +239,40 @@ def main() -> None:
     if kind == "freesound":
         filter_editor(s)
     c1, c2, c3 = st.columns(3)
-    longest = app_settings().max_scene_s
-    s.duration_s = float(c1.slider("Scene length (s)", 5, longest, min(longest, int(s.duration_s)), 5, key="duration"))
-    s.n_candidates = int(c2.number_input("Candidates per search term", 1, 30, s.n_candidates, key="candidates"))
-    s.seed = int(c3.number_input("Seed", 0, 10**6, s.seed, key="seed", help="Same seed, same choices and mix"))
-    fallback = kind != "builtin" and st.checkbox(
-        "Where nothing is found, use a built-in synthetic sound (always labelled synthetic)", value=True, key="fallback")
+    p.set_settings(setting_widget(c1, p.settings, "duration_s", key="duration", hi=app_settings().max_scene_s))
+    s.sounds = setting_widget(c2, s.sounds, "n_candidates", key="candidates")
+    p.set_settings(setting_widget(c3, p.settings, "seed", key="seed", number=True))
+    s.fallback = kind != "builtin" and st.checkbox(
+        "Where nothing is found, use a built-in synthetic sound (always labelled synthetic)", value=s.fallback,
+        key="fallback")
     try:
-        source = make_source(s, kind, fallback)
+        source = make_source(s, kind, s.fallback)
     except ImgExtError as exc:
         show_error(exc)
         return
     if source is None:
         return
-    stale = s.sounds_key is not None and s.sounds_key != sounds_key(s)
-    label = "Find sounds again" if s.assignments else "Find sounds"
+    key = source_key(s, kind, s.fallback)
+    stale = p.sounds_stale(key, s.sounds)
+    label = "Find sounds again" if p.assignments else "Find sounds"
     if st.session_state.pop("find_cancelled", False):
         st.info("Finding sounds was cancelled; the sounds chosen before (if any) are kept.", icon=":material/cancel:")
     if st.button(label, type="primary", icon=":material/search:", key="find_sounds"):
-        find_sounds(s, source)
+        find_sounds(s, source, key)
     elif stale:
         st.warning("Objects or settings changed since the sounds were chosen: press **Find sounds again**.",
                    icon=":material/sync_problem:")
-    if s.assignments and len(s.assignments) == len(s.objects):
-        if s.tracks is not None and not stale:
-            s.tracks = retune_tracks(s.tracks, s.objects)  # volume edits need new gains, not new downloads
+    if p.has_sounds:
         sound_cards(s, source)
-        for note in s.notes[:10]:
+        for note in p.notes[:10]:
             st.caption(f"Note: {md(note, 300)}")
     cache = getattr(getattr(source, "primary", source), "cache", None)
     for warning in getattr(cache, "warnings", []) or []:
         st.warning(f"Sound cache: {md(warning, 300)}. Sounds are downloaded each time until this is fixed.",
                    icon=":material/sd_card_alert:")
-        if s.tracks is not None and s.tracks.n_tracks:
-            st.page_link("pages/3_mix.py", label="Next: mix", icon=":material/arrow_forward:")
+    tracks = p.tracks
+    if tracks is not None and tracks.n_tracks:
+        st.page_link("pages/3_mix.py", label="Next: mix", icon=":material/arrow_forward:")
 
 
 main()

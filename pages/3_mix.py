@@ -10,11 +10,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from imgext.audio.io import encode_wav
-from imgext.composition.tracks import retune_tracks
-from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
-from imgext.output.export import build_outputs, build_zip
-from pages._state import access, app_settings, get_pool, guarded, heavy, md, reset_session, session, shared_cache
+from pages._state import (
+    access,
+    app_settings,
+    get_pool,
+    guarded,
+    heavy,
+    md,
+    reset_session,
+    session,
+    setting_widget,
+    shared_cache,
+)
 
 
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
@@ -52,7 +60,7 @@ def metrics(outcome, names: list[str]) -> None:
                          "A more important sound covering a background one is intended and left alone.")
     else:
         c[1].metric("Worst clash", "none")
-    top = int(np.argmax(session().tracks.importance))
+    top = int(np.argmax(session().project.tracks.importance))
     c[2].metric(f"Masked fraction of {md(names[top])}", f"{a.masked_fraction[top] * 100:.0f} %",
                 f"{(a.masked_fraction[top] - b.masked_fraction[top]) * 100:+.0f} pts", delta_color="inverse")
     mix = outcome.mix
@@ -71,7 +79,7 @@ def _dark(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
 
 def processing_charts(outcome, names: list[str]) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
-    bands = session().mixer.bands()
+    bands = session().project.mixer().bands()
     fig = go.Figure()
     duck = outcome.ducking
     if duck is not None and duck.active.any():
@@ -86,7 +94,7 @@ def processing_charts(outcome, names: list[str]) -> None:
 
         for k, filters in enumerate(outcome.filters):
             if filters:
-                f, h = combined_response_db(filters, session().tracks.sample_rate, n_points=400)
+                f, h = combined_response_db(filters, session().project.settings.sample_rate, n_points=400)
                 fig.add_trace(go.Scatter(x=f, y=h, name=names[k], mode="lines"))
     if not fig.data:
         st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
@@ -107,14 +115,14 @@ def processing_charts(outcome, names: list[str]) -> None:
 
 def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
     """Before / after side by side at the same integrated loudness (the 'before' is not quieter or louder)."""
-    s = session()
-    before = s.mixer.render(replace(settings, eq_strength=0.0, optimize=False), measure_after=False).mix
+    p = session().project
+    before = p.mixer().render(replace(settings, eq_strength=0.0, optimise=False), measure_after=False).mix
     audio = before.audio
     if before.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
         audio = audio * np.float32(10.0 ** ((outcome.mix.loudness_lufs - before.loudness_lufs) / 20.0))
     a, b = st.columns(2)
     a.caption(f"Before (no EQ/ducking), {outcome.mix.loudness_lufs or float('nan'):.1f} LUFS, loudness-matched")
-    a.audio(encode_wav(audio, s.tracks.sample_rate, subtype="PCM_16"), format="audio/wav")
+    a.audio(encode_wav(audio, settings.sample_rate, subtype="PCM_16"), format="audio/wav")
     b.caption(f"After, {outcome.mix.loudness_lufs or float('nan'):.1f} LUFS")
     b.audio(wav, format="audio/wav")
 
@@ -142,33 +150,31 @@ def eq_table(outcome, names: list[str]) -> None:
         )
 
 
+MIX_WIDGETS = ["attenuation_db", "eq_strength", "max_cut_db", "loudness_lufs", "optimise"]
+"""The :class:`~imgext.options.MixSettings` fields the Mix page offers, in order (widget key ``mix_<field>``)."""
+
+
 @st.fragment
 def mixer_panel() -> None:
     s = session()
-    tracks = s.tracks
-    c = st.columns(5)
-    attenuation = c[0].slider("Attenuation (dB)", 0.0, 30.0, 12.0, 0.5, key="mix_attenuation_db",
-                              help="How much quieter the least important object is than the most important")
-    strength = c[1].slider("EQ strength", 0.0, 1.0, 1.0, 0.05, key="mix_eq_strength", help="0 = no EQ")
-    max_cut = c[2].slider("Max cut (dB)", 0.0, 12.0, 6.0, 0.5, key="mix_max_cut_db")
-    loudness = c[3].slider("Target loudness (LUFS)", -30.0, -10.0, -16.0, 0.5, key="mix_loudness")
-    optimize = c[4].toggle("Optimise", key="mix_optimize", help="Refine gains and EQ depth (differential evolution, seeded; ~1 s)")
-    settings = MixSettings(duration_s=s.duration_s, seed=s.seed, attenuation_db=attenuation, eq_strength=strength,
-                           max_cut_db=max_cut, loudness_lufs=loudness, optimize=optimize)
+    p = s.project
+    settings = p.settings
+    for column, name in zip(st.columns(len(MIX_WIDGETS)), MIX_WIDGETS):
+        settings = setting_widget(column, settings, name, key=f"mix_{name}")
     t0 = time.perf_counter()
-    with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if optimize else "Mixing ...", show_time=optimize):
-        s.mixer = s.mixer if s.mixer is not None and s.mixer.tracks is tracks else Mixer(tracks, reuse=s.mixer)
-        outcome = s.mixer.render(settings, measure_after=False)
-        wav = encode_wav(outcome.mix.audio, tracks.sample_rate, subtype="PCM_16")
-    s.outcome, s.mix_settings = outcome, settings
+    with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
+                                                      show_time=settings.optimise):
+        outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
+        wav = encode_wav(outcome.mix.audio, settings.sample_rate, subtype="PCM_16")
     elapsed = time.perf_counter() - t0
-    names = tracks.names
+    names = p.tracks.names
     metrics(outcome, names)
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
-    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", theme=None, config={"displaylogo": False})
-    right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if optimize else ""), zmax),
-                       key="heat_after", theme=None, config={"displaylogo": False})
+    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", theme=None,
+                      config={"displaylogo": False})
+    right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if settings.optimise else ""),
+                               zmax), key="heat_after", theme=None, config={"displaylogo": False})
     st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
     with guarded("Comparing"):
@@ -178,23 +184,17 @@ def mixer_panel() -> None:
     d1, d2 = st.columns(2)
     d1.download_button("Download mix.wav", wav, file_name="mix.wav", mime="audio/wav", icon=":material/download:",
                        on_click="ignore", key="dl_wav", width="stretch")
-    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(s, settings), file_name="imgext-soundscape.zip",
-                       mime="application/zip", icon=":material/folder_zip:", on_click="ignore", key="dl_zip", width="stretch")
+    # Runs when the button is clicked, outside the script run: it takes the project itself, not st.session_state,
+    # and builds the ZIP in memory (nothing of this session is left on the server's disk).
+    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(p, settings),
+                       file_name="imgext-soundscape.zip", mime="application/zip", icon=":material/folder_zip:",
+                       on_click="ignore", key="dl_zip", width="stretch")
 
 
-def bundle_bytes(s, settings: MixSettings) -> bytes:
-    """The full export, measured on the rendered audio, as ZIP bytes.
-
-    Runs when the button is clicked (outside the script run), so it takes the
-    session object itself rather than reading ``st.session_state``.
-    """
+def bundle_bytes(p, settings) -> bytes:
+    """The full export as ZIP bytes, measured on the rendered audio (runs when the button is clicked)."""
     with get_pool(app_settings().heavy_workers).slot("zip"):  # no page here to show the queue on
-        outcome = Mixer(s.tracks, reuse=s.mixer).render(settings, measure_after=True)
-    files, scene = build_outputs(
-        image=s.image_info, objects=s.objects, assignments=s.assignments, fetched=s.fetched, tracks=s.tracks,
-        outcome=outcome, settings=settings, source_description=s.source_kind or "", timings_s=outcome.timings_s,
-    )
-    return build_zip(files)  # served from memory: nothing of this session is left on the server's disk
+        return p.export_zip(settings)
 
 
 def delete_panel() -> None:
@@ -216,12 +216,12 @@ def delete_panel() -> None:
 def main() -> None:
     s = session()
     st.title("Mix", anchor=False)
-    if s.tracks is None or s.tracks.n_tracks == 0:
+    tracks = s.project.tracks
+    if tracks is None or tracks.n_tracks == 0:
         st.info("First find sounds for your objects on the Sounds page.", icon=":material/library_music:")
         st.page_link("pages/2_sounds.py", label="Go to the Sounds page", icon=":material/arrow_back:")
         delete_panel()
         return
-    s.tracks = retune_tracks(s.tracks, s.objects)
     mixer_panel()
     delete_panel()
 

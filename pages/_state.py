@@ -8,13 +8,13 @@ readable messages.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
@@ -22,40 +22,35 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 from imgext import untrusted
 from imgext.errors import ImgExtError
 from imgext.hosting import Access, HeavyPool, Presets, SessionPresets, check_password, describe_queue
+from imgext.options import DetectSettings, SoundSettings, specs
+from imgext.project import Project
 from imgext.settings import Settings, load_settings
 from imgext.sounds.cache import DiskCache
-from imgext.sounds.filters import PresetStore
+from imgext.sounds.filters import PresetStore, SearchFilter
 from imgext.vision.detection import Detector
+from imgext.vision.placement import LabelMap
 
 SESSION_KEY = "imgext_session"
 
 
 @dataclass
 class Session:
-    """One browser session's work. Lives in ``st.session_state`` only."""
+    """One browser session's work. Lives in ``st.session_state`` only.
+
+    The work itself (photo, objects, sounds, mix settings) is the
+    :class:`~imgext.project.Project`; the rest is what the pages offer around it.
+    Settings live here, not in widget keys, so they survive a visit to another page.
+    """
 
     session_id: str
-    image_name: str | None = None
-    image_digest: str | None = None
-    image_info: object | None = None
-    picture: object | None = None  # PIL image, upright RGB
-    detect_key: tuple | None = None
-    detect_s: float = 0.0
-    objects: list = field(default_factory=list)
-    source_kind: str | None = None
+    project: Project = field(default_factory=lambda: new_project())
     api_key: str | None = None  # typed by the user; this session only, never displayed
-    filter_obj: object | None = None
+    source_kind: str | None = None
+    filter_obj: SearchFilter | None = None
     preset_name: str | None = None
-    duration_s: float = 30.0
-    n_candidates: int = 10
-    seed: int = 0
-    assignments: list = field(default_factory=list)
-    fetched: dict = field(default_factory=dict)
-    sounds_key: tuple | None = None  # (object queries, duration) the sounds were fetched for
-    tracks: object | None = None
-    mixer: object | None = None
-    outcome: object | None = None
-    notes: list = field(default_factory=list)
+    detection: DetectSettings = field(default_factory=DetectSettings)
+    sounds: SoundSettings = field(default_factory=SoundSettings)
+    fallback: bool = True
     own_presets: SessionPresets = field(default_factory=SessionPresets)  # hosted mode: this visitor's presets
     admin: bool = False  # typed the admin password (hosted mode)
     presets_upload_id: str | None = None  # the presets file already loaded from the uploader
@@ -92,6 +87,13 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def new_project() -> Project:
+    """An empty project with the server's label table (``IMGEXT_LABELS`` overrides the package's)."""
+    labels = LabelMap.default()
+    cfg = app_settings()
+    return Project(labels=labels.with_file(cfg.labels_file) if cfg.labels_file else labels)
 
 
 def session() -> Session:
@@ -277,10 +279,6 @@ def preview_url(value: object) -> tuple[str | None, str | None]:
     return origins().media_url(value)
 
 
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def show_error(exc: BaseException, *, what: str = "") -> None:
     """A readable message, never a traceback (details go to the server log only)."""
     prefix = f"{what}: " if what else ""
@@ -316,3 +314,29 @@ def local_library() -> str | None:
     """A server-side sound folder offered as a source (``IMGEXT_LOCAL_LIBRARY``), if configured."""
     path = os.environ.get("IMGEXT_LOCAL_LIBRARY", "").strip()
     return path or None
+
+
+def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bool = False, hi: float | None = None) -> Any:
+    """``settings`` with field ``name`` set from a widget generated from the field's spec.
+
+    A toggle for a bool, a number box for an int (or with ``number``), else a
+    slider over the spec's UI range; label, step and help text come from
+    :mod:`imgext.options`.  The widget starts from the value in ``settings``
+    (kept in the session), so leaving the page and coming back keeps it.
+    """
+    spec = next(s for s in specs(type(settings)) if s.name == name)
+    value = getattr(settings, name)
+    tip = spec.help[:1].upper() + spec.help[1:]
+    if spec.type is bool:
+        new = where.toggle(spec.label, value=bool(value), key=key, help=tip)
+    elif spec.type is str:
+        new = where.selectbox(spec.label, spec.choices, index=spec.choices.index(value), key=key, help=tip)
+    else:
+        cast = spec.type
+        lo, hi = cast(spec.ui_lo), cast(spec.ui_hi if hi is None else min(hi, spec.ui_hi))
+        value = min(max(cast(value), lo), hi)
+        step = cast(spec.step) if spec.step is not None else None
+        widget = where.number_input if number or spec.type is int else where.slider
+        new = widget(spec.label, min_value=lo, max_value=hi, value=value, step=step, key=key, help=tip)
+        new = cast(new)
+    return settings if new == getattr(settings, name) else replace(settings, **{name: new})

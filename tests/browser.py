@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("IMGEXT_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = ROOT / "artifacts"
+ARTIFACTS = Path(os.environ.get("IMGEXT_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "imgext-test-artifacts")
+"""Server logs, screenshots and failed downloads of the end-to-end tests: outside the repository."""
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -45,7 +47,7 @@ def streamlit_server(env: dict, *, timeout_s: float = 120.0):
     """`streamlit run app.py` on a free port; yields its base URL; stops it afterwards."""
     port = free_port()
     log_path = ARTIFACTS / f"streamlit-{port}.log"
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",

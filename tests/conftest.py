@@ -70,6 +70,33 @@ def isolated_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGEXT_YOLO_WEIGHTS", str(MODEL))
 
 
+_EXCLUDED = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
+
+
+def _repo_files() -> set[str]:
+    """Every file under the repository, except caches and the environment."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if d not in _EXCLUDED]
+        found |= {os.path.relpath(os.path.join(dirpath, f), ROOT) for f in filenames if not f.endswith(".pyc")}
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config._imgext_files_before = _repo_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite must write nothing into the repository (tests use tmp_path; artifacts go to the temp folder)."""
+    before = getattr(session.config, "_imgext_files_before", None)
+    if before is None:
+        return
+    new = sorted(_repo_files() - before)
+    if new:
+        print(f"\nERROR: the tests wrote {len(new)} file(s) into the repository: {new[:10]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(440)

@@ -13,6 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.freesound_server import FreesoundServer
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, servers or the whole app; skipped by the fast loop
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/1_image.py", "pages/2_sounds.py", "pages/3_mix.py"]
 TIMEOUT = 120
@@ -237,7 +239,7 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     after = {m.label: m.value for m in at.metric}
     assert after["Total masking"] != before["Total masking"] or after != before
     at.slider(key="mix_attenuation_db").set_value(3.0).run()
-    at.slider(key="mix_loudness").set_value(-23.0).run()
+    at.slider(key="mix_loudness_lufs").set_value(-23.0).run()
     assert {m.label: m.value for m in at.metric}["Loudness"].startswith("-23")
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     wav = served_bytes(media, buttons["Download mix.wav"].url)
@@ -255,7 +257,7 @@ def test_optimise_toggle(bus_jpg):
     at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
     at = _ready_sounds(at)
     at.switch_page("pages/3_mix.py").run()
-    at.toggle(key="mix_optimize").set_value(True).run()
+    at.toggle(key="mix_optimise").set_value(True).run()
     assert not at.exception and not at.error
     assert len(at.get("plotly_chart")) >= 2
 
@@ -269,5 +271,29 @@ def test_delete_removes_only_this_sessions_work(bus_jpg):
     a.button(key="delete_mine").click().run()
     assert not a.exception
     after = a.session_state["imgext_session"]
-    assert after.session_id != id_a and not after.objects and after.picture is None
-    assert b.session_state["imgext_session"].objects, "the other session keeps its work"
+    assert after.session_id != id_a and not after.project.objects and after.project.picture is None
+    assert b.session_state["imgext_session"].project.objects, "the other session keeps its work"
+
+
+def test_next_mix_link_appears_without_cache_warnings(bus_jpg):
+    """Bug: the link sat inside the loop over cache warnings, so a healthy cache hid it."""
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    assert not at.warning or not any("Sound cache" in w.value for w in at.warning)
+    assert "Next: mix" in [link.value for link in at.page_link]
+
+
+def test_mix_settings_survive_a_visit_to_another_page(bus_jpg):
+    """Bug: the sliders lived only in widget keys, which Streamlit drops after a run without the widget."""
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    at.slider(key="mix_eq_strength").set_value(0.35).run()
+    at.slider(key="mix_attenuation_db").set_value(20.0).run()
+    at.toggle(key="mix_optimise").set_value(True).run()
+    at.switch_page("pages/1_image.py").run()
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception
+    assert at.slider(key="mix_eq_strength").value == pytest.approx(0.35)
+    assert at.slider(key="mix_attenuation_db").value == pytest.approx(20.0)
+    assert at.toggle(key="mix_optimise").value is True
+    settings = at.session_state["imgext_session"].project.settings
+    assert (settings.eq_strength, settings.attenuation_db, settings.optimise) == (0.35, 20.0, True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, servers or the whole app; skipped by the fast loop
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

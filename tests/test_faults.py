@@ -20,6 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.freesound_server import FreesoundServer
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, servers or the whole app; skipped by the fast loop
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 KEY = "fault-key"
@@ -88,7 +90,8 @@ CHILD = textwrap.dedent(
     import json, sys
     from imgext.sounds.cache import DiskCache
     from imgext.sounds.freesound import FreesoundClient, FreesoundSource
-    from imgext.pipeline import MixSettings, fetch_tracks
+    from imgext.composition.tracks import fetch_tracks
+    from imgext.options import MixSettings
     from imgext.vision.placement import manual_object
     from imgext.sounds.selection import choose_sounds
     cache_dir, url, key = sys.argv[1:4]

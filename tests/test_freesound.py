@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from imgext.composition.tracks import fetch_tracks
 from imgext.errors import AuthError, RateLimitedError, SourceUnavailableError
-from imgext.pipeline import MixSettings, fetch_tracks, render_image
+from imgext.options import MixSettings
+from imgext.pipeline import render_image
 from imgext.sounds.cache import DiskCache
 from imgext.sounds.filters import SearchFilter
 from imgext.sounds.freesound import FreesoundClient, FreesoundSource, license_info, relaxed_queries
@@ -217,8 +219,8 @@ def test_nasty_names_stay_inside_the_zip(server, tmp_path):
         ("cow", 0.7, "Users cow"), ("frog", 0.9, "Grenouille"), ("rooster", 0.2, "rooster village")]]
     assignments = choose_sounds(objs, src, n_candidates=1, rng=0)
     tracks, assignments, fetched = fetch_tracks(objs, assignments, src, settings=SETTINGS)
-    from imgext.output.export import write_outputs
-    from imgext.pipeline import Mixer, build_outputs
+    from imgext.mix.mixer import Mixer
+    from imgext.output.export import build_outputs, write_outputs
 
     outcome = Mixer(tracks).render(SETTINGS)
     files, plan = build_outputs(image=None, objects=objs, assignments=assignments, fetched=fetched, tracks=tracks,

@@ -349,7 +349,7 @@ def test_truncated_preview_is_shorter_than_content_length(server, web):
         conn.close()
     server.faults.truncate_previews = 1
     with pytest.raises(requests.RequestException):
-        web.get(server.preview_url(server.catalogue[0]["id"]), timeout=5).content
+        _ = web.get(server.preview_url(server.catalogue[0]["id"]), timeout=5).content
     assert web.get(server.preview_url(server.catalogue[0]["id"]), timeout=5).status_code == 200
     assert [r.note for r in server.requests] == ["truncated", "truncated", ""]
 

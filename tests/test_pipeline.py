@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imgext.pipeline import MixSettings, render_files, render_image
+from imgext.options import MixSettings
+from imgext.pipeline import render_files, render_image
 from imgext.sounds.sources import open_source
 
 SETTINGS = MixSettings(duration_s=6.0, seed=3)

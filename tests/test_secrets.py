@@ -30,6 +30,8 @@ import pytest
 from tests.browser import ARTIFACTS, chromium, fresh_dirs, need_chromium, screenshot, streamlit_server, wait_for_app
 from tests.freesound_server import FreesoundServer
 
+pytestmark = pytest.mark.slow  # end to end: subprocesses, servers or the whole app; skipped by the fast loop
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-imgext-SECRET-7f3a9c"
 NEEDLES = (KEY.encode(), KEY[-13:].encode(), base64.b64encode(KEY.encode()).rstrip(b"="))

@@ -277,9 +277,10 @@ def test_far_tracks_lose_highs_and_stems_plus_reverb_sum_to_the_mix():
 
 def test_binaural_render_places_a_left_object_on_the_left(tmp_path, sounds_dir):
     _hrtf()
-    from imgext.pipeline import render_files
-    from imgext.options import MixSettings
     import soundfile as sf
+
+    from imgext.options import MixSettings
+    from imgext.pipeline import render_files
 
     settings = MixSettings(duration_s=3, binaural=True, seed=3)
     result = render_files([str(sounds_dir / "dog.mp3")], str(tmp_path / "o"), pans=[-0.8], settings=settings)

@@ -20,6 +20,7 @@ import soundfile as sf
 import soxr
 
 from imgext.errors import AudioError, ParameterError
+from imgext.options import DEFAULT_SAMPLE_RATE
 from imgext.untrusted import scrub
 
 __all__ = [
@@ -46,8 +47,6 @@ __all__ = [
     "peak_dbfs",
 ]
 
-DEFAULT_SAMPLE_RATE = 44100
-"""Mix sample rate in Hz (CD rate; Freesound previews are mostly 44.1 kHz)."""
 
 MAX_SOURCE_SECONDS = 600.0
 """Longest stretch of a source file that is decoded, in seconds; longer files are cut with a note."""

@@ -257,8 +257,10 @@ def mix_cost(bands: BandEnergies, *, gains_db, importance, eq_db, gain_offsets_d
 
 
 def _top_not_worse(bands: BandEnergies, gains_db, importance, eq_db, offsets, depth) -> bool:
-    """Full-resolution check: the most important track (the mean of those tied at the top) is not more masked
-    than with the EQ alone."""
+    """Full-resolution check: the most important track is not more masked than with the EQ alone.
+
+    Tracks tied at the top count by their mean.
+    """
     top = top_tracks(importance)
     ref = masking_report(bands, gains_db=gains_db, importance=importance, eq_db=eq_db)
     new = masking_report(bands, gains_db=np.asarray(gains_db) + offsets, importance=importance,

@@ -13,9 +13,7 @@ import numpy as np
 
 from imgext.mix.render import Mix, render_mix
 from imgext.mix.space import Spatial, level_gains_db, resolve_room, spatialise
-from imgext.options import MixSettings
-
-_MIN_CUT_DB = 0.5  # design_eq's min_cut_db: shallower cuts are not worth a filter
+from imgext.options import DEFAULT_MIN_CUT_DB, MixSettings
 
 _blas_lock = threading.Lock()
 _blas_state: dict = {"users": 0, "limiter": None, "controller": None}
@@ -144,6 +142,11 @@ class MixOutcome:
         return {"static": h, "deepest": h}
 
 
+def _same_audio(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same samples (by content: the caller may have re-stacked the same sounds)."""
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
+
+
 class Mixer:
     """Mixes one set of tracks under changing settings, caching the expensive analysis.
 
@@ -161,7 +164,7 @@ class Mixer:
         self._processed = None
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
-        if reuse is not None and reuse._bands is not None and reuse.tracks.audio is tracks.audio:
+        if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
             with reuse._lock:
                 self._designs.update(reuse._designs)  # and the EQ designs (a copy: each Mixer owns its cache)
@@ -188,7 +191,7 @@ class Mixer:
         tracks = self.tracks
         requested = level_gains_db(tracks.gains_db(settings.attenuation_db), tracks.distances_m(), distance=settings.distance)
         key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
-               settings.optimize, settings.seed, settings.time_aware)
+               settings.optimise, settings.seed, settings.time_aware)
         if self._processed is not None and self._processed[0] == key:
             return self._processed[1]
         design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db, settings.time_aware)
@@ -222,9 +225,9 @@ class Mixer:
                     plan = full.scaled(settings.eq_strength)
                 else:
                     filters = scale_filters(full, np.full(tracks.n_tracks, settings.eq_strength))
-                    filters = [[f for f in track if f.gain_db <= -_MIN_CUT_DB] for track in filters]
+                    filters = [[f for f in track if f.gain_db <= -DEFAULT_MIN_CUT_DB] for track in filters]
             timings["eq"] = time.perf_counter() - t0
-            if settings.optimize and tracks.n_tracks > 1 and not settings.time_aware:
+            if settings.optimise and tracks.n_tracks > 1 and not settings.time_aware:
                 t0 = time.perf_counter()
                 eq_db = np.stack([band_response_db(f, bands) for f in filters])
                 opt = optimise_mix(bands, gains_db=gains, importance=tracks.importance, eq_db=eq_db, seed=settings.seed,

@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from imgext.audio.io import write_atomic
 from imgext.errors import ImgExtError, ParameterError
+from imgext.settings import load_settings
 
 __all__ = [
     "LICENSES",
@@ -59,7 +61,7 @@ MAX_TEXT = 200
 
 
 def solr_quote(value: str) -> str:
-    """Quote one value for a Solr filter: ``dog "big"`` -> ``"dog \\"big\\""``.
+    r"""Quote one value for a Solr filter: ``dog "big"`` -> ``"dog \\"big\\""``.
 
     Backslashes and double quotes are escaped; control characters and lone
     surrogates (undecodable bytes from a command line) are refused.
@@ -290,7 +292,7 @@ class PresetStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            import fcntl
+            import fcntl  # lazy on purpose: POSIX only
         except ImportError:  # pragma: no cover - Windows: atomic replace alone
             yield
             return
@@ -399,6 +401,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def filter_from_args(args) -> SearchFilter:
+    """The :class:`SearchFilter` given by the options :func:`add_filter_arguments` added."""
     return SearchFilter(
         duration_min_s=args.duration_min, duration_max_s=args.duration_max, licenses=tuple(args.license),
         file_types=tuple(args.file_types), min_rating=args.min_rating, min_num_ratings=args.min_ratings,
@@ -409,10 +412,6 @@ def filter_from_args(args) -> SearchFilter:
 
 def run_presets_command(args) -> int:
     """``python -m imgext presets list|show|save|delete``."""
-    import sys
-
-    from imgext.settings import load_settings
-
     store = PresetStore(load_settings().data_dir)
     if args.action != "list" and not args.name:
         raise ParameterError(f"presets {args.action} needs a NAME")

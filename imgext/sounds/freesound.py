@@ -51,8 +51,9 @@ from imgext.errors import (
     SourceTimeoutError,
     SourceUnavailableError,
 )
+from imgext.settings import DEFAULT_FREESOUND_URL
 from imgext.sounds.base import Candidate, words_of
-from imgext.sounds.cache import DiskCache, cache_key
+from imgext.sounds.cache import DEFAULT_SEARCH_TTL_S, DiskCache, cache_key
 from imgext.sounds.filters import PresetStore, SearchFilter, role_filters
 from imgext.untrusted import Origins, clean_previews
 
@@ -402,7 +403,7 @@ class FreesoundClient:
         self,
         api_key: str,
         *,
-        base_url: str = "https://freesound.org/apiv2",
+        base_url: str = DEFAULT_FREESOUND_URL,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         search_deadline_s: float = DEFAULT_SEARCH_DEADLINE_S,
         preview_deadline_s: float = DEFAULT_PREVIEW_DEADLINE_S,
@@ -826,7 +827,7 @@ class FreesoundSource:
         search_filter: SearchFilter | None = None,
         preset_name: str | None = None,
         preview_quality: str = "hq",
-        search_ttl_s: float = 24 * 3600.0,
+        search_ttl_s: float = DEFAULT_SEARCH_TTL_S,
     ) -> None:
         if preview_quality not in ("hq", "lq"):
             raise ParameterError(f"preview_quality={preview_quality!r} must be 'hq' or 'lq'")

@@ -29,6 +29,7 @@ import numpy as np
 
 from imgext.budget import Budget
 from imgext.errors import CancelledError, ImgExtError, ParameterError
+from imgext.options import DEFAULT_CANDIDATES
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.relevance import SHORTLIST_GAP, judge, near_duplicate, score_candidates
 from imgext.sounds.sources import search_with_role
@@ -44,9 +45,6 @@ __all__ = [
     "rank_candidates",
     "reroll",
 ]
-
-DEFAULT_CANDIDATES = 10
-"""Candidates preloaded per distinct search term."""
 
 
 @dataclass(frozen=True)

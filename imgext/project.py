@@ -1,0 +1,527 @@
+"""The project: one session's work from photo to files, with no user interface.
+
+A :class:`Project` walks the stages in order (detect -> choose -> fetch -> mix
+-> export) and remembers what each produced.  Every cached result is keyed by
+its *content* (a hash of the image bytes, the objects' search terms, the source
+files' bytes, the settings), never by object identity, so a caller may rebuild
+its inputs freely: what did not change is not recomputed.
+
+The Streamlit pages and the command line (:mod:`imgext.pipeline`) drive the same
+object, so ``render``, ``mix``, ``remix`` and the app's ZIP are one path::
+
+    project = Project(settings=MixSettings(duration_s=20))
+    project.detect(photo_bytes, detector, name="park.jpg")
+    project.find_sounds(source)
+    outcome = project.mix()            # interactive: cached analysis and EQ designs
+    result = project.export("out/")    # mix.wav, stems, sources, scene.json, ZIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from imgext.audio.io import read_bounded
+from imgext.budget import Budget
+from imgext.composition.tracks import (
+    Fetched,
+    Progress,
+    Tracks,
+    _no_progress,
+    assemble_tracks,
+    fetch_sound,
+    fetch_tracks,
+    fit_source,
+    retune_tracks,
+)
+from imgext.errors import AudioError, ImgExtError, NoSoundError, ParameterError
+from imgext.mix.mixer import Mixer, MixOutcome
+from imgext.options import DetectSettings, MixSettings, SoundSettings
+from imgext.output.export import OutputFile, RenderResult, build_outputs, build_zip, write_outputs
+from imgext.output.plan import Plan, read_plan
+from imgext.sounds.base import Candidate, SoundSource
+from imgext.sounds.selection import Assignment, choose, choose_sounds, more_like_this, reroll
+from imgext.vision.detection import Detector, ImageInfo, load_image
+from imgext.vision.placement import LabelMap, SceneObject, manual_object, place_objects, with_depth, with_query
+
+__all__ = ["Project", "content_digest"]
+
+
+def content_digest(data: bytes) -> str:
+    """A short hex digest (SHA-256, 16 hex digits) identifying ``data`` by content."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    key: tuple
+    value: object
+
+
+class Project:
+    """One session's work: image, objects, sounds, tracks, mix and export.
+
+    Parameters
+    ----------
+    settings : MixSettings
+        The mix settings; change them with :meth:`set_settings` (or by passing
+        settings to :meth:`mix` / :meth:`export`).
+    labels : LabelMap, optional
+        Label table for detection (default: the package's table).
+
+    Attributes
+    ----------
+    image_name : str or None
+    image_info : ImageInfo or None
+    picture : PIL.Image.Image or None
+        The decoded, upright photo (for drawing boxes).
+    objects : list of SceneObject
+        The placed objects, as the user edited them.
+    assignments : list of Assignment
+        One per object once sounds were found.
+    fetched : dict of int -> Fetched
+        The fetched sound of each object that has one.
+    source_description : str
+        Where the sounds came from, for ``scene.json``.
+    notes : list of str
+        What the user should know about the sounds.
+    timings_s : dict of str -> float
+        Seconds spent per stage.
+    """
+
+    def __init__(self, *, settings: MixSettings | None = None, labels: LabelMap | None = None) -> None:
+        self.settings = settings if settings is not None else MixSettings()
+        self.labels = labels if labels is not None else LabelMap.default()
+        self._labels_key = content_digest(repr(sorted(self.labels.items())).encode())
+        self.image_name: str | None = None
+        self.image_info: ImageInfo | None = None
+        self.image_digest: str | None = None
+        self.picture = None
+        self.objects: list[SceneObject] = []
+        self.assignments: list[Assignment] = []
+        self.fetched: dict[int, Fetched] = {}
+        self.source_description = ""
+        self.notes: list[str] = []
+        self.timings_s: dict[str, float] = {}
+        self._detect_key: tuple | None = None
+        self._sounds_key: tuple | None = None
+        self._digests: dict[int, str] = {}  # object index -> digest of its fetched source bytes
+        self._fetch_notes: list[str] = []
+        self._found = False
+        self._tracks: _Keyed | None = None
+        self._mixer: _Keyed | None = None
+
+    # -- detect ------------------------------------------------------------------------------------------------
+    def detect(
+        self,
+        image: bytes | str | os.PathLike,
+        detector: Detector | Callable[[], Detector],
+        *,
+        name: str | None = None,
+        detection: DetectSettings | None = None,
+        max_bytes: int | None = None,
+        progress: Progress = _no_progress,
+    ) -> bool:
+        """Load the image, detect and place its objects, unless this image was detected with these settings.
+
+        Parameters
+        ----------
+        image : bytes or path
+        detector : Detector or callable returning one
+            A callable is called only when detection runs (e.g. to load the model lazily).
+        name : str, optional
+            The image's name for messages and ``scene.json`` (default: the file name).
+        detection : DetectSettings, optional
+        max_bytes : int, optional
+            Largest image accepted, in bytes (default: :func:`~imgext.vision.detection.load_image`'s).
+        progress : callable, optional
+            ``progress(stage, fraction, message)``.
+
+        Returns
+        -------
+        bool
+            True when detection ran; False when the same image bytes were already
+            detected with the same settings and label table (nothing changed).
+            A new detection drops the sounds found for the previous objects.
+        """
+        detection = detection if detection is not None else DetectSettings()
+        key = self._detect_key_of(image, detection)
+        if key == self._detect_key:
+            return False
+        digest = key[0]
+        progress("detect", 0.0, "loading the image")
+        picture, info = load_image(image, name=name, **({"max_bytes": max_bytes} if max_bytes else {}))
+        progress("detect", 0.3, "loading the detector")
+        if not hasattr(detector, "detect"):
+            detector = detector()
+        progress("detect", 0.5, "detecting objects")
+        t0 = time.perf_counter()
+        detections = detector.detect(picture, conf=detection.conf)
+        seconds = time.perf_counter() - t0
+        self.picture, self.image_info, self.image_digest = picture, info, digest
+        self.image_name = name or info.path
+        self.objects = place_objects(detections, labels=self.labels, include_silent=detection.include_silent,
+                                     aspect=info.width / max(info.height, 1), fov_deg=self.settings.fov_deg)
+        self._detect_key = key
+        self.timings_s = {"detect": seconds}
+        self._drop_sounds()
+        progress("detect", 1.0, f"{len(self.objects)} objects")
+        return True
+
+    def _detect_key_of(self, image: bytes | str | os.PathLike, detection: DetectSettings) -> tuple:
+        data = image if isinstance(image, bytes) else Path(image).read_bytes() if Path(image).is_file() else None
+        digest = content_digest(data) if data is not None else f"path:{os.fspath(image)}"
+        return (digest, detection, self._labels_key)
+
+    def detected(self, image: bytes | str | os.PathLike, detection: DetectSettings | None = None) -> bool:
+        """True when these image bytes were detected with these settings (:meth:`detect` would do nothing)."""
+        return self._detect_key_of(image, detection if detection is not None else DetectSettings()) == self._detect_key
+
+    def _drop_sounds(self) -> None:
+        self.assignments, self.fetched, self._digests, self._fetch_notes, self.notes = [], {}, {}, [], []
+        self._sounds_key = None
+        self._found = False
+
+    # -- edit the objects ---------------------------------------------------------------------------------------
+    def edit_object(self, index: int, *, keep: bool | None = None, volume_db: float | None = None,
+                    query: str | None = None) -> bool:
+        """Change one object (keep it or drop it, its level offset in dB, its search term); True if it changed."""
+        obj = self.objects[index]
+        new = obj
+        if keep is not None and keep == obj.skipped:
+            new = replace(new, skipped=not keep, notes=() if keep else ("dropped by you",))
+        if volume_db is not None and abs(float(volume_db) - obj.volume_db) > 1e-9:
+            new = replace(new, volume_db=float(volume_db))
+        if query is not None and query.strip() and query.strip() != obj.query:
+            new = with_query(new, query.strip())
+        if new == obj:
+            return False
+        self.objects[index] = new
+        return True
+
+    def add_object(self, label: str, x: float, *, importance: float = 0.5) -> SceneObject:
+        """Add an object by hand at horizontal position ``x`` in [0, 1] (0 = left edge)."""
+        obj = manual_object(label, x, importance=importance, labels=self.labels)
+        self.objects.append(obj)
+        return obj
+
+    # -- sounds ------------------------------------------------------------------------------------------------
+    def sounds_key(self, source_key: str = "", sounds: SoundSettings | None = None) -> tuple:
+        """What the chosen sounds depend on: the objects' terms, the source, the candidates, length and seed."""
+        sounds = sounds if sounds is not None else SoundSettings()
+        return (tuple((o.query, o.skipped) for o in self.objects), source_key, sounds,
+                self.settings.duration_s, self.settings.seed)
+
+    def sounds_stale(self, source_key: str = "", sounds: SoundSettings | None = None) -> bool:
+        """True when sounds were found for other objects, another source or other settings."""
+        return self._sounds_key is not None and self._sounds_key != self.sounds_key(source_key, sounds)
+
+    @property
+    def has_sounds(self) -> bool:
+        """True once sounds were found (or read from a plan) for the current objects."""
+        return self._found and len(self.assignments) == len(self.objects)
+
+    def find_sounds(
+        self,
+        source: SoundSource,
+        *,
+        source_key: str = "",
+        sounds: SoundSettings | None = None,
+        progress: Progress = _no_progress,
+        budget: Budget | None = None,
+    ) -> list[ImgExtError]:
+        """Choose one distinct sound per object and fetch them all (replacing unusable ones).
+
+        ``budget`` (:class:`~imgext.budget.Budget`) bounds the searches and downloads;
+        the project changes only once both are done.
+
+        Returns
+        -------
+        list of ImgExtError
+            Failures of the source itself (unreachable, key refused ...); the
+            objects concerned have no sound and their reason says why.
+        """
+        sounds = sounds if sounds is not None else SoundSettings()
+        t0 = time.perf_counter()
+        assignments = choose_sounds(
+            self.objects, source, n_candidates=sounds.n_candidates, duration_s=self.settings.duration_s,
+            rng=self.settings.seed, progress=lambda d, n, term: progress("search", d / max(n, 1), f"searched {term!r} ({d}/{n})"),
+            budget=budget,
+        )
+        progress("sounds", 0.0, "downloading")
+        tracks, assignments, fetched = fetch_tracks(self.objects, assignments, source, settings=self.settings,
+                                                    progress=progress, budget=budget)
+        self._drop_sounds()
+        self.assignments = assignments
+        # the fetched tracks become views of the stacked array: one copy of the audio per session, not two
+        for k, i in enumerate(tracks.object_indices):
+            self._set_fetched(i, replace(fetched[i], track=tracks.audio[k]))
+        self._fetch_notes = [n for n in tracks.notes if n not in {note for f in fetched.values() for note in f.notes}]
+        self._tracks = _Keyed(self._audio_key(), tracks)
+        self.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
+        self.source_description = source.describe()
+        self._sounds_key = self.sounds_key(source_key, sounds)
+        self._found = True
+        self.timings_s["sounds"] = time.perf_counter() - t0
+        return [a.error for a in assignments if a.error is not None]
+
+    def reroll(self, index: int, source: SoundSource, *, like: bool = False,
+               sounds: SoundSettings | None = None) -> str | None:
+        """Give object ``index`` its next unused candidate; returns a message when there is none.
+
+        With ``like``, the best sound similar to its current one ("more like this",
+        :func:`~imgext.sounds.selection.more_like_this`; sources with ``similar`` only).
+        """
+        if like:
+            n = (sounds if sounds is not None else SoundSettings()).n_candidates
+            new = more_like_this(self.assignments, index, source, self.objects[index], n=n,
+                                 duration_s=self.settings.duration_s)
+        else:
+            new = reroll(self.assignments, index)
+        a, old = new[index], self.assignments[index]
+        if a.candidate is None or (old.candidate is not None and a.candidate.id == old.candidate.id):
+            self.assignments = new
+            return a.reason
+        self._set_fetched(index, fetch_sound(a, source, settings=self.settings))
+        self.assignments = new
+        return None
+
+    def use(self, index: int, candidate_id: str, source: SoundSource) -> None:
+        """Give object ``index`` the candidate ``candidate_id`` of its ranked list."""
+        new = choose(self.assignments, index, candidate_id)
+        self._set_fetched(index, fetch_sound(new[index], source, settings=self.settings))
+        self.assignments = new
+
+    def _set_fetched(self, index: int, fetched: Fetched) -> None:
+        self.fetched = {**self.fetched, index: fetched}
+        self._digests[index] = content_digest(fetched.data)
+
+    # -- settings and tracks -------------------------------------------------------------------------------------
+    def set_settings(self, settings: MixSettings) -> None:
+        """Use ``settings`` from now on.
+
+        A new length or rate refits the fetched sounds (no new download); a new
+        field of view re-estimates the detected objects' distances and directions.
+        """
+        if settings.fov_deg != self.settings.fov_deg and self.image_info is not None:
+            aspect = self.image_info.width / max(self.image_info.height, 1)
+            self.objects = with_depth(self.objects, aspect=aspect, fov_deg=settings.fov_deg)
+        if (settings.duration_s, settings.sample_rate) != (self.settings.duration_s, self.settings.sample_rate):
+            self.fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0])
+                            for i, f in self.fetched.items()}
+        self.settings = settings
+
+    def _audio_key(self) -> tuple:
+        order = tuple(i for i in sorted(self.fetched) if i < len(self.objects) and not self.objects[i].skipped)
+        return (self.settings.duration_s, self.settings.sample_rate, tuple((i, self._digests[i]) for i in order))
+
+    @property
+    def tracks(self) -> Tracks | None:
+        """The mono tracks of the sounding objects (None before sounds were found).
+
+        Re-stacked only when the sounds themselves change; pans, importance and
+        volume are taken afresh from :attr:`objects` (same audio array).
+        """
+        if not self._found:
+            return None
+        key = self._audio_key()
+        if self._tracks is None or self._tracks.key != key:
+            tracks = assemble_tracks(self.objects, self.fetched, settings=self.settings, notes=self._fetch_notes)
+        else:
+            tracks = retune_tracks(self._tracks.value, self.objects)
+        self._tracks = _Keyed(key, tracks)
+        return tracks
+
+    def _current_mixer(self, tracks: Tracks) -> Mixer:
+        key = self._tracks.key
+        old = self._mixer.value if self._mixer is not None and self._mixer.key == key else None
+        if old is not None and old.tracks is tracks:
+            return old
+        mixer = Mixer(tracks, reuse=old)  # same sounds: the analysis and EQ designs carry over
+        self._mixer = _Keyed(key, mixer)
+        return mixer
+
+    def mixer(self) -> Mixer:
+        """The :class:`~imgext.mix.mixer.Mixer` of the current sounds (its analysis and EQ designs cached).
+
+        Render other settings with it (``project.mixer().render(settings)``) to compare without
+        changing the project's own settings.
+        """
+        tracks = self.tracks
+        if tracks is None:
+            raise ParameterError("no sounds yet: find sounds before mixing")
+        return self._current_mixer(tracks)
+
+    # -- mix and export ------------------------------------------------------------------------------------------
+    def mix(self, settings: MixSettings | None = None, *, measure_after: bool = False) -> MixOutcome:
+        """Render the mix (interactive: the analysis and EQ designs of the same sounds are reused).
+
+        Parameters
+        ----------
+        settings : MixSettings, optional
+            New settings (see :meth:`set_settings`).
+        measure_after : bool
+            Measure the "after" masking on the processed audio (exact) instead of
+            estimating it from the cached analysis.
+        """
+        if settings is not None:
+            self.set_settings(settings)
+        tracks = self.tracks
+        if tracks is None:
+            raise ParameterError("no sounds yet: find sounds before mixing")
+        return self._current_mixer(tracks).render(self.settings, measure_after=measure_after)
+
+    def export_files(self, settings: MixSettings | None = None, *, stems: bool = True, bundle: bool = True,
+                     refuse_silence: bool = False) -> tuple[list[OutputFile], Plan]:
+        """The files of the export and their plan, measured on the rendered audio.
+
+        With ``refuse_silence``, a mix in which nothing sounds at all raises
+        :class:`~imgext.errors.NoSoundError` (no folder that looks complete but is silent).
+
+        Safe to call from another thread than :meth:`mix` (the app's ZIP
+        download): it renders with its own :class:`~imgext.mix.mixer.Mixer`,
+        which copies the cached analysis and EQ designs.
+        """
+        settings = settings if settings is not None else self.settings
+        if settings != self.settings:
+            self.set_settings(settings)
+        tracks = self.tracks
+        if tracks is None:
+            raise ParameterError("no sounds yet: find sounds before exporting")
+        current = self._mixer.value if self._mixer is not None and self._mixer.key == self._tracks.key else None
+        t0 = time.perf_counter()
+        outcome = Mixer(tracks, reuse=current).render(settings, measure_after=True)
+        if refuse_silence:
+            self._require_sound(outcome)
+        timings = {**self.timings_s, "mix": time.perf_counter() - t0, **outcome.timings_s}
+        timings["total"] = sum(timings.get(k, 0.0) for k in ("detect", "sounds", "mix"))
+        assignments = self.assignments or [Assignment(i, o.query, None, "no sound") for i, o in enumerate(self.objects)]
+        return build_outputs(
+            image=self.image_info, objects=self.objects, assignments=assignments, fetched=self.fetched, tracks=tracks,
+            outcome=outcome, settings=settings, source_description=self.source_description, timings_s=timings,
+            stems=stems, bundle=bundle,
+        )
+
+    def export(self, out_dir: str | os.PathLike, settings: MixSettings | None = None, *, stems: bool = True,
+               write_zip: bool = True, refuse_silence: bool = False, progress: Progress = _no_progress) -> RenderResult:
+        """Write the render into ``out_dir`` (see :func:`~imgext.output.export.write_outputs`).
+
+        ``stems=False`` leaves out the stems, ``write_zip=False`` the ZIP; ``refuse_silence``
+        as in :meth:`export_files`.
+        """
+        progress("mix", 0.0, "analysing and mixing")
+        files, plan = self.export_files(settings, stems=stems, bundle=write_zip, refuse_silence=refuse_silence)
+        progress("export", 0.0, "writing files")
+        zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
+        progress("export", 1.0, "done")
+        return RenderResult(plan=plan, out_dir=os.fspath(out_dir), zip_path=str(zip_path) if zip_path else None)
+
+    def _require_sound(self, outcome: MixOutcome) -> None:
+        """Raise :class:`~imgext.errors.NoSoundError` when the rendered mix is digital silence.
+
+        Whatever the reason (no object found, no sound found for any, every sound
+        failed); an ambience bed or any one audible track is enough.
+        """
+        if outcome.mix.peak_dbfs is not None:
+            return
+        sounding = [o for o in self.objects if not o.skipped]
+        found = sum(1 for a in self.assignments if a.candidate is not None)
+        if not sounding:
+            why = "no object in the photo can make a sound"
+        elif not found:
+            why = f"no sound was found for any of the {len(sounding)} objects"
+        else:
+            why = f"the {found} sounds found are all silent"
+        raise NoSoundError(f"nothing would sound: {why}; no files were written")
+
+    def export_zip(self, settings: MixSettings | None = None) -> bytes:
+        """The export as ZIP bytes, built in memory (nothing is written to disk)."""
+        files, _ = self.export_files(settings)
+        return build_zip(files)
+
+    # -- other ways in -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> Project:
+        """A project from a rendered folder's ``scene.json`` and ``sources/``, ready to mix or export again.
+
+        With unchanged settings, :meth:`export` reproduces the original audio bit for bit.
+        """
+        plan, sources = read_plan(folder)
+        project = cls(settings=plan.settings)
+        project.objects = plan.scene_objects()
+        project.assignments = plan.assignments()
+        if plan.image is not None:
+            project.image_info = ImageInfo(path=plan.image.path, width=plan.image.width, height=plan.image.height, format="")
+            project.image_name = plan.image.path
+        for i, data in sources.items():
+            cand = project.assignments[i].candidate
+            track, notes, lufs = fit_source(data, name=cand.name, settings=plan.settings)
+            project._set_fetched(i, Fetched(i, cand, data, track, notes, lufs))
+        project.source_description = f"{plan.source} (remixed from the plan)"
+        project._found = True
+        return project
+
+    @classmethod
+    def from_files(
+        cls,
+        paths: Sequence[str | os.PathLike],
+        *,
+        pans: Sequence[float] | None = None,
+        gains_db: Sequence[float] | None = None,
+        importance: Sequence[float] | None = None,
+        settings: MixSettings | None = None,
+        progress: Progress = _no_progress,
+    ) -> Project:
+        """A project mixing given audio files, no image (``python -m imgext mix``).
+
+        Parameters
+        ----------
+        pans : sequence of float in [-1, 1], optional
+            One per file; default centre.
+        gains_db : sequence of float, optional
+            One per file, dB; default 0.  These are absolute levels (the
+            attenuation setting is set to 0 dB).  Importance follows gain
+            (louder = more important) unless ``importance`` is given.
+        importance : sequence of float in [0, 1], optional
+        """
+        settings = settings if settings is not None else MixSettings()
+        n = len(paths)
+        if n == 0:
+            raise ParameterError("give at least one audio file to mix")
+        pans = list(pans) if pans is not None else [0.0] * n
+        gains = list(gains_db) if gains_db is not None else [0.0] * n
+        for what, values in (("--pan", pans), ("--gain-db", gains)):
+            if len(values) != n:
+                raise ParameterError(f"{what} was given {len(values)} times for {n} files; give it once per file or not at all")
+        if importance is None:
+            top = max(gains)
+            importance = [float(np.clip(1.0 + (g - top) / 24.0, 0.0, 1.0)) for g in gains]  # 24 dB quieter = importance 0
+        elif len(importance) != n:
+            raise ParameterError(f"--importance was given {len(importance)} times for {n} files")
+        # Given gains are absolute (each file's volume), not derived from importance: no attenuation.
+        project = cls(settings=replace(settings, attenuation_db=0.0))
+        for i, p in enumerate(paths):
+            path = Path(p)
+            if not path.is_file():
+                raise AudioError(f"sound file not found: {os.fspath(p)}")
+            data = read_bounded(path, name=path.name)
+            track, notes, lufs = fit_source(data, name=path.name, settings=project.settings)
+            project.objects.append(
+                SceneObject(label=path.stem, confidence=1.0, box=(0.0, 0.0, 0.0, 0.0), pan=float(pans[i]),
+                            importance=float(importance[i]), query=path.stem, volume_db=float(gains[i]), origin="file")
+            )
+            cand = Candidate(id=f"file:{path.name}", name=path.name, source="file", file_ext=path.suffix.lstrip(".") or "wav")
+            project._set_fetched(i, Fetched(i, cand, data, track, notes, lufs))
+            progress("sounds", (i + 1) / n, f"decoded {path.name}")
+        project.assignments = [Assignment(i, o.query, None, "given on the command line") for i, o in enumerate(project.objects)]
+        project.source_description = "files given on the command line"
+        project._found = True
+        project.notes = [note for f in project.fetched.values() for note in f.notes]
+        return project
+

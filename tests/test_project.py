@@ -1,0 +1,125 @@
+"""The project: one session's work, cached by content (image bytes, sounds, settings), never by identity."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgext.errors import ParameterError
+from imgext.options import DetectSettings, MixSettings, SoundSettings
+from imgext.project import Project
+from imgext.sounds.builtin import BuiltinSource
+
+SETTINGS = MixSettings(duration_s=2.0, sample_rate=16000, seed=1)
+
+
+class CountingDetector:
+    """A stand-in for the YOLO model that reports two fixed boxes and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, picture, *, conf: float = 0.25):
+        from imgext.vision.detection import Detection
+
+        self.calls += 1
+        return [Detection("dog", 0.9, (0.0, 0.2, 0.3, 0.9)), Detection("car", 0.8, (0.5, 0.3, 1.0, 0.8))]
+
+
+def _png(colour=(90, 90, 90)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _project_with_sounds() -> Project:
+    project = Project(settings=SETTINGS)
+    project.detect(_png(), CountingDetector(), name="grey.png")
+    project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    return project
+
+
+def test_detection_is_keyed_by_the_image_bytes_and_settings():
+    detector, project = CountingDetector(), Project(settings=SETTINGS)
+    assert project.detect(_png(), detector, name="a.png")
+    assert not project.detect(_png(), detector, name="renamed.png"), "same bytes: nothing to redo"
+    assert detector.calls == 1 and project.detected(_png())
+    assert project.detect(_png(), detector, detection=DetectSettings(conf=0.5))
+    assert project.detect(_png((1, 2, 3)), detector, detection=DetectSettings(conf=0.5))
+    assert detector.calls == 3 and [o.label for o in project.objects] == ["dog", "car"]
+
+
+def test_a_lazy_detector_is_only_built_when_detection_runs():
+    built = []
+    project = Project(settings=SETTINGS)
+    project.detect(_png(), lambda: built.append(1) or CountingDetector())
+    project.detect(_png(), lambda: built.append(1) or CountingDetector())
+    assert built == [1]
+
+
+def test_sounds_go_stale_when_what_they_depend_on_changes():
+    project = _project_with_sounds()
+    sounds = SoundSettings(n_candidates=3)
+    assert project.has_sounds and not project.sounds_stale("", sounds)
+    assert project.sounds_stale("", SoundSettings(n_candidates=4))
+    assert project.sounds_stale("another source", sounds)
+    project.edit_object(0, query="puppy")
+    assert project.sounds_stale("", sounds)
+
+
+def test_tracks_follow_the_objects_without_restacking():
+    project = _project_with_sounds()
+    tracks = project.tracks
+    assert project.tracks is tracks, "nothing changed: the same tracks"
+    assert project.edit_object(1, volume_db=-6.0)
+    retuned = project.tracks
+    assert retuned.audio is tracks.audio and retuned.volume_db[1] == -6.0
+    assert project.edit_object(0, keep=False)
+    assert project.tracks.n_tracks == 1 and project.tracks.names == ["car"]
+
+
+def test_the_mixer_is_reused_by_content_not_identity():
+    project = _project_with_sounds()
+    first = project.mix()
+    bands = project._mixer.value.bands()
+    project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))  # same sounds, re-stacked
+    assert project.tracks.audio is not None
+    project.mix()
+    assert project._mixer.value.bands() is bands, "the same sounds: the analysis is kept"
+    again = project.mix(SETTINGS)
+    assert np.array_equal(again.mix.audio, first.mix.audio)
+
+
+def test_a_new_length_refits_the_fetched_sounds_without_fetching():
+    project = _project_with_sounds()
+    project.mix()
+    project.set_settings(MixSettings(duration_s=3.0, sample_rate=16000, seed=1))
+    assert project.tracks.audio.shape == (2, 48000)
+    assert project.mix().mix.audio.shape == (2, 48000)
+
+
+def test_export_then_from_folder_reproduces_the_audio(tmp_path):
+    project = _project_with_sounds()
+    first = project.export(tmp_path / "a")
+    again = Project.from_folder(tmp_path / "a").export(tmp_path / "b")
+    assert (tmp_path / "a" / "mix.wav").read_bytes() == (tmp_path / "b" / "mix.wav").read_bytes()
+    assert [o["sound"]["id"] for o in again.scene["objects"]] == [o["sound"]["id"] for o in first.scene["objects"]]
+    assert again.scene["image"] == {"path": "grey.png", "width": 64, "height": 48}
+
+
+def test_zip_in_memory_matches_the_written_export(tmp_path):
+    import zipfile
+
+    project = _project_with_sounds()
+    in_memory = zipfile.ZipFile(io.BytesIO(project.export_zip()))
+    on_disk = zipfile.ZipFile(project.export(tmp_path / "o").zip_path)
+    assert in_memory.namelist() == on_disk.namelist()
+    assert in_memory.read("mix.wav") == on_disk.read("mix.wav")  # scene.json differs only in its timings
+
+
+def test_mixing_before_sounds_is_an_error():
+    with pytest.raises(ParameterError, match="find sounds"):
+        Project().mix()
