@@ -54,7 +54,7 @@ def test_object_fields_sit_flat_in_each_record():
 def test_unknown_fields_are_ignored_and_missing_optional_ones_take_defaults():
     d = json.loads(_plan().to_json())
     d["from_the_future"] = {"x": 1}
-    d["objects"][0]["role"] = "foreground"  # a field another version writes
+    d["objects"][0]["loudness_class"] = "foreground"  # a field another version writes
     d["mix"]["true_peak_dbtp"] = -1.2
     d["settings"]["reverb"] = 0.3
     del d["notes"], d["objects"][1]["eq"], d["mix"]["limited_by_peak"], d["settings"]["max_cut_db"]
