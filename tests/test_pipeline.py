@@ -15,6 +15,8 @@ from imgext.options import MixSettings
 from imgext.pipeline import render_files, render_image
 from imgext.sounds.sources import open_source
 
+pytestmark = pytest.mark.slow  # whole renders with the real detector; tests/test_project.py covers the same path fast
+
 SETTINGS = MixSettings(duration_s=6.0, seed=3)
 
 
