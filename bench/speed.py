@@ -74,7 +74,9 @@ def objects_for(n: int, detector=None):
 
 def photo_to_mix(detector, n: int, duration_s: float):
     """The app's flow for one photo: detect, choose, fetch + fit, mix (a new Mixer)."""
-    from imgext.pipeline import Mixer, MixSettings, fetch_tracks
+    from imgext.composition.tracks import fetch_tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
     from imgext.sounds.builtin import BuiltinSource
     from imgext.sounds.selection import choose_sounds
 
@@ -97,12 +99,14 @@ def case_warm(args) -> dict:
 
 
 def case_mix(args, n: int, optimize: bool) -> dict:
-    from imgext.pipeline import Mixer, MixSettings, fetch_tracks
+    from imgext.composition.tracks import fetch_tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
     from imgext.sounds.builtin import BuiltinSource
     from imgext.sounds.selection import choose_sounds
 
     extra = {"time_aware": False} if optimize and "time_aware" in MixSettings.__dataclass_fields__ else {}
-    settings = MixSettings(duration_s=30.0, seed=0, optimize=optimize, **extra)  # the optimiser runs without the duck
+    settings = MixSettings(duration_s=30.0, seed=0, optimise=optimize, **extra)  # the optimiser runs without the duck
     objects = objects_for(n)
     source = BuiltinSource()
     tracks, _, _ = fetch_tracks(objects, choose_sounds(objects, source, rng=0), source, settings=settings)
@@ -116,7 +120,7 @@ def case_mix(args, n: int, optimize: bool) -> dict:
 
 
 def case_long(args) -> dict:
-    from imgext.pipeline import build_outputs, write_outputs
+    from imgext.output.export import build_outputs, write_outputs
     from imgext.vision.detection import Detector
 
     t0 = cpu_s()

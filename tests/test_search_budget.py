@@ -31,7 +31,7 @@ def test_sixteen_tracks_optimise_within_the_budget(rng):
                     pans=np.linspace(-1, 1, n), importance=np.linspace(1.0, 0.1, n), volume_db=np.zeros(n),
                     sample_rate=sr)
     extra = {"time_aware": False} if "time_aware" in MixSettings.__dataclass_fields__ else {}
-    outcome = Mixer(tracks).render(MixSettings(duration_s=4.0, sample_rate=sr, optimize=True, **extra))
+    outcome = Mixer(tracks).render(MixSettings(duration_s=4.0, sample_rate=sr, optimise=True, **extra))
     opt = outcome.optimisation
     b = search_budget(n)
     assert opt is not None and opt.cost_after <= opt.cost_before
