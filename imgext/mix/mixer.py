@@ -234,7 +234,7 @@ class Mixer:
                                    eq_loudness_lu=filters_loudness_change_lu(filters, bands),
                                    **search_budget(tracks.n_tracks))
                 gains = gains + opt.gain_offsets_db
-                filters = scale_filters(filters, opt.eq_depth, min_cut_db=_MIN_CUT_DB)  # drop filters under 0.5 dB
+                filters = scale_filters(filters, opt.eq_depth, min_cut_db=DEFAULT_MIN_CUT_DB)  # drop filters under 0.5 dB
                 timings["optimise"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if plan is not None and plan.active.any():
