@@ -23,8 +23,8 @@ STAGES = [
     ["imgext.engine"],
     ["imgext.mix"],
     ["imgext.output"],
-    ["imgext.project"],
-    ["imgext.pipeline"],
+    ["imgext.project", "imgext.hosting"],  # hosting: the served app's queue and presets
+    ["imgext.pipeline", "imgext.batch"],
     ["imgext.cli", "imgext.__main__"],
 ]
 """Data flows down this list; a module may import from its own stage and earlier ones only."""
