@@ -27,8 +27,8 @@ settings     environment settings shared by every part (API key, URLs, cache fol
 errors       the exception hierarchy (root ``ImgExtError``)
 budget       ``Budget``: one deadline and cancel flag for every network wait of a task
 project      one session's work with no UI (detect, choose, fetch, mix, export), cached by content;
-             the app's pages and the command line both drive it
-pipeline     ``render_image``, ``render_files``, ``remix``: the whole chain as a few calls on a ``Project``
+             the app's pages drive it
+pipeline     ``render_image``, ``render_files``, ``remix``: the whole chain as the command line runs it
 batch        many photos, resumable: manifest, settings fingerprint, local processes or Ray
 cli          ``python -m imgext render|batch|mix|remix|presets|labels``
 """

@@ -6,8 +6,10 @@ its *content* (a hash of the image bytes, the objects' search terms, the source
 files' bytes, the settings), never by object identity, so a caller may rebuild
 its inputs freely: what did not change is not recomputed.
 
-The Streamlit pages and the command line (:mod:`imgext.pipeline`) drive the same
-object, so ``render``, ``mix``, ``remix`` and the app's ZIP are one path::
+The Streamlit pages drive it; :meth:`Project.from_folder` and :meth:`Project.from_files`
+give the same object for a saved plan and for given files, so the app's ZIP, a
+re-render of a saved folder and a mix of files are one path (the command line's
+:mod:`imgext.pipeline` keeps its own chain for now, with the composition stage)::
 
     project = Project(settings=MixSettings(duration_s=20))
     project.detect(photo_bytes, detector, name="park.jpg")
