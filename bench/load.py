@@ -289,7 +289,8 @@ class FlowResult:
 async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOUT_MS, on_page=None) -> FlowResult:
     """The whole flow in one browser context; never raises (errors land in ``FlowResult.error``)."""
     res = FlowResult(job)
-    page = await context.new_page()
+    context.set_default_timeout(timeout_ms)  # also for fill/click/set_input_files (Playwright's default 30 s
+    page = await context.new_page()          # failed 11 of 16 sessions on a loaded machine, not the app)
     page.on("pageerror", lambda e: res.page_errors.append(str(e)))
     t0 = last = time.perf_counter()
 
