@@ -184,3 +184,20 @@ def test_synthetic_ambiences_have_a_noise_floor(name):
     assert np.mean(y == 0) < 0.001
     level = frame_db(y, 0.05)
     assert level.min() > -60.0  # never digital silence, never a dropout
+
+
+def test_compose_tracks_carries_roles_events_and_the_area_companion():
+    from imgext.audio.io import encode_wav
+    from imgext.composition.arrange import compose_tracks
+    from imgext.composition.tracks import Fetched
+    from imgext.sounds.base import Candidate
+
+    settings = MixSettings(duration_s=8.0, seed=2)
+    objs = add_ambience(place_objects([Detection("dog", 0.9, (0.05, 0.3, 0.35, 0.9))]), level_db=-12.0)
+    sounds = {0: synthesize("dog_bark", duration_s=3.0, rng=1), 1: synthesize("amb_open_air", duration_s=6.0, rng=1)}
+    fetched = {i: Fetched(i, Candidate(id=f"builtin:x:{i}", name=f"s{i}", source="builtin"), encode_wav(y, SR, subtype="PCM_16"),
+                          y, ()) for i, y in sounds.items()}
+    tracks, _, arrangements = compose_tracks(objs, fetched, settings=settings)
+    assert tracks.audio.shape == (2, 8 * SR) and set(arrangements) == {0, 1}
+    assert tracks.arrangements[0].role is Role.EVENT and tracks.arrangements[0].events
+    assert tracks.arrangements[1].role is Role.AREA and set(tracks.sides) == {1}

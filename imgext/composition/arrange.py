@@ -269,4 +269,5 @@ def compose_tracks(
 
     fetched, arrangements, sides = compose(objects, fetched, settings=settings, given=given)
     tracks = assemble_tracks(objects, fetched, settings=settings, notes=notes, sides=sides)
-    return tracks, fetched, arrangements
+    by_track = {k: arrangements[i] for k, i in enumerate(tracks.object_indices) if i in arrangements}
+    return replace(tracks, arrangements=by_track), fetched, arrangements

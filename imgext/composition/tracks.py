@@ -77,6 +77,9 @@ class Tracks:
     sides : dict of int -> (float, np.ndarray [shape=(n_samples,)])
         Area sources: track index -> (width in [0, 1], the decorrelated companion
         the mix adds in mid/side, :func:`imgext.mix.render.render_mix`).
+    arrangements : dict of int -> Arrangement
+        Track index -> how it sounds in time (:class:`imgext.composition.arrange.Arrangement`:
+        role, events with onset and duration in seconds); empty when not composed.
     """
 
     audio: np.ndarray
@@ -91,6 +94,7 @@ class Tracks:
     azimuth_deg: np.ndarray | None = None
     elevation_deg: np.ndarray | None = None
     sides: dict = field(default_factory=dict)
+    arrangements: dict = field(default_factory=dict)
 
     @property
     def n_tracks(self) -> int:
