@@ -270,7 +270,8 @@ def test_cli_render_with_fallback_finishes_with_builtin_sounds(server, tmp_path,
     assert r.returncode == 0, r.stderr
     assert seconds <= BUDGET_S + SLACK_S
     assert "synth" in r.stdout.lower()
-    assert not re.search(r"^  \S+ +no sound:", r.stdout, re.MULTILINE), r.stdout  # every object has a sound
+    # every object that should sound has a sound (a stall never leaves one silent)
+    assert not re.search(r"^  \S+ +no sound:.*(ran out|stalled|larger than)", r.stdout, re.MULTILINE), r.stdout
 
 
 def teardown_module(module):

@@ -525,6 +525,10 @@ class FreesoundClient:
                     raise _Failed(_Interrupted(f"Freesound could not be reached while {what}")) from None
                 else:
                     raise SourceError(f"Freesound request failed while {what}: {type(exc).__name__}") from None
+            except Exception:
+                if not guard.fired:
+                    raise
+                body = None  # whatever a read on a socket shut under it raised: the deadline ended it
             if body is None:
                 if guard.fired == "cancel" and budget is not None:
                     budget.check(what)
