@@ -106,7 +106,8 @@ def case_mix(args, n: int, optimize: bool) -> dict:
     from imgext.sounds.selection import choose_sounds
 
     extra = {"time_aware": False} if optimize and "time_aware" in MixSettings.__dataclass_fields__ else {}
-    settings = MixSettings(duration_s=30.0, seed=0, optimise=optimize, **extra)  # the optimiser runs without the duck
+    extra["optimise" if "optimise" in MixSettings.__dataclass_fields__ else "optimize"] = optimize  # d9e0439 spelt it -ize
+    settings = MixSettings(duration_s=30.0, seed=0, **extra)  # the optimiser runs without the duck
     objects = objects_for(n)
     source = BuiltinSource()
     tracks, _, _ = fetch_tracks(objects, choose_sounds(objects, source, rng=0), source, settings=settings)
