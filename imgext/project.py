@@ -50,6 +50,7 @@ from imgext.output.plan import Plan, read_plan
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.selection import Assignment, choose, choose_sounds, more_like_this, reroll
 from imgext.vision.detection import Detector, ImageInfo, load_image
+from imgext.vision.distance import MAX_DISTANCE_M, MIN_DISTANCE_M
 from imgext.vision.placement import LabelMap, SceneObject, manual_object, place_objects, with_depth, with_query
 
 __all__ = ["Project", "content_digest"]
@@ -192,8 +193,9 @@ class Project:
 
     # -- edit the objects ---------------------------------------------------------------------------------------
     def edit_object(self, index: int, *, keep: bool | None = None, volume_db: float | None = None,
-                    query: str | None = None) -> bool:
-        """Change one object (keep it or drop it, its level offset in dB, its search term); True if it changed."""
+                    query: str | None = None, distance_m: float | None = None) -> bool:
+        """Change one object (keep it or drop it, its level offset in dB, its search term, its distance in
+        metres, 0.3 .. 1000); True if it changed."""
         obj = self.objects[index]
         new = obj
         if keep is not None and keep == obj.skipped:
@@ -202,6 +204,10 @@ class Project:
             new = replace(new, volume_db=float(volume_db))
         if query is not None and query.strip() and query.strip() != obj.query:
             new = with_query(new, query.strip())
+        if distance_m is not None and distance_m != obj.distance_m:
+            if not (MIN_DISTANCE_M <= float(distance_m) <= MAX_DISTANCE_M):
+                raise ParameterError(f"distance {distance_m} m must lie between {MIN_DISTANCE_M} and {MAX_DISTANCE_M} m")
+            new = replace(new, distance_m=round(float(distance_m), 2))
         if new == obj:
             return False
         self.objects[index] = new

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from imgext.errors import ImgExtError
+from imgext.mix.space import distance_gain_db
 from imgext.vision.detection import draw_boxes
 from imgext.vision.placement import object_gain_db
 from pages._state import (
@@ -53,6 +54,7 @@ def detect_if_needed(s, data: bytes, name: str) -> None:
 def objects_table(s) -> None:
     p = s.project
     attenuation = p.settings.attenuation_db
+    near = min((o.distance_m for o in p.objects if o.distance_m and not o.skipped), default=None)
     rows = [
         {
             "keep": not o.skipped,
@@ -61,8 +63,11 @@ def objects_table(s) -> None:
             "confidence": round(o.confidence, 2),
             "pan": round(o.pan, 2),
             "importance": round(o.importance, 2),
-            "gain dB": round(object_gain_db(o.importance, attenuation_db=attenuation, volume_db=o.volume_db), 1),
+            "gain dB": round(object_gain_db(o.importance, attenuation_db=attenuation, volume_db=o.volume_db)
+                             + (float(distance_gain_db([o.distance_m], reference_m=near)[0])
+                                if p.settings.distance and o.distance_m and near else 0.0), 1),
             "volume dB": round(o.volume_db, 1),
+            "distance m": None if o.distance_m is None else round(o.distance_m, 1),
             "search term": o.query,
         }
         for i, o in enumerate(p.objects)
@@ -76,17 +81,26 @@ def objects_table(s) -> None:
             "keep": st.column_config.CheckboxColumn("keep", help="Untick to drop the object from the soundscape"),
             "pan": st.column_config.NumberColumn("pan", help="-1 hard left .. 0 centre .. 1 hard right", format="%+.2f"),
             "importance": st.column_config.ProgressColumn("importance", min_value=0.0, max_value=1.0, format="%.2f"),
-            "gain dB": st.column_config.NumberColumn("gain dB", help="From importance and the mix page's attenuation"),
+            "gain dB": st.column_config.NumberColumn("gain dB", help="From importance, the Mix page's attenuation and the distance"),
             "volume dB": st.column_config.NumberColumn("volume dB", min_value=-30.0, max_value=12.0, step=0.5,
                                                        help="Your own level offset for this object"),
+            "distance m": st.column_config.NumberColumn(
+                "distance m", min_value=0.3, max_value=1000.0, step=0.5, format="%.1f",
+                help="Estimated from the box size and a typical size of the class (pinhole camera, the Mix page's "
+                     "field of view); edit it if the guess is off. Further objects are quieter and more reverberant"),
             "search term": st.column_config.TextColumn("search term", max_chars=100, help="What to search for"),
         },
     )
     changed = False
     for row in edited:
         volume = row["volume dB"]
+        distance = row.get("distance m")
+        shown = p.objects[row["#"]].distance_m
+        if distance is not None and shown is not None and abs(float(distance) - round(shown, 1)) < 0.05:
+            distance = None  # the table shows 0.1 m: an unchanged cell is no edit
         changed |= p.edit_object(row["#"], keep=bool(row["keep"]), volume_db=float(volume) if volume is not None else 0.0,
-                                 query=str(row["search term"] or ""))
+                                 query=str(row["search term"] or ""),
+                                 distance_m=float(distance) if distance is not None else None)
     if changed:
         st.rerun()
 

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from imgext.audio.io import encode_wav
+from imgext.mix.binaural import headphone_mix
 from imgext.options import MixSettings
 from pages._state import (
     access,
@@ -153,6 +154,21 @@ def eq_table(outcome, names: list[str]) -> None:
 MIX_WIDGETS = ["attenuation_db", "eq_strength", "max_cut_db", "loudness_lufs", "optimise"]
 """The :class:`~imgext.options.MixSettings` fields the Mix page offers, in order (widget key ``mix_<field>``)."""
 
+SPACE_WIDGETS = ["distance", "reverb_amount", "room", "fov_deg", "binaural"]
+"""The space row of the Mix page: distance cues, the shared reverb, the camera's field of view, headphones."""
+
+
+def headphones(outcome, settings: MixSettings) -> bytes | None:
+    """The binaural mix as WAV bytes when the headphone toggle is on (a missing HRTF is said, not raised)."""
+    if not settings.binaural:
+        return None
+    mix, note = headphone_mix(outcome, session().project.tracks, settings)
+    if mix is None:
+        st.warning(f"Headphone mix unavailable: {md(note)}; playing the stereo mix.", icon=":material/headphones:")
+        return None
+    st.caption("Headphones (binaural, MIT KEMAR HRTF): the player and the download below are the headphone mix.")
+    return encode_wav(mix.audio, settings.sample_rate, subtype="PCM_16")
+
 
 @st.fragment
 def mixer_panel() -> None:
@@ -161,11 +177,14 @@ def mixer_panel() -> None:
     settings = p.settings
     for column, name in zip(st.columns(len(MIX_WIDGETS)), MIX_WIDGETS):
         settings = setting_widget(column, settings, name, key=f"mix_{name}")
+    for column, name in zip(st.columns(len(SPACE_WIDGETS)), SPACE_WIDGETS):
+        settings = setting_widget(column, settings, name, key=f"mix_{name}")
     t0 = time.perf_counter()
     with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
                                                       show_time=settings.optimise):
         outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
         wav = encode_wav(outcome.mix.audio, settings.sample_rate, subtype="PCM_16")
+        wav = headphones(outcome, settings) or wav
     elapsed = time.perf_counter() - t0
     names = p.tracks.names
     metrics(outcome, names)
@@ -182,7 +201,8 @@ def mixer_panel() -> None:
     processing_charts(outcome, names)
     eq_table(outcome, names)
     d1, d2 = st.columns(2)
-    d1.download_button("Download mix.wav", wav, file_name="mix.wav", mime="audio/wav", icon=":material/download:",
+    d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav", wav,
+                       file_name="mix_binaural.wav" if settings.binaural else "mix.wav", mime="audio/wav", icon=":material/download:",
                        on_click="ignore", key="dl_wav", width="stretch")
     # Runs when the button is clicked, outside the script run: it takes the project itself, not st.session_state,
     # and builds the ZIP in memory (nothing of this session is left on the server's disk).
@@ -194,7 +214,7 @@ def mixer_panel() -> None:
 def bundle_bytes(p, settings) -> bytes:
     """The full export as ZIP bytes, measured on the rendered audio (runs when the button is clicked)."""
     with get_pool(app_settings().heavy_workers).slot("zip"):  # no page here to show the queue on
-        return p.export_zip(settings)
+        return p.export_zip(replace(settings, binaural=True))  # the ZIP carries both mixes
 
 
 def delete_panel() -> None:

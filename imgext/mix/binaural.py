@@ -30,6 +30,7 @@ __all__ = [
     "load_hrtf",
     "render_binaural",
     "binaural_mix",
+    "headphone_mix",
 ]
 
 DEFAULT_SOFA_PATHS = (
@@ -197,7 +198,9 @@ def binaural_mix(tracks: np.ndarray, gains_db, azimuth_deg, elevation_deg, rever
         Their gains in the stereo mix (before the master gain).
     azimuth_deg, elevation_deg : array-like [shape=(n_tracks,)]
     reverb : np.ndarray [shape=(2, n_samples)] or None
-        The shared reverb bus at unit master gain (decorrelated, so it is diffuse as it is).
+        What is diffuse at unit master gain: the shared reverb bus (decorrelated, so it is
+        diffuse as it is), and the stereo stems of wide sources (areas, the ambience), whose
+        gain in ``gains_db`` is then ``-inf``.
     hrtf : Hrtf
     loudness_lufs, peak_dbfs : float
         Same target and ceiling as the stereo mix.
@@ -216,3 +219,33 @@ def binaural_mix(tracks: np.ndarray, gains_db, azimuth_deg, elevation_deg, rever
         bus = bus + np.asarray(reverb, dtype=np.float32)
     return render_mix(np.zeros((0, x.shape[1]), dtype=np.float32), pans=[], gains_db=[], sample_rate=hrtf.sample_rate,
                       loudness_lufs=loudness_lufs, peak_dbfs=peak_dbfs, reverb=bus)
+
+
+def headphone_mix(outcome, tracks, settings):
+    """The headphone mix of a rendered stereo mix: ``(Mix, None)``, or ``(None, reason)`` without an HRTF.
+
+    Point sources are placed at their direction (:meth:`Tracks.directions_deg` within the field of
+    view); wide ones (areas, the ambience) keep their stereo image and, like the reverb bus, stay
+    diffuse.  Same loudness target and ceiling as the stereo mix.
+
+    Parameters
+    ----------
+    outcome : imgext.mix.mixer.MixOutcome
+    tracks : imgext.composition.tracks.Tracks
+    settings : imgext.options.MixSettings
+    """
+    try:
+        hrtf = load_hrtf(tracks.sample_rate)
+    except HrtfUnavailable as exc:
+        return None, str(exc)
+    mix = outcome.mix
+    diffuse = getattr(outcome, "reverb_bus", None)
+    wide = [k for k in range(tracks.n_tracks) if k in mix.sides or tracks.names[k].startswith("ambience")]
+    if wide:
+        unit = np.float32(1.0 / (10.0 ** (mix.master_gain_db / 20.0)))
+        spread = sum(mix.stem(outcome.processed, k, limiter=False) for k in wide) * unit
+        diffuse = spread if diffuse is None else diffuse + spread
+    gains = np.where(np.isin(np.arange(tracks.n_tracks), wide), -np.inf, outcome.gains_db)
+    az, el = tracks.directions_deg(settings.fov_deg)
+    return binaural_mix(outcome.processed, gains, az, el, diffuse, hrtf=hrtf,
+                        loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs), None

@@ -250,7 +250,8 @@ class Mixer:
     def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db) -> Spatial:
         """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last inputs)."""
         tracks = self.tracks
-        room = resolve_room(settings.room, getattr(settings, "ambience", None))
+        chosen = next((n.split(": ", 1)[1] for n in tracks.names if n.startswith("ambience: ")), None)
+        room = resolve_room(settings.room, chosen)  # the reverb's character follows the scene's ambience
         key = (id(processed), tuple(np.round(gains_db, 9)), settings.distance, settings.reverb_amount, room,
                settings.seed, tuple(tracks.distances_m()))
         cached = getattr(self, "_spatial", None)

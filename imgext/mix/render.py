@@ -94,13 +94,16 @@ class Mix:
     sides: dict = field(default_factory=dict, repr=False)
     """Track index -> (side coefficients [shape=(2,)], companion [shape=(n_samples,)]) of wide (area) tracks."""
 
-    def stem(self, tracks: np.ndarray, index: int) -> np.ndarray:
-        """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included)."""
+    def stem(self, tracks: np.ndarray, index: int, *, limiter: bool = True) -> np.ndarray:
+        """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included).
+
+        ``limiter=False`` leaves the limiter's envelope out (the stem before the master limiter).
+        """
         stem = (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
         if index in self.sides:
             side_coeffs, side = self.sides[index]
             stem += (side_coeffs[:, None] * side[None, :]).astype(np.float32)
-        if self.envelope is not None:
+        if limiter and self.envelope is not None:
             stem *= self.envelope[None, :]
         return stem
 

@@ -479,15 +479,10 @@ def _binaural(outcome, tracks, settings, notes: list):
     """The headphone mix when ``settings.binaural`` asks for it, and its HRTF credit; a missing HRTF is a note."""
     if not getattr(settings, "binaural", False) or tracks.n_tracks == 0:
         return None, None
-    from imgext.mix.binaural import HRTF_CREDIT, HrtfUnavailable, binaural_mix, load_hrtf
+    from imgext.mix.binaural import HRTF_CREDIT, headphone_mix
 
-    try:
-        hrtf = load_hrtf(tracks.sample_rate)
-    except HrtfUnavailable as exc:
-        notes.append(str(exc))
+    mix, note = headphone_mix(outcome, tracks, settings)
+    if mix is None:
+        notes.append(note)
         return None, None
-    reverb = getattr(outcome, "reverb_bus", None)
-    az, el = tracks.directions_deg(settings.fov_deg)
-    out = binaural_mix(outcome.processed, outcome.gains_db, az, el, reverb, hrtf=hrtf,
-                       loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs)
-    return out, HRTF_CREDIT
+    return mix, HRTF_CREDIT
