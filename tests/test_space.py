@@ -307,3 +307,29 @@ def test_missing_hrtf_falls_back_to_stereo_with_a_note(tmp_path, sounds_dir, mon
                           settings=MixSettings(duration_s=2, binaural=True))
     assert (tmp_path / "o" / "mix.wav").is_file() and not (tmp_path / "o" / "mix_binaural.wav").exists()
     assert result.scene["binaural"] is None and any("HRTF" in n for n in result.scene["notes"])
+
+
+@pytest.mark.slow
+def test_cli_render_records_distances_and_writes_the_headphone_mix(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _hrtf()
+    root = Path(__file__).resolve().parents[1]
+    photo = root.parent / "shared" / "images" / "wilddog.jpg"
+    if not photo.is_file():
+        photo = sorted((root.parent / "shared" / "images").glob("wild*.jpg"))[0]
+    out = tmp_path / "o"
+    done = subprocess.run([sys.executable, "-m", "imgext", "render", str(photo), "--out", str(out), "--source", "builtin",
+                           "--duration", "4", "--binaural", "--no-zip"], cwd=root, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    scene = json.loads((out / "scene.json").read_text())
+    detected = [o for o in scene["objects"] if o.get("origin") == "detected"]
+    assert detected and all(o["distance_m"] and o["distance_m"] > 0 for o in detected)
+    assert all(o["azimuth_deg"] is not None for o in detected)
+    assert scene["binaural"]["file"] == "mix_binaural.wav" and (out / "mix_binaural.wav").is_file()
+    assert scene["mix"]["reverb_stem"] == "stems/reverb.wav" and (out / "stems" / "reverb.wav").is_file()
+    assert "MIT KEMAR" in (out / "ATTRIBUTION.txt").read_text()
