@@ -194,8 +194,10 @@ class Project:
     # -- edit the objects ---------------------------------------------------------------------------------------
     def edit_object(self, index: int, *, keep: bool | None = None, volume_db: float | None = None,
                     query: str | None = None, distance_m: float | None = None) -> bool:
-        """Change one object (keep it or drop it, its level offset in dB, its search term, its distance in
-        metres, 0.3 .. 1000); True if it changed."""
+        """Change one object; True if it changed.
+
+        Its keep flag, its level offset in dB, its search term, or its distance in metres (0.3 .. 1000).
+        """
         obj = self.objects[index]
         new = obj
         if keep is not None and keep == obj.skipped:
