@@ -302,11 +302,11 @@ def remove_stale(out_dir: str | os.PathLike, keep: Iterable[str], *, previous: l
             continue
         try:
             target = (root / _check_relative(rel)).resolve()
-        except ParameterError:
+            if root in target.parents and target.is_file():
+                target.unlink()
+                removed.append(rel)
+        except (ParameterError, OSError):  # a forged name too long for the file system names no file of ours
             continue
-        if root in target.parents and target.is_file():
-            target.unlink()
-            removed.append(rel)
     return removed
 
 

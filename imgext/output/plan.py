@@ -398,8 +398,12 @@ class Plan(Record):
         return out
 
     def to_json(self) -> bytes:
-        """``scene.json`` content: indented, UTF-8, finite numbers only (inf/NaN -> null)."""
-        return (json.dumps(json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        """``scene.json`` content: indented, UTF-8, finite numbers only (inf/NaN -> null).
+
+        Lone surrogates (undecodable bytes in a sound's name) become ``?``, so the file is always valid UTF-8.
+        """
+        text = json.dumps(json_ready(self.to_dict()), indent=2, ensure_ascii=False) + "\n"
+        return text.encode("utf-8", errors="replace")
 
 
 def read_plan(folder: str | Path) -> tuple[Plan, dict[int, bytes]]:
