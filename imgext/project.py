@@ -8,8 +8,10 @@ its inputs freely: what did not change is not recomputed.
 
 The Streamlit pages drive it; :meth:`Project.from_folder` and :meth:`Project.from_files`
 give the same object for a saved plan and for given files, so the app's ZIP, a
-re-render of a saved folder and a mix of files are one path (the command line's
-:mod:`imgext.pipeline` keeps its own chain for now, with the composition stage)::
+re-render of a saved folder and a mix of files are one path.  With ``settings.compose``
+(the default) it composes the scene as :func:`imgext.pipeline.render_image` does: the
+detected objects are resolved (duplicates once, persons a crowd ...), the ambience is
+added, and the tracks are arranged in time (events, beds from random offsets)::
 
     project = Project(settings=MixSettings(duration_s=20))
     project.detect(photo_bytes, detector, name="park.jpg")
@@ -31,6 +33,9 @@ import numpy as np
 
 from imgext.audio.io import read_bounded
 from imgext.budget import Budget
+from imgext.composition.ambience import add_ambience, ambience_object, ambience_record, choose_ambience, is_ambience
+from imgext.composition.arrange import Arrangement, compose_tracks
+from imgext.composition.roles import resolve_objects
 from imgext.composition.tracks import (
     Fetched,
     Progress,
@@ -119,6 +124,9 @@ class Project:
         self._found = False
         self._tracks: _Keyed | None = None
         self._mixer: _Keyed | None = None
+        self._arranged: dict[int, Fetched] = {}  # the composed fetched sounds of the current tracks
+        self._given: tuple[tuple, dict[int, Arrangement]] | None = None  # a saved plan's arrangements and their draw
+        self._ambience: dict | None = None  # a saved plan's ambience record
 
     # -- detect ------------------------------------------------------------------------------------------------
     def detect(
@@ -171,6 +179,10 @@ class Project:
         self.image_name = name or info.path
         self.objects = place_objects(detections, labels=self.labels, include_silent=detection.include_silent,
                                      aspect=info.width / max(info.height, 1), fov_deg=self.settings.fov_deg)
+        if self.settings.compose:
+            self.objects = resolve_objects(self.objects, labels=self.labels)
+            self.objects = add_ambience(self.objects, choice=self.settings.ambience, level_db=self.settings.ambience_db,
+                                        attenuation_db=self.settings.attenuation_db)
         self._detect_key = key
         self.timings_s = {"detect": seconds}
         self._drop_sounds()
@@ -273,7 +285,7 @@ class Project:
         for k, i in enumerate(tracks.object_indices):
             self._set_fetched(i, replace(fetched[i], track=tracks.audio[k]))
         self._fetch_notes = [n for n in tracks.notes if n not in {note for f in fetched.values() for note in f.notes}]
-        self._tracks = _Keyed(self._audio_key(), tracks)
+        self._tracks = _Keyed(self._audio_key() + (None,), tracks)  # unarranged: composed on first use
         self.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
         self.source_description = source.describe()
         self._sounds_key = self.sounds_key(source_key, sounds)
@@ -325,28 +337,79 @@ class Project:
         if (settings.duration_s, settings.sample_rate) != (self.settings.duration_s, self.settings.sample_rate):
             self.fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0])
                             for i, f in self.fetched.items()}
-        self.settings = settings
+        old, self.settings = self.settings, settings
+        if settings.compose and (settings.ambience, settings.ambience_db, settings.attenuation_db) != (
+                old.ambience, old.ambience_db, old.attenuation_db):
+            self._retune_ambience(old)
+
+    def _retune_ambience(self, old: MixSettings) -> None:
+        """Follow a new ambience level or attenuation (its volume only) or a new ambience choice (a new object)."""
+        at = [i for i, o in enumerate(self.objects) if is_ambience(o)]
+        if self.settings.ambience != old.ambience:
+            self._ambience = None
+            rest = [o for o in self.objects if not is_ambience(o)]
+            amb, reason = choose_ambience(rest, self.settings.ambience)
+            if amb is None:
+                if at:
+                    self.objects = rest  # the sounds found go stale (the objects changed)
+                return
+            new = ambience_object(amb, level_db=self.settings.ambience_db, attenuation_db=self.settings.attenuation_db,
+                                  reason=reason)
+            if at and self.objects[at[0]].query == new.query:
+                self.objects[at[0]] = replace(new, skipped=self.objects[at[0]].skipped)
+            elif at:
+                self.objects[at[0]] = new
+            else:
+                self.objects.append(new)
+            return
+        for i in at:
+            shift = (self.settings.ambience_db - old.ambience_db) + (self.settings.attenuation_db - old.attenuation_db)
+            self.objects[i] = replace(self.objects[i], volume_db=self.objects[i].volume_db + shift)
 
     def _audio_key(self) -> tuple:
         order = tuple(i for i in sorted(self.fetched) if i < len(self.objects) and not self.objects[i].skipped)
         return (self.settings.duration_s, self.settings.sample_rate, tuple((i, self._digests[i]) for i in order))
 
+    def _tracks_key(self) -> tuple:
+        """The audio key plus what the arrangement depends on (None when not composed)."""
+        if not self.settings.compose:
+            return self._audio_key() + (None,)
+        roles = tuple((i, o.label, o.role, o.events_per_minute, o.event_s, tuple(o.box))
+                      for i, o in enumerate(self.objects) if i in self.fetched and not o.skipped)
+        return self._audio_key() + ((self.settings.activity, self.settings.seed, roles),)
+
     @property
     def tracks(self) -> Tracks | None:
         """The mono tracks of the sounding objects (None before sounds were found).
 
-        Re-stacked only when the sounds themselves change; pans, importance and
-        volume are taken afresh from :attr:`objects` (same audio array).
+        Re-stacked (and, with ``settings.compose``, arranged in time by
+        :func:`~imgext.composition.arrange.compose_tracks`) only when the sounds,
+        the length, the activity, the seed or the objects' roles change; pans,
+        importance and volume are taken afresh from :attr:`objects` (same audio array).
         """
         if not self._found:
             return None
-        key = self._audio_key()
+        key = self._tracks_key()
         if self._tracks is None or self._tracks.key != key:
-            tracks = assemble_tracks(self.objects, self.fetched, settings=self.settings, notes=self._fetch_notes)
+            if self.settings.compose:
+                draw = (self.settings.activity, self.settings.seed, self.settings.duration_s)
+                given = self._given[1] if self._given is not None and self._given[0] == draw else None
+                tracks, self._arranged, _ = compose_tracks(self.objects, self.fetched, settings=self.settings,
+                                                           notes=self._fetch_notes, given=given)
+            else:
+                tracks = assemble_tracks(self.objects, self.fetched, settings=self.settings, notes=self._fetch_notes)
+                self._arranged = {}
         else:
             tracks = retune_tracks(self._tracks.value, self.objects)
         self._tracks = _Keyed(key, tracks)
         return tracks
+
+    def arrangements(self) -> dict[int, Arrangement]:
+        """Object index -> how it sounds in time (empty when not composed or before sounds were found)."""
+        tracks = self.tracks
+        if tracks is None:
+            return {}
+        return {tracks.object_indices[k]: a for k, a in tracks.arrangements.items()}
 
     def _current_mixer(self, tracks: Tracks) -> Mixer:
         key = self._tracks.key
@@ -412,10 +475,13 @@ class Project:
         timings = {**self.timings_s, "mix": time.perf_counter() - t0, **outcome.timings_s}
         timings["total"] = sum(timings.get(k, 0.0) for k in ("detect", "sounds", "mix"))
         assignments = self.assignments or [Assignment(i, o.query, None, "no sound") for i, o in enumerate(self.objects)]
+        arrangements = {tracks.object_indices[k]: a for k, a in tracks.arrangements.items()} or None
+        fetched = {**self.fetched, **self._arranged} if arrangements else self.fetched
+        ambience = self._ambience if self._ambience is not None else ambience_record(self.objects)
         return build_outputs(
-            image=self.image_info, objects=self.objects, assignments=assignments, fetched=self.fetched, tracks=tracks,
+            image=self.image_info, objects=self.objects, assignments=assignments, fetched=fetched, tracks=tracks,
             outcome=outcome, settings=settings, source_description=self.source_description, timings_s=timings,
-            stems=stems, bundle=bundle,
+            stems=stems, bundle=bundle, arrangements=arrangements, ambience=ambience,
         )
 
     def export(self, out_dir: str | os.PathLike, settings: MixSettings | None = None, *, stems: bool = True,
@@ -474,6 +540,10 @@ class Project:
             track, notes, lufs = fit_source(data, name=cand.name, settings=plan.settings)
             project._set_fetched(i, Fetched(i, cand, data, track, notes, lufs))
         project.source_description = f"{plan.source} (remixed from the plan)"
+        # the saved arrangements are rendered as they are (bit-identical) until the activity, seed or length changes
+        given = {i: Arrangement.from_dict(r.arrangement) for i, r in enumerate(plan.objects) if r.arrangement}
+        project._given = ((plan.settings.activity, plan.settings.seed, plan.settings.duration_s), given)
+        project._ambience = plan.ambience
         project._found = True
         return project
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from imgext.options import DetectSettings, MixSettings, SoundSettings
 from imgext.project import Project
 from imgext.sounds.builtin import BuiltinSource
 
-SETTINGS = MixSettings(duration_s=2.0, sample_rate=16000, seed=1)
+SETTINGS = MixSettings(duration_s=2.0, sample_rate=16000, seed=1, compose=False)  # the plain chain's caches
+COMPOSED = MixSettings(duration_s=2.0, sample_rate=16000, seed=1)
 
 
 class CountingDetector:
@@ -123,3 +125,61 @@ def test_zip_in_memory_matches_the_written_export(tmp_path):
 def test_mixing_before_sounds_is_an_error():
     with pytest.raises(ParameterError, match="find sounds"):
         Project().mix()
+
+
+def _composed_project(settings: MixSettings = COMPOSED) -> Project:
+    project = Project(settings=settings)
+    project.detect(_png(), CountingDetector(), name="grey.png")
+    project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    return project
+
+
+def test_a_composed_project_adds_the_ambience_and_arranges_the_tracks():
+    project = _composed_project()
+    assert [o.label for o in project.objects][:2] == ["dog", "car"] and project.objects[2].origin == "ambience"
+    tracks = project.tracks
+    assert tracks.n_tracks == 3 and set(project.arrangements()) == {0, 1, 2}
+    project.mix()
+    bands = project._mixer.value.bands()
+    project.set_settings(replace(COMPOSED, attenuation_db=6.0, eq_strength=0.3))
+    assert project.tracks.audio is tracks.audio, "a slider move does not re-arrange"
+    project.mix()
+    assert project._mixer.value.bands() is bands, "nor analyse again"
+    ambience_gain = project.tracks.gains_db(6.0)[2]
+    assert ambience_gain == pytest.approx(COMPOSED.ambience_db), "the ambience stays ambience_db under the top"
+    project.set_settings(replace(COMPOSED, seed=2))
+    assert project.tracks.audio is not tracks.audio, "a new seed draws the arrangement anew"
+
+
+def test_a_composed_export_then_from_folder_reproduces_the_audio(tmp_path):
+    project = _composed_project()
+    first = project.export(tmp_path / "a")
+    assert first.scene["ambience"] is not None
+    assert all(o.get("arrangement") for o in first.scene["objects"] if o.get("sound"))
+    again = Project.from_folder(tmp_path / "a").export(tmp_path / "b")
+    assert (tmp_path / "a" / "mix.wav").read_bytes() == (tmp_path / "b" / "mix.wav").read_bytes()
+    assert again.scene["ambience"] == first.scene["ambience"]
+
+
+@pytest.mark.slow
+def test_the_app_project_composes_like_the_command_line(tmp_path, images_dir, detector):
+    from imgext.pipeline import render_image
+
+    photo = sorted(images_dir.glob("wild*.jpg"))[0]
+    settings = MixSettings(duration_s=10.0, seed=3)
+    project = Project(settings=settings)
+    project.detect(photo.read_bytes(), detector, name=photo.name)
+    project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    app = project.export(tmp_path / "app").scene
+    cli = render_image(str(photo), str(tmp_path / "cli"), detector=detector, source=BuiltinSource(), settings=settings,
+                       n_candidates=3, image_name=photo.name).scene
+    assert app["ambience"] is not None and app["ambience"] == cli["ambience"]
+    assert any(o["origin"] == "ambience" for o in app["objects"])
+
+    def roles(scene: dict) -> list:
+        return [(o["label"], o.get("role"), o.get("skipped"), o.get("arrangement")) for o in scene["objects"]]
+
+    assert roles(app) == roles(cli)
+    onsets = [e["onset_s"] for o in app["objects"] if o.get("arrangement") for e in o["arrangement"]["events"]]
+    offsets = [o["arrangement"]["offset_s"] for o in app["objects"] if o.get("arrangement")]
+    assert any(t > 0.0 for t in onsets + offsets), "not every sound starts at t=0"
