@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from imgext.composition.ambience import is_ambience
 from imgext.errors import ImgExtError
 from imgext.mix.space import distance_gain_db
 from imgext.vision.detection import draw_boxes
@@ -60,6 +61,7 @@ def objects_table(s) -> None:
             "keep": not o.skipped,
             "#": i,
             "label": o.label,
+            "role": o.role,
             "confidence": round(o.confidence, 2),
             "pan": round(o.pan, 2),
             "importance": round(o.importance, 2),
@@ -76,9 +78,11 @@ def objects_table(s) -> None:
         rows,
         key=f"objects_editor_{p.image_digest}_{len(p.objects)}",
         hide_index=True,
-        disabled=["#", "label", "confidence", "pan", "importance", "gain dB"],
+        disabled=["#", "label", "role", "confidence", "pan", "importance", "gain dB"],
         column_config={
             "keep": st.column_config.CheckboxColumn("keep", help="Untick to drop the object from the soundscape"),
+            "role": st.column_config.TextColumn("role", help="How it sounds in time: event (now and then), bed "
+                                                             "(all along), area (all along, wide)"),
             "pan": st.column_config.NumberColumn("pan", help="-1 hard left .. 0 centre .. 1 hard right", format="%+.2f"),
             "importance": st.column_config.ProgressColumn("importance", min_value=0.0, max_value=1.0, format="%.2f"),
             "gain dB": st.column_config.NumberColumn("gain dB", help="From importance, the Mix page's attenuation and the distance"),
@@ -153,10 +157,11 @@ def main() -> None:
         st.image(shown, caption=f"{md(p.image_name)} · {p.image_info.width}×{p.image_info.height}", width="stretch")
         for note in p.image_info.notes:
             st.caption(md(note, 300))
-    if not p.objects:
-        st.warning("No objects were found in this photo. Try a lower detection confidence, or add one by hand below.",
-                   icon=":material/search_off:")
-    else:
+    if not any(not is_ambience(o) for o in p.objects):
+        st.warning("No objects were found in this photo"
+                   + (" (the soundscape is its ambience alone)" if p.objects else "")
+                   + ". Try a lower detection confidence, or add one by hand below.", icon=":material/search_off:")
+    if p.objects:
         st.subheader(f"{len(p.objects)} objects", anchor=False)
         objects_table(s)
     add_object_form(s)

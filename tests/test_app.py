@@ -145,7 +145,8 @@ def test_builtin_sounds_flow_and_reroll(bus_jpg):
     at = _ready_sounds(at)
     assert any("synthesised" in i.value for i in at.info)
     audios = at.get("audio")
-    assert len(audios) >= 4
+    assert len(audios) >= 3  # the bus, the crowd (four persons sound as one) and the street ambience
+    assert "crowd" in texts(at) and "ambience" in texts(at)
     first = [m.value for m in at.markdown if "synthetic" in m.value][0]
     at.button(key="reroll_0").click().run()
     assert not at.exception
@@ -175,7 +176,7 @@ def test_freesound_flow_with_a_secret_key(freesound_env, images_dir):
     page = texts(at)
     assert " by " in page and ("CC0" in page or "CC BY" in page)
     assert freesound_env.count("search") >= 1 and freesound_env.count("preview") >= 1
-    assert "found nothing for 'footsteps voices'" in page, "the fallback to built-in sounds is announced"
+    assert "found nothing for '" in page, "the fallback to built-in sounds is announced"
     # every candidate can be heard and picked
     first = [m.value for m in at.markdown if "**in use here**" in m.value][0]
     use = [b for b in at.button if b.key and b.key.startswith("use_0_") and not b.disabled][0]
