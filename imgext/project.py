@@ -343,24 +343,31 @@ class Project:
             self._retune_ambience(old)
 
     def _retune_ambience(self, old: MixSettings) -> None:
-        """Follow a new ambience level or attenuation (its volume only) or a new ambience choice (a new object)."""
+        """Follow a new ambience level or attenuation (its volume only) or a new ambience choice.
+
+        A new choice replaces the ambience object in place (``none`` drops it, keeping the
+        other objects' indices); its old sound is dropped, so the sounds go stale until found again.
+        """
         at = [i for i, o in enumerate(self.objects) if is_ambience(o)]
         if self.settings.ambience != old.ambience:
             self._ambience = None
-            rest = [o for o in self.objects if not is_ambience(o)]
-            amb, reason = choose_ambience(rest, self.settings.ambience)
+            amb, reason = choose_ambience([o for o in self.objects if not is_ambience(o)], self.settings.ambience)
             if amb is None:
-                if at:
-                    self.objects = rest  # the sounds found go stale (the objects changed)
+                for i in at:
+                    self.objects[i] = replace(self.objects[i], skipped=True, notes=(reason,))
                 return
             new = ambience_object(amb, level_db=self.settings.ambience_db, attenuation_db=self.settings.attenuation_db,
                                   reason=reason)
-            if at and self.objects[at[0]].query == new.query:
-                self.objects[at[0]] = replace(new, skipped=self.objects[at[0]].skipped)
-            elif at:
-                self.objects[at[0]] = new
-            else:
+            if not at:
                 self.objects.append(new)
+                return
+            i = at[0]
+            if self.objects[i].query != new.query:
+                self.fetched = {k: f for k, f in self.fetched.items() if k != i}
+                self._digests.pop(i, None)
+                if i < len(self.assignments):
+                    self.assignments[i] = Assignment(i, new.query, None, "a new ambience: find the sounds again")
+            self.objects[i] = new
             return
         for i in at:
             shift = (self.settings.ambience_db - old.ambience_db) + (self.settings.attenuation_db - old.attenuation_db)

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from imgext.audio.io import encode_wav
+from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
 from imgext.mix.binaural import headphone_mix
 from imgext.options import MixSettings
 from pages._state import (
@@ -157,6 +158,9 @@ MIX_WIDGETS = ["attenuation_db", "eq_strength", "max_cut_db", "loudness_lufs", "
 SPACE_WIDGETS = ["distance", "reverb_amount", "room", "fov_deg", "binaural"]
 """The space row of the Mix page: distance cues, the shared reverb, the camera's field of view, headphones."""
 
+SCENE_WIDGETS = ["activity", "ambience", "ambience_db"]
+"""The scene row: how often events happen, the ambience bed and its level (a new ambience needs its sound found)."""
+
 
 def headphones(outcome, settings: MixSettings) -> bytes | None:
     """The binaural mix as WAV bytes when the headphone toggle is on (a missing HRTF is said, not raised)."""
@@ -179,12 +183,19 @@ def mixer_panel() -> None:
         settings = setting_widget(column, settings, name, key=f"mix_{name}")
     for column, name in zip(st.columns(len(SPACE_WIDGETS)), SPACE_WIDGETS):
         settings = setting_widget(column, settings, name, key=f"mix_{name}")
+    if settings.compose:
+        choices = {"ambience": [AUTO, NONE, *ambience_names()]}
+        for column, name in zip(st.columns(len(SCENE_WIDGETS)), SCENE_WIDGETS):
+            settings = setting_widget(column, settings, name, key=f"mix_{name}", choices=choices.get(name))
     t0 = time.perf_counter()
     with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
                                                       show_time=settings.optimise):
         outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
         wav = encode_wav(outcome.mix.audio, settings.sample_rate, subtype="PCM_16")
         wav = headphones(outcome, settings) or wav
+    if any(is_ambience(o) and not o.skipped and i not in p.fetched for i, o in enumerate(p.objects)):
+        st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
+                icon=":material/library_music:")
     elapsed = time.perf_counter() - t0
     names = p.tracks.names
     metrics(outcome, names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -316,13 +316,15 @@ def local_library() -> str | None:
     return path or None
 
 
-def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bool = False, hi: float | None = None) -> Any:
+def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bool = False, hi: float | None = None,
+                   choices: Sequence[str] | None = None) -> Any:
     """``settings`` with field ``name`` set from a widget generated from the field's spec.
 
     A toggle for a bool, a number box for an int (or with ``number``), else a
     slider over the spec's UI range; label, step and help text come from
     :mod:`imgext.options`.  The widget starts from the value in ``settings``
     (kept in the session), so leaving the page and coming back keeps it.
+    ``choices`` gives a text field's options when its spec has none.
     """
     spec = next(s for s in specs(type(settings)) if s.name == name)
     value = getattr(settings, name)
@@ -330,7 +332,9 @@ def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bo
     if spec.type is bool:
         new = where.toggle(spec.label, value=bool(value), key=key, help=tip)
     elif spec.type is str:
-        new = where.selectbox(spec.label, spec.choices, index=spec.choices.index(value), key=key, help=tip)
+        options = list(choices if choices is not None else spec.choices)
+        new = where.selectbox(spec.label, options, index=options.index(value) if value in options else 0, key=key,
+                              help=tip)
     else:
         cast = spec.type
         lo, hi = cast(spec.ui_lo), cast(spec.ui_hi if hi is None else min(hi, spec.ui_hi))

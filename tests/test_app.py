@@ -298,3 +298,15 @@ def test_mix_settings_survive_a_visit_to_another_page(bus_jpg):
     assert at.toggle(key="mix_optimise").value is True
     settings = at.session_state["imgext_session"].project.settings
     assert (settings.eq_strength, settings.attenuation_db, settings.optimise) == (0.35, 20.0, True)
+
+
+def test_mix_page_scene_row_activity_and_ambience(bus_jpg):
+    at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
+    at = _ready_sounds(at)
+    at.switch_page("pages/3_mix.py").run()
+    assert at.selectbox(key="mix_ambience").value == "auto"
+    at.slider(key="mix_activity").set_value(2.0).run()
+    assert not at.exception and not at.error
+    at.selectbox(key="mix_ambience").set_value("park").run()
+    assert not at.exception and not at.error
+    assert any("new ambience" in i.value for i in at.info), "the new ambience's sound is still to be found"

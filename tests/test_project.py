@@ -183,3 +183,14 @@ def test_the_app_project_composes_like_the_command_line(tmp_path, images_dir, de
     onsets = [e["onset_s"] for o in app["objects"] if o.get("arrangement") for e in o["arrangement"]["events"]]
     offsets = [o["arrangement"]["offset_s"] for o in app["objects"] if o.get("arrangement")]
     assert any(t > 0.0 for t in onsets + offsets), "not every sound starts at t=0"
+
+
+def test_a_new_ambience_replaces_the_old_one_in_place_and_needs_its_sound():
+    project = _composed_project()
+    park = project.objects[2]
+    project.set_settings(replace(COMPOSED, ambience="street"))
+    assert project.objects[2].label == "ambience: street" and 2 not in project.fetched
+    assert project.sounds_stale("", SoundSettings(n_candidates=3)) and project.tracks.n_tracks == 2
+    project.set_settings(replace(COMPOSED, ambience="none"))
+    assert len(project.objects) == 3 and project.objects[2].skipped
+    assert park.label.startswith("ambience: ")
