@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import streamlit as st
 
+from imgext.budget import Budget
 from imgext.errors import ImgExtError
 from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, SearchFilter
 from imgext.sounds.sources import open_source
@@ -147,11 +149,30 @@ def find_sounds(s, source, key: str) -> None:
 
 
 def _find_sounds(s, source, key: str) -> None:
+    """Search and download on a worker thread under the render budget; this thread redraws the progress.
+
+    The budget bounds the whole find (a dripping preview cannot hold the page); the Cancel button (any
+    rerun, in fact) cancels it, which interrupts the downloads in flight.
+    """
+    seconds = app_settings().render_budget_s
+    budget = Budget(seconds, what=f"the {seconds:g} s allowed for finding sounds")
     with st.status("Finding sounds ...", expanded=True) as status:
         bar = st.progress(0.0, text="Searching")
+        st.button("Cancel", key="cancel_find", icon=":material/cancel:", on_click=budget.cancel)
+        state = {"frac": 0.0, "msg": "Searching"}
+        t0 = time.monotonic()
+
+        def progress(stage, frac, msg):  # called on the worker thread: no page calls here
+            state["frac"], state["msg"] = min(1.0, float(frac)), str(msg)
+
+        def tick():
+            received, _, n = budget.transfers()
+            extra = f" · {n} downloading, {received / 1e6:.1f} MB" if n else ""
+            bar.progress(state["frac"], text=md(f"{state['msg']} ({time.monotonic() - t0:.0f} s{extra})", 160))
+
         try:
-            s.project.find_sounds(source, source_key=key, sounds=s.sounds,
-                                  progress=lambda stage, frac, msg: bar.progress(min(1.0, frac), text=md(msg, 120)))
+            budget.run(lambda: s.project.find_sounds(source, source_key=key, sounds=s.sounds, progress=progress,
+                                                      budget=budget), tick=tick)
         except Exception as exc:  # noqa: BLE001
             status.update(label="Finding sounds failed", state="error")
             show_error(exc)
