@@ -69,16 +69,17 @@ def test_whole_flow_in_a_real_browser(app_url, bus_jpg, tmp_path):
         assert page.get_by_text("Sounds come from", exact=False).count() >= 1
         page.get_by_role("button", name="Find sounds").click()
         wait_for_app(page)
-        assert wait_count(page, "[data-testid='stAudio']", 4) >= 4
+        # composed: the bus, one crowd for the persons, and the street ambience
+        assert wait_count(page, "[data-testid='stAudio']", 3) >= 3
         wait_for_app(page)
         assert fs.count("search") >= 1  # asked Freesound first; it has no bus or footsteps, so built-in sounds filled in
-        assert page.get_by_text("found nothing for", exact=False).count() >= 1
+        assert page.get_by_text("built-in", exact=False).count() >= 1  # the fallback's synthetic sounds filled in
         screenshot(page, "2-sounds")
 
         goto_page(page, "3 · Mix", "Mix")
         page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=60_000)
-        assert page.locator("[data-testid='stPlotlyChart']").count() == 2
-        assert page.locator("[data-testid='stAudio']").count() == 1
+        assert page.locator("[data-testid='stPlotlyChart']").count() >= 2  # the heatmaps, then the EQ/duck curves
+        assert page.locator("[data-testid='stAudio']").count() >= 1  # before/after, loudness-matched
         before = page.locator("[data-testid='stMetric']").first.inner_text()
         screenshot(page, "3-mix")
 
