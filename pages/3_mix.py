@@ -153,13 +153,13 @@ def eq_table(outcome, names: list[str]) -> None:
 
 
 MIX_WIDGETS = ["attenuation_db", "eq_strength", "max_cut_db", "loudness_lufs", "optimise"]
-"""The :class:`~imgext.options.MixSettings` fields the Mix page offers, in order (widget key ``mix_<field>``)."""
+# The :class:`~imgext.options.MixSettings` fields the Mix page offers, in order (widget key ``mix_<field>``).  (a comment: Streamlit would draw a bare string on the page)
 
 SPACE_WIDGETS = ["distance", "reverb_amount", "room", "fov_deg", "binaural"]
-"""The space row of the Mix page: distance cues, the shared reverb, the camera's field of view, headphones."""
+# The space row of the Mix page: distance cues, the shared reverb, the camera's field of view, headphones.  (a comment: Streamlit would draw a bare string on the page)
 
 SCENE_WIDGETS = ["activity", "ambience", "ambience_db"]
-"""The scene row: how often events happen, the ambience bed and its level (a new ambience needs its sound found)."""
+# The scene row: how often events happen, the ambience bed and its level (a new ambience needs its sound found).  (a comment: Streamlit would draw a bare string on the page)
 
 
 def headphones(outcome, settings: MixSettings) -> bytes | None:
