@@ -56,7 +56,15 @@ from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.selection import Assignment, choose, choose_sounds, more_like_this, reroll
 from imgext.vision.detection import Detector, ImageInfo, load_image
 from imgext.vision.distance import MAX_DISTANCE_M, MIN_DISTANCE_M
-from imgext.vision.placement import LabelMap, SceneObject, manual_object, place_objects, with_depth, with_query
+from imgext.vision.placement import (
+    LabelMap,
+    SceneObject,
+    manual_object,
+    place_objects,
+    with_depth,
+    with_query,
+    with_role,
+)
 
 __all__ = ["Project", "content_digest"]
 
@@ -399,10 +407,12 @@ class Project:
         key = self._tracks_key()
         if self._tracks is None or self._tracks.key != key:
             if self.settings.compose:
+                t0 = time.perf_counter()
                 draw = (self.settings.activity, self.settings.seed, self.settings.duration_s)
                 given = self._given[1] if self._given is not None and self._given[0] == draw else None
                 tracks, self._arranged, _ = compose_tracks(self.objects, self.fetched, settings=self.settings,
                                                            notes=self._fetch_notes, given=given)
+                self.timings_s["compose"] = time.perf_counter() - t0
             else:
                 tracks = assemble_tracks(self.objects, self.fetched, settings=self.settings, notes=self._fetch_notes)
                 self._arranged = {}
@@ -480,7 +490,7 @@ class Project:
         if refuse_silence:
             self._require_sound(outcome)
         timings = {**self.timings_s, "mix": time.perf_counter() - t0, **outcome.timings_s}
-        timings["total"] = sum(timings.get(k, 0.0) for k in ("detect", "sounds", "mix"))
+        timings["total"] = sum(timings.get(k, 0.0) for k in ("detect", "sounds", "compose", "mix"))
         assignments = self.assignments or [Assignment(i, o.query, None, "no sound") for i, o in enumerate(self.objects)]
         arrangements = {tracks.object_indices[k]: a for k, a in tracks.arrangements.items()} or None
         fetched = {**self.fetched, **self._arranged} if arrangements else self.fetched
@@ -563,9 +573,14 @@ class Project:
         gains_db: Sequence[float] | None = None,
         importance: Sequence[float] | None = None,
         settings: MixSettings | None = None,
+        compose: bool = False,
         progress: Progress = _no_progress,
     ) -> Project:
         """A project mixing given audio files, no image (``python -m imgext mix``).
+
+        The files keep their own timing (a sound designer's stems) unless ``compose``:
+        then each is arranged in time by the role of the label its file name gives
+        (``dog.wav`` an event, ``rain.wav`` a bed; a name the label table lacks, a bed).
 
         Parameters
         ----------
@@ -592,17 +607,23 @@ class Project:
         elif len(importance) != n:
             raise ParameterError(f"--importance was given {len(importance)} times for {n} files")
         # Given gains are absolute (each file's volume), not derived from importance: no attenuation.
-        project = cls(settings=replace(settings, attenuation_db=0.0))
+        project = cls(settings=replace(settings, attenuation_db=0.0, compose=bool(compose)))
+        labels = project.labels
         for i, p in enumerate(paths):
             path = Path(p)
             if not path.is_file():
                 raise AudioError(f"sound file not found: {os.fspath(p)}")
             data = read_bounded(path, name=path.name)
             track, notes, lufs = fit_source(data, name=path.name, settings=project.settings)
-            project.objects.append(
-                SceneObject(label=path.stem, confidence=1.0, box=(0.0, 0.0, 0.0, 0.0), pan=float(pans[i]),
-                            importance=float(importance[i]), query=path.stem, volume_db=float(gains[i]), origin="file")
-            )
+            obj = SceneObject(label=path.stem, confidence=1.0, box=(0.0, 0.0, 0.0, 0.0), pan=float(pans[i]),
+                              importance=float(importance[i]), query=path.stem, volume_db=float(gains[i]), origin="file")
+            if compose:
+                known = labels.lookup(obj.label) if obj.label in labels else None
+                obj = with_role(obj, known.role.value if known is not None else "bed")
+                if known is not None:
+                    obj = replace(obj, events_per_minute=known.events_per_minute or obj.events_per_minute,
+                                  event_s=known.event_s or obj.event_s)
+            project.objects.append(obj)
             cand = Candidate(id=f"file:{path.name}", name=path.name, source="file", file_ext=path.suffix.lstrip(".") or "wav")
             project._set_fetched(i, Fetched(i, cand, data, track, notes, lufs))
             progress("sounds", (i + 1) / n, f"decoded {path.name}")
