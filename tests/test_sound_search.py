@@ -136,3 +136,22 @@ def test_a_reupload_is_never_used_twice(server, tmp_path):
     a = choose_sounds(objs, src, n_candidates=20, rng=0)
     ids = {x.candidate.extra["freesound_id"] for x in a if x.candidate}
     assert not {twin["id"], orig["id"]} <= ids
+
+
+def test_ambience_search_asks_for_long_loopable_recordings(server, tmp_path):
+    """The scene's ambience (an ``amb_`` kind) is searched as a long, loopable bed, strictest filter first."""
+    from imgext.composition.ambience import ambiences
+    from imgext.sounds.filters import AMBIENCE_FILTERS
+
+    amb = ambiences()["countryside"]
+    cands = source(server, tmp_path).search("frogs chorus dusk", n=2, synth_kind=amb.synth, role="area")
+    received = [r.query.get("filter", "") for r in _searches(server) if r.query.get("query") == "frogs chorus dusk"]
+    steps = [f.split(" -category")[0] for f in received]
+    assert steps[: len(AMBIENCE_FILTERS)] == list(AMBIENCE_FILTERS)
+    assert received[0].startswith("loopable:true duration:[30 TO *]") and '-category:"Music"' in received[0]
+    assert 'category:"Soundscapes" duration:[20 TO *]' in received[1]
+    assert cands and cands[0].name == "Frogs chorus at dusk" and cands[0].extra["loopable"] is True
+    # an object that is not the ambience keeps its role's filters
+    server.reset()
+    source(server, tmp_path / "other").search("frogs chorus dusk", n=2, synth_kind="water", role="area")
+    assert _searches(server)[0].query["filter"].startswith("duration:[10 TO *]")

@@ -38,6 +38,7 @@ __all__ = [
     "filter_from_args",
     "run_presets_command",
     "ROLE_FILTERS",
+    "AMBIENCE_FILTERS",
     "TAXONOMY_EXCLUSIONS",
     "ASKS_FOR",
     "asked_kinds",
@@ -455,6 +456,21 @@ ROLE_FILTERS: dict[str, tuple[str, ...]] = {
 filterable); unanalysed sounds have none and so pass only the last, unfiltered step.
 """
 
+AMBIENCE_FILTERS: tuple[str, ...] = (
+    "loopable:true duration:[30 TO *]",
+    'category:"Soundscapes" duration:[20 TO *]',
+    "duration:[20 TO *]",
+    "loopable:true",
+)
+"""Solr filters of the scene's ambience bed (role ``"ambience"``), strictest first.
+
+The ambience plays under the whole scene (30 s by default), so it asks first
+for loopable recordings at least that long (no seam heard), then for the Broad
+Sound Taxonomy's soundscapes of 20 s or more, then for any 20 s recording,
+then for loopable ones of any length; as for the other roles, the taxonomy
+exclusions alone come last.
+"""
+
 TAXONOMY_EXCLUSIONS: dict[str, str] = {
     "music": '-category:"Music"',
     "instrument sample": '-category:"Instrument samples"',
@@ -489,8 +505,9 @@ def role_filters(role: str | None, *, words=(), base: str = "") -> list[str]:
 
     Parameters
     ----------
-    role : {"event", "bed", "area"} or None
-        The object's role; None or "off" means no role step.
+    role : {"event", "bed", "area", "ambience"} or None
+        The object's role (``"ambience"``: the scene's ambience bed, :data:`AMBIENCE_FILTERS`);
+        None or "off" means no role step.
     words : iterable of str
         The object's label, query and synonym words (for :func:`asked_kinds`).
     base : str
@@ -504,7 +521,8 @@ def role_filters(role: str | None, *, words=(), base: str = "") -> list[str]:
     """
     asked = asked_kinds(words)
     taxonomy = " ".join(clause for kind, clause in TAXONOMY_EXCLUSIONS.items() if kind not in asked)
-    steps = [f for f in ROLE_FILTERS.get(str(role or "").lower(), ())]
+    role = str(role or "").lower()
+    steps = list(AMBIENCE_FILTERS if role == "ambience" else ROLE_FILTERS.get(role, ()))
     out = []
     for step in [*steps, ""]:
         text = " ".join(part for part in (base.strip(), step, taxonomy) if part)

@@ -887,12 +887,16 @@ class FreesoundSource:
     def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
         """Up to ``n`` candidates, from the cache when fresh, else from the API.
 
-        The role's filters are tried strictest first with the whole query, then
+        The role's filters are tried strictest first with the whole query (the
+        ambience, asked for with an ``amb_`` ``synth_kind``, by
+        :data:`~imgext.sounds.filters.AMBIENCE_FILTERS`), then
         looser versions of the query (:func:`relaxed_queries`) with the
         taxonomy filter alone, until ``n`` sounds are found.  On a per-day
         limit or an unreachable server, a cached result (if any) is used and a
         note records it; otherwise the error propagates.
         """
+        if isinstance(synth_kind, str) and synth_kind.startswith("amb_"):
+            role = "ambience"  # the scene's ambience (its built-in kind is an amb_ one): long, loopable recordings
         filters = self.filters_for(query, role)
         key = self._search_key("search", query, n, filters)
         cached = self._cached(key)
