@@ -25,6 +25,7 @@ from pages._state import (
     setting_widget,
     shared_cache,
 )
+from pages._timeline import show_timeline
 
 
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
@@ -209,6 +210,7 @@ def mixer_panel() -> None:
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
     with guarded("Comparing"):
         ab_players(outcome, settings, wav)
+    show_timeline(p)  # when each object sounds (one lane per object), under the players
     processing_charts(outcome, names)
     eq_table(outcome, names)
     d1, d2 = st.columns(2)

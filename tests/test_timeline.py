@@ -1,0 +1,76 @@
+"""The Mix page's timeline (pages/_timeline.py): one lane per object, events as bars, beds across the scene."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from imgext.composition.arrange import Arrangement, arrange_object
+from imgext.composition.schedule import Event
+from imgext.options import MixSettings
+from imgext.sounds.synth import synthesize
+from imgext.vision.detection import Detection
+from imgext.vision.placement import Role, place_objects
+from pages._timeline import lane_names, timeline_figure
+
+
+def _traces(fig):
+    return {t.name.split(" ")[0]: t for t in fig.data}
+
+
+def test_events_are_bars_at_their_onsets_and_beds_span_the_scene():
+    events = (Event(1.0, 0.5, -1.0, 0.0, 0.5), Event(7.25, 1.5, 2.0, 3.0, 4.5, rate=1.05),
+              Event(29.5, 2.0, 0.0, 0.0, 2.0))  # the last one runs past the scene's end: drawn up to 30 s
+    arrangements = {0: Arrangement(Role.EVENT, events), 2: Arrangement(Role.BED, offset_s=3.0),
+                    3: Arrangement(Role.AREA, offset_s=1.0, side_offset_s=5.0, width=0.8)}
+    names = lane_names({0: "dog", 2: "car", 3: "dog"})
+    assert names == {0: "dog", 2: "car", 3: "dog 2"}
+    fig = timeline_figure(arrangements, names, duration_s=30.0)
+    t = _traces(fig)
+    assert set(t) == {"event", "bed", "area"}
+    assert list(t["event"].y) == ["dog"] * 3 and all(o == "h" for o in (t["event"].orientation, t["bed"].orientation))
+    np.testing.assert_allclose(t["event"].base, [1.0, 7.25, 29.5])
+    np.testing.assert_allclose(t["event"].x, [0.5, 1.5, 0.5])
+    assert list(t["bed"].y) == ["car"] and tuple(t["bed"].base) == (0.0,) and tuple(t["bed"].x) == (30.0,)
+    assert list(t["area"].y) == ["dog 2"] and t["area"].marker.pattern.shape == "/"
+    assert "+2.0 dB" in t["event"].hovertext[1]
+    assert list(fig.layout.yaxis.categoryarray) == ["dog 2", "car", "dog"]  # first object on top
+    assert tuple(fig.layout.xaxis.range) == (0.0, 30.0)
+    json.loads(fig.to_json())  # serialisable, as st.plotly_chart sends it
+
+
+def test_timeline_of_a_real_arrangement():
+    settings = MixSettings(duration_s=20.0, seed=4)
+    objects = place_objects([Detection("dog", 0.9, (0.1, 0.3, 0.4, 0.9)), Detection("car", 0.8, (0.5, 0.3, 0.9, 0.8))])
+    clips = [synthesize("dog_bark", duration_s=8.0, rng=1), synthesize("engine_idle", duration_s=8.0, rng=2)]
+    arrangements = {i: arrange_object(o, i, c, settings=settings).arrangement
+                    for i, (o, c) in enumerate(zip(objects, clips))}
+    assert arrangements[0].role is Role.EVENT and arrangements[0].events
+    fig = timeline_figure(arrangements, lane_names({0: "dog", 1: "car"}), duration_s=20.0)
+    t = _traces(fig)
+    onsets = [e.onset_s for e in arrangements[0].events]
+    np.testing.assert_allclose(t["event"].base, onsets)
+    assert all(0 <= b and b + x <= 20.0 + 1e-9 for b, x in zip(t["event"].base, t["event"].x))
+
+
+def test_nothing_arranged_is_an_empty_figure():
+    fig = timeline_figure({}, {}, duration_s=30.0)
+    assert len(fig.data) == 0
+
+
+@pytest.mark.slow
+def test_mix_page_draws_the_timeline(bus_jpg):
+    from tests.test_app import _ready_sounds, new_app, upload
+
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception and not at.error
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    timeline = [s for s in specs if "Timeline" in str(s.get("layout", {}).get("title", {}).get("text", ""))]
+    assert len(timeline) == 1
+    project = at.session_state["imgext_session"].project
+    lanes = {y for trace in timeline[0]["data"] for y in trace["y"]}
+    assert len(lanes) == len(project.arrangements()) >= 2  # the bus, the crowd, the ambience ...
+    assert any(trace["name"].startswith("event") or trace["name"].startswith("area") for trace in timeline[0]["data"])
