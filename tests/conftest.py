@@ -15,6 +15,13 @@ SOUNDS = SHARED / "sounds"
 IMAGES = SHARED / "images"
 
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+def pytest_configure(config):
+    """The fast loop (``-m "not slow"``) runs fewer property-based examples (:mod:`tests.quick`)."""
+    if "not slow" in (config.option.markexpr or ""):
+        os.environ.setdefault("IMGEXT_TEST_QUICK", "1")
+
 os.environ.setdefault("YOLO_OFFLINE", "true")
 
 

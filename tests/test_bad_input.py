@@ -60,6 +60,7 @@ from imgext.sounds.freesound import FreesoundSource
 from imgext.sounds.selection import Assignment, Ranked
 from imgext.vision.detection import load_image
 from imgext.vision.placement import SceneObject
+from tests.quick import QUICK, examples
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 SHARED_SOUNDS = Path(__file__).resolve().parents[2] / "shared" / "sounds"
@@ -177,7 +178,7 @@ def _check_image_outcome(result, name: str, expected_size: tuple[int, int] | Non
     return "ok"
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(data=st.binary(max_size=2048))
 @example(data=b"")
 @example(data=b"\x00")
@@ -186,14 +187,14 @@ def test_random_bytes_are_refused_clearly(data):
     _check_image_outcome(outcome(load_image, data, name="upload-1.jpg"), "upload-1.jpg")
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(magic=st.sampled_from(MAGIC), body=st.binary(max_size=1024))
 def test_random_bytes_behind_real_magic_numbers(magic, body):
     tried("images")
     _check_image_outcome(outcome(load_image, magic + body, name="photo.png"), "photo.png")
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(which=st.integers(0, 9), cut=st.floats(0.0, 1.0))
 def test_truncated_real_images(real_images, which, cut):
     tried("images")
@@ -205,7 +206,7 @@ def test_truncated_real_images(real_images, which, cut):
         assert res == "error"  # half a picture is never passed off as a picture
 
 
-@settings(PROPERTY, max_examples=150)
+@settings(PROPERTY, max_examples=examples(150))
 @given(
     which=st.integers(0, 9),
     flips=st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 255)), min_size=1, max_size=12),
@@ -278,7 +279,7 @@ def test_huge_declared_dimensions_are_refused_before_decoding(name, data):
         assert re.search(r"decompression bomb|\bMP\b", str(info.value)), str(info.value)
 
 
-@settings(PROPERTY, max_examples=100)
+@settings(PROPERTY, max_examples=examples(100))
 @given(w=st.integers(0, 2**31 - 1), h=st.integers(0, 2**31 - 1))
 @example(w=0, h=10)
 @example(w=10, h=0)
@@ -467,7 +468,7 @@ def test_every_pixel_mode_becomes_rgb(name, data, colour):
         assert np.all(np.diff(arr[6]) >= 0), name  # the ramp keeps its order
 
 
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=examples(60))
 @given(name=st.text(max_size=40))
 def test_image_messages_name_any_input_on_one_line(name):
     tried("images")
@@ -517,7 +518,7 @@ def _check_audio_outcome(result, name: str, *, duration_s: float | None = None) 
     return "ok"
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(data=st.binary(max_size=4096))
 def test_random_bytes_are_not_audio(data):
     tried("audio")
@@ -530,14 +531,14 @@ AUDIO_MAGIC = [
 ]
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(magic=st.sampled_from(AUDIO_MAGIC), body=st.binary(max_size=2048))
 def test_random_bytes_behind_audio_magic_numbers(magic, body):
     tried("audio")
     _check_audio_outcome(outcome(decode, magic + body, name="owl.mp3"), "owl.mp3")
 
 
-@settings(PROPERTY, max_examples=150)
+@settings(PROPERTY, max_examples=examples(150))
 @given(which=st.integers(0, 6), cut=st.floats(0.0, 1.0))
 def test_truncated_real_sounds(real_sounds, which, cut):
     tried("audio")
@@ -677,7 +678,7 @@ def test_six_channels_fold_to_mono():
     assert track.shape == (4410,) and abs(float(np.median(track)) - float(levels.mean())) < 1e-3
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(
     x=hnp.arrays(
         np.float32,
@@ -714,7 +715,7 @@ def test_impossible_lengths_and_rates_are_parameter_errors(call):
     assert_clear(exc, ParameterError)
 
 
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=examples(60))
 @given(name=st.text(max_size=40))
 def test_audio_messages_name_any_input_on_one_line(name):
     tried("audio")
@@ -736,7 +737,7 @@ class _BytesClient:
         return self.data
 
 
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=examples(60))
 @given(data=st.one_of(st.binary(max_size=2048), MAGIC_AUDIO_BYTES))
 def test_bad_downloads_never_reach_the_cache(tmp_path_factory, data):
     tried("audio")
@@ -869,7 +870,7 @@ FILTER_KWARGS = st.fixed_dictionaries(
 )
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(kwargs=FILTER_KWARGS)
 @example(kwargs={"min_num_ratings": 10**400})
 @example(kwargs={"sample_rates": (None,)})
@@ -888,7 +889,7 @@ def test_any_text_in_every_filter_field_is_escaped_or_refused(kwargs):
     assert SearchFilter.from_dict(json.loads(json.dumps(value.to_dict()))) == value or kwargs.get("channels") is True
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(text=NASTY_TEXT)
 def test_solr_quote_round_trips_or_refuses(text):
     tried("filters")
@@ -906,7 +907,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(d=st.one_of(JSON_VALUES, st.fixed_dictionaries({}, optional=dict.fromkeys(SearchFilter.__dataclass_fields__,
                                                                                     JSON_VALUES))))
 def test_any_json_as_a_filter_is_a_filter_or_a_parameter_error(d):
@@ -934,7 +935,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(name=PRESET_NAMES, rating=st.integers(0, 5))
 def test_preset_names_never_escape_the_presets_folder(tmp_path, name, rating):
     tried("presets")
@@ -957,7 +958,7 @@ def test_preset_names_never_escape_the_presets_folder(tmp_path, name, rating):
     assert files <= {"data", "data/presets.json", "data/.presets.lock"}, files
 
 
-@settings(PROPERTY, max_examples=100)
+@settings(PROPERTY, max_examples=examples(100))
 @given(
     content=st.one_of(
         st.binary(max_size=300),
@@ -1014,14 +1015,14 @@ def _assert_safe_name(name: str, max_length: int) -> None:
     assert safe_filename(name, max_length=200) == name, f"{name!r} is not its own safe form"
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(text=NASTY_NAMES, max_length=st.sampled_from([20, 60, 80, 200]))
 def test_safe_filename_is_safe_and_stable(text, max_length):
     tried("metadata")
     _assert_safe_name(safe_filename(text, max_length=max_length), max_length)
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(texts=st.lists(NASTY_NAMES, max_size=8))
 def test_unique_names_are_unique_case_insensitively_and_stay_safe(texts):
     tried("metadata")
@@ -1041,7 +1042,7 @@ SOUND_RECORD = st.fixed_dictionaries(
 )
 
 
-@settings(PROPERTY, max_examples=300)
+@settings(PROPERTY, max_examples=examples(300))
 @given(sound=SOUND_RECORD)
 def test_attribution_lines_are_single_lines(sound):
     tried("metadata")
@@ -1074,7 +1075,7 @@ def _assert_inside(root: Path, names) -> None:
         assert (root / n).resolve().is_relative_to(root), n
 
 
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=examples(60))
 @given(
     sounds=st.lists(
         st.tuples(
@@ -1139,7 +1140,7 @@ def test_freesound_metadata_never_escapes_the_zip_or_the_output_folder(tmp_path,
     shutil.rmtree(out)
 
 
-@settings(PROPERTY, max_examples=150)
+@settings(PROPERTY, max_examples=examples(150))
 @given(paths=st.lists(st.one_of(NASTY_NAMES, st.sampled_from(["../victim.txt", "../other/keep.wav", "/etc/hostname",
                                                               "sources/../../victim.txt", "mix.wav", "sources"])),
                       max_size=6))
@@ -1158,7 +1159,7 @@ def test_a_forged_scene_json_cannot_delete_outside_the_output_folder(tmp_path_fa
     _assert_inside(out, removed)
 
 
-@settings(PROPERTY, max_examples=200)
+@settings(PROPERTY, max_examples=examples(200))
 @given(path=st.one_of(NASTY_NAMES, st.lists(NASTY_NAMES, min_size=1, max_size=3).map("/".join)))
 def test_unsafe_paths_are_refused_by_the_zip_and_the_writer(tmp_path, path):
     tried("metadata")
@@ -1187,6 +1188,8 @@ def test_zz_report_bad_inputs_tried(capsys):
 
     Runs last in the file (its name); alone, or with only part of the file, there is nothing to check.
     """
+    if QUICK:
+        pytest.skip("the fast loop tries a tenth of the bad inputs; the full suite checks the floors")
     if set(TRIED) != set(FLOORS):
         pytest.skip(f"run with the whole file (tried only {dict(TRIED)})")
     total = sum(TRIED.values())
