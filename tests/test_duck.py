@@ -116,3 +116,15 @@ def test_curves_for_drawing(scene):
     assert lane.shape == (2, t.size) and t.size <= 50 and lane[1].min() < -3.0
     d = plan.to_dict(["bark", "bed"])
     assert list(d["tracks"]) == ["bed"]
+
+
+def test_a_silent_track_beside_the_duck_is_left_alone(scene):
+    """A silent, less important track (an event that falls outside a short scene) is not ducked, no error.
+
+    Found by bench/batch.py: its loudness loss was 0/0, so it "did not fit" with no cell to give up.
+    """
+    tracks, _, _, _, _, _ = scene
+    three = np.concatenate([tracks, np.zeros((1, tracks.shape[1]), np.float32)])
+    bands = masking.band_energies(three, SR)
+    plan = duck.design_ducking(bands, gains_db=np.zeros(3), importance=np.array([1.0, 0.5, 0.2]))
+    assert not plan.active[2] and plan.active[1]

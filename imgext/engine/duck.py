@@ -289,6 +289,9 @@ def design_ducking(
         return (_loudness_loss(k_energy[k], trial) <= max_loudness_loss_lu) & (damage <= MAX_DAMAGE_DB)
 
     for i in np.flatnonzero(~fits(np.arange(n), smooth)):
+        if not np.any(cut[i] > 0):  # nothing to give up (a silent track's loss is 0/0): no duck at all
+            smooth[i] = 0.0
+            continue
         ratio = np.where(cut[i] > 0, value[i] / np.maximum(k_energy[i], 1e-30), 0.0)
         levels = np.quantile(ratio[cut[i] > 0], np.linspace(0.0, 1.0, 65))
         lo, hi = 0, len(levels) - 1  # bisection on the share of cells kept (fewer cells: less loss, less damage)
