@@ -7,6 +7,7 @@ import pyloudnorm
 import pytest
 import scipy.signal
 
+from imgext.audio.loudness import integrated_loudness
 from imgext.mix.limiter import limiter_gain, sample_true_peaks, true_peak_dbtp
 from imgext.mix.render import render_mix
 from imgext.sounds.synth import synthesize
@@ -41,6 +42,31 @@ def test_sparse_meter_agrees_with_the_full_one():
     above = full > 0.7
     assert np.array_equal(full[above], sparse[above]) and np.all(sparse[~above] <= 0.7 + 1e-6) or np.any(above)
     assert sparse.max() == full.max()
+
+
+@pytest.mark.parametrize("n_spikes", [5, 4000])  # a few candidates (gathered) or many (one correlation per phase)
+def test_both_interpolation_paths_agree_with_resample_poly(n_spikes):
+    rng = np.random.default_rng(n_spikes)
+    x = (0.05 * rng.standard_normal((2, SR))).astype(np.float32)
+    x[:, rng.integers(0, SR, n_spikes)] += 0.8
+    reference = np.abs(scipy.signal.resample_poly(x, 4, 1, axis=-1)).reshape(2, SR, 4).max(axis=(0, 2))
+    ours = sample_true_peaks(x, threshold=0.3)
+    checked = ours > 0.3
+    assert checked.sum() >= n_spikes
+    np.testing.assert_allclose(ours[checked], np.maximum(reference, np.abs(x).max(axis=0))[checked], rtol=2e-3)
+    assert true_peak_dbtp(x) == pytest.approx(reference_true_peak_dbtp(x), abs=0.01)
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 44100, 48000])
+@pytest.mark.parametrize("seconds", [0.3, 2.05, 7.0])
+def test_vectorised_loudness_meter_is_pyloudnorm(sample_rate, seconds):
+    rng = np.random.default_rng(int(seconds * 100))
+    n = int(seconds * sample_rate)
+    x = rng.standard_normal((2, n)) * np.linspace(0.0, 0.3, n) ** 2
+    x[:, : n // 3] *= 1e-4  # quiet blocks under both gates
+    ours = integrated_loudness(x, sample_rate)
+    tiled = np.tile(x, (1, 2)) if n < 0.4 * sample_rate + 1 else x
+    assert ours == pytest.approx(pyloudnorm.Meter(sample_rate).integrated_loudness(tiled.T), abs=1e-9)
 
 
 @pytest.mark.parametrize("ceiling", [-1.0, -3.0])

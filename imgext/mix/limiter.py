@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.signal
-from scipy.ndimage import correlate1d, minimum_filter1d, uniform_filter1d
+from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d, uniform_filter1d
 
-from imgext.audio.loudness import SILENCE_LUFS
+from imgext.audio.loudness import block_bounds, gated_loudness, k_weighted
 from imgext.errors import ParameterError
 
 __all__ = [
@@ -54,6 +54,7 @@ DEFAULT_RELEASE_MS = 25.0
 """Half-width of the slow stage: how long the gain takes to come back after a peak."""
 
 _HALF = 10  # each interpolated point uses the 2 * 10 + 1 samples around it (81 taps over 4 phases)
+_SCAN = 64  # candidate search: blocks of this many samples are skipped when their neighbourhood stays low
 _BLOCK = 16  # the envelope is computed on the per-16-sample minimum (0.36 ms at 44.1 kHz), then interpolated
 
 
@@ -77,6 +78,8 @@ def _phase_filters() -> np.ndarray:
 _PHASES = _phase_filters()
 _OFFSETS = np.arange(2 * _HALF + 1) - _HALF
 _BOUND_TAPS = np.abs(_PHASES).max(axis=0).astype(np.float32)
+_BOUND_SUM = float(_BOUND_TAPS.astype(np.float64).sum())
+"""Largest value of the candidate bound per unit of the largest sample it reaches."""
 _HEADROOM = float(np.abs(_PHASES).sum(axis=1).max())
 """Bound of the interpolator: no point between samples exceeds this times the largest sample in its window."""
 
@@ -89,7 +92,7 @@ def _as_channels(audio: np.ndarray) -> np.ndarray:
     return x
 
 
-def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0) -> np.ndarray:
+def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0, where: np.ndarray | None = None) -> np.ndarray:
     """True peak (linear) between each sample and the next, over all channels.
 
     Parameters
@@ -100,6 +103,8 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0) -> np.ndarra
         interpolator's absolute taps times the samples they reach exceeds it) is
         the signal oversampled; elsewhere the sample peak is returned (exact for
         the result's maximum).  0 oversamples everywhere.
+    where : np.ndarray [shape=(n_samples,), dtype=bool], optional
+        Oversample only these samples (the sample peak elsewhere).
 
     Returns
     -------
@@ -113,37 +118,86 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0) -> np.ndarra
     if n == 0:
         return peaks
     if threshold > 0:
-        # |x(n + k/4)| <= sum_j |h_kj| |x[n + j - 10]|: a cheap mono bound picks the points worth interpolating.
-        bound = correlate1d(peaks, _BOUND_TAPS, mode="constant")
-        idx = np.flatnonzero(bound > threshold)
+        idx = _candidates(peaks, threshold)[0]
     else:
         idx = np.arange(n)
+    if where is not None:
+        idx = idx[where[idx]]
     if idx.size == 0:
         return peaks
-    pad = _HALF
-    xp = np.pad(x, ((0, 0), (pad, pad)))
     out = peaks.copy()
+    out[idx] = np.maximum(out[idx], _interpolated(x, idx))
+    return out
+
+
+def _interpolated(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Largest ``|x(n + k/4)|`` over channels and the four phases at the sample indices ``idx``, float32.
+
+    Few points: gather each point's 21 samples and apply the four phases as one small matrix product.
+    Many (over a sixteenth of the samples): one correlation per phase over the whole signal (far cheaper
+    than gathering), read at ``idx``.
+    """
+    n = x.shape[-1]
+    if idx.size * 16 > n:
+        inter = np.float32(_PHASES[0, _HALF]) * np.max(np.abs(x), axis=0)  # phase 0: the other taps are < 1e-16
+        for k in range(1, OVERSAMPLE):
+            y = correlate1d(x, _PHASES[k].astype(np.float32), axis=-1, mode="constant")
+            np.maximum(inter, np.max(np.abs(y), axis=0), out=inter)
+        return inter[idx]
+    xp = np.pad(x, ((0, 0), (_HALF, _HALF)))
+    phases = _PHASES.T.astype(np.float32)
+    out = np.empty(idx.size, np.float32)
     for start in range(0, idx.size, 1 << 16):  # bounded memory: 65536 points at a time
         chunk = idx[start : start + (1 << 16)]
-        windows = xp[:, chunk[:, None] + _OFFSETS[None, :] + pad]  # (ch, k, taps)
-        inter = np.abs(windows @ _PHASES.T.astype(np.float32))  # (ch, k, phases)
-        out[chunk] = np.maximum(out[chunk], inter.max(axis=(0, 2)))
+        windows = xp[:, chunk[:, None] + _OFFSETS[None, :] + _HALF]  # (ch, k, taps)
+        out[start : start + chunk.size] = np.abs(windows @ phases).max(axis=(0, 2))
     return out
+
+
+def _candidates(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices where an inter-sample peak could exceed ``threshold`` (sorted, int64), and that bound.
+
+    ``|x(n + k/4)| <= sum_j |h_kj| |x[n + j - 10]|``: this mono bound picks the points worth
+    interpolating. It is evaluated only inside blocks of :data:`_SCAN` samples whose neighbourhood
+    could reach the threshold at all (the block maxima times the interpolator's headroom), so a mix
+    that stays under the ceiling costs one pass of block maxima.
+    """
+    n = peaks.size
+    m = -(-n // _SCAN)
+    block_max = np.pad(peaks, (0, m * _SCAN - n)).reshape(m, _SCAN).max(axis=1)
+    near = maximum_filter1d(block_max, size=3, mode="constant") * _BOUND_SUM > threshold  # reach 10 < _SCAN
+    blocks = np.flatnonzero(near)
+    if blocks.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    if blocks.size * 8 > m:  # dense: one correlation over everything is cheaper than gathers
+        bound = correlate1d(peaks.astype(np.float64), _BOUND_TAPS.astype(np.float64), mode="constant")
+        idx = np.flatnonzero(bound > threshold)
+        return idx, bound[idx]
+    idx = (blocks[:, None] * _SCAN + np.arange(_SCAN)[None, :]).reshape(-1)
+    idx = idx[idx < n]
+    padded = np.pad(peaks.astype(np.float64), (_HALF, _HALF))
+    bound = np.zeros(idx.size)
+    for j, tap in enumerate(_BOUND_TAPS.astype(np.float64)):  # 21 taps: a gather per tap, not per sample
+        bound += tap * padded[idx + j]
+    keep = bound > threshold
+    return idx[keep], bound[keep]
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
     """True peak in dBTP (BS.1770-4 Annex 2, 4x oversampling); ``-inf`` for silence.
 
-    Only the neighbourhoods of samples within the interpolator's headroom of
-    the sample peak are oversampled: nothing else can hold the maximum.
+    Only points whose bound (:func:`_candidates`) exceeds the sample peak are interpolated:
+    nothing else can hold the maximum.
     """
-    x = _as_channels(audio)
-    sample_peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if sample_peak == 0.0:
+    x = _as_channels(audio).astype(np.float32, copy=False)
+    peaks = np.max(np.abs(x), axis=0) if x.size else np.zeros(0, np.float32)
+    top = float(peaks.max()) if peaks.size else 0.0
+    if top == 0.0:
         return -math.inf
-    tp = sample_true_peaks(x, threshold=sample_peak)
-    top = float(tp.max()) if tp.size else 0.0
-    return 20.0 * math.log10(top) if top > 0 else -math.inf
+    idx = _candidates(peaks, top)[0]
+    if idx.size:
+        top = max(top, float(_interpolated(x, idx).max()))
+    return 20.0 * math.log10(top)
 
 
 def _running_min_mean(r: np.ndarray, half: int) -> np.ndarray:
@@ -182,9 +236,15 @@ def limiter_gain(
         ceiling (up to the interpolator's accuracy, about 0.05 dB).
     """
     x = _as_channels(audio)
-    n = x.shape[-1]
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     tp = sample_true_peaks(x, threshold=ceiling)
+    return _envelope(x, tp, ceiling, sample_rate, attack_ms, release_ms)
+
+
+def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, attack_ms: float,
+              release_ms: float) -> np.ndarray:
+    """:func:`limiter_gain` given the true peaks ``tp`` of ``x`` (exact wherever they exceed ``ceiling``)."""
+    n = x.shape[-1]
     if n == 0 or float(tp.max()) <= ceiling:
         return np.ones(n, dtype=np.float32)
     need = np.minimum(1.0, ceiling / np.maximum(tp, 1e-30)).astype(np.float32)
@@ -192,7 +252,10 @@ def limiter_gain(
     for _ in range(4):
         # A steep envelope changes the waveform between samples too: measure the result and tighten
         # the need where a peak still crosses (rare, and only by a fraction of a dB).
-        after = sample_true_peaks(x * env[None, :], threshold=ceiling)
+        # Where the envelope is 1 over a point's whole interpolation window, the audio there is unchanged
+        # and already under the ceiling (the envelope never exceeds the need): check only the rest.
+        touched = minimum_filter1d(env, size=2 * _HALF + 1, mode="nearest") < 1.0
+        after = sample_true_peaks(x * env[None, :], threshold=ceiling, where=touched)
         over = after > ceiling
         if not np.any(over):
             break
@@ -240,37 +303,18 @@ class LimitResult:
 
 def _k_weighted_power(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """K-weighted power summed over channels (BS.1770: unit weight for L and R) [shape=(n_samples,)]."""
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sample_rate)
-    y = np.asarray(x, dtype=np.float64)
-    for stage in meter._filters.values():
-        y = scipy.signal.lfilter(stage.b, stage.a, y, axis=-1)
-    return np.sum(np.square(y), axis=0)
+    return np.sum(np.square(k_weighted(x, sample_rate)), axis=0)
 
 
 def _block_bounds(n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample bounds of BS.1770's 400 ms blocks with 75 % overlap, as pyloudnorm cuts them."""
-    t = n / sample_rate
-    count = int(np.round((t - 0.4) / 0.1)) + 1
-    j = np.arange(max(count, 0))
-    lo = (0.4 * (j * 0.25) * sample_rate).astype(np.int64)
-    hi = np.minimum((0.4 * (j * 0.25 + 1) * sample_rate).astype(np.int64), n)
-    return lo, hi
+    return block_bounds(n, sample_rate)
 
 
 def _gated_loudness(power: np.ndarray, lo: np.ndarray, hi: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness (LUFS) from per-sample K-weighted power, gated as BS.1770-4 eqs. 4-7."""
     c = np.concatenate([[0.0], np.cumsum(power, dtype=np.float64)])
-    z = (c[hi] - c[lo]) / (0.4 * sample_rate)
-    with np.errstate(divide="ignore"):
-        blk = -0.691 + 10.0 * np.log10(z)
-    keep = blk >= SILENCE_LUFS
-    if not np.any(keep):
-        return -math.inf
-    gamma_r = -0.691 + 10.0 * math.log10(float(z[keep].mean())) - 10.0
-    keep &= blk > gamma_r
-    return -0.691 + 10.0 * math.log10(float(z[keep].mean())) if np.any(keep) else -math.inf
+    return gated_loudness((c[hi] - c[lo]) / (0.4 * sample_rate))
 
 
 def limit_to_loudness(
@@ -283,6 +327,8 @@ def limit_to_loudness(
     max_reduction_db: float = 24.0,
     tolerance_lu: float = 0.05,
     max_iterations: int = 8,
+    input_true_peak: float | None = None,
+    k_power: np.ndarray | None = None,
 ) -> LimitResult:
     """Make-up gain and limiter envelope that bring ``audio`` to ``loudness_lufs`` under ``ceiling_dbtp``.
 
@@ -304,6 +350,10 @@ def limit_to_loudness(
     tolerance_lu : float
         Stop when the fast measure is this close to the target.
     max_iterations : int
+    input_true_peak : float, optional
+        True peak of ``audio`` (linear, :func:`true_peak_dbtp`) when the caller has it already.
+    k_power : np.ndarray [shape=(n_samples,)], optional
+        K-weighted power of ``audio`` summed over channels, when the caller has it already.
 
     Returns
     -------
@@ -314,20 +364,25 @@ def limit_to_loudness(
     n = x.shape[-1]
     gain_db = loudness_lufs - measured_lufs
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    tp = sample_true_peaks(x, threshold=ceiling * 10.0 ** (-gain_db / 20.0))
-    top = float(tp.max()) if n else 0.0
+    if input_true_peak is None:
+        input_true_peak = 10.0 ** (true_peak_dbtp(x) / 20.0) if n else 0.0
+    top = float(input_true_peak)
     if top * 10.0 ** (gain_db / 20.0) <= ceiling:
         return LimitResult(float(gain_db), None, 0.0, 0.0)
-    power = _k_weighted_power(x, sample_rate)
+    power = _k_weighted_power(x, sample_rate) if k_power is None else np.asarray(k_power, dtype=np.float64)
     lo, hi = _block_bounds(n, sample_rate)
     # The gain that puts the loudest peak at the ceiling bounds how much is left to the limiter.
     peak_gain_db = 20.0 * math.log10(ceiling / top)
+    # Interpolation is linear, so the true peaks at gain g are g times those at unit gain: oversample
+    # once, wherever a point could cross the ceiling at the largest gain the loop may try.
+    max_gain = 10.0 ** ((peak_gain_db + max_reduction_db) / 20.0)
+    tp0 = sample_true_peaks(x, threshold=ceiling / max_gain)
     env = None
     best = None  # (error, gain, envelope) closest to the target, never above it by more than the tolerance
     for _ in range(max_iterations):
         gain_db = min(gain_db, peak_gain_db + max_reduction_db)
         g = np.float32(10.0 ** (gain_db / 20.0))
-        env = limiter_gain(x * g, sample_rate=sample_rate, ceiling_dbtp=ceiling_dbtp)
+        env = _envelope(x * g, tp0 * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS)
         loud = _gated_loudness(power * np.square(env, dtype=np.float64), lo, hi, sample_rate) + gain_db
         error = loudness_lufs - loud
         if best is None or abs(error) < abs(best[0]):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imgext.audio.io import db_to_gain, gain_to_db
-from imgext.audio.loudness import _gates_unchanged, _loudness_and_blocks, integrated_loudness
+from imgext.audio.loudness import _gates_unchanged, _loudness_and_blocks, integrated_loudness, k_weighted
 from imgext.errors import ParameterError
 from imgext.mix.limiter import limit_to_loudness, true_peak_dbtp
 from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
@@ -194,20 +194,27 @@ def render_mix(
         lift_db = float(gain_to_db(db_to_gain(peak_dbfs) / peak))
         loud, blocks = _loudness_and_blocks(summed * np.float32(db_to_gain(lift_db)), sample_rate)
         loud, blocks = loud - lift_db, blocks - lift_db
-    envelope = None
+    envelope = in_tp = probe_loud = None
     reduction_db = limited_s = 0.0
     limited = False
     if math.isfinite(loud):
         ceiling_dbtp = peak_dbfs - 0.02  # a hair under, so 24-bit rounding cannot cross it
+        in_tp = 10.0 ** (true_peak_dbtp(summed) / 20.0)
+        k_power = None
+        if in_tp * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
+            k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
         result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs, measured_lufs=loud,
-                                   ceiling_dbtp=ceiling_dbtp)
+                                   ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp, k_power=k_power)
         if result.envelope is not None:
             # The limiter's loudness estimate weights before the gain envelope: check it exactly, correct once.
             probe = summed * np.float32(db_to_gain(result.gain_db)) * result.envelope[None, :]
-            error = loudness_lufs - integrated_loudness(probe, sample_rate)
+            probe_loud = integrated_loudness(probe, sample_rate)
+            error = loudness_lufs - probe_loud
             if math.isfinite(error) and abs(error) > 0.05:
                 result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs + error,
-                                           measured_lufs=loud, ceiling_dbtp=ceiling_dbtp)
+                                           measured_lufs=loud, ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp,
+                                           k_power=k_power)
+                probe_loud = None
         gain_db, envelope = result.gain_db, result.envelope
         reduction_db, limited_s = result.gain_reduction_db, result.limited_s
         limited = result.gain_db < loudness_lufs - loud - 0.5
@@ -227,9 +234,14 @@ def render_mix(
     applied_db = float(gain_to_db(float(g)))
     if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
         out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
+    elif envelope is not None and probe_loud is not None:
+        out_loud = probe_loud  # the probe was this very audio (same float32 operations)
     else:
         out_loud = integrated_loudness(audio, sample_rate)
-    tp = true_peak_dbtp(audio)
+    if envelope is None and in_tp is not None:
+        tp = float(gain_to_db(in_tp * float(g))) if in_tp > 0 else -math.inf  # the interpolator is linear: TP(g x) = g TP(x)
+    else:
+        tp = true_peak_dbtp(audio)
     limited = limited or (math.isfinite(out_loud) and out_loud < loudness_lufs - 0.5)
     return Mix(
         audio=audio,
