@@ -81,3 +81,40 @@ def test_cache_key_is_stable_and_safe():
     assert cache_key("a", 1, ["x"]) == cache_key("a", 1, ["x"])
     assert cache_key("a") != cache_key("b")
     assert all(ch in "0123456789abcdef" for ch in cache_key("../../"))
+
+
+def test_builtin_sounds_outlive_the_process_in_the_disk_cache(tmp_path, monkeypatch):
+    """A second process (a new ``BuiltinSource``, the in-process cache emptied) reads the sound, not synthesises it."""
+    from imgext.settings import load_settings
+    from imgext.sounds import builtin
+    from imgext.sounds.sources import open_source
+
+    settings = load_settings({"IMGEXT_CACHE_DIR": str(tmp_path / "c")})
+    first = open_source("builtin", settings=settings)
+    cand = first.search("dog barking", n=1)[0]
+    data = first.fetch(cand, duration_s=2.0, sample_rate=22050)
+    builtin.SYNTH_CACHE.clear()
+    made = []
+    monkeypatch.setattr(builtin.synth, "synthesize", lambda *a, **k: made.append(a) or pytest.fail("synthesised again"))
+    again = open_source("builtin", settings=settings).fetch(cand, duration_s=2.0, sample_rate=22050)
+    assert again == data and not made
+    # without a cache folder nothing is kept: the sound is made again
+    monkeypatch.undo()
+    builtin.SYNTH_CACHE.clear()
+    assert builtin.BuiltinSource().fetch(cand, duration_s=2.0, sample_rate=22050) == data
+
+
+def test_a_changed_synthesiser_does_not_reuse_old_sounds(tmp_path, monkeypatch):
+    from imgext.sounds import builtin
+
+    cache = DiskCache(tmp_path / "c")
+    src = builtin.BuiltinSource(cache=cache)
+    cand = src.search("rain", n=1)[0]
+    src.fetch(cand, duration_s=1.0, sample_rate=16000)
+    builtin.SYNTH_CACHE.clear()
+    monkeypatch.setattr(builtin, "synth_version", lambda: "a-newer-synthesiser")
+    made = []
+    real = builtin.synth.synthesize
+    monkeypatch.setattr(builtin.synth, "synthesize", lambda *a, **k: made.append(1) or real(*a, **k))
+    builtin.BuiltinSource(cache=cache).fetch(cand, duration_s=1.0, sample_rate=16000)
+    assert made == [1]

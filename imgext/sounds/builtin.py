@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from imgext.audio.io import DEFAULT_SAMPLE_RATE, encode_wav
 from imgext.sounds import synth
 from imgext.sounds.base import SYNTHETIC_LICENSE, Candidate, words_of
-from imgext.sounds.memo import MemoryCache
+from imgext.sounds.cache import DiskCache
+from imgext.sounds.memo import MemoryCache, content_key
 from imgext.vision.placement import LabelMap
 
 SYNTH_CACHE = MemoryCache(96 * 2**20)
 """Synthesised sounds (16-bit WAV bytes) by kind, seed, length and rate, shared by every session of the process.
 
 Synthesis is deterministic, so a sound made once is never made again while it is
-cached: 96 MB hold about 36 sounds of 30 s.
+cached: 96 MB hold about 36 sounds of 30 s.  With a disk cache (``IMGEXT_CACHE_DIR``,
+:func:`~imgext.sounds.sources.open_source`) they outlive the process too, keyed by a
+digest of the synthesiser's code, so the next ``imgext render`` does not make them again.
 """
 
 
@@ -36,8 +42,9 @@ class BuiltinSource:
         """
         return 2 if duration_s <= 120.0 else 1
 
-    def __init__(self, labels: LabelMap | None = None) -> None:
+    def __init__(self, labels: LabelMap | None = None, *, cache: DiskCache | None = None) -> None:
         self._labels = labels or LabelMap.default()
+        self._cache = cache if cache is not None and cache.enabled else None
 
     def describe(self) -> str:
         return "built-in synthetic sounds (offline; every sound is labelled synthetic)"
@@ -90,9 +97,23 @@ class BuiltinSource:
         key = (str(kind), int(seed), float(duration_s), int(sample_rate))
 
         def make() -> bytes:
+            disk_key = f"builtin:{synth_version()}:{kind}:{int(seed)}:{float(duration_s)!r}:{int(sample_rate)}"
+            if self._cache is not None:
+                data = self._cache.get_bytes(disk_key)
+                if data is not None:
+                    return data
             audio = synth.synthesize(str(kind), duration_s=duration_s, sample_rate=sample_rate, rng=int(seed))
-            return encode_wav(audio, sample_rate, subtype="PCM_16")
+            data = encode_wav(audio, sample_rate, subtype="PCM_16")
+            if self._cache is not None:
+                self._cache.set_bytes(disk_key, data)
+            return data
 
         return SYNTH_CACHE.get(key, make)
+
+
+@functools.cache
+def synth_version() -> str:
+    """A digest of the synthesiser's code: sounds cached on disk by an older synthesiser are never used."""
+    return content_key(Path(synth.__file__).read_bytes() + Path(encode_wav.__code__.co_filename).read_bytes())
 
 

@@ -19,6 +19,7 @@ from imgext.audio.io import DEFAULT_SAMPLE_RATE
 from imgext.errors import ParameterError, SourceTimeoutError
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.builtin import BuiltinSource
+from imgext.sounds.cache import DiskCache
 from imgext.sounds.library import LocalLibrary
 from imgext.vision.placement import LabelMap
 
@@ -115,9 +116,10 @@ def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = No
             open_source(rest, settings=settings, labels=labels, **freesound_kw),
         )
     if spec.startswith("local:") and spec.endswith("+builtin"):
-        return FallbackSource(LocalLibrary(spec[len("local:") : -len("+builtin")]), BuiltinSource(labels))
+        return FallbackSource(LocalLibrary(spec[len("local:") : -len("+builtin")]),
+                              BuiltinSource(labels, cache=_cache_of(settings, freesound_kw)))
     if spec == "builtin":
-        return BuiltinSource(labels)
+        return BuiltinSource(labels, cache=_cache_of(settings, freesound_kw))
     if spec.startswith("local:"):
         return LocalLibrary(spec[len("local:") :])
     if spec == "freesound":
@@ -129,3 +131,9 @@ def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = No
             )
         return FreesoundSource.from_settings(settings, **freesound_kw)
     raise ParameterError(f"unknown sound source {spec!r}; use builtin, local:PATH or freesound")
+
+
+def _cache_of(settings, kw: dict) -> DiskCache:
+    """The disk cache a source shares: the caller's (``cache=``, the app's shared one), else ``settings.cache_dir``."""
+    cache = kw.get("cache")
+    return cache if cache is not None else DiskCache(settings.cache_dir, size_limit_bytes=settings.cache_size_bytes)
