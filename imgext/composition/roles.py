@@ -28,6 +28,9 @@ DUPLICATE_OVERLAP = 0.8
 
 _TAIL_DB = 35.0  # an event's tail ends where its level falls this far below its peak
 _MAX_EVENT_S = 8.0
+_LEAD_DB = 50.0  # an event starts where its level first comes within this of its peak (the attack kept)
+_QUIET_DB = 30.0  # a region this far under the source's loudest moment is its floor or a far-off tail, not an event
+_DIP_DB = 10.0  # a new call starts only after the level fell this far under the previous call's peak
 
 
 def box_overlap(a: Sequence[float], b: Sequence[float]) -> float:
@@ -155,6 +158,9 @@ def onset_frames(clip: np.ndarray, sample_rate: int, *, hop: int = 512, delta: f
 def event_regions(clip: np.ndarray, sample_rate: int, *, event_s: float, max_regions: int = 12) -> list[Region]:
     """The events inside a source clip, each from its onset through its natural tail.
 
+    An onset inside a call (no dip of 10 dB since the call's peak) does not cut it; a
+    region 30 dB under the loudest moment (the recording's floor) is no event.
+
     Parameters
     ----------
     clip : np.ndarray [shape=(n_samples,)]
@@ -181,13 +187,19 @@ def event_regions(clip: np.ndarray, sample_rate: int, *, event_s: float, max_reg
     onsets = [f for f in onset_frames(x, sample_rate, hop=hop) if f < env.shape[0]]
     if not onsets or env.max() < -100:
         onsets = [0]
+    onsets = _calls(onsets, env)
     longest = min(_MAX_EVENT_S, max(3.0 * event_s, 0.5))
     regions = []
     for k, start in enumerate(onsets):
         stop = onsets[k + 1] if k + 1 < len(onsets) else env.shape[0]
-        stop = min(stop, start + int(longest * sample_rate / hop))
         seg = env[start:stop]
         if seg.size == 0:
+            continue
+        lead = int(np.argmax(seg >= seg.max() - _LEAD_DB))  # skip the silence an onset was moved back into
+        start += lead
+        stop = min(stop, start + int(longest * sample_rate / hop))
+        seg = env[start:stop]
+        if seg.size == 0 or seg.max() < env.max() - _QUIET_DB:
             continue
         peak_at = int(np.argmax(seg))
         below = np.flatnonzero(seg[peak_at:] < seg[peak_at] - _TAIL_DB)
@@ -202,6 +214,23 @@ def event_regions(clip: np.ndarray, sample_rate: int, *, event_s: float, max_reg
     regions.sort(key=lambda r: -r[0])
     keep = sorted((r for _, r in regions[:max_regions]), key=lambda r: r.start_s)
     return keep or [Region(0.0, min(dur, longest))]
+
+
+def _calls(onsets: list[int], env_db: np.ndarray) -> list[int]:
+    """Keep the onsets that start a new call: the level dipped ``_DIP_DB`` under the call's peak since.
+
+    The onset detector also fires inside one call (a moo gliding from "m" to
+    "oo", a neigh's vibrato); cut there, an event would be a 100 ms fragment of
+    a moo.  Calls in quick succession (a volley of barks) dip between them and
+    stay apart.
+    """
+    keep = [onsets[0]]
+    for nxt in onsets[1:]:
+        seg = env_db[keep[-1] : nxt + 1]
+        peak_at = int(np.argmax(seg))
+        if seg.size and float(seg[peak_at] - np.min(seg[peak_at:])) >= _DIP_DB:
+            keep.append(nxt)
+    return keep
 
 
 def check_role(role: Role | str, clip: np.ndarray, sample_rate: int, *, descriptors: Mapping | None = None,

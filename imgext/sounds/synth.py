@@ -537,30 +537,50 @@ class _Voice:
     herd: tuple[int, int] = (1, 1)
     breath: bool = False  # unvoiced: a snort
     gain: float = 1.0
+    spread: float = 0.15  # per call: pitch drawn log-normal around the animal's, this standard deviation (log units)
+    variety: float = 1.0  # per call: how far contour, formants, tilt and breathiness stray from the animal's own
+    jitter: float = 0.01  # period-to-period pitch perturbation (fraction of f0): real voices are never exactly periodic
+    shimmer: float = 0.1  # period-to-period amplitude perturbation (fraction)
 
 
 def _utter(c: _Clip, v: _Voice, f_hz: float, scale: float) -> np.ndarray:
     """Make one call of voice ``v`` at pitch ``f_hz`` (Hz), unit peak [shape=(m,)].
 
-    Harmonics plus breath noise, gliding through the formants of ``v.vowels``.
+    Harmonics plus breath noise, gliding through the formants of ``v.vowels``.  No two calls
+    are alike, as in real animals (measured in bench/synth.py): each draws its own pitch
+    (log-normal, ``v.spread``), its own glide contour, formant scale, spectral tilt and
+    breathiness (``v.variety``), and every period wavers in pitch and level (``v.jitter``,
+    ``v.shimmer``), so the harmonics-to-noise ratio is a voice's, not an oscillator's.
     """
-    t = _time(c, max(int(c.rng.uniform(*v.duration_s) * c.sr), 32))
-    wobble = np.sin(_TAU * v.vibrato[0] * t)
-    f0 = f_hz * np.interp(t / t[-1], *v.glide) * (1 + v.vibrato[1] * wobble) * c.rng.uniform(0.95, 1.05)
+    r, var = c.rng, v.variety
+    t = _time(c, max(int(r.uniform(*v.duration_s) * c.sr), 32))
+    wobble = np.sin(_TAU * v.vibrato[0] * t * r.uniform(1 - 0.15 * var, 1 + 0.15 * var))
+    glide = np.asarray(v.glide[1]) * np.exp(0.08 * var * r.standard_normal(len(v.glide[1])))
+    f0 = f_hz * np.interp(t / t[-1], v.glide[0], glide) * (1 + v.vibrato[1] * wobble)
+    f0 *= np.exp(v.spread * float(np.clip(r.standard_normal(), -2.5, 2.5)))
+    scale *= np.exp(0.1 * var * r.standard_normal())  # a mouth opened wider or narrower
+    noise = v.noise * np.exp(0.6 * var * r.standard_normal())
+    vowels = v.vowels[::-1] if r.random() < 0.3 * var else v.vowels  # some calls glide the other way
     if v.breath:
         src = _white(c, len(t)) * (1 + 0.8 * np.sin(_TAU * f_hz * t))
     else:
-        f0 *= 1 + 0.2 * v.rough * _wander(c, 25, n=len(t))
-        src = _unit(_tone(c, f0, tilt=v.tilt, jitter=0.3)) + 1.7 * v.noise * _white(c, len(t))
+        waver = _wander(c, min(f_hz, 0.2 * c.sr), n=len(t))  # about one knot per period; shimmer reads it backwards
+        f0 *= 1 + 0.2 * v.rough * _wander(c, 25, n=len(t)) + v.jitter * waver
+        tilt = max(0.3, v.tilt + 0.35 * var * r.standard_normal())  # effort: a louder call is brighter
+        src = _unit(_tone(c, f0, tilt=tilt, jitter=0.3)) * (1 + v.shimmer * waver[::-1])
+        src += 1.7 * noise * _white(c, len(t))
     src *= _ar(len(t), c.sr, v.attack_s, v.release_s) * (1 - v.tremolo * (0.5 + 0.5 * wobble))
     if v.rough:
         src *= 1 + v.rough * _wander(c, 35, n=len(t))
-    u = np.linspace(0.0, len(v.vowels) - 1.0, len(t))
+    u = np.linspace(0.0, len(vowels) - 1.0, len(t))
     out = np.zeros(len(t))
-    for j, vowel in enumerate(v.vowels):
+    for j, vowel in enumerate(vowels):
         f = np.array(_VOWELS[vowel]) * scale
         out += np.clip(1.0 - np.abs(u - j), 0.0, 1.0) * _formants(src, c.sr, f, 60.0 + 0.08 * f)
-    return _peak1(np.diff(out, prepend=0.0))  # radiation from the mouth: +6 dB/octave
+    out = np.diff(out, prepend=0.0)  # radiation from the mouth: +6 dB/octave
+    if r.random() < 0.4 * var:  # the head turned away: the highs radiate forwards (directivity)
+        out = _filt(out, c.sr, high_hz=_loguniform(c, 700.0, 5000.0), order=1)
+    return _peak1(out)
 
 
 def _herd(c: _Clip, voices: Sequence[_Voice]) -> np.ndarray:
@@ -572,28 +592,30 @@ def _herd(c: _Clip, voices: Sequence[_Voice]) -> np.ndarray:
             f_hz, scale = np.interp(size, (0, 1), v.f0_hz), np.interp(size, (0, 1), v.scale)
             times, pos = _grouped(c, c.rng.uniform(*v.rate_hz), v.volley, v.spacing_s, regularity=2.0)
             calls = [_utter(c, v, f_hz * v.alternate ** (p % 2), scale) for p in pos]
-            out += v.gain * c.rng.uniform(0.5, 1.0) ** (v.herd[1] > 1) * _place(c, times, calls, 0.9**pos)
+            gains = 0.9**pos * np.exp(0.35 * v.variety * c.rng.standard_normal(len(pos)))  # +-3 dB call to call
+            out += v.gain * c.rng.uniform(0.5, 1.0) ** (v.herd[1] > 1) * _place(c, times, calls, gains)
     return out
 
 
+_ANIMAL_FLOOR = 0.004  # the recording's own noise floor under the calls, about -45 dB under their peaks
 _SNORT = _Voice((25, 40), (0.3, 0.5), vowels="o", scale=(0.6, 0.6), attack_s=0.02, release_s=0.2, breath=True, gain=0.5)
 _ANIMALS = {
     "dog_bark": ("dog barking", _Voice(
-        (200, 900), (0.12, 0.3), ((0, 0.2, 1), (0.8, 1.15, 0.7)), "oa", (0.9, 1.5), tilt=0.7, noise=0.5,
-        attack_s=0.008, rate_hz=(0.2, 0.5), volley=(1, 5), spacing_s=(0.25, 0.5))),
+        (200, 900), (0.12, 0.3), ((0, 0.2, 1), (0.8, 1.15, 0.7)), "oa", (0.9, 1.5), tilt=0.7, noise=1.4,
+        attack_s=0.008, rate_hz=(0.2, 0.5), volley=(1, 5), spacing_s=(0.25, 0.5), variety=2.0)),
     "cat_meow": ("cat meowing", _Voice(
-        (450, 750), (0.5, 1.2), ((0, 0.3, 0.7, 1), (0.85, 1.1, 1.0, 0.75)), "meau", (1.3, 1.5),
-        attack_s=0.05, release_s=0.15, volley=(1, 2), spacing_s=(0.8, 1.5))),
+        (450, 750), (0.5, 1.2), ((0, 0.3, 0.7, 1), (0.85, 1.1, 1.0, 0.75)), "meau", (1.3, 1.5), noise=1.0,
+        attack_s=0.05, release_s=0.15, volley=(1, 2), spacing_s=(0.8, 1.5), variety=1.0)),
     "horse_neigh": ("horse neighing and snorting", _Voice(
         (1000, 1500), (1.0, 1.8), ((0, 0.1, 0.5, 1), (0.8, 1.0, 0.75, 0.5)), "ea", (1.0, 1.2), tilt=1.1,
-        noise=0.3, attack_s=0.05, release_s=0.3, vibrato=(13, 0.12), tremolo=0.5, rate_hz=(0.1, 0.25)),
+        noise=0.8, attack_s=0.05, release_s=0.3, vibrato=(13, 0.12), tremolo=0.5, rate_hz=(0.1, 0.25), variety=0.5),
         _SNORT),
     "sheep_bleat": ("sheep bleating", _Voice(
-        (180, 450), (0.5, 1.2), ((0, 0.2, 1), (0.9, 1.0, 0.92)), "mea", (1.1, 1.3), tilt=0.9, noise=0.15,
+        (180, 450), (0.5, 1.2), ((0, 0.2, 1), (0.9, 1.0, 0.92)), "mea", (1.1, 1.3), tilt=0.9, noise=0.8,
         attack_s=0.04, release_s=0.15, vibrato=(8, 0.04), tremolo=0.6, rate_hz=(0.1, 0.3), herd=(1, 4))),
     "cow_moo": ("cow mooing", _Voice(
         (90, 150), (1.2, 2.8), ((0, 0.15, 0.7, 1), (0.85, 1.1, 1.0, 0.8)), "muoau", (0.7, 0.8), tilt=1.1,
-        noise=0.08, attack_s=0.25, release_s=0.4, rate_hz=(0.12, 0.3), herd=(1, 2))),
+        noise=0.35, attack_s=0.25, release_s=0.4, rate_hz=(0.12, 0.3), herd=(1, 2), variety=1.5)),
     "elephant_trumpet": ("elephant trumpeting and rumbling", _Voice(
         (300, 500), (1.0, 2.5), ((0, 0.1, 0.8, 1), (0.7, 1.0, 1.05, 0.6)), "ae", (1.3, 1.5), tilt=0.45, noise=0.35,
         attack_s=0.05, release_s=0.2, rough=0.4, rate_hz=(0.08, 0.2)), _Voice(
@@ -601,7 +623,8 @@ _ANIMALS = {
         attack_s=0.3, release_s=0.5, rate_hz=(0.1, 0.25), gain=0.3)),
     "bear_growl": ("bear growling", _Voice(
         (60, 110), (1.0, 3.0), vowels="oao", scale=(0.55, 0.9), tilt=0.8, noise=0.6, attack_s=0.2,
-        release_s=0.3, rough=0.7, rate_hz=(0.15, 0.3), volley=(2, 3), spacing_s=(1.5, 3.5), alternate=0.8)),
+        release_s=0.3, rough=0.7, rate_hz=(0.15, 0.3), volley=(2, 3), spacing_s=(1.5, 3.5), alternate=0.8,
+        variety=2.5)),
     "zebra_bark": ("zebra barking", _Voice(
         (500, 900), (0.1, 0.18), ((0, 0.3, 1), (0.95, 1.05, 0.8)), "ea", (1.1, 1.1), tilt=0.8, noise=0.4,
         attack_s=0.01, release_s=0.05, rate_hz=(0.1, 0.25), volley=(4, 10), spacing_s=(0.18, 0.3), alternate=0.45)),
@@ -609,9 +632,18 @@ _ANIMALS = {
         (85, 100), (1.5, 5.0), ((0, 0.5, 1), (1.0, 1.02, 0.97)), "mu", (0.8, 0.8), tilt=1.6, noise=0.02,
         attack_s=0.4, release_s=0.6, rate_hz=(0.15, 0.3)), _SNORT),
 }
+def _animal(c: _Clip, voices: Sequence[_Voice], top_hz: float | None = None) -> np.ndarray:
+    """:func:`_herd` (rendered decimated up to ``top_hz`` when given) over the recording's own full-band floor.
+
+    A microphone never records digital zero, and its floor reaches the highs even when the calls do not.
+    """
+    calls = _decimated(c, partial(_herd, voices=voices), top_hz=top_hz) if top_hz else _herd(c, voices)
+    return calls + _ANIMAL_FLOOR * _noise(c, 30.0, 12000.0, order=1)
+
+
 for _name, (_what, *_voices) in _ANIMALS.items():
-    _kind(_name, _what, top_hz=5000 if _name in ("cow_moo", "bear_growl", "giraffe_hum") else None)(
-        partial(_herd, voices=tuple(_voices)))
+    _kind(_name, _what)(partial(_animal, voices=tuple(_voices),
+                                top_hz=5000.0 if _name in ("bear_growl", "giraffe_hum") else None))
 del _name, _what, _voices
 
 
@@ -623,7 +655,7 @@ def _animal_call(c: _Clip) -> np.ndarray:
         vowels="".join(r.choice(list("aeiou"), 2)), scale=(scale, scale), tilt=r.uniform(0.6, 1.5),
         noise=r.uniform(0, 0.4), vibrato=(r.uniform(4, 12), r.uniform(0, 0.1)), rate_hz=(0.2, 0.5), volley=(1, 4),
         spacing_s=(0.3, 0.3 + d))
-    return _herd(c, [voice])
+    return _animal(c, (voice,))
 
 
 # ---------------------------------------------------------------- vehicles
