@@ -24,7 +24,7 @@ be applied to every stem and the stems still sum to the mix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.signal
@@ -293,12 +293,16 @@ class LimitResult:
         Deepest reduction the limiter made, in dB.
     limited_s : float
         Time during which the limiter reduced the gain by more than 0.1 dB, in seconds.
+    true_peaks : np.ndarray [shape=(n_samples,), dtype=float32] or None
+        The input's true peaks at unit gain (:func:`sample_true_peaks`, exact wherever the limiter
+        could act), for a second search on the same audio (``true_peaks=``); ``None`` when not limited.
     """
 
     gain_db: float
     envelope: np.ndarray | None
     gain_reduction_db: float
     limited_s: float
+    true_peaks: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def _k_weighted_power(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -329,6 +333,7 @@ def limit_to_loudness(
     max_iterations: int = 8,
     input_true_peak: float | None = None,
     k_power: np.ndarray | None = None,
+    true_peaks: np.ndarray | None = None,
 ) -> LimitResult:
     """Make-up gain and limiter envelope that bring ``audio`` to ``loudness_lufs`` under ``ceiling_dbtp``.
 
@@ -354,6 +359,8 @@ def limit_to_loudness(
         True peak of ``audio`` (linear, :func:`true_peak_dbtp`) when the caller has it already.
     k_power : np.ndarray [shape=(n_samples,)], optional
         K-weighted power of ``audio`` summed over channels, when the caller has it already.
+    true_peaks : np.ndarray [shape=(n_samples,)], optional
+        :attr:`LimitResult.true_peaks` of an earlier call on the same ``audio`` and ``max_reduction_db``.
 
     Returns
     -------
@@ -364,7 +371,17 @@ def limit_to_loudness(
     n = x.shape[-1]
     gain_db = loudness_lufs - measured_lufs
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    if input_true_peak is None:
+    sample_peak = float(np.max(np.abs(x))) if n else 0.0
+    tp0 = true_peaks
+    if tp0 is not None:
+        input_true_peak = float(tp0.max())
+    elif input_true_peak is None and sample_peak * 10.0 ** (gain_db / 20.0) > ceiling and sample_peak > 0:
+        # The limiter will work. Interpolation is linear, so the true peaks at gain g are g times those at
+        # unit gain: oversample once, wherever a point could cross the ceiling at the largest gain the loop
+        # may try (at most max_reduction_db over the gain that puts the sample peak at the ceiling).
+        tp0 = sample_true_peaks(x, threshold=sample_peak * 10.0 ** (-max_reduction_db / 20.0))
+        input_true_peak = float(tp0.max())
+    elif input_true_peak is None:
         input_true_peak = 10.0 ** (true_peak_dbtp(x) / 20.0) if n else 0.0
     top = float(input_true_peak)
     if top * 10.0 ** (gain_db / 20.0) <= ceiling:
@@ -373,10 +390,8 @@ def limit_to_loudness(
     lo, hi = _block_bounds(n, sample_rate)
     # The gain that puts the loudest peak at the ceiling bounds how much is left to the limiter.
     peak_gain_db = 20.0 * math.log10(ceiling / top)
-    # Interpolation is linear, so the true peaks at gain g are g times those at unit gain: oversample
-    # once, wherever a point could cross the ceiling at the largest gain the loop may try.
-    max_gain = 10.0 ** ((peak_gain_db + max_reduction_db) / 20.0)
-    tp0 = sample_true_peaks(x, threshold=ceiling / max_gain)
+    if tp0 is None:  # as above
+        tp0 = sample_true_peaks(x, threshold=ceiling / 10.0 ** ((peak_gain_db + max_reduction_db) / 20.0))
     env = None
     best = None  # (error, gain, envelope) closest to the target, never above it by more than the tolerance
     for _ in range(max_iterations):
@@ -399,4 +414,5 @@ def limit_to_loudness(
         envelope=env,
         gain_reduction_db=round(float(reduction.max()), 3),
         limited_s=round(float(np.count_nonzero(reduction > 0.1)) / sample_rate, 4),
+        true_peaks=tp0,
     )

@@ -199,10 +199,13 @@ def render_mix(
     limited = False
     if math.isfinite(loud):
         ceiling_dbtp = peak_dbfs - 0.02  # a hair under, so 24-bit rounding cannot cross it
-        in_tp = 10.0 ** (true_peak_dbtp(summed) / 20.0)
         k_power = None
-        if in_tp * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
-            k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
+        if peak * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
+            k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)  # (it measures its own peaks)
+        else:
+            in_tp = 10.0 ** (true_peak_dbtp(summed) / 20.0)
+            if in_tp * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):
+                k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
         result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs, measured_lufs=loud,
                                    ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp, k_power=k_power)
         if result.envelope is not None:
@@ -213,7 +216,7 @@ def render_mix(
             if math.isfinite(error) and abs(error) > 0.05:
                 result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs + error,
                                            measured_lufs=loud, ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp,
-                                           k_power=k_power)
+                                           k_power=k_power, true_peaks=result.true_peaks)
                 probe_loud = None
         gain_db, envelope = result.gain_db, result.envelope
         reduction_db, limited_s = result.gain_reduction_db, result.limited_s
