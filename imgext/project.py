@@ -213,10 +213,11 @@ class Project:
 
     # -- edit the objects ---------------------------------------------------------------------------------------
     def edit_object(self, index: int, *, keep: bool | None = None, volume_db: float | None = None,
-                    query: str | None = None, distance_m: float | None = None) -> bool:
+                    query: str | None = None, distance_m: float | None = None, pan: float | None = None) -> bool:
         """Change one object; True if it changed.
 
-        Its keep flag, its level offset in dB, its search term, or its distance in metres (0.3 .. 1000).
+        Its keep flag, its level offset in dB, its search term, its distance in metres (0.3 .. 1000),
+        or its pan in [-1, 1] (its azimuth then follows the pan, for the headphone mix).
         """
         obj = self.objects[index]
         new = obj
@@ -230,6 +231,10 @@ class Project:
             if not (MIN_DISTANCE_M <= float(distance_m) <= MAX_DISTANCE_M):
                 raise ParameterError(f"distance {distance_m} m must lie between {MIN_DISTANCE_M} and {MAX_DISTANCE_M} m")
             new = replace(new, distance_m=round(float(distance_m), 2))
+        if pan is not None and abs(float(pan) - obj.pan) > 1e-9:
+            if not (np.isfinite(pan) and -1.0 <= float(pan) <= 1.0):
+                raise ParameterError(f"pan {pan} must lie between -1 (left) and 1 (right)")
+            new = replace(new, pan=float(pan), azimuth_deg=None)
         if new == obj:
             return False
         self.objects[index] = new

@@ -13,6 +13,7 @@ from imgext.audio.io import encode_wav
 from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
 from imgext.mix.binaural import headphone_mix
 from imgext.options import MixSettings
+from pages._player import stems_player
 from pages._state import (
     access,
     app_settings,
@@ -209,7 +210,9 @@ def mixer_panel() -> None:
     st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
     with guarded("Comparing"):
-        ab_players(outcome, settings, wav)
+        stems_player(outcome, settings)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan (issue 14)
+        with st.expander("The rendered files: before / after", icon=":material/audio_file:"):
+            ab_players(outcome, settings, wav)
     show_timeline(p)  # when each object sounds (one lane per object), under the players
     processing_charts(outcome, names)
     eq_table(outcome, names)

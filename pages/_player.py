@@ -1,0 +1,195 @@
+"""The Mix page's stems player (issue 14, "tuning by ear") and the picture of where each sound sits.
+
+The player is a Streamlit custom component (``pages/_components/stems_player``, Web Audio, no build step)
+fed the mix taken apart by :func:`imgext.mix.preview.preview_mix`: it keeps playing across reruns, swaps
+new audio in at the current position, switches A/B without a pause, and mutes, solos, levels and pans
+in the browser.  It reports its state back; "Apply" writes the levels and pans into the project's
+objects, and the server's render stays the truth for the downloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from imgext.composition.ambience import is_ambience
+from imgext.mix.preview import PreviewEncoder, preview_mix
+from imgext.options import MixSettings
+from imgext.vision.overlay import Placed, draw_placement
+from pages._state import md, session
+
+KEY = "stems_player"
+STATE_KEY = "imgext_stems_player"
+
+_component = components.declare_component(KEY, path=str(Path(__file__).resolve().parent / "_components" / "stems_player"))
+
+
+@dataclass
+class PlayerState:
+    """What the player keeps in ``st.session_state`` between reruns (this session only)."""
+
+    encoder: PreviewEncoder = field(default_factory=lambda: PreviewEncoder(max_bytes=24 << 20))
+    before: tuple | None = None  # (tracks, settings, outcome) of the last "before" render
+    memos: dict = field(default_factory=lambda: {"before": {}, "after": {}})
+    report: tuple | None = None  # (mount, seq) of the player's last report
+    sent: set = field(default_factory=set)  # ids sent since that report
+    revision: int = 0  # +1 each time levels and pans are applied to the mix
+    last_bytes: int = 0
+
+
+def _state() -> PlayerState:
+    state = st.session_state.get(STATE_KEY)
+    if state is None:
+        state = st.session_state[STATE_KEY] = PlayerState()
+    return state
+
+
+def before_outcome(project, settings: MixSettings, state: PlayerState):
+    """The mix without EQ or ducking (the A of A/B), rendered once per tracks and settings."""
+    tracks = project.tracks
+    wanted = replace(settings, eq_strength=0.0, optimise=False)
+    if state.before is not None and state.before[0] is tracks and state.before[1] == wanted:
+        return state.before[2]
+    outcome = project.mixer().render(wanted, measure_after=False)
+    state.before = (tracks, wanted, outcome)
+    return outcome
+
+
+def _rows(project, after) -> list[dict]:
+    tracks = project.tracks
+    rows = []
+    for k, t in enumerate(after.tracks):
+        i = tracks.object_indices[k]
+        obj = project.objects[i] if 0 <= i < len(project.objects) else None
+        role = "ambience" if obj is not None and is_ambience(obj) else (obj.role if obj is not None else "")
+        rows.append({"name": t.name, "role": role, "pan": t.pan, "object": i})
+    if after.reverb is not None:
+        rows.append({"name": "reverb", "role": "reverb bus", "pan": None, "object": -1})
+    return rows
+
+
+def _payload(state: PlayerState, previews: dict, value: dict | None) -> tuple[bytes, list[dict]]:
+    """The compressed signals the browser lacks, in one blob, and where each sits in it."""
+    report = None if value is None else (value.get("mount"), value.get("seq"))
+    if report is not None and report != state.report:
+        state.report, state.sent = report, set()  # a new report: trust its list of what it holds
+    have = set(value.get("have", [])) if value is not None else set()
+    chunks, index, offset = [], [], 0
+    for pm in previews.values():
+        for sid, signal in pm.signals.items():
+            if sid in have or sid in state.sent:
+                continue
+            data = state.encoder.get(sid, signal, pm.sample_rate, lossless=sid == pm.envelope)
+            chunks.append(data)
+            index.append({"id": sid, "offset": offset, "length": len(data)})
+            offset += len(data)
+            state.sent.add(sid)
+    state.last_bytes = offset
+    return b"".join(chunks), index
+
+
+def stems_player(outcome, settings: MixSettings) -> dict | None:
+    """Draw the stems player for ``outcome`` (the processed mix) and what it reports; returns its state."""
+    p = session().project
+    state = _state()
+    tracks = p.tracks
+    before = before_outcome(p, settings, state)
+    match_db = 0.0
+    if before.mix.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
+        match_db = outcome.mix.loudness_lufs - before.mix.loudness_lufs  # A at B's loudness
+    names, pans, sr = tracks.names, tracks.pans, settings.sample_rate
+    previews = {
+        "before": preview_mix(before, names, pans, sample_rate=sr, match_db=match_db, memo=state.memos["before"]),
+        "after": preview_mix(outcome, names, pans, sample_rate=sr, memo=state.memos["after"]),
+    }
+    value = st.session_state.get(KEY)
+    value = value if isinstance(value, dict) else None
+    blob, index = _payload(state, previews, value)
+    after = previews["after"]
+    rows = _rows(p, after)
+    matched = f" ({match_db:+.1f} dB to match)" if abs(match_db) >= 0.05 else ""
+    st.caption(f"Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
+               f"or ducking at the same loudness{matched}, **B** the processed mix. "
+               "Mute, solo, level and pan act at once in your browser; apply them to change the mix and the downloads.")
+    left, right = st.columns([3, 2])
+    with left:
+        value = _component(key=KEY, default=None, sample_rate=after.sample_rate, n_samples=after.n_samples,
+                           rows=rows, mixes={m: pm.describe() for m, pm in previews.items()}, blob=blob,
+                           blob_index=index, revision=state.revision, state=value)
+    value = value if isinstance(value, dict) and value.get("revision") == state.revision else None
+    with right:
+        placement_picture(p, outcome, value)
+    listening_summary(p, rows, value, state)
+    return value
+
+
+def _offsets(rows: list[dict], value: dict | None) -> tuple[dict, dict]:
+    """Level offsets (dB) and new pans the player holds, by row name, leaving out what did not change."""
+    if value is None:
+        return {}, {}
+    levels = {r["name"]: float(value.get("levels_db", {}).get(r["name"], 0.0)) for r in rows}
+    pans = {r["name"]: float(value.get("pans", {})[r["name"]]) for r in rows
+            if r["pan"] is not None and r["name"] in value.get("pans", {})}
+    levels = {n: v for n, v in levels.items() if abs(v) > 1e-9}
+    pans = {n: v for n, v in pans.items() if abs(v - next(r["pan"] for r in rows if r["name"] == n)) > 1e-9}
+    return levels, pans
+
+
+def listening_summary(p, rows: list[dict], value: dict | None, state: PlayerState) -> None:
+    """What the player reports (A/B, mute, solo, levels, pans), and the button that applies levels and pans."""
+    levels, pans = _offsets(rows, value)
+    if value is None:
+        return
+    parts = [f"listening to {'A (before)' if value.get('ab') == 'before' else 'B (after)'}"]
+    if value.get("muted"):
+        parts.append("muted: " + ", ".join(md(n) for n in value["muted"]))
+    if value.get("soloed"):
+        parts.append("solo: " + ", ".join(md(n) for n in value["soloed"]))
+    parts += [f"{md(n)} {v:+.1f} dB" for n, v in levels.items()]
+    parts += [f"{md(n)} pan {v:+.2f}" for n, v in pans.items()]
+    st.caption("Player: " + " · ".join(parts))
+    by_name = {r["name"]: r["object"] for r in rows}
+    todo = {n for n in (*levels, *pans) if by_name.get(n, -1) >= 0}
+    if not todo:
+        return
+    if st.button("Apply the player's levels and pans to the mix", key="player_apply", icon=":material/done_all:",
+                 help="Writes them into the objects (volume and pan); the mix, its analysis and the downloads follow. "
+                      "The reverb's level stays with the reverb slider; mute and solo are for listening only."):
+        for name in todo:
+            i = by_name[name]
+            obj = p.objects[i]
+            p.edit_object(i, volume_db=obj.volume_db + levels.get(name, 0.0), pan=pans.get(name))
+        state.revision += 1
+        st.rerun()
+
+
+def placement_picture(p, outcome, value: dict | None) -> None:
+    """The photo with each sounding box marked by its pan, level and role (as the player has them)."""
+    if p.picture is None:
+        return
+    tracks = p.tracks
+    levels = {} if value is None else value.get("levels_db", {})
+    pans = {} if value is None else value.get("pans", {})
+    muted = set() if value is None else set(value.get("muted", []))
+    soloed = set() if value is None else set(value.get("soloed", []))
+    placed, wide = [], []
+    for k, name in enumerate(tracks.names):
+        i = tracks.object_indices[k]
+        if not 0 <= i < len(p.objects):
+            continue
+        obj = p.objects[i]
+        if is_ambience(obj):
+            wide.append(name)
+            continue
+        silent = name in muted or (bool(soloed) and name not in soloed)
+        placed.append(Placed(name=name, box=tuple(obj.box), pan=float(pans.get(name, tracks.pans[k])),
+                             level_db=float(outcome.gains_db[k]) + float(levels.get(name, 0.0)), role=obj.role,
+                             muted=silent))
+    st.image(draw_placement(p.picture, placed), caption="Where each sound sits: colour = role (red event, blue bed, "
+             "green area), line to the ruler = pan, outline width = level" + (f"; everywhere: {md(', '.join(wide))}"
+                                                                             if wide else ""),
+             width="stretch")
+

@@ -1,0 +1,64 @@
+"""The Mix page feeds the stems player (pages/_player.py) and applies what it reports, with AppTest (issue 14)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_app import _ready_sounds, new_app, upload
+
+pytestmark = pytest.mark.slow  # the whole app, real detector and sounds
+
+
+def player(at):
+    found = [e for e in at.get("component_instance") if e.proto.component_name.endswith("stems_player")]
+    assert len(found) == 1
+    proto = found[0].proto
+    blob = next(a.bytes for a in proto.special_args if a.key == "blob")
+    return json.loads(proto.json_args), blob
+
+
+def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_mix(bus_jpg, monkeypatch):
+    monkeypatch.setenv("FREESOUND_API_KEY", "")
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception and not at.error
+    args, blob = player(at)
+    names = [r["name"] for r in args["rows"]]
+    assert "bus" in names and "reverb" in names
+    ids = {t["signal"] for m in args["mixes"].values() for t in m["tracks"]}
+    sent = {e["id"] for e in args["blob_index"]}
+    assert ids <= sent and sum(e["length"] for e in args["blob_index"]) == len(blob)
+    assert blob[:4] == b"OggS"
+    n_seconds = args["n_samples"] / args["sample_rate"]
+    assert len(blob) < 0.25 * len(sent) * n_seconds * args["sample_rate"] * 2, "far under 16-bit PCM"
+    assert len(at.get("audio")) == 2, "the rendered before/after files stay, in an expander"
+
+    at.run()  # nothing changed: nothing is sent again
+    assert player(at)[1] == b""
+    at.slider(key="mix_loudness_lufs").set_value(-20.0).run()  # a new master gain: the same signals
+    args2, blob2 = player(at)
+    assert blob2 == b"" and args2["mixes"]["after"]["tracks"][0]["level"] != args["mixes"]["after"]["tracks"][0]["level"]
+
+    # The player reports (a new iframe that holds nothing): everything is sent to it; its state is shown.
+    p = at.session_state["imgext_session"].project
+    k = p.tracks.names.index("bus")
+    i = p.tracks.object_indices[k]
+    volume, pan = p.objects[i].volume_db, p.objects[i].pan
+    at.session_state["stems_player"] = {"mount": "m2", "seq": 1, "revision": 0, "ab": "before", "have": [],
+                                        "muted": ["crowd"], "soloed": [], "levels_db": {"bus": 6.0},
+                                        "pans": {"bus": -0.5}}
+    at.run()
+    assert not at.exception
+    args3, blob3 = player(at)
+    assert {e["id"] for e in args3["blob_index"]} >= {t["signal"] for t in args3["mixes"]["after"]["tracks"]}
+    summary = [c.value for c in at.caption if c.value.startswith("Player:")]
+    assert summary and "A (before)" in summary[0] and "muted: crowd" in summary[0] and "bus +6.0 dB" in summary[0]
+    at.button(key="player_apply").click().run()
+    assert not at.exception
+    assert p.objects[i].volume_db == pytest.approx(volume + 6.0) and p.objects[i].pan == -0.5 != pan
+    assert p.tracks.pans[k] == -0.5
+    args4, _ = player(at)
+    assert args4["revision"] == 1 and args4["rows"][k]["pan"] == -0.5
+    assert not [b for b in at.button if b.key == "player_apply"], "applied: nothing left to apply"

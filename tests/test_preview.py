@@ -1,0 +1,170 @@
+"""The mix taken apart for the browser's stems player (imgext/mix/preview.py) and the placement picture."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from imgext.audio.io import db_to_gain
+from imgext.errors import ParameterError
+from imgext.mix.preview import PreviewEncoder, encode_preview, preview_mix, signal_id
+from imgext.options import MixSettings, SoundSettings
+from imgext.project import Project
+from imgext.sounds.builtin import BuiltinSource
+from imgext.vision.detection import Detection
+from imgext.vision.overlay import ROLE_COLOURS, Placed, draw_placement
+
+SR = 16000
+SETTINGS = MixSettings(duration_s=2.0, sample_rate=SR, seed=1)  # composed: an area ambience (wide) and the reverb
+
+
+class TwoBoxes:
+    """A stand-in detector: a dog on the left and a car on the right (the model is not what is tested)."""
+
+    def detect(self, picture, *, conf: float = 0.25):
+        return [Detection("dog", 0.9, (0.0, 0.2, 0.3, 0.9)), Detection("car", 0.8, (0.5, 0.3, 1.0, 0.8))]
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    p = Project(settings=SETTINGS)
+    p.detect(_png(), TwoBoxes(), name="grey.png")
+    p.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    return p
+
+
+def _parts(project, settings, **kw):
+    outcome = project.mixer().render(settings, measure_after=False)
+    t = project.tracks
+    return outcome, preview_mix(outcome, t.names, t.pans, sample_rate=settings.sample_rate,
+                                preview_rate=settings.sample_rate, **kw)
+
+
+def test_the_parts_sum_to_the_mix_with_wide_tracks_and_reverb(project):
+    outcome, pm = _parts(project, SETTINGS)
+    assert any(t.side is not None for t in pm.tracks), "the ambience is an area track with a companion"
+    assert pm.reverb is not None and pm.n_samples == outcome.mix.audio.shape[1] and pm.duration_s == 2.0
+    np.testing.assert_allclose(pm.render(), outcome.mix.audio, atol=2e-6)
+
+
+def test_the_parts_sum_to_a_limited_mix(project):
+    loud = replace(SETTINGS, loudness_lufs=-6.0)
+    outcome, pm = _parts(project, loud)
+    assert outcome.mix.envelope is not None and pm.envelope is not None, "-6 LUFS needs the limiter"
+    np.testing.assert_allclose(pm.render(), outcome.mix.audio, atol=2e-6)
+
+
+def test_mute_and_level_are_the_stems_of_the_mix(project):
+    outcome, pm = _parts(project, replace(SETTINGS, reverb_amount=0.0))
+    tracks = project.tracks
+    k = 0
+    stem = outcome.mix.stem(outcome.processed, k)  # the track exactly as it sits in the mix
+    audible = np.ones(len(pm.tracks), dtype=bool)
+    audible[k] = False
+    np.testing.assert_allclose(pm.render(audible=audible), outcome.mix.audio - stem, atol=2e-6)
+    levels = np.zeros(len(pm.tracks))
+    levels[k] = 6.0
+    np.testing.assert_allclose(pm.render(levels_db=levels), outcome.mix.audio + (db_to_gain(6.0) - 1) * stem, atol=2e-6)
+    pans = np.asarray(tracks.pans, dtype=float).copy()
+    pans[k] = -1.0  # hard left: the right channel loses the track
+    moved = pm.render(pans=pans, audible=None)
+    assert np.abs(moved[1] - (outcome.mix.audio[1] - stem[1])).max() < 2e-6
+    with pytest.raises(ParameterError, match="one level, pan"):
+        pm.render(levels_db=[0.0])
+
+
+def test_untouched_signals_keep_their_ids_and_are_not_prepared_again(project):
+    eq_on = replace(SETTINGS, eq_strength=1.0)
+    before = project.mixer().render(replace(eq_on, eq_strength=0.0), measure_after=False)
+    after = project.mixer().render(eq_on, measure_after=False)
+    t = project.tracks
+    a = preview_mix(before, t.names, t.pans, sample_rate=SR)
+    b = preview_mix(after, t.names, t.pans, sample_rate=SR)
+    changed = [k for k in range(t.n_tracks) if not np.array_equal(after.processed[k], before.processed[k])]
+    assert 0 < len(changed) < t.n_tracks, "the EQ cuts some tracks and leaves others"
+    for k, (ta, tb) in enumerate(zip(a.tracks, b.tracks)):
+        assert (ta.signal == tb.signal) == (k not in changed), (k, changed)
+    memo: dict = {}
+    first = preview_mix(after, t.names, t.pans, sample_rate=SR, preview_rate=8000, memo=memo)
+    again = preview_mix(after, t.names, t.pans, sample_rate=SR, preview_rate=8000, memo=memo)
+    assert first.sample_rate == 8000 and first.n_samples == 16000
+    assert [x.signal for x in again.tracks] == [x.signal for x in first.tracks]
+    assert all(again.signals[s] is first.signals[s] for s in first.signals), "met again: reused, not resampled"
+    fresh = preview_mix(after, t.names, t.pans, sample_rate=SR, preview_rate=8000)
+    assert [x.signal for x in fresh.tracks] == [x.signal for x in first.tracks]
+    assert set(signal_id(x, 8000) for x in first.signals.values()) == set(first.signals)
+
+
+def test_a_loudness_match_scales_every_level_not_the_signals(project):
+    outcome, pm = _parts(project, SETTINGS)
+    t = project.tracks
+    louder = preview_mix(outcome, t.names, t.pans, sample_rate=SR, preview_rate=SR, match_db=3.0)
+    assert [x.signal for x in louder.tracks] == [x.signal for x in pm.tracks]
+    np.testing.assert_allclose(louder.render(), pm.render() * db_to_gain(3.0), rtol=1e-5, atol=1e-6)
+
+
+def test_encoding_is_compact_decodes_to_the_signal_and_is_cached(rng):
+    n = 24000 * 4
+    noise = (0.2 * rng.standard_normal(n)).astype(np.float32)  # the hardest case for a codec: a noise bed
+    enc = PreviewEncoder(max_bytes=10**9)
+    data = enc.get("a", noise, 24000)
+    assert data[:4] == b"OggS" and len(data) < 0.5 * n * 2, "well under the 16-bit WAV size"
+    decoded, sr = sf.read(io.BytesIO(data), dtype="float32")
+    assert sr == 24000 and decoded.shape == (n,)
+    assert enc.get("a", noise, 24000) is data and enc.encoded == 1
+    envelope = np.linspace(1.0, 0.5, n).astype(np.float32)
+    flac = encode_preview(envelope, 24000, lossless=True)
+    assert flac[:4] == b"fLaC"
+    back, _ = sf.read(io.BytesIO(flac), dtype="float32")
+    assert np.abs(back - envelope).max() < 1e-4
+    stereo = encode_preview(np.stack([noise, -noise]), 24000)
+    assert sf.info(io.BytesIO(stereo)).channels == 2
+
+
+def test_the_encoder_cache_is_bounded(rng):
+    enc = PreviewEncoder(max_bytes=1)
+    for k in range(3):
+        enc.get(str(k), (0.1 * rng.standard_normal(4000)).astype(np.float32), 8000)
+    assert enc.encoded == 3 and len(enc._cache) == 1 and "2" in enc._cache
+
+
+def test_pan_is_an_object_edit_the_mix_follows(project):
+    p = Project(settings=replace(SETTINGS, compose=False))
+    p.detect(_png(), TwoBoxes(), name="grey.png")
+    p.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    first = p.mix().mix.audio
+    assert p.objects[0].pan < 0
+    assert p.edit_object(0, pan=0.8)
+    assert p.objects[0].pan == 0.8 and p.objects[0].azimuth_deg is None, "the headphone mix follows the new pan"
+    assert p.tracks.pans[0] == 0.8
+    assert not np.array_equal(p.mix().mix.audio, first)
+    assert not p.edit_object(0, pan=0.8)
+    with pytest.raises(ParameterError, match="pan"):
+        p.edit_object(0, pan=1.5)
+
+
+def test_the_placement_picture_marks_pan_level_and_role():
+    photo = Image.new("RGB", (320, 240), (40, 40, 40))
+    placed = [Placed("dog", (0.0, 0.3, 0.3, 0.9), pan=-1.0, level_db=-6.0, role="event"),
+              Placed("car", (0.5, 0.3, 1.0, 0.8), pan=1.0, level_db=-12.0, role="bed", muted=True)]
+    out = draw_placement(photo, placed)
+    assert out.size[0] == 320 and out.size[1] > 240, "a ruler strip under the photo"
+    px = np.asarray(out)
+    size = max(12, round(240 / 34))
+    ruler = px[240 + 3 * size // 2]
+    assert (ruler[size - 2 : size + 3] == ROLE_COLOURS["event"]).all(axis=-1).any(), "the dog is heard hard left"
+    assert (ruler[320 - size - 2 : 320 - size + 3] == (130, 130, 130)).all(axis=-1).any(), "the muted car, grey, right"
+    dog_edge = px[150, 0:12]
+    assert (dog_edge == ROLE_COLOURS["event"]).all(axis=-1).sum() > (px[150, 160:172] == (130, 130, 130)).all(axis=-1).sum(), \
+        "the louder sound has the wider outline"
