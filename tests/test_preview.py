@@ -168,3 +168,19 @@ def test_the_placement_picture_marks_pan_level_and_role():
     dog_edge = px[150, 0:12]
     assert (dog_edge == ROLE_COLOURS["event"]).all(axis=-1).sum() > (px[150, 160:172] == (130, 130, 130)).all(axis=-1).sum(), \
         "the louder sound has the wider outline"
+
+
+def test_the_mixer_keeps_both_sides_of_an_a_b_cached(project):
+    """The Mix page renders the processed mix and the unprocessed one each run: neither evicts the other."""
+    from imgext.mix.mixer import Mixer
+
+    mixer = Mixer(project.tracks)
+    after_settings = replace(SETTINGS, eq_strength=1.0)
+    first = mixer.render(after_settings, measure_after=False)
+    before = mixer.render(replace(after_settings, eq_strength=0.0), measure_after=False)
+    again = mixer.render(after_settings, measure_after=False)
+    assert again.processed is first.processed, "the EQ'd tracks and their reverb were not recomputed"
+    assert mixer.render(replace(after_settings, eq_strength=0.0), measure_after=False).processed is before.processed
+    np.testing.assert_array_equal(again.mix.audio, first.mix.audio)
+    mixer.render(replace(after_settings, eq_strength=0.5), measure_after=False)  # a third: the oldest goes
+    assert mixer.render(after_settings, measure_after=False).processed is not first.processed

@@ -142,6 +142,11 @@ class MixOutcome:
         return {"static": h, "deepest": h}
 
 
+CACHED_RENDERS = 2
+"""Settings whose processing and reverb a :class:`Mixer` keeps: the Mix page renders two per run (the
+processed mix and the unprocessed "before" of its A/B), which a one-entry cache would evict in turn."""
+
+
 def _same_audio(a: np.ndarray, b: np.ndarray) -> bool:
     """Same samples (by content: the caller may have re-stacked the same sounds)."""
     return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
@@ -161,7 +166,8 @@ class Mixer:
         self.tracks = tracks
         self._bands = None
         self._analysis_s = 0.0
-        self._processed = None
+        self._processed: list = []  # (key, result) of the last CACHED_RENDERS settings, most recent last
+        self._spatial: list = []  # (key, result, processed) likewise
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
@@ -182,7 +188,7 @@ class Mixer:
 
     @_one_blas_thread
     def _process(self, settings: MixSettings):
-        """EQ design, optional optimisation and filtering: cached for the last settings that shape them."""
+        """EQ design, optional optimisation and filtering: cached for the last settings that shape them (two)."""
         from imgext.engine.duck import apply_ducking, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from imgext.engine.optimise import optimise_mix, scale_filters
@@ -192,8 +198,9 @@ class Mixer:
         requested = level_gains_db(tracks.gains_db(settings.attenuation_db), tracks.distances_m(), distance=settings.distance)
         key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
                settings.optimise, settings.seed, settings.time_aware)
-        if self._processed is not None and self._processed[0] == key:
-            return self._processed[1]
+        for entry in self._processed:
+            if entry[0] == key:
+                return entry[1]
         design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db, settings.time_aware)
         timings: dict[str, float] = {}
         gains = requested.copy()
@@ -243,24 +250,24 @@ class Mixer:
                 processed = apply_eq(tracks.audio, filters, tracks.sample_rate)
             timings["filter"] = time.perf_counter() - t0
         result = (requested, gains, filters, processed, before, opt, timings, plan)
-        self._processed = (key, result)
+        self._processed = [*self._processed, (key, result)][-CACHED_RENDERS:]
         return result
 
     @_one_blas_thread
     def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db) -> Spatial:
-        """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last inputs)."""
+        """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last two inputs)."""
         tracks = self.tracks
         chosen = next((n.split(": ", 1)[1] for n in tracks.names if n.startswith("ambience: ")), None)
         room = resolve_room(settings.room, chosen)  # the reverb's character follows the scene's ambience
         key = (id(processed), tuple(np.round(gains_db, 9)), settings.distance, settings.reverb_amount, room,
                settings.seed, tuple(tracks.distances_m()))
-        cached = getattr(self, "_spatial", None)
-        if cached is not None and cached[0] == key and cached[2] is processed:
-            return cached[1]
+        for cached in self._spatial:
+            if cached[0] == key and cached[2] is processed:
+                return cached[1]
         result = spatialise(processed, gains_db, tracks.distances_m(), distance=settings.distance,
                             reverb_amount=settings.reverb_amount, room=room, sample_rate=tracks.sample_rate,
                             seed=settings.seed)
-        self._spatial = (key, result, processed)
+        self._spatial = [*self._spatial, (key, result, processed)][-CACHED_RENDERS:]
         return result
 
     def _sides(self, filters) -> dict:
