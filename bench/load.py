@@ -63,7 +63,7 @@ from tests.browser import ARTIFACTS  # noqa: E402 - needs ROOT on sys.path
 SHARED = ROOT.parent / "shared"
 WEIGHTS = str(SHARED / "models" / "yolov8n_int8.onnx")
 API_KEY = "load-bench-key-4d1e"
-FIXED_MEMBERS = {"mix.wav", "mix_binaural.wav", "stems/reverb.wav", "scene.json", "ATTRIBUTION.txt"}
+FIXED_MEMBERS = {"mix.wav", "mix_binaural.wav", "stems/reverb.wav", "stems/reverb.flac", "scene.json", "ATTRIBUTION.txt"}
 STEP_TIMEOUT_MS = 600_000  # one step of one flow; 8 flows on 2 cores are slow, but never this slow
 
 
@@ -150,7 +150,7 @@ class ReferenceRenderer:
             with tempfile.TemporaryDirectory(prefix="imgext-ref-") as out:
                 result = render_image(job.photo.read_bytes(), out, detector=self.detector, source=self.source(),
                                       settings=MixSettings(duration_s=float(job.duration_s), seed=job.seed, binaural=True),  # the app's ZIP has both mixes
-                                      image_name=job.upload_name)
+                                      image_name=job.upload_name, stem_format="flac")  # the app's ZIP: FLAC stems
                 members = read_zip(Path(result.zip_path).read_bytes())
             self._done[key] = Reference(job, members, json.loads(members["scene.json"]))
         return self._done[key]

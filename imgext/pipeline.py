@@ -54,8 +54,11 @@ def render_image(
     stems: bool = True,
     write_zip: bool = True,
     budget: Budget | None = None,
+    stem_format: str = "wav",
 ) -> RenderResult:
     """Photo in, soundscape folder out (what ``python -m imgext render`` does).
+
+    ``stem_format="flac"`` writes the stems as FLAC (lossless, about half the size; the app's ZIP).
 
     Parameters
     ----------
@@ -97,7 +100,8 @@ def render_image(
                                      budget=network)
         if errors and project.tracks.n_tracks == 0:
             raise errors[0]
-        return project.export(out_dir, stems=stems, write_zip=write_zip, refuse_silence=True, progress=progress)
+        return project.export(out_dir, stems=stems, write_zip=write_zip, refuse_silence=True, progress=progress,
+                              stem_format=stem_format)
     except BaseException:
         if budget is not None:
             budget.cancel("the render was interrupted")

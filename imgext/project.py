@@ -18,6 +18,9 @@ added, and the tracks are arranged in time (events, beds from random offsets)::
     project.find_sounds(source)
     outcome = project.mix()            # interactive: cached analysis and EQ designs
     result = project.export("out/")    # mix.wav, stems, sources, scene.json, ZIP
+
+Edits to the objects and the mix settings can be undone and redone (:meth:`Project.undo`,
+:meth:`Project.redo`, the last :data:`UNDO_STEPS` steps); a new photo starts a new history.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,7 +70,10 @@ from imgext.vision.placement import (
     with_role,
 )
 
-__all__ = ["Project", "content_digest"]
+__all__ = ["History", "Project", "Snapshot", "UNDO_STEPS", "content_digest"]
+
+UNDO_STEPS = 50
+"""How many edits :meth:`Project.undo` can go back."""
 
 
 def content_digest(data: bytes) -> str:
@@ -78,6 +85,68 @@ def content_digest(data: bytes) -> str:
 class _Keyed:
     key: tuple
     value: object
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What undo restores: the objects as edited and the mix settings.
+
+    Attributes
+    ----------
+    objects : tuple of SceneObject
+    settings : MixSettings
+    """
+
+    objects: tuple[SceneObject, ...]
+    settings: MixSettings
+
+
+class History:
+    """Undo and redo stacks of :class:`Snapshot` (the state *before* each edit), at most ``limit`` deep.
+
+    Recording a new edit clears what could be redone, as in every editor.
+    """
+
+    def __init__(self, limit: int = UNDO_STEPS) -> None:
+        if limit < 1:
+            raise ParameterError(f"an undo history needs at least one step, got {limit}")
+        self.limit = int(limit)
+        self._undo: list[Snapshot] = []
+        self._redo: list[Snapshot] = []
+
+    def record(self, before: Snapshot) -> None:
+        """Remember ``before`` as the state one edit ago (the oldest step is forgotten past ``limit``)."""
+        if self._undo and self._undo[-1] == before:
+            return
+        self._undo.append(before)
+        del self._undo[:-self.limit]
+        self._redo.clear()
+
+    def undo(self, current: Snapshot) -> Snapshot | None:
+        """The state to go back to (``current`` becomes redoable), or None when there is none."""
+        if not self._undo:
+            return None
+        self._redo.append(current)
+        return self._undo.pop()
+
+    def redo(self, current: Snapshot) -> Snapshot | None:
+        """The state an undo left (``current`` becomes undoable again), or None."""
+        if not self._redo:
+            return None
+        self._undo.append(current)
+        return self._redo.pop()
+
+    def clear(self) -> None:
+        self._undo.clear()
+        self._redo.clear()
+
+    @property
+    def n_undo(self) -> int:
+        return len(self._undo)
+
+    @property
+    def n_redo(self) -> int:
+        return len(self._redo)
 
 
 class Project:
@@ -107,8 +176,14 @@ class Project:
         Where the sounds came from, for ``scene.json``.
     notes : list of str
         What the user should know about the sounds.
+    source_failure : str or None
+        Why the sound source could not be used at all (its fallback then gave every sound), if so.
     timings_s : dict of str -> float
         Seconds spent per stage.
+    history : History
+        The edits to :attr:`objects` and :attr:`settings` that :meth:`undo` can take back.
+    restores : int
+        How many times :meth:`undo` or :meth:`redo` changed the state (a UI keys its editors on it).
     """
 
     def __init__(self, *, settings: MixSettings | None = None, labels: LabelMap | None = None) -> None:
@@ -124,6 +199,7 @@ class Project:
         self.fetched: dict[int, Fetched] = {}
         self.source_description = ""
         self.notes: list[str] = []
+        self.source_failure: str | None = None
         self.timings_s: dict[str, float] = {}
         self._detect_key: tuple | None = None
         self._sounds_key: tuple | None = None
@@ -135,6 +211,10 @@ class Project:
         self._arranged: dict[int, Fetched] = {}  # the composed fetched sounds of the current tracks
         self._given: tuple[tuple, dict[int, Arrangement]] | None = None  # a saved plan's arrangements and their draw
         self._ambience: dict | None = None  # a saved plan's ambience record
+        self.history = History()
+        self.restores = 0
+        self._grouping = 0  # > 0 inside grouped(): one undo step for many edits
+        self._grouped = False
 
     # -- detect ------------------------------------------------------------------------------------------------
     def detect(
@@ -192,6 +272,7 @@ class Project:
             self.objects = add_ambience(self.objects, choice=self.settings.ambience, level_db=self.settings.ambience_db,
                                         attenuation_db=self.settings.attenuation_db)
         self._detect_key = key
+        self.history.clear()  # a new photo: the old photo's edits cannot be undone into it
         self.timings_s = {"detect": seconds}
         self._drop_sounds()
         progress("detect", 1.0, f"{len(self.objects)} objects")
@@ -208,6 +289,7 @@ class Project:
 
     def _drop_sounds(self) -> None:
         self.assignments, self.fetched, self._digests, self._fetch_notes, self.notes = [], {}, {}, [], []
+        self.source_failure = None
         self._sounds_key = None
         self._found = False
 
@@ -237,12 +319,14 @@ class Project:
             new = replace(new, pan=float(pan), azimuth_deg=None)
         if new == obj:
             return False
+        self._remember()
         self.objects[index] = new
         return True
 
     def add_object(self, label: str, x: float, *, importance: float = 0.5) -> SceneObject:
         """Add an object by hand at horizontal position ``x`` in [0, 1] (0 = left edge)."""
         obj = manual_object(label, x, importance=importance, labels=self.labels)
+        self._remember()
         self.objects.append(obj)
         return obj
 
@@ -256,6 +340,17 @@ class Project:
     def sounds_stale(self, source_key: str = "", sounds: SoundSettings | None = None) -> bool:
         """True when sounds were found for other objects, another source or other settings."""
         return self._sounds_key is not None and self._sounds_key != self.sounds_key(source_key, sounds)
+
+    def sounds_outdated(self) -> bool:
+        """True when the objects (their terms, which are kept), the length or the seed changed since the sounds were found.
+
+        Unlike :meth:`sounds_stale` this needs no source key, so a page that does not own the
+        source (the Mix page) can tell the user; a new source or filter is not counted.
+        """
+        if self._sounds_key is None:
+            return False
+        now = self.sounds_key()
+        return self._sounds_key[0] != now[0] or self._sounds_key[3:] != now[3:]
 
     @property
     def has_sounds(self) -> bool:
@@ -301,6 +396,8 @@ class Project:
         self._tracks = _Keyed(self._audio_key() + (None,), tracks)  # unarranged: composed on first use
         self.notes = list(getattr(source, "notes", [])) + list(tracks.notes)
         self.source_description = source.describe()
+        failure = getattr(source, "failure", None)
+        self.source_failure = str(failure) if failure is not None else None
         self._sounds_key = self.sounds_key(source_key, sounds)
         self._found = True
         self.timings_s["sounds"] = time.perf_counter() - t0
@@ -343,7 +440,14 @@ class Project:
 
         A new length or rate refits the fetched sounds (no new download); a new
         field of view re-estimates the detected objects' distances and directions.
+        The change is one undo step.
         """
+        if settings == self.settings:
+            return
+        self._remember()
+        self._apply_settings(settings)
+
+    def _apply_settings(self, settings: MixSettings) -> None:
         if settings.fov_deg != self.settings.fov_deg and self.image_info is not None:
             aspect = self.image_info.width / max(self.image_info.height, 1)
             self.objects = with_depth(self.objects, aspect=aspect, fov_deg=settings.fov_deg)
@@ -354,6 +458,60 @@ class Project:
         if settings.compose and (settings.ambience, settings.ambience_db, settings.attenuation_db) != (
                 old.ambience, old.ambience_db, old.attenuation_db):
             self._retune_ambience(old)
+
+    # -- undo and redo -------------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The current objects and settings (what :meth:`undo` would come back to)."""
+        return Snapshot(tuple(self.objects), self.settings)
+
+    def _remember(self) -> None:
+        if self._grouping:
+            if self._grouped:
+                return
+            self._grouped = True
+        self.history.record(self.snapshot())
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """``with project.grouped(): ...``: every edit inside is one undo step (e.g. one table edit)."""
+        self._grouping += 1
+        try:
+            yield
+        finally:
+            self._grouping -= 1
+            if not self._grouping:
+                self._grouped = False
+
+    @property
+    def can_undo(self) -> bool:
+        return self.history.n_undo > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self.history.n_redo > 0
+
+    def undo(self) -> bool:
+        """Go back one edit of the objects or the mix settings; False when there is nothing to undo.
+
+        The sounds already fetched stay (an undone search term keeps its sound; a sound
+        dropped by a new ambience choice is found again on the Sounds page).
+        """
+        return self._restore(self.history.undo(self.snapshot()))
+
+    def redo(self) -> bool:
+        """Do again the edit :meth:`undo` took back; False when there is none."""
+        return self._restore(self.history.redo(self.snapshot()))
+
+    def _restore(self, snap: Snapshot | None) -> bool:
+        if snap is None:
+            return False
+        settings = snap.settings
+        if (settings.duration_s, settings.sample_rate) != (self.settings.duration_s, self.settings.sample_rate):
+            self.fetched = {i: replace(f, track=fit_source(f.data, name=f.candidate.name, settings=settings)[0])
+                            for i, f in self.fetched.items()}
+        self.objects, self.settings = list(snap.objects), settings  # derived fields (depth, ambience) come along
+        self.restores += 1
+        return True
 
     def _retune_ambience(self, old: MixSettings) -> None:
         """Follow a new ambience level or attenuation (its volume only) or a new ambience choice.
@@ -473,8 +631,10 @@ class Project:
         return self._current_mixer(tracks).render(self.settings, measure_after=measure_after)
 
     def export_files(self, settings: MixSettings | None = None, *, stems: bool = True, bundle: bool = True,
-                     refuse_silence: bool = False) -> tuple[list[OutputFile], Plan]:
+                     refuse_silence: bool = False, stem_format: str = "wav") -> tuple[list[OutputFile], Plan]:
         """The files of the export and their plan, measured on the rendered audio.
+
+        ``stem_format`` ``"flac"`` writes the stems as FLAC (lossless, about half the size).
 
         With ``refuse_silence``, a mix in which nothing sounds at all raises
         :class:`~imgext.errors.NoSoundError` (no folder that looks complete but is silent).
@@ -484,8 +644,8 @@ class Project:
         which copies the cached analysis and EQ designs.
         """
         settings = settings if settings is not None else self.settings
-        if settings != self.settings:
-            self.set_settings(settings)
+        if replace(settings, binaural=self.settings.binaural) != self.settings:
+            self.set_settings(settings)  # the headphone mix alone changes no track: not an edit of the project
         tracks = self.tracks
         if tracks is None:
             raise ParameterError("no sounds yet: find sounds before exporting")
@@ -503,18 +663,20 @@ class Project:
         return build_outputs(
             image=self.image_info, objects=self.objects, assignments=assignments, fetched=fetched, tracks=tracks,
             outcome=outcome, settings=settings, source_description=self.source_description, timings_s=timings,
-            stems=stems, bundle=bundle, arrangements=arrangements, ambience=ambience,
+            stems=stems, bundle=bundle, arrangements=arrangements, ambience=ambience, stem_format=stem_format,
         )
 
     def export(self, out_dir: str | os.PathLike, settings: MixSettings | None = None, *, stems: bool = True,
-               write_zip: bool = True, refuse_silence: bool = False, progress: Progress = _no_progress) -> RenderResult:
+               write_zip: bool = True, refuse_silence: bool = False, progress: Progress = _no_progress,
+               stem_format: str = "wav") -> RenderResult:
         """Write the render into ``out_dir`` (see :func:`~imgext.output.export.write_outputs`).
 
         ``stems=False`` leaves out the stems, ``write_zip=False`` the ZIP; ``refuse_silence``
-        as in :meth:`export_files`.
+        and ``stem_format`` as in :meth:`export_files`.
         """
         progress("mix", 0.0, "analysing and mixing")
-        files, plan = self.export_files(settings, stems=stems, bundle=write_zip, refuse_silence=refuse_silence)
+        files, plan = self.export_files(settings, stems=stems, bundle=write_zip, refuse_silence=refuse_silence,
+                                        stem_format=stem_format)
         progress("export", 0.0, "writing files")
         zip_path = write_outputs(out_dir, files, zip_name="bundle.zip" if write_zip else None)
         progress("export", 1.0, "done")
@@ -538,10 +700,15 @@ class Project:
             why = f"the {found} sounds found are all silent"
         raise NoSoundError(f"nothing would sound: {why}; no files were written")
 
-    def export_zip(self, settings: MixSettings | None = None) -> bytes:
-        """The export as ZIP bytes, built in memory (nothing is written to disk)."""
-        files, _ = self.export_files(settings)
-        return build_zip(files)
+    def export_zip(self, settings: MixSettings | None = None, *, stem_format: str = "wav",
+                   progress: Progress = _no_progress) -> bytes:
+        """The export as ZIP bytes, built in memory (nothing is written to disk).
+
+        ``progress("zip", fraction, message)`` is called as each file is packed.
+        """
+        progress("zip", 0.0, "mixing")
+        files, _ = self.export_files(settings, stem_format=stem_format)
+        return build_zip(files, progress=progress)
 
     # -- other ways in -------------------------------------------------------------------------------------------
     @classmethod

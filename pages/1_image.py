@@ -16,6 +16,7 @@ from pages._state import (
     get_detector,
     guarded,
     heavy,
+    history_buttons,
     md,
     session,
     setting_widget,
@@ -45,11 +46,15 @@ def detect_if_needed(s, data: bytes, name: str) -> None:
                 )
         except Exception as exc:  # noqa: BLE001 - shown as a message
             status.update(label="Could not use this image", state="error")
-            show_error(exc)
-            st.stop()
-        p = s.project
-        status.update(label=f"Found {len(p.objects)} objects in {p.timings_s.get('detect', 0.0) * 1000:.0f} ms",
-                      state="complete")
+            failure = exc
+        else:
+            failure = None
+            p = s.project
+            status.update(label=f"Found {len(p.objects)} objects in {p.timings_s.get('detect', 0.0) * 1000:.0f} ms",
+                          state="complete")
+    if failure is not None:  # the reason is shown open, not inside the collapsed status box
+        show_error(failure)
+        st.stop()
 
 
 def objects_table(s) -> None:
@@ -76,7 +81,7 @@ def objects_table(s) -> None:
     ]
     edited = st.data_editor(
         rows,
-        key=f"objects_editor_{p.image_digest}_{len(p.objects)}",
+        key=f"objects_editor_{p.image_digest}_{len(p.objects)}_{p.restores}",  # undo/redo: the table starts afresh
         hide_index=True,
         disabled=["#", "label", "role", "confidence", "pan", "importance", "gain dB"],
         column_config={
@@ -96,6 +101,14 @@ def objects_table(s) -> None:
         },
     )
     changed = False
+    with p.grouped():  # one table edit is one undo step
+        changed = _apply_rows(p, edited)
+    if changed:
+        st.rerun()
+
+
+def _apply_rows(p, edited) -> bool:
+    changed = False
     for row in edited:
         volume = row["volume dB"]
         distance = row.get("distance m")
@@ -105,8 +118,7 @@ def objects_table(s) -> None:
         changed |= p.edit_object(row["#"], keep=bool(row["keep"]), volume_db=float(volume) if volume is not None else 0.0,
                                  query=str(row["search term"] or ""),
                                  distance_m=float(distance) if distance is not None else None)
-    if changed:
-        st.rerun()
+    return changed
 
 
 def add_object_form(s) -> None:
@@ -162,7 +174,9 @@ def main() -> None:
                    + (" (the soundscape is its ambience alone)" if p.objects else "")
                    + ". Try a lower detection confidence, or add one by hand below.", icon=":material/search_off:")
     if p.objects:
-        st.subheader(f"{len(p.objects)} objects", anchor=False)
+        head, undo = st.columns([3, 1], vertical_alignment="bottom")
+        head.subheader(f"{len(p.objects)} objects", anchor=False)
+        history_buttons(undo, key="image")
         objects_table(s)
     add_object_form(s)
     if any(not o.skipped for o in p.objects):

@@ -8,6 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from imgext.budget import Budget
+from imgext.composition.ambience import AUTO, is_ambience
 from imgext.errors import ImgExtError
 from imgext.sounds.filters import FILE_TYPES, LICENSES, SORT_ORDERS, SearchFilter
 from imgext.sounds.sources import open_source
@@ -66,17 +67,21 @@ def source_picker(s) -> str:
 
 def filter_editor(s) -> None:
     store = presets()
-    with st.expander("Search filter and presets", icon=":material/filter_alt:", expanded=False):
+    saved = st.session_state.pop("preset_saved", None)
+    if saved is not None:  # a preset saved on the last run: listed and chosen now
+        st.session_state["preset_choice"] = saved
+    with st.expander("Search filter and presets", icon=":material/filter_alt:", expanded=s.filter_obj is not None):
         names = store.names()
         for w in store.warnings:
             st.warning(md(w, 300))
-        c1, c2 = st.columns([3, 1])
-        chosen = c1.selectbox("Preset", ["(none)"] + names, key="preset_choice")
-        if c2.button("Load", key="preset_load", width="stretch") and chosen != "(none)":
-            with guarded("Loading the preset"):
-                s.filter_obj, s.preset_name = store.load(chosen), chosen
-                _seed_filter_widgets(s.filter_obj)
-                st.rerun()
+        problem = st.session_state.pop("preset_problem", None)
+        if problem:
+            st.error(md(problem, 300), icon=":material/error:")
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = c1.selectbox("Preset", ["(none)"] + names, key="preset_choice", on_change=_preset_chosen, args=(s,),
+                              help="Choosing a preset sets the filter below; (none) clears it")
+        c2.button("Load", key="preset_load", width="stretch", on_click=_preset_chosen, args=(s,),
+                  help="Set the filter to the chosen preset again (after editing it below)")
         f = s.filter_obj or SearchFilter()
         c1, c2, c3 = st.columns(3)
         dmin = c1.number_input("Min duration (s)", 0.0, 3600.0, float(f.duration_min_s or 0.0), key="f_dmin")
@@ -84,42 +89,77 @@ def filter_editor(s) -> None:
         rating = c3.number_input("Min rating (0-5)", 0.0, 5.0, float(f.min_rating or 0.0), 0.5, key="f_rating")
         licences = st.multiselect("Licences (none = any)", list(LICENSES), default=list(f.licenses),
                                   format_func=LICENSE_LABELS.get, key="f_licences")
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         types = c1.multiselect("File types", list(FILE_TYPES), default=list(f.file_types), key="f_types")
+        rates = c2.multiselect("Sample rates (Hz, none = any)", sorted({*SAMPLE_RATES, *f.sample_rates}),
+                               default=list(f.sample_rates),
+                               key="f_rates")
+        n_ratings = c3.number_input("Min number of ratings", 0, 100000, int(f.min_num_ratings or 0), key="f_nratings")
+        c1, c2 = st.columns(2)
+        channels = c1.selectbox("Channels", CHANNELS, index=CHANNELS.index(f.channels), key="f_channels",
+                                format_func=lambda c: {None: "any", 1: "mono", 2: "stereo"}[c])
         sort = c2.selectbox("Sort", SORT_ORDERS, index=SORT_ORDERS.index(f.sort), key="f_sort")
         exclude = st.text_input("Exclude tags (comma separated)", ", ".join(f.exclude_tags), key="f_exclude")
         raw = st.text_input("Raw Solr filter (experts)", f.raw, key="f_raw", help='e.g. samplerate:48000 or tag:"field-recording"')
         try:
-            new = SearchFilter(
-                duration_min_s=dmin or None, duration_max_s=dmax or None, licenses=tuple(licences),
-                file_types=tuple(types), min_rating=rating or None, sort=sort,
+            new = replace(
+                f, duration_min_s=dmin or None, duration_max_s=dmax or None, licenses=tuple(licences),
+                file_types=tuple(types), min_rating=rating or None, min_num_ratings=int(n_ratings) or None,
+                sample_rates=tuple(int(r) for r in rates), channels=channels, sort=sort,
                 exclude_tags=tuple(t.strip() for t in exclude.split(",") if t.strip()), raw=raw,
             )
         except ImgExtError as exc:
             st.error(f"This filter cannot be used: {error_text(exc)}", icon=":material/error:")
             return
+        if new == SearchFilter() and s.filter_obj is None:
+            new = None  # nothing constrained: no filter at all
         if new != s.filter_obj:
             s.filter_obj, s.preset_name = new, None
-        st.code(new.to_solr() or "(no filter)", language=None)
+        st.code((new.to_solr() if new else "") or "(no filter)", language=None)
         c1, c2, c3 = st.columns([3, 1, 1])
         name = c1.text_input("Preset name", key="preset_name", placeholder="My field recordings")
         if c2.button("Save", key="preset_save", width="stretch", icon=":material/save:"):
             with guarded("Saving the preset"):
-                where = store.save(name, new)
+                where = store.save(name, new or SearchFilter())
                 st.toast(f"Saved preset {md(repr(name))}" + (" for this session" if where == "session" else ""))
+                st.session_state["preset_saved"] = name.strip()
+                s.preset_name = name.strip()
+                st.rerun()
         if c3.button("Delete", key="preset_delete", width="stretch", icon=":material/delete:",
                      disabled=chosen == "(none)" or not store.can_delete(chosen)):
             with guarded("Deleting the preset"):
                 store.delete(chosen)
                 st.toast(f"Deleted preset {md(repr(chosen))}")
+                st.session_state["preset_saved"] = "(none)"
+                s.preset_name = None if s.preset_name == chosen else s.preset_name
                 st.rerun()
         own_presets_panel(store)
+
+
+SAMPLE_RATES = [22050, 44100, 48000, 88200, 96000, 192000]
+CHANNELS = [None, 1, 2]
+
+
+def _preset_chosen(s) -> None:
+    """Callback of the preset list and Load: the chosen preset becomes the filter; "(none)" clears it."""
+    chosen = st.session_state.get("preset_choice", "(none)")
+    if chosen in (None, "(none)"):
+        s.filter_obj, s.preset_name = None, None
+        _seed_filter_widgets(SearchFilter())
+        return
+    try:
+        s.filter_obj, s.preset_name = presets().load(chosen), chosen
+    except ImgExtError as exc:
+        st.session_state["preset_problem"] = f"Could not load the preset: {error_text(exc)}"
+        return
+    _seed_filter_widgets(s.filter_obj)
 
 
 def _seed_filter_widgets(f: SearchFilter) -> None:
     st.session_state.update({
         "f_dmin": float(f.duration_min_s or 0.0), "f_dmax": float(f.duration_max_s or 0.0),
         "f_rating": float(f.min_rating or 0.0), "f_licences": list(f.licenses), "f_types": list(f.file_types),
+        "f_rates": list(f.sample_rates), "f_nratings": int(f.min_num_ratings or 0), "f_channels": f.channels,
         "f_sort": f.sort, "f_exclude": ", ".join(f.exclude_tags), "f_raw": f.raw,
     })
 
@@ -133,8 +173,9 @@ def make_source(s, kind: str, fallback: bool):
     if fallback and kind != "builtin":
         spec += "+builtin"
     cfg = replace(app_settings(), freesound_api_key=key)
+    # the ticked fallback takes over whenever the primary cannot be used (unreachable, key refused, throttled)
     return open_source(spec, settings=cfg, labels=s.project.labels, cache=shared_cache(), search_filter=s.filter_obj,
-                       preset=s.preset_name)
+                       preset=s.preset_name, fallback_on_error=fallback)
 
 
 def source_key(s, kind: str, fallback: bool) -> str:
@@ -174,13 +215,17 @@ def _find_sounds(s, source, key: str) -> None:
             budget.run(lambda: s.project.find_sounds(source, source_key=key, sounds=s.sounds, progress=progress,
                                                       budget=budget), tick=tick)
         except Exception as exc:  # noqa: BLE001
-            status.update(label="Finding sounds failed", state="error")
-            show_error(exc)
-            return
-        p = s.project
-        missing = sum(1 for a, o in zip(p.assignments, p.objects) if a.candidate is None and not o.skipped)
-        status.update(label=f"{p.tracks.n_tracks} sounds ready" + (f", {missing} objects without" if missing else ""),
-                      state="complete", expanded=False)
+            status.update(label="Finding sounds failed", state="error", expanded=False)
+            failure = exc
+        else:
+            failure = None
+            p = s.project
+            missing = sum(1 for a, o in zip(p.assignments, p.objects) if a.candidate is None and not o.skipped)
+            n = p.tracks.n_tracks
+            status.update(label=f"{n} sounds ready" + (f", {missing} objects without" if missing else ""),
+                          state="complete" if n or not missing else "error", expanded=False)
+    if failure is not None:  # the reason is shown open, not inside the status box
+        show_error(failure)
 
 
 def do_reroll(s, index: int, source, *, like: bool = False) -> None:
@@ -202,6 +247,10 @@ def sound_cards(s, source) -> None:
                 c1.warning(f"No sound: {md(a.reason, 300)}", icon=":material/volume_off:")
             else:
                 cand = a.candidate
+                why = cand.extra.get("fallback")
+                if why:  # said per object: a filter that excludes everything must not pass silently
+                    hint = " with your search filter" if s.filter_obj is not None and s.filter_obj.to_solr() else ""
+                    c1.warning(f"A built-in synthetic sound: {md(why, 300)}{hint}.", icon=":material/graphic_eq:")
                 link = md_link(cand.name, cand.url)
                 flag = " · :orange[NonCommercial]" if not cand.commercial_ok else ""
                 who = "built-in synthesiser, no licence needed" if cand.synthetic else f"by {md(cand.author)} · {md(cand.license)}"
@@ -248,14 +297,35 @@ def candidate_list(s, i: int, a, source) -> None:
                 st.rerun()
 
 
+def nothing_found(s) -> None:
+    """A photo in which nothing soundable was detected: say so, offer the ambience and adding an object."""
+    p = s.project
+    ambience = any(is_ambience(o) and not o.skipped for o in p.objects)
+    what = "its ambience alone" if ambience else "silent"
+    st.warning(f"No objects were found in {md(p.image_name or 'the photo')}: the soundscape is {what}. "
+               "Add an object by hand on the Image page (or try a lower detection confidence there).",
+               icon=":material/search_off:")
+    c1, c2 = st.columns(2)
+    c1.page_link("pages/1_image.py", label="Add an object by hand", icon=":material/add_circle:")
+    if not ambience and p.settings.compose and p.settings.ambience != AUTO:
+        if c2.button("Use an ambience for the whole picture", key="use_ambience", icon=":material/park:"):
+            with guarded("Adding the ambience"):
+                p.set_settings(replace(p.settings, ambience=AUTO))  # the project adds the ambience it picks
+            st.rerun()
+
+
 def main() -> None:
     s = session()
     p = s.project
     st.title("Sounds", anchor=False)
-    if not p.objects:
+    if not p.objects and p.picture is None:
         st.info("First choose a photo on the Image page.", icon=":material/image:")
         st.page_link("pages/1_image.py", label="Go to the Image page", icon=":material/arrow_back:")
         return
+    if not any(not is_ambience(o) for o in p.objects):
+        nothing_found(s)
+        if not any(not o.skipped for o in p.objects):
+            return
     kind = source_picker(s)
     if kind == "freesound":
         filter_editor(s)
@@ -283,6 +353,9 @@ def main() -> None:
     elif stale:
         st.warning("Objects or settings changed since the sounds were chosen: press **Find sounds again**.",
                    icon=":material/sync_problem:")
+    if p.has_sounds and p.source_failure:
+        st.warning(f"The sound source could not be used ({md(p.source_failure, 300)}): every sound below is a "
+                   "built-in synthetic one.", icon=":material/cloud_off:")
     if p.has_sounds:
         sound_cards(s, source)
         for note in p.notes[:10]:

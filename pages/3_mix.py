@@ -20,6 +20,7 @@ from pages._state import (
     get_pool,
     guarded,
     heavy,
+    history_buttons,
     md,
     reset_session,
     session,
@@ -29,13 +30,25 @@ from pages._state import (
 from pages._timeline import show_timeline
 
 
+def rgb_colorscale(name: str) -> list[list]:
+    """Plotly's named colour scale with every colour written ``rgb(r, g, b)``.
+
+    Streamlit's frontend rewrites the literal strings ``#000001`` .. ``#000010`` anywhere in a figure (its
+    placeholders for categorical colours, even with ``theme=None``): Inferno's black ``#000004`` became
+    purple ``#ab63fa``, so 0 dB cells drew brighter than 1 dB cells.
+    """
+    from plotly.colors import get_colorscale, hex_to_rgb
+
+    return [[pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c] for pos, c in get_colorscale(name)]
+
+
 def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
     z = np.asarray(report.matrix_db, dtype=float).copy()
     np.fill_diagonal(z, np.nan)  # a track does not mask itself: leave the diagonal blank
     text = [["" if i == j else f"{z[i, j]:.1f}" for j in range(len(names))] for i in range(len(names))]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=names, y=names, zmin=0.0, zmax=zmax, colorscale="Inferno", colorbar={"title": {"text": "dB"}},
+            z=z, x=names, y=names, zmin=0.0, zmax=zmax, zauto=False, colorscale=rgb_colorscale("Inferno"), colorbar={"title": {"text": "dB"}},
             text=text, texttemplate="%{text}", hovertemplate="%{y} masks %{x} by %{z:.1f} dB<extra></extra>",
             hoverongaps=False, xgap=2, ygap=2,
         )
@@ -164,8 +177,8 @@ SCENE_WIDGETS = ["activity", "ambience", "ambience_db"]
 # The scene row: how often events happen, the ambience bed and its level (a new ambience needs its sound found).  (a comment: Streamlit would draw a bare string on the page)
 
 
-def headphones(outcome, settings: MixSettings) -> bytes | None:
-    """The binaural mix as WAV bytes when the headphone toggle is on (a missing HRTF is said, not raised)."""
+def headphones(outcome, settings: MixSettings) -> np.ndarray | None:
+    """The binaural mix's audio when the headphone toggle is on (a missing HRTF is said, not raised)."""
     if not settings.binaural:
         return None
     mix, note = headphone_mix(outcome, session().project.tracks, settings)
@@ -173,13 +186,14 @@ def headphones(outcome, settings: MixSettings) -> bytes | None:
         st.warning(f"Headphone mix unavailable: {md(note)}; playing the stereo mix.", icon=":material/headphones:")
         return None
     st.caption("Headphones (binaural, MIT KEMAR HRTF): the player and the download below are the headphone mix.")
-    return encode_wav(mix.audio, settings.sample_rate, subtype="PCM_16")
+    return mix.audio
 
 
 @st.fragment
 def mixer_panel() -> None:
     s = session()
     p = s.project
+    undo_slot = st.columns([3, 1])[1].container()  # filled after mixing: this run's slider move is undoable
     settings = p.settings
     for column, name in zip(st.columns(len(MIX_WIDGETS)), MIX_WIDGETS):
         settings = setting_widget(column, settings, name, key=f"mix_{name}")
@@ -193,8 +207,10 @@ def mixer_panel() -> None:
     with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
                                                       show_time=settings.optimise):
         outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
-        wav = encode_wav(outcome.mix.audio, settings.sample_rate, subtype="PCM_16")
-        wav = headphones(outcome, settings) or wav
+        played = headphones(outcome, settings)
+        played = outcome.mix.audio if played is None else played
+        wav = encode_wav(played, settings.sample_rate, subtype="PCM_16")  # the player's copy; the download is 24-bit
+    history_buttons(undo_slot, key="mix")
     if any(is_ambience(o) and not o.skipped and i not in p.fetched for i, o in enumerate(p.objects)):
         st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
                 icon=":material/library_music:")
@@ -217,20 +233,24 @@ def mixer_panel() -> None:
     processing_charts(outcome, names)
     eq_table(outcome, names)
     d1, d2 = st.columns(2)
-    d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav", wav,
+    # 24-bit as the README and the command line say, encoded only when clicked (not on every slider move)
+    d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav",
+                       lambda: encode_wav(played, settings.sample_rate, subtype="PCM_24"),
                        file_name="mix_binaural.wav" if settings.binaural else "mix.wav", mime="audio/wav", icon=":material/download:",
                        on_click="ignore", key="dl_wav", width="stretch")
+    s.flac_stems = d2.toggle("FLAC stems in the ZIP (lossless, half the size)", value=s.flac_stems, key="flac_stems")
     # Runs when the button is clicked, outside the script run: it takes the project itself, not st.session_state,
     # and builds the ZIP in memory (nothing of this session is left on the server's disk).
-    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(p, settings),
+    stem_format = "flac" if s.flac_stems else "wav"
+    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(p, settings, stem_format),
                        file_name="imgext-soundscape.zip", mime="application/zip", icon=":material/folder_zip:",
                        on_click="ignore", key="dl_zip", width="stretch")
 
 
-def bundle_bytes(p, settings) -> bytes:
+def bundle_bytes(p, settings, stem_format: str = "flac") -> bytes:
     """The full export as ZIP bytes, measured on the rendered audio (runs when the button is clicked)."""
     with get_pool(app_settings().heavy_workers).slot("zip"):  # no page here to show the queue on
-        return p.export_zip(replace(settings, binaural=True))  # the ZIP carries both mixes
+        return p.export_zip(replace(settings, binaural=True), stem_format=stem_format)  # the ZIP carries both mixes
 
 
 def delete_panel() -> None:
@@ -258,6 +278,10 @@ def main() -> None:
         st.page_link("pages/2_sounds.py", label="Go to the Sounds page", icon=":material/arrow_back:")
         delete_panel()
         return
+    if s.project.sounds_outdated():
+        st.warning("These sounds are out of date: objects or search terms changed since they were found. "
+                   "Find the sounds again on the Sounds page.", icon=":material/sync_problem:")
+        st.page_link("pages/2_sounds.py", label="Find the sounds again", icon=":material/arrow_back:")
     mixer_panel()
     delete_panel()
 

@@ -22,7 +22,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 from imgext import untrusted
 from imgext.errors import ImgExtError
 from imgext.hosting import Access, HeavyPool, Presets, SessionPresets, check_password, describe_queue
-from imgext.options import DetectSettings, SoundSettings, specs
+from imgext.options import DetectSettings, MixSettings, SoundSettings, specs
 from imgext.project import Project
 from imgext.settings import Settings, load_settings
 from imgext.sounds.cache import DiskCache
@@ -51,6 +51,7 @@ class Session:
     detection: DetectSettings = field(default_factory=DetectSettings)
     sounds: SoundSettings = field(default_factory=SoundSettings)
     fallback: bool = True
+    flac_stems: bool = True  # the ZIP's stems as FLAC: the same samples, half the size, faster to pack than deflate
     own_presets: SessionPresets = field(default_factory=SessionPresets)  # hosted mode: this visitor's presets
     admin: bool = False  # typed the admin password (hosted mode)
     presets_upload_id: str | None = None  # the presets file already loaded from the uploader
@@ -327,6 +328,8 @@ def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bo
     ``choices`` gives a text field's options when its spec has none.
     """
     spec = next(s for s in specs(type(settings)) if s.name == name)
+    if isinstance(settings, MixSettings):  # undo/redo sets this widget to the restored value
+        st.session_state.setdefault(_MIX_WIDGETS_KEY, {})[key] = name
     value = getattr(settings, name)
     tip = spec.help[:1].upper() + spec.help[1:]
     if spec.type is bool:
@@ -344,3 +347,26 @@ def setting_widget(where: Any, settings: Any, name: str, *, key: str, number: bo
         new = widget(spec.label, min_value=lo, max_value=hi, value=value, step=step, key=key, help=tip)
         new = cast(new)
     return settings if new == getattr(settings, name) else replace(settings, **{name: new})
+
+
+_MIX_WIDGETS_KEY = "imgext_mix_widget_keys"  # widget key -> MixSettings field, for undo/redo
+
+
+def _undo_redo(which: str) -> None:
+    """Button callback (runs before the page): undo or redo, then set the settings' widgets to the restored values."""
+    p = session().project
+    if not (p.undo() if which == "undo" else p.redo()):
+        return
+    for key, name in st.session_state.get(_MIX_WIDGETS_KEY, {}).items():
+        if key in st.session_state:
+            st.session_state[key] = getattr(p.settings, name)
+
+
+def history_buttons(where: Any, *, key: str) -> None:
+    """Undo and Redo buttons over the project's edits to the objects and the mix settings."""
+    p = session().project
+    c1, c2 = where.columns(2)
+    c1.button("Undo", key=f"{key}_undo", icon=":material/undo:", disabled=not p.can_undo, on_click=_undo_redo,
+              args=("undo",), width="stretch", help=f"Take back the last edit ({p.history.n_undo} to go back)")
+    c2.button("Redo", key=f"{key}_redo", icon=":material/redo:", disabled=not p.can_redo, on_click=_undo_redo,
+              args=("redo",), width="stretch", help="Do again what Undo took back")

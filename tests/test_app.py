@@ -47,6 +47,12 @@ def served_bytes(managers, url: str) -> bytes:
     raise AssertionError(f"no media file behind {url}")
 
 
+def deferred_bytes(managers, proto) -> bytes:
+    """What a download button made of a callable serves when clicked (the callable runs now)."""
+    mgr = next(m for m in reversed(managers) if proto.deferred_file_id in m._deferred_callables)
+    return served_bytes([mgr], mgr.execute_deferred(proto.deferred_file_id))
+
+
 def new_app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
@@ -243,15 +249,12 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     at.slider(key="mix_loudness_lufs").set_value(-23.0).run()
     assert {m.label: m.value for m in at.metric}["Loudness"].startswith("-23")
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
-    wav = served_bytes(media, buttons["Download mix.wav"].url)
+    wav = deferred_bytes(media, buttons["Download mix.wav"])
     assert wav[:4] == b"RIFF" and len(wav) > 100_000
-    zip_proto = buttons["Download ZIP (mix, stems, sources, credits)"]
-    mgr = next(m for m in reversed(media) if zip_proto.deferred_file_id in m._deferred_callables)
-    url = mgr.execute_deferred(zip_proto.deferred_file_id)
-    data = served_bytes([mgr], url)
+    data = deferred_bytes(media, buttons["Download ZIP (mix, stems, sources, credits)"])
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert {"mix.wav", "scene.json", "ATTRIBUTION.txt"} <= set(names)
-    assert any(n.startswith("stems/") and n.endswith("_processed.wav") for n in names)
+    assert any(n.startswith("stems/") and n.endswith("_processed.flac") for n in names)  # FLAC stems by default
 
 
 def test_optimise_toggle(bus_jpg):

@@ -40,6 +40,7 @@ __all__ = [
     "fit_duration",
     "prepare_source",
     "encode_wav",
+    "encode_flac",
     "write_atomic",
     "write_atomic_with",
     "db_to_gain",
@@ -434,6 +435,25 @@ def encode_wav(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_24") 
     x = np.asarray(audio, dtype=np.float32)
     buf = io.BytesIO()
     sf.write(buf, x.T if x.ndim == 2 else x, sample_rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def encode_flac(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> bytes:
+    """Encode ``(n_channels, n_samples)`` or mono audio as FLAC bytes.
+
+    The very samples :func:`encode_wav` writes with ``subtype`` (``"PCM_16"`` or ``"PCM_24"``),
+    losslessly compressed (typically half the size).  libsndfile quantises floats differently
+    for WAV and FLAC (by one step now and then), so the integers are made here as the WAV writer makes them.
+    """
+    bits = {"PCM_16": 16, "PCM_24": 24}.get(subtype)
+    if bits is None:
+        raise ParameterError(f"FLAC subtype {subtype!r}: use PCM_16 or PCM_24")
+    x = np.asarray(audio, dtype=np.float32).astype(np.float64)
+    # libsndfile's WAV writer (pcm.c, clipping): lrint(x * 2^31) as a 32-bit integer, clipped, then its top bits
+    top = np.clip(np.rint(x * 2147483648.0), -2147483648.0, 2147483647.0).astype(np.int32)
+    ints = (top >> 16).astype(np.int16) if bits == 16 else (top >> 8) << 8  # 24-bit: the top bits of an int32
+    buf = io.BytesIO()
+    sf.write(buf, ints.T if ints.ndim == 2 else ints, sample_rate, format="FLAC", subtype=subtype)
     return buf.getvalue()
 
 

@@ -389,12 +389,17 @@ def _size(n: int) -> str:
 
 def _stand_ins(objects: Sequence[SceneObject], assignments: list[Assignment], fetched: dict[int, Fetched],
                source: SoundSource, *, settings: MixSettings, notes: list[str]) -> None:
-    """Objects whose sound stalled get the fallback's sound, when the source has one (in place)."""
+    """Objects whose sound stalled get the fallback's sound, when the source has one (in place).
+
+    A fallback that takes over on any error (``on_error``) also stands in for a download the source refused.
+    """
     stand_in = getattr(source, "stand_in", None)
     if stand_in is None:
         return
     for i, a in enumerate(assignments):
-        if a.candidate is not None or not isinstance(a.error, SourceTimeoutError) or i >= len(objects):
+        failed = isinstance(a.error, SourceTimeoutError) or (
+            getattr(source, "on_error", False) and isinstance(a.error, (SourceUnavailableError, AuthError, RateLimitedError)))
+        if a.candidate is not None or not failed or i >= len(objects):
             continue
         obj = objects[i]
         try:

@@ -5,6 +5,7 @@ Layout of an output folder::
     mix.wav                      stereo mix (24-bit)
     stems/00_dog_dry.wav         each object's track before EQ, panned and gained as in the mix
     stems/00_dog_processed.wav   the same after EQ and optimisation (the stems sum to mix.wav)
+                                 (stems/*.flac with ``stem_format="flac"``: the same samples, half the size)
     sources/00_<name>.<ext>      the source files as fetched
     scene.json                   the plan and every measurement (written after the audio)
     ATTRIBUTION.txt              one line per sound: name, author, licence, link
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imgext import __version__
-from imgext.audio.io import encode_wav, write_atomic, write_atomic_with
+from imgext.audio.io import encode_flac, encode_wav, write_atomic, write_atomic_with
 from imgext.errors import ParameterError
 from imgext.output.plan import (
     ImageRecord,
@@ -45,6 +46,7 @@ from imgext.output.plan import (
 )
 
 __all__ = [
+    "STEM_FORMATS",
     "safe_filename",
     "unique_names",
     "attribution_line",
@@ -181,12 +183,20 @@ def _zip_info(path: str) -> zipfile.ZipInfo:
     return info
 
 
-def build_zip(files: Sequence[OutputFile]) -> bytes:
-    """A deterministic ZIP of ``files`` (fixed timestamps, sorted order; audio stored, text deflated), in memory."""
+def build_zip(files: Sequence[OutputFile], *, progress: Callable[[str, float, str], None] | None = None) -> bytes:
+    """A deterministic ZIP of ``files`` (fixed timestamps, sorted order; audio stored, text deflated), in memory.
+
+    ``progress("zip", fraction, message)``, if given, is called before each file is made and packed.
+    """
     buf = io.BytesIO()
+    ordered = sorted(files, key=lambda f: f.path)
     with zipfile.ZipFile(buf, "w") as zf:
-        for f in sorted(files, key=lambda f: f.path):
+        for n, f in enumerate(ordered):
+            if progress is not None:
+                progress("zip", n / max(len(ordered), 1), f"packing {f.path}")
             zf.writestr(_zip_info(f.path), f.content())
+    if progress is not None:
+        progress("zip", 1.0, f"{len(ordered)} files, {buf.tell() / 1e6:.1f} MB")
     return buf.getvalue()
 
 
@@ -328,6 +338,10 @@ class RenderResult:
         return list(self.plan.files)
 
 
+STEM_FORMATS = {"wav": encode_wav, "flac": encode_flac}
+"""The stems' formats and their encoders (the same samples either way)."""
+
+
 def build_outputs(
     *,
     image,
@@ -343,6 +357,7 @@ def build_outputs(
     bundle: bool = True,
     arrangements: dict | None = None,
     ambience: dict | None = None,
+    stem_format: str = "wav",
 ) -> tuple[list[OutputFile], Plan]:
     """The export's files (audio, sources, scene.json, ATTRIBUTION.txt) and the plan they record.
 
@@ -366,6 +381,9 @@ def build_outputs(
         How each object sounds in time (recorded per object).
     ambience : dict, optional
         The ambience record (:func:`imgext.composition.ambience.ambience_record`).
+    stem_format : {"wav", "flac"}
+        The stems' format: 16-bit WAV, or the same samples as FLAC (lossless, about half
+        the size and faster to pack than deflating WAVs, which saves ~13 %).
 
     Returns
     -------
@@ -375,6 +393,9 @@ def build_outputs(
     plan : Plan
         What ``scene.json`` holds.
     """
+    if stem_format not in STEM_FORMATS:
+        raise ParameterError(f"stem format {stem_format!r}: choose {' or '.join(STEM_FORMATS)}")
+    encode_stem, ext = STEM_FORMATS[stem_format], stem_format
     sr = tracks.sample_rate
     files: list[OutputFile] = [OutputFile("mix.wav", lambda: encode_wav(outcome.mix.audio, sr, subtype="PCM_24"))]
     track_of = {obj_i: k for k, obj_i in enumerate(tracks.object_indices)}
@@ -388,16 +409,16 @@ def build_outputs(
         ]
     )
     def dry_stem(k: int) -> bytes:  # same pan, gain, master gain and limiter envelope as the processed stem
-        return encode_wav(outcome.mix.stem(tracks.audio, k), sr, subtype="PCM_16")
+        return encode_stem(outcome.mix.stem(tracks.audio, k), sr, subtype="PCM_16")
 
     def processed_stem(k: int) -> bytes:
-        return encode_wav(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")
+        return encode_stem(outcome.mix.stem(outcome.processed, k), sr, subtype="PCM_16")
 
     for k, stem in enumerate(stem_names if stems else []):
-        files.append(OutputFile(f"stems/{stem}_dry.wav", functools.partial(dry_stem, k)))
-        files.append(OutputFile(f"stems/{stem}_processed.wav", functools.partial(processed_stem, k)))
+        files.append(OutputFile(f"stems/{stem}_dry.{ext}", functools.partial(dry_stem, k)))
+        files.append(OutputFile(f"stems/{stem}_processed.{ext}", functools.partial(processed_stem, k)))
     if stems and outcome.mix.reverb is not None:
-        files.append(OutputFile("stems/reverb.wav", lambda: encode_wav(outcome.mix.reverb, sr, subtype="PCM_16")))
+        files.append(OutputFile(f"stems/reverb.{ext}", lambda: encode_stem(outcome.mix.reverb, sr, subtype="PCM_16")))
     for k, i in enumerate(tracks.object_indices):
         files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
     notes = list(tracks.notes)
@@ -422,8 +443,8 @@ def build_outputs(
             gain_db=round(float(outcome.gains_db[k]), 3),
             requested_gain_db=round(float(outcome.requested_gains_db[k]), 3),
             sound=SoundRecord.of(fetched[i].candidate, file=f"sources/{source_names[k]}", source_lufs=fetched[i].source_lufs),
-            stem=f"stems/{stem_names[k]}_processed.wav" if stems else None,
-            stem_dry=f"stems/{stem_names[k]}_dry.wav" if stems else None,
+            stem=f"stems/{stem_names[k]}_processed.{ext}" if stems else None,
+            stem_dry=f"stems/{stem_names[k]}_dry.{ext}" if stems else None,
             track=names[k],
             reason=a.reason,
             relevance=a.relevance,
@@ -448,7 +469,7 @@ def build_outputs(
             loudness_lufs=mix.loudness_lufs, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs,
             master_gain_db=mix.master_gain_db, limited_by_peak=mix.limited_by_peak,
             true_peak_dbtp=mix.true_peak_dbtp, limiter_reduction_db=mix.gain_reduction_db, limited_s=mix.limited_s,
-            reverb_stem="stems/reverb.wav" if stems and mix.reverb is not None else None,
+            reverb_stem=f"stems/reverb.{ext}" if stems and mix.reverb is not None else None,
         ),
         binaural=None if binaural is None else MixRecord(
             file="mix_binaural.wav", sample_rate=sr, duration_s=round(binaural.audio.shape[-1] / sr, 6),

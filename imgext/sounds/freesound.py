@@ -848,11 +848,15 @@ class FreesoundSource:
     @classmethod
     def from_settings(cls, settings, *, preset: str | None = None, search_filter: SearchFilter | None = None,
                       cache: DiskCache | None = None, **client_kw) -> FreesoundSource:
-        """Build from :class:`~imgext.settings.Settings` (key, API root, cache folder, presets folder)."""
+        """Build from :class:`~imgext.settings.Settings` (key, API root, cache folder, presets folder).
+
+        ``preset`` names the filter; it is read from the presets folder unless ``search_filter`` gives it
+        (a visitor's own preset, or a preset the user then edited, is not in the folder).
+        """
         client_kw.setdefault("search_deadline_s", settings.search_deadline_s)
         client_kw.setdefault("preview_deadline_s", settings.preview_deadline_s)
         client = FreesoundClient(settings.freesound_api_key, base_url=settings.freesound_url, **client_kw)
-        if preset:
+        if preset and search_filter is None:
             search_filter = PresetStore(settings.data_dir).load(preset)
         if cache is None:
             cache = DiskCache(settings.cache_dir, size_limit_bytes=settings.cache_size_bytes)

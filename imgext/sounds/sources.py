@@ -15,8 +15,10 @@ implementations:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from imgext.audio.io import DEFAULT_SAMPLE_RATE
-from imgext.errors import ParameterError, SourceTimeoutError
+from imgext.errors import AuthError, ParameterError, RateLimitedError, SourceTimeoutError, SourceUnavailableError
 from imgext.sounds.base import Candidate, SoundSource
 from imgext.sounds.builtin import BuiltinSource
 from imgext.sounds.cache import DiskCache
@@ -34,26 +36,48 @@ class FallbackSource:
     primary that *stalls* (a request past its deadline, the task's time budget
     spent) is the exception: the term gets the secondary's sounds and a note
     says why, so a render finishes with what it has instead of waiting.
+
+    With ``on_error`` (the app's ticked fallback), *any* failure of the primary
+    (unreachable, key refused, rate limited) falls back too, and is said in
+    :attr:`notes` and :attr:`failure`; after the first such failure the primary
+    is not asked again for the other terms (it would fail the same way, slowly).
     """
 
-    def __init__(self, primary: SoundSource, secondary: SoundSource) -> None:
+    def __init__(self, primary: SoundSource, secondary: SoundSource, *, on_error: bool = False) -> None:
         self.primary, self.secondary = primary, secondary
         self.name = f"{primary.name}+{secondary.name}"
         self.notes: list[str] = []
+        self.on_error = bool(on_error)
+        self.failure: Exception | None = None  # the primary's failure that sent every later term to the secondary
 
     def describe(self) -> str:
         return f"{self.primary.describe()}, with {self.secondary.describe()} where it finds nothing"
 
     def search(self, query: str, *, n: int = 10, synth_kind: str | None = None, role: str | None = None) -> list[Candidate]:
+        if self.failure is not None:
+            return self._fallback(query, f"{self.primary.name} could not be used ({self.failure})", n=n,
+                                  synth_kind=synth_kind, role=role)
         try:
             found = search_with_role(self.primary, query, n=n, synth_kind=synth_kind, role=role)
         except SourceTimeoutError as exc:
             self.notes.append(f"{self.primary.name} stalled for {query!r} ({exc}); using {self.secondary.name} sounds")
-            return search_with_role(self.secondary, query, n=n, synth_kind=synth_kind, role=role)
+            return self._fallback(query, f"{self.primary.name} stalled ({exc})", n=n, synth_kind=synth_kind, role=role)
+        except (SourceUnavailableError, AuthError, RateLimitedError) as exc:
+            if not self.on_error:
+                raise
+            self.failure = exc
+            self.notes.append(f"{self.primary.name} could not be used ({exc}); using {self.secondary.name} sounds instead")
+            return self._fallback(query, f"{self.primary.name} could not be used ({exc})", n=n, synth_kind=synth_kind,
+                                  role=role)
         if found:
             return found
         self.notes.append(f"{self.primary.name} found nothing for {query!r}; using {self.secondary.name} sounds")
-        return search_with_role(self.secondary, query, n=n, synth_kind=synth_kind, role=role)
+        return self._fallback(query, f"{self.primary.name} found nothing for {query!r}", n=n, synth_kind=synth_kind,
+                              role=role)
+
+    def _fallback(self, query: str, why: str, **kw) -> list[Candidate]:
+        """The secondary's candidates, each saying in ``extra["fallback"]`` why it stands in (shown per object)."""
+        return [replace(c, extra={**c.extra, "fallback": why}) for c in search_with_role(self.secondary, query, **kw)]
 
     def similar(self, candidate: Candidate, *, n: int = 10, query: str = "", role: str | None = None) -> list[Candidate]:
         """Sounds like ``candidate`` from the source that offered it (empty when it cannot tell)."""
@@ -91,11 +115,13 @@ def search_with_role(source: SoundSource, query: str, *, n: int, synth_kind: str
     return source.search(query, n=n, synth_kind=synth_kind)
 
 
-def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = None, **freesound_kw) -> SoundSource:
+def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = None, fallback_on_error: bool = False,
+                **freesound_kw) -> SoundSource:
     """Open a source from a spec: ``"builtin"``, ``"local:PATH"``, ``"freesound"``, or ``"A+B"``.
 
     ``"A+B"`` searches A and falls back to B for terms A finds nothing for
-    (e.g. ``"freesound+builtin"``).  ``None`` picks Freesound when an API key
+    (e.g. ``"freesound+builtin"``); with ``fallback_on_error`` also when A fails
+    (see :class:`FallbackSource`).  ``None`` picks Freesound when an API key
     is configured, else the built-in source.
 
     Raises
@@ -113,11 +139,12 @@ def open_source(spec: str | None, *, settings=None, labels: LabelMap | None = No
         first, _, rest = spec.partition("+")
         return FallbackSource(
             open_source(first, settings=settings, labels=labels, **freesound_kw),
-            open_source(rest, settings=settings, labels=labels, **freesound_kw),
+            open_source(rest, settings=settings, labels=labels, fallback_on_error=fallback_on_error, **freesound_kw),
+            on_error=fallback_on_error,
         )
     if spec.startswith("local:") and spec.endswith("+builtin"):
         return FallbackSource(LocalLibrary(spec[len("local:") : -len("+builtin")]),
-                              BuiltinSource(labels, cache=_cache_of(settings, freesound_kw)))
+                              BuiltinSource(labels, cache=_cache_of(settings, freesound_kw)), on_error=fallback_on_error)
     if spec == "builtin":
         return BuiltinSource(labels, cache=_cache_of(settings, freesound_kw))
     if spec.startswith("local:"):

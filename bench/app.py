@@ -1,0 +1,198 @@
+"""The speed the user feels, in a real browser: slider release -> new audio, server CPU per move, idle memory.
+
+Run from the repo root: ``python bench/app.py [--tracks 8 32] [--moves 7] [--duration 30]``.
+
+It starts one ``streamlit run app.py`` (fresh cache, data and temp folders; the detector from
+``../shared/models``; built-in sounds, no network) and drives it with headless Chromium (Debian's, via
+Playwright): upload ``bus.jpg``, add objects by hand until the scene has N sounding tracks, find the
+sounds, open the Mix page. Then, ``--moves`` times, it moves the first mix slider one step with the
+keyboard (a release: one rerun) and measures
+
+* **latency**: from the key press until the page has finished its run and the players' audio has a new
+  source (the new render is playable);
+* **server CPU**: user + system CPU seconds of the streamlit process (``/proc/<pid>/stat``, children
+  included) from the key press until the run is over;
+
+and reports the medians.  **Idle RSS** is the server's resident memory with the model loaded: after the
+first detection, with that one session idle on the Image page (and, for reference, before any session).
+
+Targets (issue 15): idle <= 400 MB; each slider move <= 0.3 s of server CPU at 8 tracks, <= 0.6 s at 32.
+Wall-clock figures on a shared 2-core machine: measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench scripts run from a checkout (``python bench/app.py``)
+
+WEIGHTS = str(ROOT.parent / "shared" / "models" / "yolov8n_int8.onnx")
+LABELS = ["dog", "car", "bird", "cat", "horse", "truck", "sheep", "motorcycle", "cow", "bicycle", "train", "boat",
+          "clock", "cell phone", "airplane", "tv"]
+"""Labels added by hand (cycled), so the built-in source has distinct sounds for every object."""
+TARGETS_CPU_S = {8: 0.3, 32: 0.6}
+IDLE_TARGET_MB = 400
+IDLE_JS = ("() => { const a = document.querySelector(\"[data-testid='stApp']\");"
+           " return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'"
+           " && a.getAttribute('data-test-script-state') === 'notRunning'; }")
+AUDIO_SRCS_JS = "() => Array.from(document.querySelectorAll(\"[data-testid='stAudio']\")).map(a => a.src).join(' ')"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its waited-for children (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (fields 14-17, 1-based)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def wait_idle(page, timeout_ms: int = 300_000) -> None:
+    page.wait_for_function(IDLE_JS, timeout=timeout_ms, polling=50)
+
+
+def settle(page) -> None:
+    """Idle, and still idle a moment later (Streamlit may start a second run: fragments, reruns)."""
+    wait_idle(page)
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+
+def goto(page, label: str, title: str) -> None:
+    page.get_by_role("link", name=label).first.click()
+    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=120_000)
+    settle(page)
+
+
+def n_objects(page) -> int:
+    return int(page.get_by_role("heading", name="objects").first.inner_text().split()[0])
+
+
+def add_object(page, label: str, x_steps: int) -> None:
+    """The Image page's "Add an object by hand" form: a label, a position, submit."""
+    expander = page.get_by_text("Add an object by hand").first
+    if not page.get_by_role("button", name="Add object").first.is_visible():
+        expander.click()
+    box = page.get_by_role("combobox").last  # the form's Label select (the example photo select comes first)
+    box.click()
+    page.keyboard.type(label)
+    page.keyboard.press("Enter")
+    slider = page.get_by_role("slider").nth(-2)  # Horizontal position (then Importance)
+    slider.focus()
+    for _ in range(x_steps):
+        page.keyboard.press("ArrowRight")
+    before = n_objects(page)
+    page.get_by_role("button", name="Add object").first.click()
+    page.wait_for_function(
+        "(n) => { const h = Array.from(document.querySelectorAll('h3')).find(e => / objects$/.test(e.innerText));"
+        " return h && parseInt(h.innerText) > n; }", arg=before, timeout=120_000)
+    settle(page)
+
+
+def set_up(page, url: str, tracks: int, photo: Path) -> int:
+    """A session with ``tracks`` sounding tracks on the Mix page; returns the number of tracks it got."""
+    page.goto(url)
+    settle(page)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(photo))
+    page.get_by_role("heading", name="objects").first.wait_for(timeout=300_000)
+    settle(page)
+    k = 0
+    while n_objects(page) < tracks:
+        add_object(page, LABELS[k % len(LABELS)], x_steps=(7 * k) % 100)
+        k += 1
+    goto(page, "2 · Sounds", "Sounds")
+    page.get_by_role("button", name="Find sounds").click()
+    page.locator("[data-testid='stAudio']").first.wait_for(timeout=600_000)
+    settle(page)
+    goto(page, "3 · Mix", "Mix")
+    page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=300_000)
+    page.locator("[data-testid='stAudio']").first.wait_for(timeout=300_000)
+    settle(page)
+    return int(page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].z.length"))  # heatmap rows
+
+
+def slider_moves(page, pid: int, moves: int) -> tuple[list[float], list[float]]:
+    """Latency and server CPU seconds of ``moves`` one-step moves of the first mix slider."""
+    slider = page.get_by_role("slider").first
+    latencies, cpus = [], []
+    for k in range(moves):
+        before = page.evaluate(AUDIO_SRCS_JS)
+        slider.focus()
+        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        page.keyboard.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
+        page.wait_for_function(f"() => ({AUDIO_SRCS_JS})() !== {before!r} && ({IDLE_JS})()", timeout=300_000,
+                               polling=20)
+        latencies.append(time.perf_counter() - t0)
+        page.wait_for_timeout(500)  # the tail of the run (media registration, GC) is the move's CPU too
+        wait_idle(page)
+        cpus.append(cpu_seconds(pid) - c0)
+    return latencies, cpus
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracks", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--moves", type=int, default=7)
+    args = parser.parse_args()
+
+    import ultralytics
+
+    from tests.browser import chromium, fresh_dirs, streamlit_server
+
+    photo = Path(ultralytics.ASSETS) / "bus.jpg"
+    work = Path(tempfile.mkdtemp(prefix="imgext-appbench-"))
+    (work / "tmp").mkdir()
+    env = {**fresh_dirs(work), "IMGEXT_YOLO_WEIGHTS": WEIGHTS, "YOLO_AUTOINSTALL": "false", "YOLO_OFFLINE": "true",
+           "FREESOUND_API_KEY": ""}
+    rows = []
+    with streamlit_server(env) as (url, proc), chromium() as browser:
+        pid = proc.pid
+        cold = rss_mb(pid)
+        idle = None
+        for n in args.tracks:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            if idle is None:  # the first session: the model is loaded by its detection
+                page.goto(url)
+                settle(page)
+                page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(photo))
+                page.get_by_role("heading", name="objects").first.wait_for(timeout=300_000)
+                settle(page)
+                time.sleep(3.0)
+                idle = rss_mb(pid)
+                print(f"idle RSS: {cold:.0f} MB before any session, {idle:.0f} MB with the model loaded and one "
+                      f"session on the Image page (target <= {IDLE_TARGET_MB} MB)", flush=True)
+            t0 = time.perf_counter()
+            got = set_up(page, url, n, photo)
+            print(f"{n} objects, {got} tracks: set up in {time.perf_counter() - t0:.0f} s", flush=True)
+            lat, cpu = slider_moves(page, pid, args.moves)
+            rows.append((got, statistics.median(lat), statistics.median(cpu), lat, cpu))
+            print(f"  slider release -> new audio: median {statistics.median(lat):.2f} s "
+                  f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "
+                  f"({', '.join(f'{v:.2f}' for v in cpu)})", flush=True)
+            context.close()
+        peak = rss_mb(pid)
+    print("\n| tracks | release -> new audio (median) | server CPU per move (median) | target CPU |")
+    print("|---|---|---|---|")
+    for n, lat, cpu, _, _ in rows:
+        target = TARGETS_CPU_S.get(min(TARGETS_CPU_S, key=lambda t: abs(t - n)))
+        print(f"| {n} | {lat:.2f} s | {cpu:.2f} s | {'<= %.1f s' % target if target else '-'}"
+              f"{' (missed)' if target and cpu > target else ''} |")
+    print(f"\nidle RSS with the model loaded: {idle:.0f} MB (target <= {IDLE_TARGET_MB} MB); "
+          f"{cold:.0f} MB before any session; {peak:.0f} MB at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
