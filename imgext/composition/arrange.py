@@ -21,21 +21,23 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import soxr
 
-from imgext.audio.io import decode, fit_duration, resample, to_mono
-from imgext.audio.loudness import level_track
+from imgext.audio.io import db_to_gain, decode, fit_duration, resample, to_mono
+from imgext.audio.loudness import BLOCK_S, TRACK_REFERENCE_LUFS, block_bounds, gated_loudness, k_weighted, level_track
 from imgext.composition.roles import check_role, event_regions
-from imgext.composition.schedule import Event, EventSpec, schedule_events
+from imgext.composition.schedule import Event, EventSpec, Region, schedule_events
 from imgext.composition.tracks import Fetched
 from imgext.options import MixSettings
+from imgext.sounds.memo import MemoryCache, content_key, frozen
 from imgext.vision.placement import Role, SceneObject
 
-__all__ = ["Arrangement", "area_width", "compose", "compose_tracks", "load_clip", "object_rng", "render_bed",
-           "render_events"]
+__all__ = ["CLIP_CACHE", "Arrangement", "Source", "analyse_source", "area_width", "compose", "compose_tracks",
+           "estimated_loudness", "load_clip", "object_rng", "render_bed", "render_events"]
 
 _FADE_IN_S = 0.002  # keeps an event's attack
 _FADE_OUT_S = 0.02
 _BED_FADE_IN_S = 0.05
 _SCENE_FADE_OUT_S = 0.5
+_LOOP_CROSSFADE_S = 0.25  # fit_duration's default seam crossfade
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,113 @@ def load_clip(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -
     return resample(to_mono(decoded.audio), decoded.sample_rate, sample_rate)
 
 
+@dataclass(frozen=True)
+class Source:
+    """A decoded source and what arranging it needs, computed once per source (see :data:`CLIP_CACHE`).
+
+    Attributes
+    ----------
+    clip : np.ndarray [shape=(n,), float32]
+        The mono source at the mix rate (read-only).
+    k_energy : np.ndarray [shape=(n + 1,), float64]
+        Cumulative sum of the squared K-weighted source (BS.1770): the energy of
+        any stretch of it, or of any arrangement of it, without filtering again.
+    regions : dict
+        Its events by typical event length and its role checks (filled on first use).
+    """
+
+    clip: np.ndarray
+    k_energy: np.ndarray
+    regions: dict = field(default_factory=dict, compare=False)
+
+    def events(self, sample_rate: int, event_s: float) -> list[Region]:
+        """:func:`~imgext.composition.roles.event_regions` of the clip, cached per ``event_s``."""
+        key = ("events", int(sample_rate), float(event_s))
+        if key not in self.regions:
+            self.regions[key] = event_regions(self.clip, sample_rate, event_s=event_s)
+        return self.regions[key]
+
+    def role(self, role, sample_rate: int, *, descriptors: Mapping | None, scene_s: float) -> tuple[Role, str | None]:
+        """:func:`~imgext.composition.roles.check_role` of the clip, cached per question."""
+        key = ("role", str(getattr(role, "value", role)), int(sample_rate), float(scene_s),
+               tuple(sorted((str(k), repr(v)) for k, v in (descriptors or {}).items())))
+        if key not in self.regions:
+            self.regions[key] = check_role(role, self.clip, sample_rate, descriptors=descriptors, scene_s=scene_s)
+        return self.regions[key]
+
+
+def analyse_source(clip: np.ndarray, sample_rate: int) -> Source:
+    """A :class:`Source` for a decoded mono clip [shape=(n,)] at ``sample_rate`` Hz."""
+    x = frozen(np.asarray(clip, dtype=np.float32))
+    energy = np.zeros(x.shape[0] + 1)
+    if x.shape[0]:
+        np.cumsum(np.square(k_weighted(x, sample_rate)), out=energy[1:])
+    return Source(x, frozen(energy))
+
+
+CLIP_CACHE = MemoryCache(192 * 2**20)
+"""Decoded sources and their analysis (:class:`Source`) by content digest, name, rate and length cap.
+
+A re-arrangement (another activity, seed or role) neither decodes nor
+analyses a source again; 192 MB hold about 15 sources of 30 s.
+"""
+
+
+def _source(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -> Source:
+    def make() -> tuple[np.ndarray, np.ndarray, Source]:  # the arrays listed so the cache counts their bytes
+        src = analyse_source(load_clip(data, name=name, sample_rate=sample_rate, max_seconds=max_seconds), sample_rate)
+        return src.clip, src.k_energy, src
+
+    key = (content_key(bytes(data)), name, int(sample_rate), float(max_seconds))
+    return CLIP_CACHE.get(key, make)[2]
+
+
+def _energy_at(src: Source, pos: np.ndarray) -> np.ndarray:
+    """K-weighted energy of the looped source from its start to ``pos`` (samples, may pass its end)."""
+    n = src.clip.shape[0]
+    pos = np.maximum(np.asarray(pos, dtype=np.int64), 0)
+    return (pos // n) * src.k_energy[n] + src.k_energy[pos % n]
+
+
+def estimated_loudness(src: Source, arr: Arrangement, *, n_samples: int, sample_rate: int,
+                       offset_s: float | None = None) -> float:
+    """Integrated loudness (LUFS) of ``arr`` rendered from ``src``, from the source's K-weighted energy.
+
+    Every BS.1770 gating block's energy is summed from the stretches of the
+    source that play in it (events at their gains and rates, a bed looped from
+    ``offset_s``, default ``arr.offset_s``), so nothing is filtered again.
+    Overlapping events add in power and fades are left out: within a few
+    tenths of a LU of measuring the rendered track (tests/test_composition.py).
+    """
+    lo, hi = block_bounds(n_samples, sample_rate)
+    if arr.role is Role.EVENT:
+        if not arr.events:
+            return -float("inf")
+        n = src.clip.shape[0]
+        on = np.array([round(e.onset_s * sample_rate) for e in arr.events], dtype=np.int64)[:, None]
+        a = np.array([round(e.source_s * sample_rate) for e in arr.events], dtype=np.int64)[:, None]
+        b = np.array([min(n, round(e.source_end_s * sample_rate)) for e in arr.events], dtype=np.int64)[:, None]
+        rate = np.array([e.rate for e in arr.events])[:, None]
+        gain = np.array([10.0 ** (e.gain_db / 10.0) for e in arr.events])[:, None]
+        end = np.minimum(on + np.round((b - a) / rate).astype(np.int64), n_samples)
+        s0, s1 = np.clip(lo[None, :], on, end), np.clip(hi[None, :], on, end)
+        p0 = np.minimum(a + ((s0 - on) * rate).astype(np.int64), b)
+        p1 = np.minimum(a + ((s1 - on) * rate).astype(np.int64), b)
+        energy = ((src.k_energy[p1] - src.k_energy[p0]) * gain / rate).sum(axis=0)
+    else:
+        start = round((arr.offset_s if offset_s is None else offset_s) * sample_rate)
+        energy = _energy_at(src, start + hi) - _energy_at(src, start + lo)
+    return gated_loudness(energy / (BLOCK_S * sample_rate))
+
+
+def _level(track: np.ndarray, loudness: float, sample_rate: int) -> np.ndarray:
+    """``track`` at the reference loudness given its (estimated) loudness; measured when that is not finite."""
+    if not np.isfinite(loudness):
+        return level_track(track, sample_rate)[0]
+    track *= np.float32(db_to_gain(TRACK_REFERENCE_LUFS - loudness))  # a fresh render of ours: scaled in place
+    return track
+
+
 def _fade(x: np.ndarray, fade_in: int, fade_out: int) -> np.ndarray:
     n = x.shape[0]
     fade_in, fade_out = min(fade_in, n // 2), min(fade_out, n // 2)
@@ -135,17 +244,46 @@ def render_events(clip: np.ndarray, events: Sequence[Event], *, n_samples: int, 
     return out
 
 
-def render_bed(clip: np.ndarray, *, offset_s: float, n_samples: int, sample_rate: int) -> np.ndarray:
+def _loop_unit(src: Source, sample_rate: int) -> np.ndarray:
+    """One period of the looped source, its seam crossfaded as :func:`~imgext.audio.io.fit_duration` does it (cached)."""
+    key = ("loop", int(sample_rate))
+    if key not in src.regions:
+        length = src.clip.shape[0]
+        period = length - int(min(_LOOP_CROSSFADE_S * sample_rate, length // 4))
+        twice = fit_duration(src.clip, 2 * period, sample_rate, crossfade_s=_LOOP_CROSSFADE_S, fade_in_s=0.0,
+                             fade_out_s=0.0)
+        src.regions[key] = frozen(twice[period:])  # the second period: the first starts with the raw head
+    return src.regions[key]
+
+
+def render_bed(clip: np.ndarray | Source, *, offset_s: float, n_samples: int, sample_rate: int) -> np.ndarray:
     """Loop ``clip`` (crossfaded seams) from ``offset_s`` into the source [shape=(n_samples,), float32].
 
     The start fades in over 50 ms and the end out over 0.5 s, so nothing clicks.
+    The loop is :func:`~imgext.audio.io.fit_duration`'s, copied period by period
+    from the source's cached loop unit (a :class:`Source`).
     """
+    src = clip if isinstance(clip, Source) else analyse_source(clip, sample_rate)
+    x = src.clip
     offset = round(offset_s * sample_rate)
-    if clip.shape[0] >= n_samples + offset:
-        out = np.array(clip[offset : offset + n_samples], dtype=np.float32)
+    if x.shape[0] >= n_samples + offset:
+        out = np.array(x[offset : offset + n_samples], dtype=np.float32)
         return _fade(out, int(_BED_FADE_IN_S * sample_rate), int(_SCENE_FADE_OUT_S * sample_rate))
-    looped = fit_duration(clip, n_samples + offset, sample_rate, fade_in_s=0.0)
-    out = np.array(looped[offset:], dtype=np.float32)
+    unit = _loop_unit(src, sample_rate)
+    period = unit.shape[0]
+    out = np.empty(n_samples, dtype=np.float32)
+    k, pos = 0, offset % period
+    while k < n_samples:  # one copy per loop period (a few dozen), not per sample
+        m = min(period - pos, n_samples - k)
+        out[k : k + m] = unit[pos : pos + m]
+        k, pos = k + m, 0
+    head = x.shape[0] - period  # the real beginning of the sound where the loop starts at it, not the seam
+    if offset < head:
+        m = min(head - offset, n_samples)
+        out[:m] = x[offset : offset + m]
+    tail = min(int(_SCENE_FADE_OUT_S * sample_rate), (n_samples + offset) // 4)
+    if tail > 0:
+        out[n_samples - tail :] *= np.linspace(1.0, 0.0, tail, endpoint=True, dtype=np.float32)
     return _fade(out, int(_BED_FADE_IN_S * sample_rate), 0)
 
 
@@ -163,13 +301,20 @@ def _draw_offset(rng: np.random.Generator, clip_s: float, scene_s: float) -> flo
 def arrange_object(
     obj: SceneObject,
     index: int,
-    clip: np.ndarray,
+    clip: np.ndarray | Source,
     *,
     settings: MixSettings,
     given: Arrangement | None = None,
     descriptors: Mapping | None = None,
 ) -> Composed:
-    """Arrange one object (see the module notes); ``given`` renders a saved arrangement as it is."""
+    """Arrange one object (see the module notes); ``given`` renders a saved arrangement as it is.
+
+    ``clip`` is the decoded source [shape=(n,)] or its :class:`Source` (cached
+    analysis); the arranged track is levelled to the reference loudness by
+    :func:`estimated_loudness`.
+    """
+    src = clip if isinstance(clip, Source) else analyse_source(clip, settings.sample_rate)
+    clip = src.clip
     sr = settings.sample_rate
     n = round(settings.duration_s * sr)
     clip_s = clip.shape[0] / sr
@@ -178,11 +323,11 @@ def arrange_object(
         arr = given
     else:
         rng = object_rng(settings.seed, obj, index)
-        role, note = check_role(obj.role, clip, sr, descriptors=descriptors, scene_s=settings.duration_s)
+        role, note = src.role(obj.role, sr, descriptors=descriptors, scene_s=settings.duration_s)
         if role is Role.EVENT:
             rate = (obj.events_per_minute or 3.0) * settings.activity
             event_s = obj.event_s or 1.5
-            regions = event_regions(clip, sr, event_s=event_s)
+            regions = src.events(sr, event_s)
             events = schedule_events(EventSpec(rate, event_s), regions, duration_s=settings.duration_s, rng=rng) \
                 if rate > 0 else []
             arr = Arrangement(role, tuple(events), note=note)
@@ -197,11 +342,11 @@ def arrange_object(
         track = render_events(clip, arr.events, n_samples=n, sample_rate=sr)
         side = None
     else:
-        track = render_bed(clip, offset_s=arr.offset_s, n_samples=n, sample_rate=sr)
-        side = render_bed(clip, offset_s=arr.side_offset_s, n_samples=n, sample_rate=sr) if arr.role is Role.AREA else None
-    track, _ = level_track(track, sr)
+        track = render_bed(src, offset_s=arr.offset_s, n_samples=n, sample_rate=sr)
+        side = render_bed(src, offset_s=arr.side_offset_s, n_samples=n, sample_rate=sr) if arr.role is Role.AREA else None
+    track = _level(track, estimated_loudness(src, arr, n_samples=n, sample_rate=sr), sr)
     if side is not None:
-        side, _ = level_track(side, sr)
+        side = _level(side, estimated_loudness(src, arr, n_samples=n, sample_rate=sr, offset_s=arr.side_offset_s), sr)
     return Composed(track, side, arr, (f"{obj.label}: {note}",) if note else ())
 
 
@@ -241,8 +386,8 @@ def compose(
         if obj.skipped or Role.parse(obj.role) is Role.OFF:
             out[i] = f
             continue
-        clip = load_clip(f.data, name=f.candidate.name, sample_rate=settings.sample_rate,
-                         max_seconds=min(600.0, settings.duration_s + 30.0))
+        clip = _source(f.data, name=f.candidate.name, sample_rate=settings.sample_rate,
+                       max_seconds=min(600.0, settings.duration_s + 30.0))
         descriptors = {k: f.candidate.extra.get(k) for k in ("single_event", "loopable", "ac_single_event", "ac_loop")
                        if isinstance(f.candidate.extra, Mapping) and k in f.candidate.extra}
         composed = arrange_object(obj, i, clip, settings=settings, given=given.get(i), descriptors=descriptors)
