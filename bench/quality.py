@@ -14,7 +14,10 @@ dry mix peaks at -1 dBFS. Rows, all rendered to audio and measured on it:
   the engine took from it: the same budget spent without looking at time or frequency;
 - ``static``: one static cut, -6 dB Q 1.4 RBJ peak at the important track's loudest core band, on every
   less important track;
-- ``engine``: :func:`imgext.engine.duck.design_ducking` + :func:`imgext.engine.duck.apply_ducking`.
+- ``engine``: :func:`imgext.engine.duck.design_ducking` + :func:`imgext.engine.duck.apply_ducking`;
+- ``bound``: not a baseline but a ceiling: every other track 6 dB down everywhere and always (the most
+  any duck within the 6 dB maximum cut can do for the top track, whatever loudness or damage it costs).
+  Where its core SMR gain is under 3 dB the target cannot be met within the maximum cut.
 
 Scores: the top track's **core SMR** (its SMR in the bands holding 80 % of its loudness; cells
 clipped to +-20 dB) and core masked share, by the engine's own model (:mod:`imgext.masking.model`) and
@@ -52,6 +55,8 @@ SAMPLE_RATE = 44100
 SOUNDS_DIR = Path(os.environ.get("IMGEXT_SOUNDS_DIR", Path(__file__).resolve().parents[2] / "shared" / "sounds"))
 GAIN_RANGE_DB = 12.0
 SMR_GAIN_DB, BEAT_FADER_DB, MASKED_MIN, LU_LIMIT, DAMAGE_LIMIT_DB = 3.0, 1.0, 0.10, 1.0, 3.0
+MAX_CUT_DB = 6.0
+"""The engine's default maximum cut (``MixSettings.max_cut_db``): the ``bound`` row cuts every other track by it."""
 
 # name: (story, [(track, importance, source, level_db)]); source: a recording's name or ("synth", kind, seed).
 SCENES = {
@@ -166,8 +171,10 @@ def run_scene(scene: Scene, meter: pyloudnorm.Meter) -> dict:
                       for k in range(n)]
     static_stems = eq.apply_eq(x, static_filters, SAMPLE_RATE) * lin
     pans = np.where(others, np.where(np.arange(n) % 2 == 0, 0.8, -0.8), 0.0)
+    bound_stems = dry_stems * audio.db_to_gain(np.where(others, -MAX_CUT_DB, 0.0)).astype(np.float32)[:, None]
     rows = {"dry": _stereo(dry_stems, centre), "pan": _stereo(dry_stems, pans), "fader": _stereo(fader_stems, centre),
-            "static": _stereo(static_stems, centre), "engine": _stereo(eng_stems, centre)}
+            "static": _stereo(static_stems, centre), "engine": _stereo(eng_stems, centre),
+            "bound": _stereo(bound_stems, centre)}
     core_ind = excitation.core_channels(dry_stems, SAMPLE_RATE)
     out = {"rows": {}, "d_lu": d_lu, "engine_s": engine_s, "plan": plan}
     dry_exc = None
@@ -211,6 +218,9 @@ def print_scene(scene: Scene, res: dict) -> None:
     near = np.flatnonzero(scene.importance >= scene.importance.max() - 0.1)
     loss = (res["rows"]["dry"]["eng_smr"] - res["rows"]["engine"]["eng_smr"])[near]
     print(f"  near-top tracks' worst core-SMR loss (engine model): {max(float(loss.max()), 0.0):.2f} dB (limit 0.5)")
+    r = res["rows"]
+    print(f"  ceiling within the 6 dB maximum cut (bound row): +{r['bound']['ind_smr'][top] - r['dry']['ind_smr'][top]:.1f}"
+          f" dB independent, +{r['bound']['eng_smr'][top] - r['dry']['eng_smr'][top]:.1f} dB engine model")
     for model in ("ind", "eng"):
         met, note = judge(res, top, model)
         tag = "n/a" if met is None else ("MET" if met else "missed")
@@ -225,12 +235,23 @@ def main(argv: list[str] | None = None) -> None:
     meter = pyloudnorm.Meter(SAMPLE_RATE)
     scenes = build_scenes(args.seconds, args.only)
     tally = {"ind": [], "eng": []}
+    table = []
     for scene in scenes:
         res = run_scene(scene, meter)
         print_scene(scene, res)
         top = int(np.argmax(scene.importance))
         for model, verdicts in tally.items():
             verdicts.append(judge(res, top, model)[0])
+        r = res["rows"]
+        table.append((scene.name, [r[k][f"{m}_smr"][top] - r["dry"][f"{m}_smr"][top]
+                                   for m in ("ind", "eng") for k in ("engine", "fader", "static", "bound")],
+                      ["n/a" if v is None else ("MET" if v else "-") for v in (tally["ind"][-1], tally["eng"][-1])]))
+    print("\n== core SMR of the top track, dB gained over the dry mix: independent model | engine's own model")
+    print(f"  {'scene':<18} {'engine':>7} {'fader':>6} {'static':>6} {'bound':>6} | {'engine':>7} {'fader':>6} {'static':>6}"
+          f" {'bound':>6}   target ind / eng")
+    for name, v, tags in table:
+        print(f"  {name:<18} {v[0]:+7.1f} {v[1]:+6.1f} {v[2]:+6.1f} {v[3]:+6.1f} | {v[4]:+7.1f} {v[5]:+6.1f} {v[6]:+6.1f}"
+              f" {v[7]:+6.1f}   {tags[0]} / {tags[1]}")
     print("\n== summary")
     for model, verdicts in tally.items():
         judged = [v for v in verdicts if v is not None]

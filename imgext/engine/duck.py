@@ -67,6 +67,8 @@ _REACH = 3
 """Bands either side whose threshold share is considered when assigning a need to a masker band."""
 SPILL = 0.35
 """Share of a band's cut spilled onto each neighbour band (a smooth, broad curve)."""
+_NEG_LN10_10 = np.float32(-np.log(10.0) / 10.0)
+"""``10 ** (-x / 10) = exp(x * _NEG_LN10_10)`` (exp is about twice as fast as a float power)."""
 MAX_DAMAGE_DB = 3.0
 """RMS cut over a ducked track's own active band-frames may not exceed this, dB (spectral damage)."""
 
@@ -177,7 +179,7 @@ def _smooth(cut: np.ndarray, hop_s: float) -> np.ndarray:
 def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray) -> np.ndarray:
     """Estimated BS.1770 loss (LU >= 0) per track from K-weighted band-frame power under ``cut`` dB."""
     total = np.maximum(k_energy.sum(axis=(-2, -1), dtype=np.float64), 1e-300)
-    kept = (k_energy * np.power(np.float32(10.0), -cut / np.float32(10.0))).sum(axis=(-2, -1), dtype=np.float64)
+    kept = (k_energy * np.exp(cut * _NEG_LN10_10)).sum(axis=(-2, -1), dtype=np.float64)
     return -10.0 * np.log10(np.maximum(kept / total, 1e-300))
 
 
@@ -248,7 +250,7 @@ def design_ducking(
     maskers = np.flatnonzero(eligible[:, maskees].any(axis=1))
     value = np.zeros_like(cut)
     for _ in range(_PASSES):
-        fc = f * np.power(np.float32(10.0), -cut / np.float32(10.0))
+        fc = f * np.exp(cut * _NEG_LN10_10)
         thr = np.einsum("nbt,bc->nct", fc, s, optimize=True)
         total = thr.sum(axis=0, dtype=np.float64)
         step = np.zeros_like(cut)
@@ -378,6 +380,8 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
     n = x.shape[1]
     n_frames = plan.cut_db.shape[2]
     lo, hi, w = _bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
+    w_lo = (np.float32(-np.log(10.0) / 20.0) * (1.0 - w)).astype(np.float32)  # dB -> amplitude exponent
+    w_hi = (np.float32(-np.log(10.0) / 20.0) * w).astype(np.float32)
     window = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float32)  # periodic Hann, square root
     for i in np.flatnonzero(plan.active):
         # One frame past the analysis' last, so that the final partial hop also gets both window halves.
@@ -390,11 +394,18 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
         if not busy.size:
             continue
         blocks = padded.reshape(-1, hop)
-        frames = np.concatenate([blocks[busy], blocks[busy + 1]], axis=1)  # (n_busy, n_fft)
-        spec = scipy.fft.rfft(frames * window, axis=1)
-        c = cut[busy]
-        gain = np.power(np.float32(10.0), -(c[:, lo] * (1.0 - w) + c[:, hi] * w) / np.float32(20.0)) - np.float32(1.0)
-        diff = scipy.fft.irfft(spec * gain, n_fft, axis=1).astype(np.float32) * window
+        frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
+        np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
+        np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
+        spec = scipy.fft.rfft(frames, axis=1)
+        c = np.ascontiguousarray(cut[busy])
+        gain = c[:, lo] * w_lo  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
+        gain += c[:, hi] * w_hi
+        np.exp(gain, out=gain)
+        gain -= np.float32(1.0)
+        spec *= gain
+        diff = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32, copy=False)
+        diff *= window
         ola = np.zeros((n_frames + 2, hop), np.float32)
         ola[busy] += diff[:, :hop]  # indices are unique within each line, so fancy += is exact
         ola[busy + 1] += diff[:, hop:]
