@@ -117,7 +117,7 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
     settle(page)
     goto(page, "3 · Mix", "Mix")
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=300_000)
-    page.locator("[data-testid='stAudio']").first.wait_for(timeout=300_000)
+    page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=300_000)  # in a collapsed expander under the stems player
     settle(page)
     return int(page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].z.length"))  # heatmap rows
 

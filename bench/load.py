@@ -345,7 +345,8 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
 
         await goto_page(page, "3 · Mix", "Mix", timeout_ms)
         await page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=timeout_ms)
-        await page.locator("[data-testid='stAudio']").first.wait_for(timeout=timeout_ms)
+        # the rendered files' players sit in a collapsed expander under the stems player: attached, not visible
+        await page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=timeout_ms)
         if on_page:
             await on_page(page, "mix")
         lap("mix")
