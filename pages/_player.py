@@ -31,6 +31,7 @@ _component = components.declare_component(KEY, path=str(Path(__file__).resolve()
 class PlayerState:
     """What the player keeps in ``st.session_state`` between reruns (this session only)."""
 
+    owner: str = ""  # the session id this audio belongs to
     encoder: PreviewEncoder = field(default_factory=lambda: PreviewEncoder(max_bytes=24 << 20))
     before: tuple | None = None  # (tracks, settings, outcome) of the last "before" render
     memos: dict = field(default_factory=lambda: {"before": {}, "after": {}})
@@ -41,9 +42,10 @@ class PlayerState:
 
 
 def _state() -> PlayerState:
+    owner = session().session_id
     state = st.session_state.get(STATE_KEY)
-    if state is None:
-        state = st.session_state[STATE_KEY] = PlayerState()
+    if state is None or state.owner != owner:  # new, or "Delete my files" started a new session: forget its audio
+        state = st.session_state[STATE_KEY] = PlayerState(owner=owner)
     return state
 
 
@@ -111,6 +113,8 @@ def stems_player(outcome, settings: MixSettings) -> dict | None:
     after = previews["after"]
     rows = _rows(p, after)
     matched = f" ({match_db:+.1f} dB to match)" if abs(match_db) >= 0.05 else ""
+    if settings.binaural:
+        st.caption("The stems player previews the stereo mix; the headphone mix is in the rendered files below.")
     st.caption(f"Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
                f"or ducking at the same loudness{matched}, **B** the processed mix. "
                "Mute, solo, level and pan act at once in your browser; apply them to change the mix and the downloads.")

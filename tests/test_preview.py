@@ -182,5 +182,6 @@ def test_the_mixer_keeps_both_sides_of_an_a_b_cached(project):
     assert again.processed is first.processed, "the EQ'd tracks and their reverb were not recomputed"
     assert mixer.render(replace(after_settings, eq_strength=0.0), measure_after=False).processed is before.processed
     np.testing.assert_array_equal(again.mix.audio, first.mix.audio)
+    assert mixer.render(after_settings, measure_after=False) is again, "a rerun that changed nothing renders nothing"
     mixer.render(replace(after_settings, eq_strength=0.5), measure_after=False)  # a third: the oldest goes
     assert mixer.render(after_settings, measure_after=False).processed is not first.processed

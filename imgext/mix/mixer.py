@@ -168,6 +168,7 @@ class Mixer:
         self._analysis_s = 0.0
         self._processed: list = []  # (key, result) of the last CACHED_RENDERS settings, most recent last
         self._spatial: list = []  # (key, result, processed) likewise
+        self._rendered: list = []  # ((settings, measure_after), MixOutcome) likewise: treat outcomes as read-only
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
@@ -293,12 +294,17 @@ class Mixer:
         Notes
         -----
         The analysis is computed once per track set; EQ and filtering are reused
-        while only the loudness target or peak ceiling changes.
+        while only the loudness target or peak ceiling changes.  The outcomes of the
+        last two settings are kept and returned again as they are (read-only).
         """
         from imgext.engine.duck import ducked_bands
         from imgext.engine.eq import band_response_db
         from imgext.masking.analysis import band_energies, masking_report
 
+        key = (settings, bool(measure_after))
+        for entry in self._rendered:
+            if entry[0] == key:
+                return entry[1]  # the same settings again (a rerun that changed nothing): the same outcome
         tracks = self.tracks
         requested, gains, filters, processed, before, opt, stage_timings, plan = self._process(settings)
         timings = dict(stage_timings)
@@ -327,5 +333,7 @@ class Mixer:
                 after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db,
                                        core=core)
             timings["analysis_after"] = time.perf_counter() - t0
-        return MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
-                          reverb_bus=spatial.reverb, ducking=plan)
+        outcome = MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
+                             reverb_bus=spatial.reverb, ducking=plan)
+        self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
+        return outcome
