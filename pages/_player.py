@@ -162,10 +162,11 @@ def listening_summary(p, rows: list[dict], value: dict | None, state: PlayerStat
     if st.button("Apply the player's levels and pans to the mix", key="player_apply", icon=":material/done_all:",
                  help="Writes them into the objects (volume and pan); the mix, its analysis and the downloads follow. "
                       "The reverb's level stays with the reverb slider; mute and solo are for listening only."):
-        for name in todo:
-            i = by_name[name]
-            obj = p.objects[i]
-            p.edit_object(i, volume_db=obj.volume_db + levels.get(name, 0.0), pan=pans.get(name))
+        with p.grouped():  # one undo step
+            for name in todo:
+                i = by_name[name]
+                obj = p.objects[i]
+                p.edit_object(i, volume_db=obj.volume_db + levels.get(name, 0.0), pan=pans.get(name))
         state.revision += 1
         st.rerun()
 

@@ -59,6 +59,8 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     assert not at.exception
     assert p.objects[i].volume_db == pytest.approx(volume + 6.0) and p.objects[i].pan == -0.5 != pan
     assert p.tracks.pans[k] == -0.5
+    assert p.undo() and p.objects[i].volume_db == pytest.approx(volume) and p.objects[i].pan == pan, "one undo step"
+    assert p.redo() and p.objects[i].pan == -0.5
     args4, _ = player(at)
     assert args4["revision"] == 1 and args4["rows"][k]["pan"] == -0.5
     assert not [b for b in at.button if b.key == "player_apply"], "applied: nothing left to apply"
