@@ -113,7 +113,7 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
         k += 1
     goto(page, "2 · Sounds", "Sounds")
     page.get_by_role("button", name="Find sounds").click()
-    page.locator("[data-testid='stAudio']").first.wait_for(timeout=600_000)
+    page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=600_000)
     settle(page)
     goto(page, "3 · Mix", "Mix")
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=300_000)
@@ -144,13 +144,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--moves", type=int, default=7)
+    parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the slider moves "
+                        "(collapsed stacks, one file per track count: FILE.<n>)")
     args = parser.parse_args()
 
-    import ultralytics
+    from importlib.util import find_spec
 
     from tests.browser import chromium, fresh_dirs, streamlit_server
 
-    photo = Path(ultralytics.ASSETS) / "bus.jpg"
+    photo = Path(list(find_spec("ultralytics").submodule_search_locations)[0]) / "assets" / "bus.jpg"  # no torch import
     work = Path(tempfile.mkdtemp(prefix="imgext-appbench-"))
     (work / "tmp").mkdir()
     env = {**fresh_dirs(work), "IMGEXT_YOLO_WEIGHTS": WEIGHTS, "YOLO_AUTOINSTALL": "false", "YOLO_OFFLINE": "true",
@@ -176,7 +178,20 @@ def main() -> int:
             t0 = time.perf_counter()
             got = set_up(page, url, n, photo)
             print(f"{n} objects, {got} tracks: set up in {time.perf_counter() - t0:.0f} s", flush=True)
+            spy = None
+            if args.profile:
+                import subprocess
+
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "50",
+                                        "-f", "raw", "-o", f"{args.profile}.{n}", "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
             lat, cpu = slider_moves(page, pid, args.moves)
+            if spy is not None:
+                import signal
+
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             rows.append((got, statistics.median(lat), statistics.median(cpu), lat, cpu))
             print(f"  slider release -> new audio: median {statistics.median(lat):.2f} s "
                   f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "

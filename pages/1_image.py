@@ -26,9 +26,13 @@ from pages._state import (
 
 
 def example_photos() -> dict[str, Path]:
-    import ultralytics
+    """Ultralytics' two sample photos, found without importing it (``import ultralytics`` loads torch: +500 MB RSS)."""
+    from importlib.util import find_spec
 
-    assets = Path(ultralytics.ASSETS)
+    spec = find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    assets = Path(list(spec.submodule_search_locations)[0]) / "assets"
     return {p.name: p for p in (assets / "bus.jpg", assets / "zidane.jpg") if p.exists()}
 
 

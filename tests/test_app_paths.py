@@ -246,3 +246,25 @@ def test_the_reason_of_a_failure_is_shown_open():
     at = upload(new_app(), "holiday.jpg", b"this is not a picture")
     assert not at.exception
     assert any("not an image" in e.value for e in _open(at, "Error")), [e.value for e in at.error]
+
+
+def test_the_image_page_does_not_import_torch():
+    """``import ultralytics`` (for its example photos' folder) loaded torch: +500 MB idle RSS (bench/app.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(root / 'app.py')!r}, default_timeout=120)\n"
+        "at.run()\n"
+        "at.selectbox(key='example').set_value('bus.jpg').run()\n"
+        "assert not at.exception, at.exception\n"
+        "assert int(at.subheader[0].value.split()[0]) >= 3\n"
+        "print('torch' in sys.modules, 'ultralytics' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
