@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.browser import (
+    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     fresh_dirs,
@@ -89,6 +90,13 @@ def mean_rms(frame, n: int = 6) -> dict:
     return out
 
 
+def record(name: str, value: float) -> None:
+    """A figure for the report, in the artifacts folder (never asserted: the machine is shared)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / "player-measurements.txt", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}: {value:.3f}\n")
+
+
 def click_in(frame, selector: str) -> None:
     frame.locator(selector).first.click()
 
@@ -133,7 +141,9 @@ def test_player_keeps_playing_while_tuning(app_url, bus_jpg):
         slider.focus()
         for _ in range(20):
             page.keyboard.press("ArrowLeft")
+        released = time.monotonic()
         frame.wait_for_function("([n]) => window.__player.swaps > n", arg=[swaps], timeout=120_000)
+        record("slider release to new audio playing (s)", time.monotonic() - released)
         watch_playing(frame, 1.0)
         wait_for_app(page)
         assert frame.evaluate("window.__player.mount") == mount, "the player was not reloaded"
