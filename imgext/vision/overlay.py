@@ -85,7 +85,8 @@ def draw_placement(image: Image.Image, placed: Sequence[Placed], *, range_db: fl
         at = size + (max(-1.0, min(1.0, p.pan)) + 1.0) / 2.0 * (w - 2 * size)
         draw.line(((x0 + x1) / 2, y1, at, ruler_y), fill=colour, width=max(1, line // 2))
         draw.ellipse((at - size / 3, ruler_y - size / 3, at + size / 3, ruler_y + size / 3), fill=colour)
-        caption = f"{p.name} · {p.role} · pan {p.pan:+.2f} · {p.level_db:+.1f} dB" + (" · muted" if p.muted else "")
+        pan = round(p.pan, 2) + 0.0  # no "-0.00"
+        caption = f"{p.name} · {p.role} · pan {pan:+.2f} · {p.level_db:+.1f} dB" + (" · muted" if p.muted else "")
         tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), caption, font=font)
         ty = max(0.0, y0 - (ty1 - ty0) - 2 * line)
         tx = min(x0, max(0.0, w - (tx1 - tx0) - 2 * line))

@@ -374,11 +374,11 @@
         const p = panOf(r.name, r.pan);
         const pan = el("input", { type: "range", className: "pan", min: -1, max: 1, step: 0.05, value: p,
                                    title: "Pan (-1 left, +1 right)" });
-        const panVal = el("span", { className: "val", textContent: p.toFixed(2) });
+        const panVal = el("span", { className: "val", textContent: fmtPan(p) });
         pan.dataset.test = `pan-${i}`;
         pan.oninput = () => {
           S.pans[r.name] = Number(pan.value);
-          panVal.textContent = Number(pan.value).toFixed(2);
+          panVal.textContent = fmtPan(Number(pan.value));
           changed();
         };
         panCell = el("td", {}, [pan, panVal]);
@@ -390,6 +390,8 @@
     });
     send("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
   }
+
+  function fmtPan(p) { return (Math.round(p * 100) / 100 + 0).toFixed(2); } // no "-0.00"
 
   function toggle(set, name) { if (set.has(name)) set.delete(name); else set.add(name); }
 
