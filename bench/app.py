@@ -119,7 +119,9 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=300_000)
     page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=300_000)  # in a collapsed expander under the stems player
     settle(page)
-    return int(page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].z.length"))  # heatmap rows
+    return int(page.evaluate(  # the rows of the masking heatmap: one per track
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).find(g => ((g.layout.title || {}).text || '')"
+        ".startsWith('Masking before'))._fullData[0].z.length"))
 
 
 def slider_moves(page, pid: int, moves: int) -> tuple[list[float], list[float]]:
