@@ -87,14 +87,26 @@ def _k_stages(sample_rate: int) -> tuple[tuple[np.ndarray, np.ndarray, float], .
                  for f in meter._filters.values())
 
 
-def k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """K-weighted signal (BS.1770 pre-filter and RLB high-pass), float64, shape like ``audio`` (..., n)."""
-    y = np.asarray(audio, dtype=np.float64)
+@functools.lru_cache(maxsize=8)
+def _k_sos(sample_rate: int) -> np.ndarray:
+    """:func:`_k_stages` as second-order sections, the passband gains folded into the numerators (cached)."""
+    rows = []
     for b, a, gain in _k_stages(sample_rate):
-        y = scipy.signal.lfilter(b, a, y, axis=-1)
-        if gain != 1.0:
-            y *= gain
-    return y
+        b = np.pad(np.asarray(b, np.float64), (0, 3 - len(b))) * gain
+        a = np.pad(np.asarray(a, np.float64), (0, 3 - len(a)))
+        rows.append(np.concatenate([b / a[0], a / a[0]]))
+    return np.array(rows)
+
+
+def k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """K-weighted signal (BS.1770 pre-filter and RLB high-pass), float64, shape like ``audio`` (..., n).
+
+    Both stages in one ``sosfilt`` pass (the same filters as a cascade of ``lfilter``, to float rounding).
+    """
+    y = np.asarray(audio, dtype=np.float64)
+    if y.shape[-1] == 0:
+        return y.copy()
+    return scipy.signal.sosfilt(_k_sos(sample_rate), y, axis=-1)
 
 
 def block_bounds(n_samples: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,26 +140,38 @@ def _loudness_and_blocks(audio: np.ndarray, sample_rate: int) -> tuple[float, np
     pyloudnorm's ``Meter.integrated_loudness`` (same filters, blocks and gates; agrees to 1e-9 LU),
     vectorised: the block sums come from one cumulative sum instead of a Python loop over blocks.
     """
+    return _loudness_blocks_power(audio, sample_rate)[:2]
+
+
+def _loudness_blocks_power(audio: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """:func:`_loudness_and_blocks` and the K-weighted power summed over channels [shape=(n_samples,)].
+
+    The power (unit channel weights, as the limiter measures L and R) is ``None`` for silence, for
+    more than two channels and for clips shorter than one gating block (they are measured tiled).
+    """
     x = np.asarray(audio, dtype=np.float64)
     x = x[None, :] if x.ndim == 1 else x
     if x.shape[-1] == 0 or not np.any(x):
-        return float("-inf"), np.zeros(0)
+        return float("-inf"), np.zeros(0), None
     if x.shape[0] > len(_CHANNEL_WEIGHTS):
         raise ParameterError(f"at most {len(_CHANNEL_WEIGHTS)} channels are supported, got {x.shape[0]}")
     block = int(math.ceil(BLOCK_S * sample_rate)) + 1
-    if x.shape[-1] < block:
+    tiled = x.shape[-1] < block
+    if tiled:
         x = np.tile(x, (1, int(math.ceil(block / x.shape[-1]))))
     y = k_weighted(x, sample_rate)
     n = y.shape[-1]
     lo, hi = block_bounds(n, sample_rate)
     c = np.zeros((y.shape[0], n + 1))
-    np.cumsum(np.square(y), axis=-1, out=c[:, 1:])
+    sq = np.square(y, out=y)
+    np.cumsum(sq, axis=-1, out=c[:, 1:])
+    summed = None if tiled or sq.shape[0] > 2 else (sq[0] + sq[1] if sq.shape[0] == 2 else sq[0])
     z = (c[:, hi] - c[:, lo]) / (BLOCK_S * sample_rate)  # (channels, blocks)
     power = (np.asarray(_CHANNEL_WEIGHTS[: y.shape[0]])[:, None] * z).sum(axis=0)
     with np.errstate(divide="ignore"):
         blocks = -0.691 + 10.0 * np.log10(power)
     value = gated_loudness(power)
-    return (value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")), blocks
+    return (value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")), blocks, summed
 
 
 def _gates_unchanged(blocks: np.ndarray, gain_db: float) -> bool:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imgext.audio.io import db_to_gain, gain_to_db
-from imgext.audio.loudness import _gates_unchanged, _loudness_and_blocks, integrated_loudness, k_weighted
+from imgext.audio.loudness import (
+    _gates_unchanged,
+    _loudness_and_blocks,
+    _loudness_blocks_power,
+    integrated_loudness,
+    k_weighted,
+)
 from imgext.errors import ParameterError
 from imgext.mix.limiter import limit_to_loudness, true_peak_dbtp
 from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
@@ -184,7 +190,7 @@ def render_mix(
         if reverb.shape != (2, n_samples):
             raise ParameterError(f"the reverb bus must have shape (2, {n_samples}), got {reverb.shape}")
         summed = summed + reverb
-    loud, blocks = _loudness_and_blocks(summed, sample_rate)
+    loud, blocks, summed_power = _loudness_blocks_power(summed, sample_rate)
     peak = float(np.max(np.abs(summed))) if summed.size else 0.0
     if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
         return Mix(summed, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
@@ -194,18 +200,25 @@ def render_mix(
         lift_db = float(gain_to_db(db_to_gain(peak_dbfs) / peak))
         loud, blocks = _loudness_and_blocks(summed * np.float32(db_to_gain(lift_db)), sample_rate)
         loud, blocks = loud - lift_db, blocks - lift_db
+        summed_power = None
     envelope = in_tp = probe_loud = None
     reduction_db = limited_s = 0.0
     limited = False
     if math.isfinite(loud):
         ceiling_dbtp = peak_dbfs - 0.02  # a hair under, so 24-bit rounding cannot cross it
         k_power = None
+
+        def power() -> np.ndarray:  # the K-weighted power measured above, else measured now
+            if summed_power is not None:
+                return summed_power
+            return np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
+
         if peak * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
-            k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)  # (it measures its own peaks)
+            k_power = power()  # (it measures its own peaks)
         else:
             in_tp = 10.0 ** (true_peak_dbtp(summed) / 20.0)
             if in_tp * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):
-                k_power = np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
+                k_power = power()
         result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs, measured_lufs=loud,
                                    ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp, k_power=k_power)
         if result.envelope is not None:
