@@ -319,16 +319,48 @@ class LimitResult:
         Deepest reduction the limiter made, in dB.
     limited_s : float
         Time during which the limiter reduced the gain by more than 0.1 dB, in seconds.
-    true_peaks : np.ndarray [shape=(n_samples,), dtype=float32] or None
-        The input's true peaks at unit gain (:func:`sample_true_peaks`, exact wherever the limiter
-        could act), for a second search on the same audio (``true_peaks=``); ``None`` when not limited.
+    true_peaks : object or None
+        The input's true peaks at unit gain as far as they were oversampled (opaque), for a second
+        search on the same audio (``true_peaks=``); ``None`` when not limited.
     """
 
     gain_db: float
     envelope: np.ndarray | None
     gain_reduction_db: float
     limited_s: float
-    true_peaks: np.ndarray | None = field(default=None, repr=False, compare=False)
+    true_peaks: object | None = field(default=None, repr=False, compare=False)
+
+
+class _LazyPeaks:
+    """True peaks (linear) of one signal, oversampled only where asked: exact wherever the bound exceeds ``floor``.
+
+    ``peaks`` [shape=(n_samples,), dtype=float32] starts as the sample peaks; :meth:`exact_above`
+    interpolates the points whose candidate bound (:func:`_candidates`) exceeds a level not asked before.
+    The result at any point is the same whatever the order of the requests.
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x.astype(np.float32, copy=False)
+        self.peaks = np.max(np.abs(self.x), axis=0)
+        self.bound = correlate1d(self.peaks, _BOUND_SYM, mode="constant")  # float32, folded: see _candidates
+        self.floor = math.inf
+        self.top = 0.0
+        if self.peaks.size:
+            self.exact_above(float(self.peaks.max()))  # every point that could exceed the sample peak
+            self.top = float(self.peaks.max())
+
+    def exact_above(self, level: float) -> None:
+        """Oversample every point whose bound exceeds ``level`` (linear) and that was not yet."""
+        if level >= self.floor or self.peaks.size == 0:
+            return
+        slack = 1.0 - 1e-5  # the float32 bound's rounding
+        sel = self.bound > np.float32(level * slack)
+        if math.isfinite(self.floor):
+            sel &= self.bound <= np.float32(self.floor * slack)
+        idx = np.flatnonzero(sel)
+        if idx.size:
+            self.peaks[idx] = np.maximum(self.peaks[idx], _interpolated(self.x, idx))
+        self.floor = level
 
 
 def _k_weighted_power(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -385,8 +417,8 @@ def limit_to_loudness(
         True peak of ``audio`` (linear, :func:`true_peak_dbtp`) when the caller has it already.
     k_power : np.ndarray [shape=(n_samples,)], optional
         K-weighted power of ``audio`` summed over channels, when the caller has it already.
-    true_peaks : np.ndarray [shape=(n_samples,)], optional
-        :attr:`LimitResult.true_peaks` of an earlier call on the same ``audio`` and ``max_reduction_db``.
+    true_peaks : object, optional
+        :attr:`LimitResult.true_peaks` of an earlier call on the same ``audio``.
 
     Returns
     -------
@@ -400,13 +432,11 @@ def limit_to_loudness(
     sample_peak = float(np.max(np.abs(x))) if n else 0.0
     tp0 = true_peaks
     if tp0 is not None:
-        input_true_peak = float(tp0.max())
+        input_true_peak = tp0.top
     elif input_true_peak is None and sample_peak * 10.0 ** (gain_db / 20.0) > ceiling and sample_peak > 0:
-        # The limiter will work. Interpolation is linear, so the true peaks at gain g are g times those at
-        # unit gain: oversample once, wherever a point could cross the ceiling at the largest gain the loop
-        # may try (at most max_reduction_db over the gain that puts the sample peak at the ceiling).
-        tp0 = sample_true_peaks(x, threshold=sample_peak * 10.0 ** (-max_reduction_db / 20.0))
-        input_true_peak = float(tp0.max())
+        # The limiter will work: its true peaks at unit gain, exact (so far) where they could exceed the sample peak.
+        tp0 = _LazyPeaks(x)
+        input_true_peak = tp0.top
     elif input_true_peak is None:
         input_true_peak = 10.0 ** (true_peak_dbtp(x) / 20.0) if n else 0.0
     top = float(input_true_peak)
@@ -416,14 +446,18 @@ def limit_to_loudness(
     lo, hi = _block_bounds(n, sample_rate)
     # The gain that puts the loudest peak at the ceiling bounds how much is left to the limiter.
     peak_gain_db = 20.0 * math.log10(ceiling / top)
-    if tp0 is None:  # as above
-        tp0 = sample_true_peaks(x, threshold=ceiling / 10.0 ** ((peak_gain_db + max_reduction_db) / 20.0))
+    if tp0 is None:
+        tp0 = _LazyPeaks(x)
     env = None
     best = None  # (error, gain, envelope) closest to the target, never above it by more than the tolerance
     for _ in range(max_iterations):
         gain_db = min(gain_db, peak_gain_db + max_reduction_db)
         g = np.float32(10.0 ** (gain_db / 20.0))
-        env = _envelope(x * g, tp0 * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS)
+        # Interpolation is linear, so the true peaks at gain g are g times those at unit gain; where a
+        # point's bound stays under ceiling / g it needs no gain reduction, exact or not: only the
+        # points above are oversampled (once: later steps reuse them).
+        tp0.exact_above(ceiling / float(g))
+        env = _envelope(x * g, tp0.peaks * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS)
         loud = _gated_loudness(power * np.square(env, dtype=np.float64), lo, hi, sample_rate) + gain_db
         error = loudness_lufs - loud
         if best is None or abs(error) < abs(best[0]):
