@@ -149,12 +149,15 @@ def _interpolated(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     n = x.shape[-1]
     if idx.size * 16 > n:
         return _interpolated_all(x)[idx]
-    xp = np.pad(x, ((0, 0), (_HALF, _HALF)))
     phases = _PHASES.T.astype(np.float32)
     out = np.empty(idx.size, np.float32)
     for start in range(0, idx.size, 1 << 16):  # bounded memory: 65536 points at a time
         chunk = idx[start : start + (1 << 16)]
-        windows = xp[:, chunk[:, None] + _OFFSETS[None, :] + _HALF]  # (ch, k, taps)
+        at = chunk[:, None] + _OFFSETS[None, :]  # (k, taps)
+        if chunk[0] < _HALF or chunk[-1] >= n - _HALF:  # (idx is sorted) beyond the ends the signal is 0
+            windows = np.where((at >= 0) & (at < n), x[:, np.clip(at, 0, n - 1)], np.float32(0.0))
+        else:
+            windows = x[:, at]  # (ch, k, taps)
         out[start : start + chunk.size] = np.abs(windows @ phases).max(axis=(0, 2))
     return out
 
@@ -220,9 +223,17 @@ def true_peak_dbtp(audio: np.ndarray) -> float:
     top = float(peaks.max()) if peaks.size else 0.0
     if top == 0.0:
         return -math.inf
-    idx = _candidates(peaks, top)[0]
-    if idx.size:
-        top = max(top, float(_interpolated(x, idx).max()))
+    idx, bound = _candidates(peaks, top)
+    if idx.size > 4096:  # most promising first: once the maximum rises, points whose bound is under it drop out
+        order = np.argsort(-bound, kind="stable")
+        idx, bound = idx[order], bound[order]
+    start = 0
+    while start < idx.size:
+        chunk = np.sort(idx[start : start + 4096])
+        top = max(top, float(_interpolated(x, chunk).max()))
+        rest = idx[start + 4096 :]
+        keep = bound[start + 4096 :] > top
+        idx, bound, start = rest[keep], bound[start + 4096 :][keep], 0
     return 20.0 * math.log10(top)
 
 
