@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.signal
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 from imgext.audio.loudness import block_bounds, gated_loudness, k_weighted
@@ -149,16 +150,19 @@ def _interpolated(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     n = x.shape[-1]
     if idx.size * 16 > n:
         return _interpolated_all(x)[idx]
-    phases = _PHASES.T.astype(np.float32)
+    phases = np.ascontiguousarray(_PHASES[1:].T, dtype=np.float32)  # phase 0 is the sample itself
+    rows = sliding_window_view(x, 2 * _HALF + 1, axis=-1) if n > 2 * _HALF else None  # (ch, n - 20, taps)
     out = np.empty(idx.size, np.float32)
     for start in range(0, idx.size, 1 << 16):  # bounded memory: 65536 points at a time
         chunk = idx[start : start + (1 << 16)]
-        at = chunk[:, None] + _OFFSETS[None, :]  # (k, taps)
-        if chunk[0] < _HALF or chunk[-1] >= n - _HALF:  # (idx is sorted) beyond the ends the signal is 0
+        if rows is None or chunk[0] < _HALF or chunk[-1] >= n - _HALF:  # (idx is sorted) beyond the ends x is 0
+            at = chunk[:, None] + _OFFSETS[None, :]
             windows = np.where((at >= 0) & (at < n), x[:, np.clip(at, 0, n - 1)], np.float32(0.0))
         else:
-            windows = x[:, at]  # (ch, k, taps)
-        out[start : start + chunk.size] = np.abs(windows @ phases).max(axis=(0, 2))
+            windows = rows[:, chunk - _HALF]  # (ch, k, taps): whole rows copied, not single samples
+        inter = np.abs(windows @ phases).max(axis=(0, 2))
+        at_sample = np.float32(_PHASES[0, _HALF]) * np.abs(x[:, chunk]).max(axis=0)  # the other taps are < 1e-16
+        out[start : start + chunk.size] = np.maximum(inter, at_sample)
     return out
 
 
