@@ -222,11 +222,16 @@ def true_peak_dbtp(audio: np.ndarray) -> float:
     Only points whose bound (:func:`_candidates`) exceeds the sample peak are interpolated:
     nothing else can hold the maximum.
     """
-    x = _as_channels(audio).astype(np.float32, copy=False)
+    top = _true_peak(_as_channels(audio).astype(np.float32, copy=False))
+    return 20.0 * math.log10(top) if top > 0.0 else -math.inf
+
+
+def _true_peak(x: np.ndarray) -> float:
+    """:func:`true_peak_dbtp` of float32 ``x`` [shape=(n_channels, n_samples)], linear (0 for silence)."""
     peaks = np.max(np.abs(x), axis=0) if x.size else np.zeros(0, np.float32)
     top = float(peaks.max()) if peaks.size else 0.0
     if top == 0.0:
-        return -math.inf
+        return 0.0
     idx, bound = _candidates(peaks, top)
     if idx.size > 4096:  # most promising first: once the maximum rises, points whose bound is under it drop out
         order = np.argsort(-bound, kind="stable")
@@ -238,7 +243,7 @@ def true_peak_dbtp(audio: np.ndarray) -> float:
         rest = idx[start + 4096 :]
         keep = bound[start + 4096 :] > top
         idx, bound, start = rest[keep], bound[start + 4096 :][keep], 0
-    return 20.0 * math.log10(top)
+    return top
 
 
 def _running_min_mean(r: np.ndarray, half: int) -> np.ndarray:
@@ -278,6 +283,8 @@ def limiter_gain(
     """
     x = _as_channels(audio)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+    if x.shape[-1] == 0 or _true_peak(x.astype(np.float32, copy=False)) <= ceiling:
+        return np.ones(x.shape[-1], dtype=np.float32)  # under the ceiling already (found pruned: cheap)
     tp = sample_true_peaks(x, threshold=ceiling)
     return _envelope(x, tp, ceiling, sample_rate, attack_ms, release_ms)
 
