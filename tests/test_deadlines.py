@@ -63,6 +63,7 @@ def source(server, tmp_path, **kw) -> FreesoundSource:
     return FreesoundSource(client(server, **kw), cache=DiskCache(tmp_path / "cache"))
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_gzip_bomb_is_a_valid_gzip_of_one_gib():
     import zlib
 
@@ -79,6 +80,7 @@ def test_gzip_bomb_is_a_valid_gzip_of_one_gib():
 
 @pytest.mark.parametrize("target", ["api", "preview"])
 @pytest.mark.parametrize("mode", HOSTILE_MODES)
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_every_hostile_answer_fails_in_bounded_time(server, target, mode):
     url = client(server).search("dog", max_results=1)[0]["previews"]["preview-hq-mp3"]
     server.reset()
@@ -100,6 +102,7 @@ def test_every_hostile_answer_fails_in_bounded_time(server, target, mode):
         assert elapsed < 2 * DEADLINE_S + 6.0, elapsed
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_a_stalled_search_falls_back_to_the_builtin_sounds(server, tmp_path):
     server.faults.api_hostile = "drip"
     src = FallbackSource(source(server, tmp_path), BuiltinSource())
@@ -110,6 +113,7 @@ def test_a_stalled_search_falls_back_to_the_builtin_sounds(server, tmp_path):
 
 
 @pytest.mark.parametrize("fallback", [False, True])
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_budget_ends_the_downloads_and_the_render_goes_on(server, tmp_path, fallback):
     primary = source(server, tmp_path, preview_deadline_s=60.0)  # only the budget can end a drip now
     src = FallbackSource(primary, BuiltinSource()) if fallback else primary
@@ -132,6 +136,7 @@ def _budget_workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(("imgext-budget-task", "imgext-fetch"))]
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_cancel_interrupts_a_dripping_download_at_once(server, tmp_path):
     src = source(server, tmp_path, preview_deadline_s=60.0)
     objs = [manual_object("dog", 0.5)]
@@ -158,6 +163,7 @@ def test_cancel_interrupts_a_dripping_download_at_once(server, tmp_path):
         budget.check()
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_a_stalled_session_does_not_block_another(tmp_path):
     """Two sessions share the disk cache; one's Freesound drips, the other's answers: the second is not held up."""
     cache = DiskCache(tmp_path / "shared-cache")

@@ -73,6 +73,7 @@ def test_confidence_threshold_is_a_parameter(detector, bus_jpg):
         detector.detect(image, conf=1.5)
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_detector_is_safe_across_threads(detector, bus_jpg):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -8,6 +8,7 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 
 from imgext.audio.io import encode_wav
 from imgext.output.export import OutputFile, build_zip, write_outputs
@@ -36,6 +37,7 @@ def test_no_zip_writes_none(tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["scene.json"]
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_cli_no_stems_no_zip_and_remix(sounds_dir, tmp_path):
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "imgext", "mix", str(sounds_dir / "dog.mp3"), str(sounds_dir / "owl.mp3"),

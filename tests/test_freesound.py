@@ -163,6 +163,7 @@ def test_off_topic_sound_loses(server, tmp_path):
     assert all("music" not in r.candidate.tags for r in ranked[:5])
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_second_render_makes_no_request_at_all(server, tmp_path, detector, images_dir):
     src = source(server, tmp_path)
     first = render_image(str(images_dir / "wildcat.jpg"), str(tmp_path / "a"), detector=detector, source=src, settings=SETTINGS)
@@ -210,6 +211,7 @@ def test_interrupted_and_corrupt_downloads_never_reach_the_cache(server, tmp_pat
     assert src.cache.get_bytes(src._preview_key(cand, "preview-hq-mp3")) is None
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_nasty_names_stay_inside_the_zip(server, tmp_path):
     from imgext.vision.placement import with_query
 
@@ -237,6 +239,7 @@ def test_nasty_names_stay_inside_the_zip(server, tmp_path):
     assert json.loads((tmp_path / "out" / "scene.json").read_text())["objects"][0]["sound"]["url"].startswith("https://")
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_two_scenes_download_at_once(server, tmp_path, detector, images_dir):
     results, errors = {}, []
 
@@ -302,6 +305,7 @@ def test_a_render_whose_source_fails_outright_is_an_error(server, tmp_path, dete
     assert not (tmp_path / "o" / "scene.json").exists()  # no silent, empty "success"
 
 
+@pytest.mark.slow  # end to end in real time (a subprocess, a deadline or a whole render)
 def test_cli_exit_code_when_freesound_refuses_the_key(server, tmp_path, images_dir):
     import os
     import subprocess
