@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -13,7 +14,7 @@ from imgext.audio.io import encode_wav
 from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
 from imgext.mix.binaural import headphone_mix
 from imgext.options import MixSettings
-from pages._player import stems_player
+from pages._player import FOCUS_KEY, stems_player
 from pages._state import (
     access,
     app_settings,
@@ -42,7 +43,8 @@ def rgb_colorscale(name: str) -> list[list]:
     return [[pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c] for pos, c in get_colorscale(name)]
 
 
-def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
+def heatmap(report, names: list[str], title: str, zmax: float, focus: int | None = None) -> go.Figure:
+    """The masking matrix as a heatmap (rows mask columns); the highlighted track's row and column framed."""
     z = np.asarray(report.matrix_db, dtype=float).copy()
     np.fill_diagonal(z, np.nan)  # a track does not mask itself: leave the diagonal blank
     text = [["" if i == j else f"{z[i, j]:.1f}" for j in range(len(names))] for i in range(len(names))]
@@ -59,7 +61,22 @@ def heatmap(report, names: list[str], title: str, zmax: float) -> go.Figure:
         xaxis={"title": {"text": "maskee (is covered)"}, "side": "bottom"},
         yaxis={"title": {"text": "masker (covers)"}, "autorange": "reversed"},
     )
+    if focus is not None and 0 <= focus < len(names):
+        n = len(names)
+        frame = {"color": "#ffffff", "width": 2}
+        fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=focus - 0.5, y1=focus + 0.5, line=frame)  # what it masks
+        fig.add_shape(type="rect", x0=focus - 0.5, x1=focus + 0.5, y0=-0.5, y1=n - 0.5, line=frame)  # what masks it
     return fig
+
+
+def focus_selector(names: list[str]) -> int | None:
+    """'Highlight' picker: the chosen track (index into ``names``) is framed in the photo, heatmaps, table and timeline."""
+    options = ["(none)", *names]
+    if st.session_state.get(FOCUS_KEY) not in options:
+        st.session_state[FOCUS_KEY] = "(none)"
+    chosen = st.selectbox("Highlight", options, key=FOCUS_KEY, help="Frame one sound in the photo, the heatmaps, "
+                          "the table and the timeline")
+    return names.index(chosen) if chosen in names else None
 
 
 def metrics(outcome, names: list[str]) -> None:
@@ -144,7 +161,7 @@ def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
     b.audio(wav, format="audio/wav")
 
 
-def eq_table(outcome, names: list[str]) -> None:
+def eq_table(outcome, names: list[str], focus: int | None = None) -> None:
     rows = [
         {"track": names[k], "type": f.kind, "frequency Hz": round(f.frequency_hz), "gain dB": round(f.gain_db, 1),
          "Q": round(f.q, 2), "because it masks": names[f.maskee] if 0 <= f.maskee < len(names) else "?"}
@@ -156,15 +173,17 @@ def eq_table(outcome, names: list[str]) -> None:
         else:
             st.caption("No cuts: nothing masks a track at least as important, or the EQ is off.")
         b, a = outcome.masking_before, outcome.masking_after
-        st.dataframe(
+        table = pd.DataFrame(
             [{"track": n,
               "core SMR before dB": None if b.core_smr_db is None else round(float(b.core_smr_db[k]), 1),
               "core SMR after dB": None if a.core_smr_db is None else round(float(a.core_smr_db[k]), 1),
               "masked before %": round(100 * b.masked_fraction[k]), "masked after %": round(100 * a.masked_fraction[k]),
               "masking by the rest before dB": round(float(b.by_rest_db[k]), 1), "after dB": round(float(a.by_rest_db[k]), 1),
               "gain dB": round(float(outcome.gains_db[k]), 1)} for k, n in enumerate(names)],
-            hide_index=True, width="stretch",
         )
+        mark = ["font-weight: bold; background-color: rgba(255, 255, 255, 0.18)" if k == focus else ""
+                for k in range(len(names))]
+        st.dataframe(table.style.apply(lambda column: mark, axis=0), hide_index=True, width="stretch")
 
 
 MIX_WIDGETS = ["attenuation_db", "eq_strength", "max_cut_db", "loudness_lufs", "optimise"]
@@ -216,22 +235,23 @@ def mixer_panel() -> None:
                 icon=":material/library_music:")
     elapsed = time.perf_counter() - t0
     names = p.tracks.names
+    focus = focus_selector(names)
     metrics(outcome, names)
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
-    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax), key="heat_before", theme=None,
+    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax, focus), key="heat_before", theme=None,
                       config={"displaylogo": False})
     right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if settings.optimise else ""),
-                               zmax), key="heat_after", theme=None, config={"displaylogo": False})
+                               zmax, focus), key="heat_after", theme=None, config={"displaylogo": False})
     st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
                " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
     with guarded("Comparing"):
         stems_player(outcome, settings)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan (issue 14)
         with st.expander("The rendered files: before / after", icon=":material/audio_file:"):
             ab_players(outcome, settings, wav)
-    show_timeline(p)  # when each object sounds (one lane per object), under the players
+    show_timeline(p, focus=None if focus is None else p.tracks.object_indices[focus])  # when each object sounds (one lane per object), under the players
     processing_charts(outcome, names)
-    eq_table(outcome, names)
+    eq_table(outcome, names, focus)
     d1, d2 = st.columns(2)
     # 24-bit as the README and the command line say, encoded only when clicked (not on every slider move)
     d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav",

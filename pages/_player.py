@@ -22,6 +22,8 @@ from imgext.vision.overlay import Placed, draw_placement
 from pages._state import md, session
 
 KEY = "stems_player"
+FOCUS_KEY = "mix_focus"
+"""Session key of the track name the user highlighted on the Mix page (photo, heatmaps, table and timeline)."""
 STATE_KEY = "imgext_stems_player"
 
 _component = components.declare_component(KEY, path=str(Path(__file__).resolve().parent / "_components" / "stems_player"))
@@ -192,7 +194,7 @@ def placement_picture(p, outcome, value: dict | None) -> None:
         silent = name in muted or (bool(soloed) and name not in soloed)
         placed.append(Placed(name=name, box=tuple(obj.box), pan=float(pans.get(name, tracks.pans[k])),
                              level_db=float(outcome.gains_db[k]) + float(levels.get(name, 0.0)), role=obj.role,
-                             muted=silent))
+                             muted=silent, focused=name == st.session_state.get(FOCUS_KEY)))
     st.image(draw_placement(p.picture, placed), caption="Where each sound sits: colour = role (red event, blue bed, "
              "green area), line to the ruler = pan, outline width = level" + (f"; everywhere: {md(', '.join(wide))}"
                                                                              if wide else ""),

@@ -33,7 +33,8 @@ def lane_names(labels: Mapping[int, str]) -> dict[int, str]:
     return out
 
 
-def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration_s: float) -> go.Figure:
+def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration_s: float,
+                    focus: int | None = None) -> go.Figure:
     """The arrangement of a scene as horizontal bars over time.
 
     Parameters
@@ -44,6 +45,8 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
         Lane names (see :func:`lane_names`); an object without a name is shown by its index.
     duration_s : float
         Scene length in seconds (the x axis, and the length of a bed's bar).
+    focus : int, optional
+        The object index the user highlighted: its bars are framed in white.
 
     Returns
     -------
@@ -57,7 +60,7 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
     for i, lane in zip(order, lanes):
         arr = arrangements[i]
         role = Role.parse(arr.role)
-        b = bars.setdefault(role, {"y": [], "base": [], "x": [], "text": []})
+        b = bars.setdefault(role, {"y": [], "base": [], "x": [], "text": [], "focus": []})
         if role is Role.EVENT:
             for e in arr.events:
                 end = min(e.onset_s + e.duration_s, duration_s)
@@ -65,18 +68,20 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
                 b["base"].append(e.onset_s)
                 b["x"].append(max(end - e.onset_s, 0.0))
                 b["text"].append(f"{lane}: {e.onset_s:.2f}-{end:.2f} s, {e.gain_db:+.1f} dB, rate {e.rate:.2f}")
+                b["focus"].append(i == focus)
         elif role in (Role.BED, Role.AREA):
             b["y"].append(lane)
             b["base"].append(0.0)
             b["x"].append(float(duration_s))
             wide = f", width {arr.width:.2f}" if role is Role.AREA else ""
             b["text"].append(f"{lane}: loops all through (from {arr.offset_s:.1f} s into its sound{wide})")
+            b["focus"].append(i == focus)
     fig = go.Figure()
     for role in (Role.EVENT, Role.BED, Role.AREA):
         if role not in bars or not bars[role]["y"]:
             continue
         b = bars[role]
-        marker = {"color": _COLOURS[role], "line": {"width": 0}}
+        marker = {"color": _COLOURS[role], "line": {"width": [3 if f else 0 for f in b["focus"]], "color": "#ffffff"}}
         if role is Role.AREA:
             marker["pattern"] = {"shape": "/", "fgcolor": "rgba(255,255,255,0.35)"}
         fig.add_trace(go.Bar(
@@ -94,13 +99,16 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
     return fig
 
 
-def show_timeline(project, container=None) -> None:
-    """Draw the timeline of ``project`` (an :class:`~imgext.project.Project`) into ``container`` (default: the page)."""
+def show_timeline(project, container=None, *, focus: int | None = None) -> None:
+    """Draw the timeline of ``project`` (an :class:`~imgext.project.Project`) into ``container`` (default: the page).
+
+    ``focus``: the object index the user highlighted (framed in white).
+    """
     import streamlit as st
 
     arrangements = project.arrangements()
     if not arrangements:
         return
     names = lane_names({i: project.objects[i].label for i in arrangements if i < len(project.objects)})
-    fig = timeline_figure(arrangements, names, duration_s=project.settings.duration_s)
+    fig = timeline_figure(arrangements, names, duration_s=project.settings.duration_s, focus=focus)
     (container or st).plotly_chart(fig, key="timeline", theme=None, config={"displaylogo": False})

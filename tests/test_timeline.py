@@ -74,3 +74,37 @@ def test_mix_page_draws_the_timeline(bus_jpg):
     lanes = {y for trace in timeline[0]["data"] for y in trace["y"]}
     assert len(lanes) == len(project.arrangements()) >= 2  # the bus, the crowd, the ambience ...
     assert any(trace["name"].startswith("event") or trace["name"].startswith("area") for trace in timeline[0]["data"])
+
+
+def test_the_focused_object_is_framed_in_the_timeline():
+    settings = MixSettings(duration_s=20.0, seed=2)
+    dog = place_objects([Detection("dog", 0.9, (0.1, 0.3, 0.4, 0.9))])[0]
+    bark = synthesize("dog_bark", duration_s=3.0, sample_rate=settings.sample_rate, rng=1)
+    arrangements = {0: arrange_object(dog, 0, bark, settings=settings).arrangement,
+                    1: Arrangement(role=Role.BED, offset_s=1.0)}
+    names = {0: "dog", 1: "rain"}
+    plain = timeline_figure(arrangements, names, duration_s=20.0)
+    framed = timeline_figure(arrangements, names, duration_s=20.0, focus=1)
+    width = {t.name: list(t.marker.line.width) for t in framed.data}
+    assert all(w == 0 for t in plain.data for w in t.marker.line.width)
+    assert width["bed (loops)"] == [3] and all(w == 0 for w in width["event (one-shot)"])
+
+
+@pytest.mark.slow
+def test_a_highlighted_track_is_framed_on_the_mix_page(bus_jpg):
+    """The 'Highlight' picker frames one track in the heatmaps, the table, the timeline and the photo."""
+    from tests.test_app import _ready_sounds, new_app, upload
+
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    names = at.session_state["imgext_session"].project.tracks.names
+    at.selectbox(key="mix_focus").select(names[0]).run()
+    assert not at.exception and not at.error
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heat = [s for s in specs if "Masking" in str(s.get("layout", {}).get("title", {}).get("text", ""))]
+    assert len(heat) == 2 and all(len(s["layout"].get("shapes", [])) == 2 for s in heat)
+    timeline = next(s for s in specs if "Timeline" in str(s["layout"]["title"]["text"]))
+    assert any(3 in t["marker"]["line"]["width"] for t in timeline["data"])
+    at.selectbox(key="mix_focus").select("(none)").run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert all(not s["layout"].get("shapes") for s in specs if "Masking" in str(s["layout"]["title"]["text"]))

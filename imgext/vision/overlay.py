@@ -31,6 +31,8 @@ class Placed:
         ``"event"``, ``"bed"``, ``"area"``, ``"ambience"`` ...
     muted : bool
         Drawn dashed-grey (muted or not soloed in the player).
+    focused : bool
+        The object the user highlighted (framed in white, as in the page's other views).
     """
 
     name: str
@@ -39,6 +41,7 @@ class Placed:
     level_db: float
     role: str
     muted: bool = False
+    focused: bool = False
 
 
 def draw_placement(image: Image.Image, placed: Sequence[Placed], *, range_db: float = 30.0) -> Image.Image:
@@ -82,6 +85,9 @@ def draw_placement(image: Image.Image, placed: Sequence[Placed], *, range_db: fl
         line = max(1, int(round(size / 6 + loud * size / 3)))
         x0, y0, x1, y1 = p.box[0] * w, p.box[1] * h, p.box[2] * w, p.box[3] * h
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        if p.focused:
+            grow = line + max(2, size // 4)
+            draw.rectangle((x0 - grow, y0 - grow, x1 + grow, y1 + grow), outline=(255, 255, 255), width=max(2, size // 5))
         at = size + (max(-1.0, min(1.0, p.pan)) + 1.0) / 2.0 * (w - 2 * size)
         draw.line(((x0 + x1) / 2, y1, at, ruler_y), fill=colour, width=max(1, line // 2))
         draw.ellipse((at - size / 3, ruler_y - size / 3, at + size / 3, ruler_y + size / 3), fill=colour)
