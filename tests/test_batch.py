@@ -334,8 +334,10 @@ def test_freesound_one_search_per_term_and_the_daily_limit(tmp_path, monkeypatch
                   labels=LabelMap.default(), settings=load_settings())
         first = run_batch(str(photos), job, workers=2, progress=False, log=lambda line: None)
         assert (first.done, first.failed, first.skipped) == (2, 0, 0)
-        queries = [req.query.get("query") for req in server.requests if req.kind == "search"]
-        assert queries and len(queries) == len(set(queries)), queries  # cat and person: searched once for both
+        # no request is ever sent twice: cat and person are searched once for both photos (the ambience asks for
+        # one term under several filters, long loopable recordings first: each (query, filter) once)
+        queries = [(req.query.get("query"), req.query.get("filter")) for req in server.requests if req.kind == "search"]
+        assert queries and len(queries) == len(set(queries)), queries
         previews = [req.path for req in server.requests if req.kind == "preview"]
         assert len(previews) == len(set(previews))
         # Next day's batch: a copy of the dog photo (terms cached) and the elephant (not), and the daily limit hit.
