@@ -1,7 +1,7 @@
 """Several simultaneous browser sessions against one ``streamlit run``: isolation, correctness, time, memory.
 
 Run from the repo root: ``python bench/load.py [--sessions 1 4 8] [--duration 30]``; the 16-session figures:
-``python bench/load.py --sessions 16 --settle 160`` (each session also records the queue message it saw).
+``python bench/load.py --sessions 16 --settle 130`` (each session also records the queue message it saw).
 
 It starts the local Freesound-compatible server (``tests/freesound_server.py``) and one ``streamlit run
 app.py`` (fresh cache, data and temp folders; the detector from ``../shared/models``). Then, for each N,

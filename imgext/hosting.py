@@ -11,15 +11,10 @@
 * :class:`HeavyPool` lets a few heavy steps (detection, finding sounds, mixing,
   the ZIP) run at once, first come first served, and tells everyone else how
   many are ahead of them, instead of every session slowing down together.
-  While it stands idle it gives the memory of sessions that left back to the
-  system (:func:`release_memory`), every ``trim_every_s``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import hmac
 import itertools
 import json
@@ -32,7 +27,7 @@ from dataclasses import dataclass, field
 from imgext.errors import ParameterError
 from imgext.sounds.filters import BUILTIN_PRESETS, PresetStore, SearchFilter, _check_name
 
-__all__ = ["Access", "HeavyPool", "Presets", "SessionPresets", "check_password", "describe_queue", "release_memory"]
+__all__ = ["Access", "HeavyPool", "Presets", "SessionPresets", "check_password", "describe_queue"]
 
 MAX_PRESET_UPLOAD_BYTES = 64 * 1024
 """Largest presets JSON a visitor may upload, in bytes."""
@@ -188,33 +183,6 @@ class Presets:
             raise ParameterError("shared presets can only be deleted by the administrator")
 
 
-def _libc_trim():
-    """Glibc's ``malloc_trim``, or None on another C library (musl, macOS, Windows)."""
-    try:
-        name = ctypes.util.find_library("c")
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_memory() -> bool:
-    """Collect garbage cycles, then hand the allocator's free pages back to the system.
-
-    glibc keeps freed heap pages of large numpy arrays for reuse, so a server whose
-    sessions have left can hold gigabytes it no longer uses; ``malloc_trim(0)``
-    returns every free page.  Returns True when the pages were trimmed (glibc),
-    False when only garbage was collected.
-    """
-    gc.collect()
-    if _MALLOC_TRIM is None:
-        return False
-    _MALLOC_TRIM(0)
-    return True
-
-
 class HeavyPool:
     """At most ``workers`` heavy steps at once, served in arrival order, with the queue visible.
 
@@ -222,9 +190,6 @@ class HeavyPool:
     ----------
     workers : int >= 1
         Heavy steps running at the same time (2 cores: 2).
-    trim_every_s : float or None
-        While no step runs or waits, :func:`release_memory` every this many seconds
-        (a daemon thread); None: never.
 
     Examples
     --------
@@ -233,11 +198,9 @@ class HeavyPool:
     ...     pass
     """
 
-    def __init__(self, workers: int = 2, *, trim_every_s: float | None = None) -> None:
+    def __init__(self, workers: int = 2) -> None:
         if workers < 1:
             raise ParameterError(f"workers={workers} must be at least 1")
-        if trim_every_s is not None and not trim_every_s > 0:
-            raise ParameterError(f"trim_every_s={trim_every_s} must be positive (or None)")
         self.workers = int(workers)
         self._cond = threading.Condition()
         self._queue: list[tuple[int, str]] = []  # waiting, in arrival order
@@ -245,19 +208,6 @@ class HeavyPool:
         self._tickets = itertools.count()
         self.served = 0
         self.max_waiting = 0
-        self.trims = 0
-        if trim_every_s is not None:
-            threading.Thread(target=self._trim_when_idle, args=(float(trim_every_s),), name="imgext-memory-trim",
-                             daemon=True).start()
-
-    def _trim_when_idle(self, every_s: float) -> None:
-        while True:
-            time.sleep(every_s)
-            with self._cond:
-                idle = not self._running and not self._queue
-            if idle:
-                release_memory()
-                self.trims += 1
 
     def status(self) -> tuple[int, int]:
         """``(running, waiting)`` now."""

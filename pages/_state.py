@@ -198,12 +198,8 @@ def own_presets_panel(store: Presets) -> None:
 
 @st.cache_resource(show_spinner=False)
 def get_pool(workers: int) -> HeavyPool:
-    """One queue for the whole server: every session's heavy steps share ``workers`` places.
-
-    While it is idle it returns the memory of sessions that left every 30 s (Streamlit
-    drops a disconnected session's state after 120 s).
-    """
-    return HeavyPool(workers, trim_every_s=30.0)
+    """One queue for the whole server: every session's heavy steps share ``workers`` places."""
+    return HeavyPool(workers)
 
 
 @contextmanager

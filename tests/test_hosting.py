@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -170,37 +167,3 @@ def test_hosted_app_keeps_a_visitors_preset_in_the_session(tmp_path, monkeypatch
     assert "my dogs" in at.session_state["imgext_session"].own_presets.presets
     assert not (tmp_path / "data" / "presets.json").exists()
     assert any("read-only here" in c.value for c in at.caption)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim and /proc are Linux's")
-def test_memory_of_freed_arrays_goes_back_to_the_system():
-    """Freed heap pages (arrays of sessions that left) are returned, not kept by the allocator."""
-    from imgext.hosting import release_memory
-
-    arrays = [np.ones(8192) for _ in range(4000)]  # 4000 x 64 KiB on the heap (under the mmap threshold)
-    keep = arrays[::20]  # every 20th stays, so the heap cannot simply shrink from the top
-    del arrays
-    before = _rss_mb()
-    assert release_memory()
-    assert before - _rss_mb() > 100  # of the ~240 MiB freed, well over 100 MiB go back
-    del keep
-
-
-def test_an_idle_pool_trims_and_a_busy_one_does_not():
-    pool = HeavyPool(1, trim_every_s=0.05)
-    with pool.slot("mix"):
-        time.sleep(0.1)  # a trim that was already under way when the slot was taken ends
-        at_start = pool.trims
-        time.sleep(0.4)
-        busy = pool.trims - at_start
-    deadline = time.monotonic() + 5.0
-    while pool.trims == at_start + busy and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert busy == 0 and pool.trims > at_start
-    with pytest.raises(ParameterError):
-        HeavyPool(1, trim_every_s=0)
