@@ -20,6 +20,7 @@ import itertools
 import json
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field
 from imgext.errors import ParameterError
 from imgext.sounds.filters import BUILTIN_PRESETS, PresetStore, SearchFilter, _check_name
 
-__all__ = ["Access", "HeavyPool", "Presets", "SessionPresets", "check_password", "describe_queue"]
+__all__ = ["Access", "HeavyPool", "LeftSessions", "Presets", "SessionPresets", "check_password", "describe_queue",
+           "release_memory"]
 
 MAX_PRESET_UPLOAD_BYTES = 64 * 1024
 """Largest presets JSON a visitor may upload, in bytes."""
@@ -271,3 +273,130 @@ def describe_queue(kinds_ahead: list[str]) -> str:
     kinds = set(kinds_ahead)
     one, many = _NOUNS.get(kinds.pop(), ("step", "steps")) if len(kinds) == 1 else ("step", "steps")
     return f"The server is busy: {n} {one if n == 1 else many} ahead of you. Yours starts as soon as a place is free."
+
+
+class LeftSessions:
+    """Close the sessions whose browser has been gone longer than a grace time, then give the memory back.
+
+    A web server keeps a disconnected session for a while so a browser that lost its
+    connection for a moment finds its work again.  Streamlit's own store forgets such a
+    session only when another one disconnects after its time-to-live, and then without
+    shutting it down (its media and uploads stay registered), so a demo whose visitors
+    have left can hold gigabytes of their audio.  This tracker is told every session it
+    sees; :meth:`sweep`, called every ``every_s`` by :meth:`start`'s daemon thread,
+    closes each one that has not been connected for ``grace_s`` seconds and, on the
+    next sweep (once the close has run), hands the freed pages back to the system
+    (:func:`release_memory`).
+
+    Parameters
+    ----------
+    is_connected : callable ``(session_id) -> bool``
+        Whether a browser is connected to the session now (must be safe to call from any thread).
+    close : callable ``(session_id) -> None``
+        Shut the session down for good (must be safe to call from any thread).
+    grace_s : float > 0
+        Seconds a session may stay disconnected before it is closed (the server's reconnect window).
+    release : callable ``() -> object``
+        What gives memory back after closes: :func:`release_memory` by default.
+    clock : callable ``() -> float``
+        Monotonic seconds.
+    """
+
+    def __init__(self, is_connected: Callable[[str], bool], close: Callable[[str], None], *, grace_s: float,
+                 release: Callable[[], object] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if not grace_s > 0:
+            raise ParameterError(f"grace_s={grace_s} must be positive")
+        self.grace_s = float(grace_s)
+        self._is_connected, self._close = is_connected, close
+        self._release = release if release is not None else release_memory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_seen: dict[str, float] = {}  # session id -> when it was last seen connected
+        self._release_pending = False
+        self.closed = 0  # sessions closed so far
+        self.releases = 0  # times memory was handed back
+
+    def seen(self, session_id: str) -> None:
+        """Note that ``session_id`` is in use now (call it on every script run)."""
+        with self._lock:
+            self._last_seen[session_id] = self._clock()
+
+    @property
+    def tracked(self) -> int:
+        """Sessions known and not yet closed."""
+        with self._lock:
+            return len(self._last_seen)
+
+    def sweep(self) -> list[str]:
+        """Close every session gone longer than ``grace_s``; release memory after the previous sweep's closes.
+
+        Returns the ids closed by this sweep.
+        """
+        if self._release_pending:
+            self._release_pending = False
+            self._release()
+            self.releases += 1
+        now = self._clock()
+        with self._lock:
+            ids = list(self._last_seen)
+        gone = []
+        for sid in ids:
+            if self._is_connected(sid):
+                with self._lock:
+                    self._last_seen[sid] = now
+            elif now - self._last_seen.get(sid, now) >= self.grace_s:
+                gone.append(sid)
+        for sid in gone:
+            with self._lock:
+                self._last_seen.pop(sid, None)
+            self._close(sid)
+            self.closed += 1
+        if gone:
+            self._release_pending = True
+        return gone
+
+    def start(self, every_s: float = 10.0) -> threading.Thread:
+        """Sweep every ``every_s`` seconds on a daemon thread (for the life of the process); returns it."""
+        if not every_s > 0:
+            raise ParameterError(f"every_s={every_s} must be positive")
+
+        def loop() -> None:
+            while True:
+                time.sleep(every_s)
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - a failed sweep must not end the sweeper; the next one retries
+                    traceback.print_exc()
+
+        thread = threading.Thread(target=loop, name="imgext-left-sessions", daemon=True)
+        thread.start()
+        return thread
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc), or None on another C library (musl, macOS, Windows)."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_memory() -> bool:
+    """Hand the allocator's free pages back to the system; True when glibc's ``malloc_trim`` did it.
+
+    Collects cyclic garbage first (a closed web session is a cycle of objects that holds
+    its audio until the cyclic collector runs, and an idle server allocates nothing that
+    would trigger it), then ``malloc_trim(0)``: glibc keeps freed heap pages for reuse.
+    """
+    import gc
+
+    gc.collect()
+    trim = _libc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

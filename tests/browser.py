@@ -43,15 +43,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict, *, timeout_s: float = 120.0):
-    """`streamlit run app.py` on a free port; yields its base URL; stops it afterwards."""
+def streamlit_server(env: dict, *, timeout_s: float = 120.0, args: tuple[str, ...] = ()):
+    """`streamlit run app.py` on a free port (``args``: more Streamlit options); yields its base URL; stops it afterwards."""
     port = free_port()
     log_path = ARTIFACTS / f"streamlit-{port}.log"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args,
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)

@@ -10,7 +10,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from imgext.errors import ParameterError
-from imgext.hosting import Access, HeavyPool, Presets, SessionPresets, check_password, describe_queue
+from imgext.hosting import (
+    Access,
+    HeavyPool,
+    LeftSessions,
+    Presets,
+    SessionPresets,
+    check_password,
+    describe_queue,
+    release_memory,
+)
 from imgext.settings import load_settings
 from imgext.sounds.filters import PresetStore, SearchFilter
 
@@ -167,3 +176,54 @@ def test_hosted_app_keeps_a_visitors_preset_in_the_session(tmp_path, monkeypatch
     assert "my dogs" in at.session_state["imgext_session"].own_presets.presets
     assert not (tmp_path / "data" / "presets.json").exists()
     assert any("read-only here" in c.value for c in at.caption)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_left_sessions_closes_only_sessions_gone_past_the_grace_time_then_releases_memory():
+    clock, connected, closed, released = _Clock(), {"a", "b"}, [], []
+    left = LeftSessions(lambda sid: sid in connected, closed.append, grace_s=120, release=lambda: released.append(1),
+                        clock=clock)
+    for sid in ("a", "b", "c"):  # "c" was seen once and its browser is gone already
+        left.seen(sid)
+    assert left.sweep() == [] and not released  # nobody gone long enough
+    connected.discard("b")  # "b" leaves at t = 1000
+    clock.now += 119
+    assert left.sweep() == [] and closed == []
+    clock.now += 1  # "c" gone 120 s, "b" gone 120 s (its last sighting was at 1000)
+    assert sorted(left.sweep()) == ["b", "c"] and sorted(closed) == ["b", "c"]
+    assert not released  # the close runs on the server's loop: memory goes back on the next sweep
+    assert left.sweep() == [] and released == [1] and left.releases == 1
+    assert left.sweep() == [] and released == [1]  # nothing more to release
+    assert left.tracked == 1 and left.closed == 2
+    clock.now += 10_000  # a connected session is never closed, however long it stays
+    assert left.sweep() == [] and sorted(closed) == ["b", "c"]
+
+
+def test_left_sessions_keeps_a_session_that_came_back():
+    clock, connected, closed = _Clock(), set(), []
+    left = LeftSessions(lambda sid: sid in connected, closed.append, grace_s=60, release=lambda: None, clock=clock)
+    left.seen("x")
+    clock.now += 50
+    connected.add("x")  # the browser reconnected within the window
+    assert left.sweep() == []
+    connected.discard("x")
+    clock.now += 59  # gone again: its window starts from when it was last seen connected
+    assert left.sweep() == []
+    clock.now += 1
+    assert left.sweep() == ["x"] and closed == ["x"]
+    with pytest.raises(ParameterError):
+        LeftSessions(bool, closed.append, grace_s=0)
+
+
+def test_release_memory_trims_on_glibc():
+    import platform
+
+    # True where glibc's malloc_trim ran (Debian, CI); elsewhere only garbage is collected
+    assert release_memory() is (platform.libc_ver()[0] == "glibc")
