@@ -109,6 +109,63 @@ def k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return scipy.signal.sosfilt(_k_sos(sample_rate), y, axis=-1)
 
 
+CHUNK_SAMPLES = 1 << 17
+"""Long signals are K-weighted and summed this many samples at a time (the filter state and the running sum
+carried over), so a measurement holds a few MB of float64 instead of several copies of the whole signal."""
+
+
+def k_weighted_chunks(audio: np.ndarray, sample_rate: int, *, chunk: int = CHUNK_SAMPLES):
+    """The K-weighted signal of ``audio`` (..., n) in consecutive pieces: yields ``(start, y)``, ``y`` float64.
+
+    The filter state is carried from piece to piece, so the pieces laid end to end are
+    :func:`k_weighted` of the whole signal, bit for bit (``sosfilt`` runs the same recursion).
+    """
+    x = np.asarray(audio)
+    n = x.shape[-1]
+    sos = _k_sos(sample_rate)
+    zi = np.zeros((sos.shape[0], *x.shape[:-1], 2))
+    for start in range(0, n, chunk):
+        y, zi = scipy.signal.sosfilt(sos, np.asarray(x[..., start : start + chunk], dtype=np.float64), axis=-1, zi=zi)
+        yield start, y
+
+
+def k_weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """K-weighted power summed over channels (unit weights) [shape=(n_samples,), float64], a chunk at a time.
+
+    ``np.sum(np.square(k_weighted(audio, sample_rate)), axis=0)`` bit for bit, without the
+    whole-signal float64 copies.
+    """
+    x = np.asarray(audio)
+    x = x[None, :] if x.ndim == 1 else x
+    out = np.empty(x.shape[-1])
+    for start, y in k_weighted_chunks(x, sample_rate):
+        np.sum(np.square(y, out=y), axis=0, out=out[start : start + y.shape[-1]])
+    return out
+
+
+def cumulative_at(pieces, points: np.ndarray, lead_shape: tuple = ()) -> np.ndarray:
+    """``c[..., points]`` of ``c = [0, cumsum(signal)]`` (float64), the signal given as consecutive pieces.
+
+    ``pieces`` yields ``(start, s)`` with ``s`` float64 of shape ``lead_shape + (m,)`` (overwritten);
+    ``points`` are sorted sample indices in ``[0, n]``.  The running sum is carried by adding it to each
+    piece's first sample before its ``cumsum``: the same sequential additions as one ``cumsum`` of the
+    whole signal, so the result is bit-identical while only one piece is held at a time.
+    """
+    points = np.asarray(points, dtype=np.int64)
+    out = np.zeros((*lead_shape, points.size))
+    carry = np.zeros(lead_shape)
+    for start, s in pieces:
+        m = s.shape[-1]
+        if m == 0:
+            continue
+        s[..., 0] += carry
+        np.cumsum(s, axis=-1, out=s)
+        i0, i1 = np.searchsorted(points, [start + 1, start + m + 1])
+        out[..., i0:i1] = s[..., points[i0:i1] - start - 1]
+        carry = s[..., -1].copy()
+    return out
+
+
 def block_bounds(n_samples: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample bounds ``[lo, hi)`` of the BS.1770 gating blocks, cut exactly as pyloudnorm cuts them."""
     step = 1.0 - BLOCK_OVERLAP
@@ -140,16 +197,20 @@ def _loudness_and_blocks(audio: np.ndarray, sample_rate: int) -> tuple[float, np
     pyloudnorm's ``Meter.integrated_loudness`` (same filters, blocks and gates; agrees to 1e-9 LU),
     vectorised: the block sums come from one cumulative sum instead of a Python loop over blocks.
     """
-    return _loudness_blocks_power(audio, sample_rate)[:2]
+    return _loudness_blocks_power(audio, sample_rate, power=False)[:2]
 
 
-def _loudness_blocks_power(audio: np.ndarray, sample_rate: int) -> tuple[float, np.ndarray, np.ndarray | None]:
+def _loudness_blocks_power(audio: np.ndarray, sample_rate: int, *,
+                           power: bool = True) -> tuple[float, np.ndarray, np.ndarray | None]:
     """:func:`_loudness_and_blocks` and the K-weighted power summed over channels [shape=(n_samples,)].
 
     The power (unit channel weights, as the limiter measures L and R) is ``None`` for silence, for
-    more than two channels and for clips shorter than one gating block (they are measured tiled).
+    more than two channels, for clips shorter than one gating block (they are measured tiled) and
+    when ``power`` is False (then nothing of the signal's length is held).
     """
-    x = np.asarray(audio, dtype=np.float64)
+    x = np.asarray(audio)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
     x = x[None, :] if x.ndim == 1 else x
     if x.shape[-1] == 0 or not np.any(x):
         return float("-inf"), np.zeros(0), None
@@ -159,18 +220,30 @@ def _loudness_blocks_power(audio: np.ndarray, sample_rate: int) -> tuple[float, 
     tiled = x.shape[-1] < block
     if tiled:
         x = np.tile(x, (1, int(math.ceil(block / x.shape[-1]))))
-    y = k_weighted(x, sample_rate)
-    n = y.shape[-1]
+    n, n_ch = x.shape[-1], x.shape[0]
     lo, hi = block_bounds(n, sample_rate)
-    c = np.zeros((y.shape[0], n + 1))
-    sq = np.square(y, out=y)
-    np.cumsum(sq, axis=-1, out=c[:, 1:])
-    summed = None if tiled or sq.shape[0] > 2 else (sq[0] + sq[1] if sq.shape[0] == 2 else sq[0])
-    z = (c[:, hi] - c[:, lo]) / (BLOCK_S * sample_rate)  # (channels, blocks)
-    power = (np.asarray(_CHANNEL_WEIGHTS[: y.shape[0]])[:, None] * z).sum(axis=0)
+    # Filtered, squared and summed a chunk at a time (bit-identical to the whole-signal passes):
+    # 8 x 600 s stereo held ~1.3 GB of float64 copies here, now a few MB beside the per-sample power.
+    summed = None if tiled or n_ch > 2 or not power else np.empty(n)
+
+    def squares():
+        for start, y in k_weighted_chunks(x, sample_rate):
+            sq = np.square(y, out=y)
+            if summed is not None:
+                if n_ch == 2:
+                    np.add(sq[0], sq[1], out=summed[start : start + sq.shape[-1]])
+                else:
+                    summed[start : start + sq.shape[-1]] = sq[0]
+            yield start, sq
+
+    points, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    c = cumulative_at(squares(), points, (n_ch,))
+    c_lo, c_hi = c[:, inverse[: lo.size]], c[:, inverse[lo.size :]]
+    z = (c_hi - c_lo) / (BLOCK_S * sample_rate)  # (channels, blocks)
+    weighted = (np.asarray(_CHANNEL_WEIGHTS[:n_ch])[:, None] * z).sum(axis=0)
     with np.errstate(divide="ignore"):
-        blocks = -0.691 + 10.0 * np.log10(power)
-    value = gated_loudness(power)
+        blocks = -0.691 + 10.0 * np.log10(weighted)
+    value = gated_loudness(weighted)
     return (value if math.isfinite(value) and value > SILENCE_LUFS else float("-inf")), blocks, summed
 
 

@@ -31,7 +31,7 @@ import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d, uniform_filter1d
 
-from imgext.audio.loudness import block_bounds, gated_loudness, k_weighted
+from imgext.audio.loudness import CHUNK_SAMPLES, block_bounds, cumulative_at, gated_loudness, k_weighted_power
 from imgext.errors import ParameterError
 
 __all__ = [
@@ -387,7 +387,7 @@ class _LazyPeaks:
 
 def _k_weighted_power(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """K-weighted power summed over channels (BS.1770: unit weight for L and R) [shape=(n_samples,)]."""
-    return np.sum(np.square(k_weighted(x, sample_rate)), axis=0)
+    return k_weighted_power(x, sample_rate)
 
 
 def _block_bounds(n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -395,10 +395,26 @@ def _block_bounds(n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return block_bounds(n, sample_rate)
 
 
-def _gated_loudness(power: np.ndarray, lo: np.ndarray, hi: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness (LUFS) from per-sample K-weighted power, gated as BS.1770-4 eqs. 4-7."""
-    c = np.concatenate([[0.0], np.cumsum(power, dtype=np.float64)])
-    return gated_loudness((c[hi] - c[lo]) / (0.4 * sample_rate))
+def _gated_loudness(power: np.ndarray, lo: np.ndarray, hi: np.ndarray, sample_rate: int,
+                    envelope: np.ndarray | None = None) -> float:
+    """Integrated loudness (LUFS) from per-sample K-weighted power, gated as BS.1770-4 eqs. 4-7.
+
+    With ``envelope`` (linear gain [shape=(n_samples,)]) the power is ``power * envelope**2``.  The running
+    sum goes a chunk at a time (:func:`~imgext.audio.loudness.cumulative_at`: the same float64 additions
+    as one ``cumsum``), so no whole-signal float64 temporaries are made (8 x 600 s: ~850 MB per step).
+    """
+    n = power.shape[-1]
+
+    def pieces():
+        for start in range(0, n, CHUNK_SAMPLES):
+            p = np.array(power[start : start + CHUNK_SAMPLES], dtype=np.float64)
+            if envelope is not None:
+                p *= np.square(envelope[start : start + CHUNK_SAMPLES], dtype=np.float64)
+            yield start, p
+
+    points, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    c = cumulative_at(pieces(), points)
+    return gated_loudness((c[inverse[lo.size :]] - c[inverse[: lo.size]]) / (0.4 * sample_rate))
 
 
 def limit_to_loudness(
@@ -480,7 +496,7 @@ def limit_to_loudness(
         # points above are oversampled (once: later steps reuse them).
         tp0.exact_above(ceiling / float(g))
         env = _envelope(x * g, tp0.peaks * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS)
-        loud = _gated_loudness(power * np.square(env, dtype=np.float64), lo, hi, sample_rate) + gain_db
+        loud = _gated_loudness(power, lo, hi, sample_rate, envelope=env) + gain_db
         error = loudness_lufs - loud
         if best is None or abs(error) < abs(best[0]):
             best = (error, gain_db, env)

@@ -19,7 +19,7 @@ from imgext.audio.loudness import (
     _loudness_and_blocks,
     _loudness_blocks_power,
     integrated_loudness,
-    k_weighted,
+    k_weighted_power,
 )
 from imgext.errors import ParameterError
 from imgext.mix.limiter import limit_to_loudness, true_peak_dbtp
@@ -211,7 +211,7 @@ def render_mix(
         def power() -> np.ndarray:  # the K-weighted power measured above, else measured now
             if summed_power is not None:
                 return summed_power
-            return np.sum(np.square(k_weighted(summed, sample_rate)), axis=0)
+            return k_weighted_power(summed, sample_rate)
 
         if peak * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
             k_power = power()  # (it measures its own peaks)

@@ -1,0 +1,98 @@
+"""Long scenes: the loudness measurements run a chunk at a time, bit-identical to the whole-signal passes.
+
+Issue 15's 8 x 600 s render must stay within 2 GB; these pin that the BS.1770 measures and the
+limiter's loudness search hold about one float64 copy (the per-sample power they return), not
+several, and that chunking changes no bit.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from imgext.audio import loudness
+from imgext.audio.loudness import (
+    CHUNK_SAMPLES,
+    _k_sos,
+    _loudness_blocks_power,
+    block_bounds,
+    gated_loudness,
+    integrated_loudness,
+    k_weighted_power,
+)
+from imgext.mix import limiter
+
+SR = 44100
+
+
+def _reference(x: np.ndarray, sr: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The whole-signal formulation (one sosfilt, one cumsum), as it was before chunking."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[None, :] if x.ndim == 1 else x
+    y = scipy.signal.sosfilt(_k_sos(sr), x, axis=-1)
+    sq = np.square(y)
+    c = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(sq, axis=-1, out=c[:, 1:])
+    lo, hi = block_bounds(x.shape[1], sr)
+    z = (c[:, hi] - c[:, lo]) / (loudness.BLOCK_S * sr)
+    power = (np.asarray(loudness._CHANNEL_WEIGHTS[: x.shape[0]])[:, None] * z).sum(axis=0)
+    with np.errstate(divide="ignore"):
+        blocks = -0.691 + 10.0 * np.log10(power)
+    return gated_loudness(power), blocks, sq.sum(axis=0)
+
+
+@pytest.mark.parametrize("shape", [(3 * CHUNK_SAMPLES + 17,), (2, 2 * CHUNK_SAMPLES), (2, 2 * CHUNK_SAMPLES + 1),
+                                   (2, 30000), (3, CHUNK_SAMPLES + 999)])
+def test_chunked_loudness_is_bit_identical(shape):
+    rng = np.random.default_rng(len(shape) * 1000 + shape[-1] % 997)
+    x = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+    x[..., : shape[-1] // 3] *= np.float32(0.001)  # quiet stretch: exercises the gates
+    loud, blocks, power = _loudness_blocks_power(x, SR)
+    ref_loud, ref_blocks, ref_power = _reference(x, SR)
+    assert loud == ref_loud
+    np.testing.assert_array_equal(blocks, ref_blocks)
+    if x.ndim == 2 and x.shape[0] <= 2:
+        np.testing.assert_array_equal(power, ref_power)
+        np.testing.assert_array_equal(k_weighted_power(x, SR), ref_power)
+
+
+def test_limiter_loudness_search_sum_is_bit_identical():
+    rng = np.random.default_rng(5)
+    n = 2 * CHUNK_SAMPLES + 4321
+    power = rng.random(n) ** 4
+    env = np.minimum(1.0, 0.5 + rng.random(n)).astype(np.float32)
+    lo, hi = block_bounds(n, SR)
+    c = np.concatenate([[0.0], np.cumsum(power * np.square(env, dtype=np.float64), dtype=np.float64)])
+    expected = gated_loudness((c[hi] - c[lo]) / (0.4 * SR))
+    assert limiter._gated_loudness(power, lo, hi, SR, envelope=env) == expected
+    c = np.concatenate([[0.0], np.cumsum(power)])
+    assert limiter._gated_loudness(power, lo, hi, SR) == gated_loudness((c[hi] - c[lo]) / (0.4 * SR))
+
+
+def _peak_traced(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_loudness_of_a_long_stereo_mix_holds_one_float64_copy():
+    """60 s of stereo float32 (21 MB): the measure holds the returned power (21 MB) and a few chunks.
+
+    The whole-signal passes held the float64 signal, its filtered copy and its running sum (~150 MB).
+    """
+    rng = np.random.default_rng(7)
+    n = 60 * SR
+    x = (rng.standard_normal((2, n)) * 0.1).astype(np.float32)
+    one_copy = n * 8  # the per-sample power, float64
+    assert _peak_traced(lambda: _loudness_blocks_power(x, SR)) < one_copy + 12 * 2**20
+    assert _peak_traced(lambda: integrated_loudness(x, SR)) < 12 * 2**20  # the power is not kept
+    power = k_weighted_power(x, SR)
+    env = np.ones(n, np.float32)
+    lo, hi = block_bounds(n, SR)
+    assert _peak_traced(lambda: limiter._gated_loudness(power, lo, hi, SR, envelope=env)) < 12 * 2**20
