@@ -307,7 +307,7 @@ def _cmd_render(args) -> int:
     source = open_source(args.source, settings=settings, labels=labels, **source_kw)
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
     t0 = time.perf_counter()
-    detector = Detector(args.weights or settings.yolo_weights)
+    detector = Detector(args.weights or settings.yolo_weights, warm_up=False)  # one picture: a warm-up would double the inference
     # the budget starts with the render itself (loading the model is not a network wait)
     budget = Budget(settings.render_budget_s, what=f"the render's {settings.render_budget_s:g} s budget")
     result = render_image(
@@ -367,8 +367,27 @@ def _cmd_presets(args) -> int:
     return run_presets_command(args)
 
 
+def one_malloc_arena() -> None:
+    """Give the process one glibc malloc arena (``M_ARENA_MAX`` 1), before any thread starts.
+
+    A render synthesises or decodes its sounds on worker threads; with glibc's default
+    of one arena per thread, the memory those threads free stays in their arenas and the
+    mix, on the main thread, takes fresh pages: 595 -> 509 MB peak RSS for ``render
+    bus.jpg --source builtin``, and fewer page faults (no more CPU).  The few threads of
+    one command do not contend for it.  Not glibc: nothing to do.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 expected failure, 2 usage, 3 bug, 130 interrupted)."""
+    if argv is None:  # a process of its own (``python -m imgext``), not a caller's
+        one_malloc_arena()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -163,6 +163,18 @@ def test_model_is_loaded_once_per_process():
     assert text_model() is text_model()
 
 
+def test_model_embeds_as_the_wordllama_package_does():
+    """The light loader (no ``import wordllama`` at start-up) gives the package's embeddings bit for bit,
+    across batches of 64 (padding is per batch), empty and non-ASCII texts."""
+    wordllama = pytest.importorskip("wordllama")
+    texts = (["dog barking", "hot dog sizzling", "a long description of a bus " * 30, "", "émoji 🚌 café"]
+             + [f"record {i}: engine idling, tags {'x ' * (i % 7)}" for i in range(140)])
+    reference = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    ours = text_model().embed(texts)
+    assert ours.dtype == np.float32 and ours.shape == (len(texts), 256)
+    np.testing.assert_array_equal(ours, reference.embed(texts))
+
+
 def _vec(seed: int, *, near: np.ndarray | None = None, noise: float = 0.0) -> tuple:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal(512) if near is None else near + noise * rng.standard_normal(512)

@@ -26,10 +26,11 @@ weak (score below :data:`MIN_SCORE`) or far below the object's best
 no sound rather than a wrong one.  Scores are relative to the object's own
 candidates except for that floor.
 
-The model is loaded once per process, lazily, from the package's own folder
-with downloads disabled (``WordLlama.load(cache_dir=<package folder>,
-disable_download=True)`` works around a path bug of wordllama 0.4.0).  Without
-the package, scoring falls back to keywords alone and says so in the reason.
+The model is loaded once per process, lazily, from the package's own folder and
+never downloaded: its tokenizer and weights are read directly and embedded as
+``WordLlamaInference.embed`` does (:class:`_WordLlamaInference`; importing the
+package itself costs more start-up than the model).  Without the package,
+scoring falls back to keywords alone and says so in the reason.
 """
 
 from __future__ import annotations
@@ -169,25 +170,72 @@ _MODEL_LOCK = threading.Lock()
 _MODEL: list = []  # [model or None, status text]
 
 
+class _WordLlamaInference:
+    """WordLlama's dense inference (``WordLlamaInference.embed``), without importing ``wordllama``.
+
+    Importing the package costs ~0.6 CPU-s and ~30 MB at start-up (pydantic, requests, its
+    algorithms) for a table look-up and an average; this reads the same two files of the wheel
+    (tokenizer JSON and ``safetensors`` weights) and computes the same float32 pooled
+    embeddings, bit for bit (``tests/test_relevance.py`` compares it with the package).  The
+    weights stay float16 (16 MB instead of 32 MB); only the rows looked up are widened, which
+    is exact.
+
+    Parameters
+    ----------
+    folder : Path
+        The installed ``wordllama`` package folder.
+    config : str
+        Model name (``"l2_supercat"``: the package's default, 256 dimensions).
+    """
+
+    BATCH = 64  # WordLlamaInference.embed's default batch_size: padding is per batch
+
+    def __init__(self, folder, config: str = "l2_supercat", dim: int = 256) -> None:
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizers" / f"{config}_tokenizer_config.json"))
+        self.tokenizer.enable_padding()
+        self.tokenizer.no_truncation()
+        with safe_open(str(folder / "weights" / f"{config}_{dim}.safetensors"), framework="np", device="cpu") as f:
+            self.embedding = np.ascontiguousarray(f.get_tensor("embedding.weight"))  # (vocab, dim) float16
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Average-pooled token embeddings, ``(len(texts), dim)`` float32 (not normalised)."""
+        out = np.empty((len(texts), self.embedding.shape[1]), dtype=np.float32)
+        for i in range(0, len(texts), self.BATCH):
+            encoded = self.tokenizer.encode_batch(texts[i : i + self.BATCH], is_pretokenized=False,
+                                                  add_special_tokens=False)
+            ids = np.array([e.ids for e in encoded], dtype=np.int32)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.float32)
+            np.clip(ids, 0, self.embedding.shape[0] - 1, out=ids)
+            x = self.embedding[ids].astype(np.float32)  # float16 -> float32 is exact
+            mask_sum = np.maximum(mask.sum(axis=1, keepdims=True), 1.0).astype(np.float32)
+            out[i : i + len(encoded)] = np.sum(x * mask[..., np.newaxis], axis=1, dtype=np.float32) / mask_sum
+        return out
+
+
 def text_model():
     """The WordLlama model, loaded once per process (offline); None when unavailable.
 
     Returns
     -------
-    wordllama.WordLlamaInference or None
+    object with ``embed(texts) -> (n, 256) float32`` or None
     """
     if _MODEL:
         return _MODEL[0]
     with _MODEL_LOCK:
         if not _MODEL:
             try:
+                import importlib.metadata
+                import importlib.util
                 from pathlib import Path
 
-                import wordllama
-                from wordllama import WordLlama
-
-                model = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-                _MODEL[:] = [model, f"WordLlama {getattr(wordllama, '__version__', '')}".strip()]
+                spec = importlib.util.find_spec("wordllama")  # finds the package without importing it
+                if spec is None or not spec.submodule_search_locations:
+                    raise ImportError("wordllama is not installed")
+                model = _WordLlamaInference(Path(next(iter(spec.submodule_search_locations))))
+                _MODEL[:] = [model, f"WordLlama {importlib.metadata.version('wordllama')}"]
             except Exception as exc:  # noqa: BLE001 - no package or weights: keyword scoring still works
                 _MODEL[:] = [None, f"text model unavailable ({type(exc).__name__}); keyword scoring only"]
     return _MODEL[0]
