@@ -185,3 +185,56 @@ def test_the_mixer_keeps_both_sides_of_an_a_b_cached(project):
     assert mixer.render(after_settings, measure_after=False) is again, "a rerun that changed nothing renders nothing"
     mixer.render(replace(after_settings, eq_strength=0.5), measure_after=False)  # a third: the oldest goes
     assert mixer.render(after_settings, measure_after=False).processed is not first.processed
+
+
+def test_row_keys_name_equal_rows_and_spare_the_preview_and_the_air_absorption(monkeypatch):
+    """A slider move re-renders the mix: rows it did not change keep their keys, their air absorption and their ids."""
+    import imgext.mix.mixer as mixer_module
+    from imgext.composition.tracks import Tracks
+    from imgext.mix.mixer import Mixer
+    from tests.stimuli import band_noise
+
+    rng = np.random.default_rng(3)
+    n = 3 * SR
+    t = np.arange(n) / SR
+    gate = ((t % 1.0) < 0.25).astype(np.float32)
+    audio = np.stack([band_noise(rng, 1000, 2000, seconds=3.0, sample_rate=SR, rms_db=-14.0) * gate,
+                      band_noise(rng, 200, 4000, seconds=3.0, sample_rate=SR, rms_db=-12.0),
+                      band_noise(rng, 3000, 6000, seconds=3.0, sample_rate=SR, rms_db=-30.0)]).astype(np.float32)
+    tracks = Tracks(audio=audio, names=["bark", "bed", "far"], object_indices=[0, 1, 2], pans=np.array([-0.5, 0.0, 0.5]),
+                    importance=np.array([1.0, 0.5, 0.2]), volume_db=np.zeros(3), sample_rate=SR,
+                    distance_m=np.array([55.0, 60.0, 300.0]))  # all far enough for air absorption
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=1, compose=False)
+    absorbed = []
+    real = mixer_module.apply_air_absorption
+    monkeypatch.setattr(mixer_module, "apply_air_absorption", lambda x, d, sr: absorbed.append(d) or real(x, d, sr))
+    mixer = Mixer(tracks)
+    after = mixer.render(settings, measure_after=False)
+    before = mixer.render(replace(settings, eq_strength=0.0), measure_after=False)
+    assert after.ducking is not None and after.ducking.active[1], "the bed is ducked under the bark"
+    assert not after.ducking.active[2] and not after.ducking.active[0]
+    assert sorted(absorbed) == [55.0, 60.0, 60.0, 300.0], "the dry tracks are filtered once, the bed dry and ducked"
+    assert after.row_keys[0] == before.row_keys[0] and after.row_keys[2] == before.row_keys[2]
+    assert after.row_keys[1] != before.row_keys[1]
+    for k in (0, 2):  # same key, same samples (whatever array holds them)
+        np.testing.assert_array_equal(after.processed[k], before.processed[k])
+    fresh = Mixer(tracks).render(settings, measure_after=False)  # without any reuse
+    np.testing.assert_array_equal(after.processed, fresh.processed)
+    np.testing.assert_array_equal(after.mix.audio, fresh.mix.audio)
+    assert fresh.row_keys[0] != after.row_keys[0], "keys belong to their Mixer"
+
+    absorbed.clear()
+    moved_settings = replace(settings, attenuation_db=settings.attenuation_db + 3.0)  # the attenuation slider
+    moved = mixer.render(moved_settings, measure_after=False)
+    assert absorbed == [60.0], "a new duck design: only the ducked bed is filtered again"
+    np.testing.assert_array_equal(moved.processed, Mixer(tracks).render(moved_settings, measure_after=False).processed)
+
+    memo: dict = {}
+    first = preview_mix(after, tracks.names, tracks.pans, sample_rate=SR, preview_rate=8000, memo=memo)
+    again = preview_mix(moved, tracks.names, tracks.pans, sample_rate=SR, preview_rate=8000, memo=memo)
+    for k in (0, 2):
+        assert again.tracks[k].signal == first.tracks[k].signal
+        assert again.signals[again.tracks[k].signal] is first.signals[first.tracks[k].signal], "met again: not resampled"
+    assert again.tracks[1].signal != first.tracks[1].signal
+    plain = preview_mix(moved, tracks.names, tracks.pans, sample_rate=SR, preview_rate=8000)  # no memo
+    assert [x.signal for x in plain.tracks] == [x.signal for x in again.tracks]

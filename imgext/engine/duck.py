@@ -376,38 +376,51 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
         raise ParameterError(f"need {plan.n_tracks} tracks of shape (n_tracks, n_samples), got {x.shape}")
     hop = plan.hop_length
     n_fft = 2 * hop
-    out = x.copy()
     n = x.shape[1]
     n_frames = plan.cut_db.shape[2]
+    active = plan.active
+    out = np.empty_like(x)
+    out[~active] = x[~active]  # tracks without cuts: copied unchanged (the rest is written once, below)
     lo, hi, w = _bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
     w_lo = (np.float32(-np.log(10.0) / 20.0) * (1.0 - w)).astype(np.float32)  # dB -> amplitude exponent
     w_hi = (np.float32(-np.log(10.0) / 20.0) * w).astype(np.float32)
     window = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float32)  # periodic Hann, square root
-    for i in np.flatnonzero(plan.active):
+    padded = np.zeros((n_frames + 2) * hop, np.float32)
+    for i in np.flatnonzero(active):
         # One frame past the analysis' last, so that the final partial hop also gets both window halves.
-        padded = np.zeros((n_frames + 2) * hop, np.float32)
         padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
-        cut = np.concatenate([plan.cut_db[i], plan.cut_db[i][:, -1:]], axis=1).T  # (T + 1, B)
+        frame_max = plan.cut_db[i].max(axis=0)  # (T,); frame T (past the end) repeats frame T - 1
         # Only frames with a cut are transformed: the output is the input plus the overlap-add of
         # (processed - unprocessed) frames, which is zero wherever nothing is cut.
-        busy = np.flatnonzero(cut.max(axis=1) > 1e-3)
+        busy = np.flatnonzero(np.append(frame_max, frame_max[-1:]) > 1e-3)
         if not busy.size:
+            out[i] = x[i]
             continue
+        # Only bins between band centres with a cut get a gain other than 1: elsewhere
+        # exp(0) - 1 == 0 exactly, so those bins of the difference are zero and left so.
+        cut_bands = plan.cut_db[i].max(axis=1) > 0.0
+        bins = np.flatnonzero(cut_bands[lo] | cut_bands[hi])
+        if not bins.size:
+            out[i] = x[i]
+            continue
+        b0, b1 = int(bins[0]), int(bins[-1]) + 1
         blocks = padded.reshape(-1, hop)
         frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
         np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
         np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
         spec = scipy.fft.rfft(frames, axis=1)
-        c = np.ascontiguousarray(cut[busy])
-        gain = c[:, lo] * w_lo  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
-        gain += c[:, hi] * w_hi
+        cut_t = plan.cut_db[i][:, np.minimum(busy, n_frames - 1)].T  # (n_busy, B)
+        gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
+        gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
         np.exp(gain, out=gain)
         gain -= np.float32(1.0)
-        spec *= gain
+        spec[:, :b0] = 0.0
+        spec[:, b1:] = 0.0
+        spec[:, b0:b1] *= gain
         diff = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32, copy=False)
         diff *= window
         ola = np.zeros((n_frames + 2, hop), np.float32)
-        ola[busy] += diff[:, :hop]  # indices are unique within each line, so fancy += is exact
+        ola[busy] = diff[:, :hop]  # indices are unique within each line, so fancy assignment and += are exact
         ola[busy + 1] += diff[:, hop:]
-        out[i] = x[i] + ola.reshape(-1)[hop: hop + n]
+        np.add(x[i], ola.reshape(-1)[hop: hop + n], out=out[i])
     return out

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgext.mix.render import Mix, render_mix
-from imgext.mix.space import Spatial, level_gains_db, resolve_room, spatialise
+from imgext.mix.space import (
+    AIR_ABSORPTION_FROM_M,
+    Spatial,
+    apply_air_absorption,
+    level_gains_db,
+    resolve_room,
+    spatialise,
+)
 from imgext.options import DEFAULT_MIN_CUT_DB, MixSettings
 
 _blas_lock = threading.Lock()
@@ -104,6 +111,11 @@ class MixOutcome:
     ducking : DuckPlan or None
         The time-aware processing (:class:`imgext.engine.duck.DuckPlan`): per track and band the gain
         over time; ``frequency_response_db()`` and ``gain_lane_db()`` give the curves to draw.
+    row_keys : tuple or None
+        One hashable key per row of ``processed``: rows with the same key hold the same samples (a
+        track the processing left alone keeps its key from one render to the next, and shares it with
+        the unprocessed "before" of an A/B), so a consumer (the app's stems player) need not read the
+        samples again to know. Keys are unique to the :class:`Mixer` that made them.
     """
 
     mix: Mix
@@ -117,6 +129,7 @@ class MixOutcome:
     timings_s: dict
     reverb_bus: np.ndarray | None = None
     ducking: object | None = None
+    row_keys: tuple | None = None
 
     @property
     def core_smr_before_db(self) -> np.ndarray | None:
@@ -171,6 +184,7 @@ class Mixer:
         self._rendered: list = []  # ((settings, measure_after), MixOutcome) likewise: treat outcomes as read-only
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
+        self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
             with reuse._lock:
@@ -250,13 +264,60 @@ class Mixer:
             elif any(filters):
                 processed = apply_eq(tracks.audio, filters, tracks.sample_rate)
             timings["filter"] = time.perf_counter() - t0
-        result = (requested, gains, filters, processed, before, opt, timings, plan)
+        rows = self._row_keys(key, processed, filters, plan)
+        result = (requested, gains, filters, processed, before, opt, timings, plan, rows)
         self._processed = [*self._processed, (key, result)][-CACHED_RENDERS:]
         return result
 
+    def _row_keys(self, key: tuple, processed: np.ndarray, filters: list, plan) -> tuple:
+        """A key per processed row: the dry track's (the row is the track itself) or this processing's."""
+        n = self.tracks.n_tracks
+        if processed is self.tracks.audio:
+            changed = np.zeros(n, dtype=bool)
+        elif plan is not None and plan.active.any():
+            changed = np.asarray(plan.active, dtype=bool)  # apply_ducking copies the other rows unchanged
+        else:
+            changed = np.array([bool(f) for f in filters] + [False] * (n - len(filters)))[:n]  # apply_eq likewise
+        return tuple((self._token, "processed", key, k) if changed[k] else (self._token, "dry", k) for k in range(n))
+
+    def _absorbed(self, settings: MixSettings, processed: np.ndarray, rows: tuple | None):
+        """The tracks after air absorption and their row keys; rows met in a cached render are copied, not filtered.
+
+        Returns ``(None, rows)`` when nothing is far enough to be absorbed (or no keys are known:
+        :func:`~imgext.mix.space.spatialise` then absorbs every track itself).
+        """
+        d = np.asarray(self.tracks.distances_m(), dtype=np.float64)
+        if rows is None or not settings.distance or not np.any(d > AIR_ABSORPTION_FROM_M):
+            return None, rows
+        known = {}
+        for entry in self._spatial:
+            if entry[3] is not None:
+                for k, row_key in enumerate(entry[3]):
+                    known.setdefault(row_key, (entry[1].tracks, k))
+        out, keys = [], []
+        for k in range(processed.shape[0]):
+            if d[k] <= AIR_ABSORPTION_FROM_M:
+                out.append(np.asarray(processed[k], dtype=np.float32))
+                keys.append(rows[k])
+                continue
+            row_key = (rows[k], "air", round(float(d[k]), 1))  # apply_air_absorption's FIR is per 0.1 m
+            hit = known.get(row_key)
+            out.append(hit[0][hit[1]] if hit is not None else
+                       apply_air_absorption(processed[k], float(d[k]), self.tracks.sample_rate))
+            keys.append(row_key)
+        return np.stack(out), tuple(keys)
+
+    def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db, rows: tuple | None = None) -> Spatial:
+        """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last two inputs).
+
+        ``rows`` (one key per row, as :attr:`MixOutcome.row_keys`) lets a row met in a cached render
+        keep its air absorption instead of being filtered again.
+        """
+        return self._spatial_rows(settings, processed, gains_db, rows)[0]
+
     @_one_blas_thread
-    def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db) -> Spatial:
-        """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last two inputs)."""
+    def _spatial_rows(self, settings: MixSettings, processed: np.ndarray, gains_db, rows: tuple | None):
+        """:meth:`spatial` and the row keys of its tracks."""
         tracks = self.tracks
         chosen = next((n.split(": ", 1)[1] for n in tracks.names if n.startswith("ambience: ")), None)
         room = resolve_room(settings.room, chosen)  # the reverb's character follows the scene's ambience
@@ -264,12 +325,13 @@ class Mixer:
                settings.seed, tuple(tracks.distances_m()))
         for cached in self._spatial:
             if cached[0] == key and cached[2] is processed:
-                return cached[1]
+                return cached[1], cached[3]
+        absorbed, keys = self._absorbed(settings, processed, rows)
         result = spatialise(processed, gains_db, tracks.distances_m(), distance=settings.distance,
                             reverb_amount=settings.reverb_amount, room=room, sample_rate=tracks.sample_rate,
-                            seed=settings.seed)
-        self._spatial = [*self._spatial, (key, result, processed)][-CACHED_RENDERS:]
-        return result
+                            seed=settings.seed, absorbed=absorbed)
+        self._spatial = [*self._spatial, (key, result, processed, keys)][-CACHED_RENDERS:]
+        return result, keys
 
     def _sides(self, filters) -> dict:
         """The area tracks' companions through their track's EQ: track index -> (width, companion)."""
@@ -306,11 +368,11 @@ class Mixer:
             if entry[0] == key:
                 return entry[1]  # the same settings again (a rerun that changed nothing): the same outcome
         tracks = self.tracks
-        requested, gains, filters, processed, before, opt, stage_timings, plan = self._process(settings)
+        requested, gains, filters, processed, before, opt, stage_timings, plan, rows = self._process(settings)
         timings = dict(stage_timings)
         after = None
         t0 = time.perf_counter()
-        spatial = self.spatial(settings, processed, gains)
+        spatial, row_keys = self._spatial_rows(settings, processed, gains, rows)
         timings["space"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sides = self._sides(filters)
@@ -334,6 +396,6 @@ class Mixer:
                                        core=core)
             timings["analysis_after"] = time.perf_counter() - t0
         outcome = MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
-                             reverb_bus=spatial.reverb, ducking=plan)
+                             reverb_bus=spatial.reverb, ducking=plan, row_keys=row_keys)
         self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
         return outcome

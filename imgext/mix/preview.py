@@ -174,7 +174,8 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int = D
         A gain in dB on the whole mix (the loudness match of an A/B "before" mix).
     memo : dict, optional
         Kept by the caller between calls for the same mix: an array met again (the same
-        object, e.g. a track the EQ did not touch) is not resampled or hashed again.
+        object, or a track row whose key in ``outcome.row_keys`` was met: a track the
+        processing did not touch, whatever array holds it) is not resampled or hashed again.
         Entries this call does not use are dropped.
 
     Returns
@@ -192,18 +193,22 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int = D
     match = float(db_to_gain(match_db))
     signals: dict[str, np.ndarray] = {}
     used: dict[tuple, tuple] = {}
+    row_keys = getattr(outcome, "row_keys", None)
+    if row_keys is not None and len(row_keys) != n_tracks:
+        raise ParameterError(f"outcome.row_keys has {len(row_keys)} keys for {n_tracks} tracks")
 
     def add(array: np.ndarray, row: int | None = None) -> str:
-        key = (id(array), row, rate)
+        by_row = row is not None and row_keys is not None and array is processed
+        key = ("row", row_keys[row], rate) if by_row else (id(array), row, rate)
         hit = None if memo is None else memo.get(key)
-        if hit is not None and hit[0] is array:
+        if hit is not None and (by_row or hit[0] is array):
             sid, y = hit[1], hit[2]
         else:
             y = np.asarray(array if row is None else array[row], dtype=np.float32)
             if rate != sample_rate:
                 y = resample(y, sample_rate, rate).astype(np.float32)
             sid = signal_id(y, rate)
-        used[key] = (array, sid, y)
+        used[key] = (None if by_row else array, sid, y)  # a row key holds its Mixer: no id can be reused
         signals.setdefault(sid, y)
         return sid
 

@@ -325,7 +325,7 @@ def level_gains_db(base_gains_db, distances_m, *, distance: bool) -> np.ndarray:
 
 
 def spatialise(audio: np.ndarray, gains_db, distances_m, *, distance: bool, reverb_amount: float, room: str,
-               sample_rate: int, seed: int = 0) -> Spatial:
+               sample_rate: int, seed: int = 0, absorbed: np.ndarray | None = None) -> Spatial:
     """Air absorption and the reverb bus for mono tracks at ``gains_db`` (distance loss included).
 
     Parameters
@@ -345,10 +345,17 @@ def spatialise(audio: np.ndarray, gains_db, distances_m, *, distance: bool, reve
         In Hz.
     seed : int
         Seeds the room's impulse response.
+    absorbed : np.ndarray [shape=(n_tracks, n_samples)], optional
+        ``audio`` after air absorption, when the caller has it (rows kept from an earlier call:
+        :meth:`imgext.mix.mixer.Mixer.spatial`); it must equal what this function computes.
     """
     x = np.asarray(audio, dtype=np.float32)
     d = _check_distances(distances_m) if x.shape[0] else np.zeros(0)
-    if distance and np.any(d > AIR_ABSORPTION_FROM_M):
+    if absorbed is not None:
+        if np.shape(absorbed) != x.shape:
+            raise ParameterError(f"absorbed must have the shape of audio {x.shape}, got {np.shape(absorbed)}")
+        x = np.asarray(absorbed, dtype=np.float32)
+    elif distance and np.any(d > AIR_ABSORPTION_FROM_M):
         x = np.stack([apply_air_absorption(t, float(di), sample_rate) for t, di in zip(x, d)]) if x.shape[0] else x
     eff = d if distance else np.ones_like(d)
     sends = reverb_sends(eff, reverb_amount) if d.size else np.zeros(0)
