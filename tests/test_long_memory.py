@@ -96,3 +96,39 @@ def test_loudness_of_a_long_stereo_mix_holds_one_float64_copy():
     env = np.ones(n, np.float32)
     lo, hi = block_bounds(n, SR)
     assert _peak_traced(lambda: limiter._gated_loudness(power, lo, hi, SR, envelope=env)) < 12 * 2**20
+
+
+def _interpolated_whole(x: np.ndarray) -> np.ndarray:
+    """The true-peak oversampler as one pass over the whole signal (before chunking)."""
+    from scipy.ndimage import correlate1d
+
+    n = x.shape[-1]
+    inter = np.float32(limiter._PHASES[0, limiter._HALF]) * np.max(np.abs(x), axis=0)
+    y = correlate1d(x, limiter._PHASES[2].astype(np.float32), axis=-1, mode="constant")
+    np.maximum(inter, np.max(np.abs(y), axis=0), out=inter)
+    xp = np.pad(x, ((0, 0), (0, 1)))
+    e = correlate1d(xp, limiter._EVEN, axis=-1, mode="constant")
+    o = correlate1d(xp, limiter._ODD, axis=-1, mode="constant")
+    np.maximum(inter, np.max(np.abs(e[:, :n] + o[:, :n]), axis=0), out=inter)
+    np.maximum(inter, np.max(np.abs(e[:, 1:] - o[:, 1:]), axis=0), out=inter)
+    return inter
+
+
+@pytest.mark.parametrize("n", [30, limiter._CHUNK + 1, 2 * limiter._CHUNK + limiter._HALF])
+def test_chunked_oversampling_is_bit_identical(n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((2, n)) * 0.4).astype(np.float32)
+    np.testing.assert_array_equal(limiter._interpolated_all(x), _interpolated_whole(x))
+    peaks = np.max(np.abs(x), axis=0)
+    bound = limiter.correlate1d(peaks, limiter._BOUND_SYM, mode="constant")
+    level = np.float32(1.2)
+    idx, values = limiter._dense_candidates(peaks, level)
+    np.testing.assert_array_equal(idx, np.flatnonzero(bound > level))
+    np.testing.assert_array_equal(values, bound[idx].astype(np.float64))
+
+
+def test_oversampling_a_long_mix_holds_no_signal_length_copies():
+    """60 s of stereo float32 (21 MB): the whole-signal passes held ~8 copies, the chunks hold the result."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 60 * SR)) * 0.4).astype(np.float32)
+    assert _peak_traced(lambda: limiter._interpolated_all(x)) < x.nbytes / 2 + 12 * 2**20

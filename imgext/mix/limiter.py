@@ -56,6 +56,7 @@ DEFAULT_RELEASE_MS = 25.0
 
 _HALF = 10  # each interpolated point uses the 2 * 10 + 1 samples around it (81 taps over 4 phases)
 _SCAN = 64  # candidate search: blocks of this many samples are skipped when their neighbourhood stays low
+_CHUNK = 1 << 17  # long signals are oversampled this many samples at a time
 _BLOCK = 16  # the envelope is computed on the per-16-sample minimum (0.36 ms at 44.1 kHz), then interpolated
 
 
@@ -173,16 +174,26 @@ def _interpolated_all(x: np.ndarray) -> np.ndarray:
     phases (folded) (``y(n + 1/4) = e[n] + o[n]``, ``y(n + 3/4) = e[n + 1] - o[n + 1]``).
     """
     n = x.shape[-1]
-    inter = np.float32(_PHASES[0, _HALF]) * np.max(np.abs(x), axis=0)  # phase 0: the other taps are < 1e-16
-    y = correlate1d(x, _PHASES[2].astype(np.float32), axis=-1, mode="constant")
-    np.maximum(inter, np.max(np.abs(y, out=y), axis=0), out=inter)
-    xp = np.pad(x, ((0, 0), (0, 1)))  # y(n + 3/4) of the last sample is read one sample on
-    e = correlate1d(xp, _EVEN, axis=-1, mode="constant")
-    o = correlate1d(xp, _ODD, axis=-1, mode="constant")
-    early = np.abs(e[:, :n] + o[:, :n])
-    late = np.abs(e[:, 1:] - o[:, 1:])
-    np.maximum(inter, np.max(early, axis=0), out=inter)
-    np.maximum(inter, np.max(late, axis=0), out=inter)
+    inter = np.empty(n, np.float32)
+    margin = _HALF + 1  # an output reads 10 samples either side, the late phase one more
+    for start in range(0, n, _CHUNK):
+        # A chunk and its margin: every output reads the same samples as in one pass over the whole
+        # signal (zeros beyond its ends, as mode="constant" pads), so the result is the same, bit for
+        # bit, while the working set is a few chunks instead of ~8 signal-length copies (8 x 600 s: 1.3 GB).
+        stop = min(n, start + _CHUNK)
+        lo, hi = max(0, start - margin), min(n, stop + margin)
+        xs = x[:, lo:hi]
+        a, b = start - lo, stop - lo
+        part = np.float32(_PHASES[0, _HALF]) * np.max(np.abs(xs[:, a:b]), axis=0)  # phase 0: other taps < 1e-16
+        y = correlate1d(xs, _PHASES[2].astype(np.float32), axis=-1, mode="constant")[:, a:b]
+        np.maximum(part, np.max(np.abs(y, out=y), axis=0), out=part)
+        xp = np.pad(xs, ((0, 0), (0, 1))) if hi == n else xs  # y(n + 3/4) of the last sample is read one sample on
+        e = correlate1d(xp, _EVEN, axis=-1, mode="constant")
+        o = correlate1d(xp, _ODD, axis=-1, mode="constant")
+        early = np.abs(e[:, a:b] + o[:, a:b])
+        late = np.abs(e[:, a + 1 : b + 1] - o[:, a + 1 : b + 1])
+        np.maximum(part, np.max(early, axis=0), out=part)
+        np.maximum(part, np.max(late, axis=0), out=inter[start:stop])
     return inter
 
 
@@ -203,9 +214,7 @@ def _candidates(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
         return np.zeros(0, np.int64), np.zeros(0)
     if blocks.size * 8 > m:  # dense: one correlation over everything is cheaper than gathers
         # float32 (folded, symmetric taps): a hair of slack covers its rounding, the bound only picks points
-        bound = correlate1d(peaks.astype(np.float32, copy=False), _BOUND_SYM, mode="constant")
-        idx = np.flatnonzero(bound > np.float32(threshold * (1.0 - 1e-5)))
-        return idx, bound[idx].astype(np.float64)
+        return _dense_candidates(peaks.astype(np.float32, copy=False), np.float32(threshold * (1.0 - 1e-5)))
     idx = (blocks[:, None] * _SCAN + np.arange(_SCAN)[None, :]).reshape(-1)
     idx = idx[idx < n]
     padded = np.pad(peaks.astype(np.float64), (_HALF, _HALF))
@@ -214,6 +223,24 @@ def _candidates(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
         bound += tap * padded[idx + j]
     keep = bound > threshold
     return idx[keep], bound[keep]
+
+
+def _dense_candidates(peaks: np.ndarray, level: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Indices where the folded float32 bound of ``peaks`` exceeds ``level``, and the bound there (float64).
+
+    Chunk by chunk with a margin of the filter's reach: the same values as one correlation of the
+    whole signal, without a signal-length bound array.
+    """
+    n = peaks.size
+    idx, values = [], []
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
+        bound = correlate1d(peaks[lo:hi], _BOUND_SYM, mode="constant")[start - lo : stop - lo]
+        hit = np.flatnonzero(bound > level)
+        idx.append(hit + start)
+        values.append(bound[hit].astype(np.float64))
+    return np.concatenate(idx), np.concatenate(values)
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
