@@ -223,7 +223,7 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int = D
                                    level=float(np.hypot(coeffs[0, k], coeffs[1, k])) * match, pan=float(pans[k]),
                                    side=side, side_level=side_level or 0.0))
     reverb = None
-    if outcome.reverb_bus is not None and mix.reverb is not None:
+    if outcome.reverb_bus is not None and mix.has_reverb:
         reverb = add(outcome.reverb_bus)
     envelope = None if mix.envelope is None else add(mix.envelope)
     if memo is not None:

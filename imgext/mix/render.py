@@ -79,8 +79,13 @@ class Mix:
     limited_s : float
         Seconds during which the limiter reduced more than 0.1 dB.
     reverb : np.ndarray [shape=(2, n_samples), dtype=float32] or None
-        The shared reverb bus as it sits in the mix (master gain and limiter included), its own
-        stem: the track stems plus this sum to ``audio``.
+        (property) The shared reverb bus as it sits in the mix (master gain and limiter included), its
+        own stem: the track stems plus this sum to ``audio``.  Made from :attr:`reverb_bus` when read
+        (not kept: a long scene's copy is 212 MB); :attr:`has_reverb` says whether there is one.
+    reverb_bus : np.ndarray [shape=(2, n_samples), dtype=float32] or None
+        The reverb bus at unit gain as it was given to :func:`render_mix` (the same array, not a copy).
+    reverb_gain : float
+        The master gain applied to it (a float32 value).
     """
 
     audio: np.ndarray
@@ -95,10 +100,26 @@ class Mix:
     true_peak_dbtp: float | None = None
     gain_reduction_db: float = 0.0
     limited_s: float = 0.0
-    reverb: np.ndarray | None = None
+    reverb_bus: np.ndarray | None = field(default=None, repr=False)
+    reverb_gain: float = 1.0
 
     sides: dict = field(default_factory=dict, repr=False)
     """Track index -> (side coefficients [shape=(2,)], companion [shape=(n_samples,)]) of wide (area) tracks."""
+
+    @property
+    def has_reverb(self) -> bool:
+        """Whether the mix has a reverb bus (without making :attr:`reverb`)."""
+        return self.reverb_bus is not None
+
+    @property
+    def reverb(self) -> np.ndarray | None:
+        """The reverb stem: the bus times the master gain and the limiter's envelope, float32 (made now)."""
+        if self.reverb_bus is None:
+            return None
+        out = self.reverb_bus * np.float32(self.reverb_gain)
+        if self.envelope is not None:
+            out *= self.envelope[None, :]
+        return out
 
     def stem(self, tracks: np.ndarray, index: int, *, limiter: bool = True) -> np.ndarray:
         """Stereo stem ``(2, n_samples)`` of track ``index`` exactly as it sits in the mix (limiter included).
@@ -189,7 +210,7 @@ def render_mix(
         reverb = np.asarray(reverb, dtype=np.float32)
         if reverb.shape != (2, n_samples):
             raise ParameterError(f"the reverb bus must have shape (2, {n_samples}), got {reverb.shape}")
-        summed = summed + reverb
+        summed += reverb  # summed is this function's own array
     loud, blocks, summed_power = _loudness_blocks_power(summed, sample_rate)
     peak = float(np.max(np.abs(summed))) if summed.size else 0.0
     if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
@@ -239,13 +260,10 @@ def render_mix(
         limited = True
     g = np.float32(db_to_gain(gain_db))
     audio = summed * g
-    reverb = None if reverb is None else reverb * g
     coeffs = coeffs * float(g)
     placed_sides = {k: (side_coeffs[k] * float(g), np.asarray(side, dtype=np.float32)) for k, (_, side) in (sides or {}).items()}
     if envelope is not None:
         audio *= envelope[None, :]
-        if reverb is not None:
-            reverb = reverb * envelope[None, :]
     out_peak = float(np.max(np.abs(audio)))
     applied_db = float(gain_to_db(float(g)))
     if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
@@ -272,7 +290,8 @@ def render_mix(
         true_peak_dbtp=round(tp, 3) if math.isfinite(tp) else None,
         gain_reduction_db=float(reduction_db),
         limited_s=float(limited_s),
-        reverb=reverb,
+        reverb_bus=reverb,
+        reverb_gain=float(g),
         sides=placed_sides,
     )
 

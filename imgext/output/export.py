@@ -417,7 +417,7 @@ def build_outputs(
     for k, stem in enumerate(stem_names if stems else []):
         files.append(OutputFile(f"stems/{stem}_dry.{ext}", functools.partial(dry_stem, k)))
         files.append(OutputFile(f"stems/{stem}_processed.{ext}", functools.partial(processed_stem, k)))
-    if stems and outcome.mix.reverb is not None:
+    if stems and outcome.mix.has_reverb:
         files.append(OutputFile(f"stems/reverb.{ext}", lambda: encode_stem(outcome.mix.reverb, sr, subtype="PCM_16")))
     for k, i in enumerate(tracks.object_indices):
         files.append(OutputFile(f"sources/{source_names[k]}", fetched[i].data))
@@ -469,7 +469,7 @@ def build_outputs(
             loudness_lufs=mix.loudness_lufs, target_lufs=mix.target_lufs, peak_dbfs=mix.peak_dbfs,
             master_gain_db=mix.master_gain_db, limited_by_peak=mix.limited_by_peak,
             true_peak_dbtp=mix.true_peak_dbtp, limiter_reduction_db=mix.gain_reduction_db, limited_s=mix.limited_s,
-            reverb_stem=f"stems/reverb.{ext}" if stems and mix.reverb is not None else None,
+            reverb_stem=f"stems/reverb.{ext}" if stems and mix.has_reverb else None,
         ),
         binaural=None if binaural is None else MixRecord(
             file="mix_binaural.wav", sample_rate=sr, duration_s=round(binaural.audio.shape[-1] / sr, 6),
