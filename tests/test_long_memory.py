@@ -132,3 +132,31 @@ def test_oversampling_a_long_mix_holds_no_signal_length_copies():
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((2, 60 * SR)) * 0.4).astype(np.float32)
     assert _peak_traced(lambda: limiter._interpolated_all(x)) < x.nbytes / 2 + 12 * 2**20
+
+
+def test_stacking_fetched_tracks_lets_each_fetched_copy_go_at_once():
+    """assemble_tracks(views=True): every fetched track becomes a view of its row as the row is filled,
+    so the fetched copies are released while stacking (the scene is held once, not twice)."""
+    import weakref
+
+    from imgext.composition.tracks import Fetched, assemble_tracks
+    from imgext.options import MixSettings
+    from imgext.sounds.base import Candidate
+    from imgext.vision.placement import manual_object
+
+    settings = MixSettings(duration_s=1.0, seed=0)
+    rng = np.random.default_rng(11)
+    objects = [manual_object(label, x) for label, x in (("dog", 0.2), ("cat", 0.5), ("bird", 0.8))]
+    cand = Candidate(id="x", name="x", source="test")
+    originals = [(rng.standard_normal(SR) * 0.1).astype(np.float32) for _ in objects]
+    expected = np.stack(originals)
+    fetched = {i: Fetched(i, cand, b"", t, ()) for i, t in enumerate(originals)}
+    refs = [weakref.ref(t) for t in originals]
+    del originals
+    tracks = assemble_tracks(objects, fetched, settings=settings, views=True)
+    np.testing.assert_array_equal(tracks.audio, expected)
+    assert tracks.audio.dtype == np.float32
+    assert all(ref() is None for ref in refs)  # no fetched copy is left
+    assert all(np.shares_memory(fetched[i].track, tracks.audio) for i in fetched)
+    again = assemble_tracks(objects, fetched, settings=settings)  # re-assembling from the views still works
+    np.testing.assert_array_equal(again.audio, expected)

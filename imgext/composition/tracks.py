@@ -191,20 +191,30 @@ def fetch_sound(assignment: Assignment, source: SoundSource, *, settings: MixSet
 
 def assemble_tracks(
     objects: Sequence[SceneObject], fetched: dict[int, Fetched], *, settings: MixSettings, notes: Sequence[str] = (),
-    sides: dict | None = None,
+    sides: dict | None = None, views: bool = False,
 ) -> Tracks:
     """Stack the fetched sounds of the objects that have one (in object order) into :class:`Tracks`.
 
     Pans, importance and volume come from ``objects``, so editing them needs no new fetch.
     ``sides`` maps object index -> (width, companion) for area sources
-    (:func:`imgext.composition.arrange.compose`).
+    (:func:`imgext.composition.arrange.compose`).  With ``views``, each entry of ``fetched`` is
+    replaced (in place) by one whose track is a view of its row, as soon as the row is filled: the
+    fetched copy can then go at once, so the scene is held about once while stacking, not twice
+    (8 x 600 s: 850 MB).
     """
     order = [i for i in sorted(fetched) if i < len(objects) and not objects[i].skipped]
     n = int(round(settings.duration_s * settings.sample_rate))
     for i in order:
         if fetched[i].track.shape != (n,):
             raise ParameterError("fetched sounds do not match the scene's duration and sample rate; fetch them again")
-    audio = np.stack([fetched[i].track for i in order]) if order else np.zeros((0, n), dtype=np.float32)
+    if order:
+        audio = np.empty((len(order), n), dtype=np.result_type(*(fetched[i].track for i in order)))
+        for k, i in enumerate(order):  # the same values as np.stack
+            audio[k] = fetched[i].track
+            if views:
+                fetched[i] = replace(fetched[i], track=audio[k])
+    else:
+        audio = np.zeros((0, n), dtype=np.float32)
     return Tracks(
         audio=audio,
         names=display_names([objects[i].label for i in order]),
@@ -374,12 +384,11 @@ def fetch_tracks(
             pending = retry
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+    futures = done_now = waiting = fut = None  # the futures hold their results: let the fetched tracks go when stacked
     _stand_ins(objects, assignments, fetched, source, settings=settings, notes=notes)
-    tracks = assemble_tracks(objects, fetched, settings=settings, notes=notes)
     # Each fetched track becomes a view of its row in the stacked audio, so the scene is held once, not twice
-    # (8 x 600 s: 850 MB saved); re-assembling from these views still works.
-    rows = {i: k for k, i in enumerate(tracks.object_indices)}
-    fetched = {i: replace(f, track=tracks.audio[rows[i]]) if i in rows else f for i, f in fetched.items()}
+    # (8 x 600 s: 850 MB saved, also while stacking); re-assembling from these views still works.
+    tracks = assemble_tracks(objects, fetched, settings=settings, notes=notes, views=True)
     return tracks, assignments, fetched
 
 
