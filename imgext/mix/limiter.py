@@ -317,9 +317,13 @@ def limiter_gain(
 
 
 def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, attack_ms: float,
-              release_ms: float) -> np.ndarray:
-    """:func:`limiter_gain` given the true peaks ``tp`` of ``x`` (exact wherever they exceed ``ceiling``)."""
+              release_ms: float, *, gain: np.float32 | None = None) -> np.ndarray:
+    """:func:`limiter_gain` given the true peaks ``tp`` of ``x`` (exact wherever they exceed ``ceiling``).
+
+    With ``gain`` the signal is ``x * gain`` (made into one scratch buffer with the envelope, not held beside it).
+    """
     n = x.shape[-1]
+    scratch = None
     if n == 0 or float(tp.max()) <= ceiling:
         return np.ones(n, dtype=np.float32)
     need = np.minimum(1.0, ceiling / np.maximum(tp, 1e-30)).astype(np.float32)
@@ -330,7 +334,14 @@ def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, a
         # Where the envelope is 1 over a point's whole interpolation window, the audio there is unchanged
         # and already under the ceiling (the envelope never exceeds the need): check only the rest.
         touched = minimum_filter1d(env, size=2 * _HALF + 1, mode="nearest") < 1.0
-        after = sample_true_peaks(x * env[None, :], threshold=ceiling, where=touched)
+        if scratch is None:
+            scratch = np.empty(x.shape, np.result_type(x, env) if gain is None else np.result_type(x, gain, env))
+        if gain is None:
+            np.multiply(x, env[None, :], out=scratch)
+        else:
+            np.multiply(x, gain, out=scratch)  # (x * gain) * env, in that order: the same values
+            scratch *= env[None, :]
+        after = sample_true_peaks(scratch, threshold=ceiling, where=touched)
         over = after > ceiling
         if not np.any(over):
             break
@@ -522,7 +533,7 @@ def limit_to_loudness(
         # point's bound stays under ceiling / g it needs no gain reduction, exact or not: only the
         # points above are oversampled (once: later steps reuse them).
         tp0.exact_above(ceiling / float(g))
-        env = _envelope(x * g, tp0.peaks * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS)
+        env = _envelope(x, tp0.peaks * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS, gain=g)
         loud = _gated_loudness(power, lo, hi, sample_rate, envelope=env) + gain_db
         error = loudness_lufs - loud
         if best is None or abs(error) < abs(best[0]):

@@ -259,7 +259,8 @@ def render_mix(
         gain_db = float(gain_to_db(db_to_gain(peak_dbfs - 1e-3) / peak))
         limited = True
     g = np.float32(db_to_gain(gain_db))
-    audio = summed * g
+    audio = summed  # render_mix's own array: scaled in place (the same values as summed * g, one copy less)
+    audio *= g
     coeffs = coeffs * float(g)
     placed_sides = {k: (side_coeffs[k] * float(g), np.asarray(side, dtype=np.float32)) for k, (_, side) in (sides or {}).items()}
     if envelope is not None:
