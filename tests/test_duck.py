@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from imgext.audio import loudness
 from imgext.engine import duck
 from imgext.errors import ParameterError
 from imgext.masking import analysis as masking
@@ -157,8 +158,87 @@ def test_the_fast_render_equals_the_plain_stft(scene):
     narrow = np.zeros_like(plan.cut_db)
     narrow[1, 10:13, 40:90] = plan.cut_db[1].max() + 1.0  # three bands, 50 frames: a small part of the spectrum
     narrow[1, 11, 200:] = 2.0  # and a cut to the very end (the frame past the end repeats the last)
-    for p in (plan, plan.scaled(0.4), dataclasses.replace(plan, cut_db=narrow)):
+    makeup = narrow.copy()
+    makeup[1, :, 120:180] = -2.0  # a makeup gain is a negative cut, rendered the same way
+    for p in (plan, plan.scaled(0.4), dataclasses.replace(plan, cut_db=narrow), dataclasses.replace(plan, cut_db=makeup)):
         got = duck.apply_ducking(tracks, p, SR)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got[~p.active], tracks[~p.active])
         np.testing.assert_allclose(got, _reference_ducking(tracks, p, SR), atol=3e-6)
+
+
+def long_call_over_bed(rng, *, seconds=8.0):
+    """A 1-2 kHz call sounding 60 % of the time under a bed that holds most of its loudness in the same bands.
+
+    Ducking the bed wherever the call sounds takes more loudness than the budget: makeup is needed.
+    """
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    gate = ((t % 2.0) < 1.2).astype(np.float64)
+    k = int(0.01 * SR)
+    gate = np.convolve(gate, np.ones(k) / k, mode="same")
+    call = band_noise(rng, 1000, 2000, seconds=seconds, rms_db=-16.0) * gate.astype(np.float32)
+    bed = band_noise(rng, 800, 2500, seconds=seconds, rms_db=-14.0)
+    return np.stack([call, bed]).astype(np.float32), gate[:: 1024][: n // 1024 + 1]
+
+
+@pytest.fixture(scope="module")
+def busy():
+    tracks, gate = long_call_over_bed(np.random.default_rng(11))
+    bands = masking.band_energies(tracks, SR)
+    gains, importance = np.zeros(2), np.array([1.0, 0.5])
+    with_makeup = duck.design_ducking(bands, gains_db=gains, importance=importance)
+    without = duck.design_ducking(bands, gains_db=gains, importance=importance, max_makeup_db=0.0)
+    return tracks, gate, bands, gains, importance, with_makeup, without
+
+
+def test_makeup_only_far_from_the_call_and_only_when_the_budget_needs_it(busy, scene):
+    tracks, gate, bands, gains, importance, with_makeup, without = busy
+    assert without.cut_db.min() >= 0.0  # no makeup allowed: never a gain
+    assert scene[-1].cut_db.min() >= 0.0  # the short barks: the budget holds without makeup
+    boost = with_makeup.cut_db[1] < -0.05
+    assert boost.any() and with_makeup.cut_db.min() >= -duck.DEFAULT_MAKEUP_DB - 1e-4
+    near = np.convolve(gate, np.ones(9), "same")[: boost.shape[1]] > 0  # within ~100 ms of the call
+    assert not boost[:, near].any()
+
+
+def test_makeup_buys_core_smr_within_the_loudness_rule(busy):
+    tracks, _, bands, gains, importance, with_makeup, without = busy
+    dry = masking.masking_report(bands, gains_db=gains, importance=importance)
+    smr = {}
+    for label, plan in (("with", with_makeup), ("without", without)):
+        wet = duck.apply_ducking(tracks, plan, SR)
+        change = loudness.integrated_loudness(wet[1], SR) - loudness.integrated_loudness(tracks[1], SR)
+        assert abs(change) <= 1.0, label
+        assert change == pytest.approx(plan.loudness_change_lu[1], abs=0.15), label  # the estimate follows the meter
+        after = masking.masking_report(masking.band_energies(wet, SR), gains_db=gains, importance=importance,
+                                       core=dry.core)
+        smr[label] = after.core_smr_db[0] - dry.core_smr_db[0]
+    assert smr["without"] > 0.5 and smr["with"] > smr["without"] + 0.3
+
+
+def test_the_duck_stays_within_its_damage_budget(busy, scene):
+    for plan, bands in ((busy[5], busy[2]), (scene[-1], scene[2])):
+        e_db = model.db(bands.fine_energy)
+        active = model.band_activity(e_db, model.db(bands.floor_power.astype(np.float32)))
+        for k in np.flatnonzero(plan.active):
+            rms = np.sqrt((plan.cut_db[k] ** 2)[active[k]].sum() / active[k].sum())
+            assert rms <= duck.MAX_DAMAGE_DB + 0.05
+
+
+def test_render_map_rows_are_weights(scene):
+    """Each band's effective cut is a power-weighted mix of its own and its neighbours' cuts (the render's interpolation)."""
+    bands = scene[2]
+    m = duck._render_map(bands, round(bands.hop_s * SR))
+    assert m.shape == (2, len(bands.band_centres_hz), len(bands.band_centres_hz))
+    np.testing.assert_allclose(m.sum(axis=-1), 1.0, atol=1e-5)  # a flat cut maps to itself
+    assert m.min() >= 0.0 and (np.abs(np.arange(m.shape[1])[:, None] - np.arange(m.shape[2])[None]) * (m[0] > 0)).max() <= 1
+
+
+def test_gated_loudness_ignores_silence():
+    hop = 1024 / SR
+    loud = np.ones(400)
+    with_gap = np.concatenate([loud, np.zeros(400)])
+    # the meter's relative gate drops the silent half (ungated, the mean would be 3 dB lower); only the
+    # blocks straddling the edge pull it down a little
+    assert duck._gated_lufs(with_gap, hop) == pytest.approx(duck._gated_lufs(loud, hop), abs=0.1)

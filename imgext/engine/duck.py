@@ -7,21 +7,29 @@ more signal-to-mask ratio per LU of the bed's loudness (measured in ``bench/qual
 
 Design (:func:`design_ducking`, all in the band domain of :mod:`imgext.masking.model`, at the STFT hop):
 
-1. Each important maskee j (priority ``p^8`` share >= 2 %) has a *need* per core band and frame:
-   ``clip(target - SMR_j, 0, max_cut)`` in its core bands (80 % of its loudness) where it is active.
-2. Each masker i strictly less important than j (``p_i < p_j - 0.1``) takes that need on the bands
-   that cast the threshold: a band contributing half the rest threshold or more takes all of it,
-   less in proportion. Three passes, re-measuring the need after each (a shared threshold is
-   shared out).
-3. Smoothing so nothing pumps: over time a hold from 70 ms before to 185 ms after each need
-   (lookahead, as a mastering duck), then a Gaussian of 46 ms (slew <= ~50 dB/s); over frequency
-   a third of the cut spills to each neighbour band, so the cut is broad around the maskee's core.
-4. Static where constant: the part of a band's cut that is on all the time (its 10th percentile)
-   is reported as the static cut; a band whose cut hardly varies (< 1 dB) is made static.
-5. Budget: each masker's estimated BS.1770 loss stays within ``max_loudness_loss_lu`` and its RMS cut
-   over its own active band-frames within :data:`MAX_DAMAGE_DB`: it first gives up its least efficient
-   cells (SMR gained x need per unit of K-weighted power), then all its cuts are scaled down. The response never goes below ``-max_cut_db``: the gains are one
-   per band, not a cascade.
+1. *Value* of a cut (:func:`_cut_value`): for each important maskee j (priority ``p^8`` share >= 2 %)
+   and each masker i strictly less important (``p_i < p_j - 0.1``), the core SMR (dB) j gains per dB
+   cut in each of i's band-frames: i's share of j's rest threshold in j's active core cells whose
+   SMR is still under the target, weighted by j's loudness. Cuts go where (bands) and when
+   (frames) the maskee is masked, to each masker in proportion to how much it masks.
+2. Held over time, 70 ms before to 185 ms after (lookahead and release, as a broadcast ducker), and
+   a third spilled to each neighbour band.
+3. *Spending the budgets* (:func:`_spend_budget`), one masker at a time: the cut is
+   ``clip(lam (V - nu K), 0, max_cut)``, V the held value, K the cell's K-weighted power. A cut in
+   proportion to its value is the optimum of a linear gain under the RMS-damage (quadratic) cost:
+   broad, shallow cuts rather than a few deep ones; the price ``nu`` spares the masker's loud cells
+   when loudness (a linear cost) is what binds. For a few prices, ``lam`` is the largest that fits
+   (bisection), and the one the maskees' core SMR (this model, each masker seeing the cuts already
+   chosen) rates best is kept. Smoothed by a 46 ms Gaussian so nothing pumps (<= ~1.5 dB a frame).
+4. Static where constant: a band whose cut hardly varies (< 1 dB) is made static at its 10th
+   percentile, reported as the static cut.
+5. Budgets per ducked track: estimated BS.1770 loss (gated like the meter, on the cut the render
+   really applies, :func:`_render_map`) within ``max_loudness_loss_lu``; RMS cut over its own active
+   band-frames within :data:`MAX_DAMAGE_DB`. Where the cuts would take more loudness than that,
+   the track gets it back as *makeup*: a broadband gain of up to ``max_makeup_db`` in the frames
+   where no maskee needs anything (fading in and out well away from every duck), the least that
+   brings it within the budget; the makeup counts in the damage. Otherwise no gain is ever added.
+   The response never goes below ``-max_cut_db``: one gain per band, not a cascade.
 
 Tracks of near-top importance are never ducked (no eligible maskee), so their core SMR cannot fall.
 Rendering (:func:`apply_ducking`) is a zero-phase STFT gain (sqrt-Hann, 50 % overlap: unit gain
@@ -44,6 +52,7 @@ from imgext.masking.psychoacoustics import hz_to_bark, power_mean_pool
 
 __all__ = [
     "DEFAULT_DUCK_LOUDNESS_LU",
+    "DEFAULT_MAKEUP_DB",
     "DEFAULT_TARGET_SMR_DB",
     "ELIGIBLE_MARGIN",
     "DuckPlan",
@@ -53,18 +62,22 @@ __all__ = [
 ]
 
 DEFAULT_TARGET_SMR_DB = 20.0
-"""The SMR an important track's core band-frames are ducked towards, dB (the ceiling of the SMR score: the budget goes to the most masked cells first)."""
+"""Core cells of a maskee at or above this SMR gain nothing from a cut, dB (the ceiling of the SMR score)."""
 DEFAULT_DUCK_LOUDNESS_LU = 0.9
-"""Estimated BS.1770 loudness a masker may lose to ducking, LU (0.1 LU under the 1 LU rule; measured within 0.05 LU)."""
+"""Estimated BS.1770 loudness a masker may lose to ducking, after makeup, LU (0.1 LU under the 1 LU rule;
+the estimate is within 0.07 LU of the meter on the quality bench's scenes)."""
 ELIGIBLE_MARGIN = 0.1
 """A masker is ducked for a maskee only when ``p_masker < p_maskee - ELIGIBLE_MARGIN``."""
 LOOKAHEAD_S, HOLD_S, SMOOTH_S = 0.07, 0.185, 0.046
 """The duck starts 70 ms before the need, holds 185 ms after it, and is smoothed by a 46 ms Gaussian."""
 MIN_PRIORITY = 0.02
 """Maskees with less than this share of the ``p^8`` priority are not protected."""
-_PASSES = 3
-_REACH = 3
-"""Bands either side whose threshold share is considered when assigning a need to a masker band."""
+DEFAULT_MAKEUP_DB = 3.0
+"""Most makeup gain a ducked track gets where no maskee is active, dB (only when its loudness budget needs it)."""
+_PRICE_QUANTILES = (0.75, 0.95)
+"""Loudness prices tried per masker: quantiles of its held value per unit of power (and no price)."""
+_BISECTION_STEPS = 8
+"""Bisection steps on the scale ``lam`` of each price's cut (the range spans the value's dynamic range)."""
 SPILL = 0.35
 """Share of a band's cut spilled onto each neighbour band (a smooth, broad curve)."""
 _NEG_LN10_10 = np.float32(-np.log(10.0) / 10.0)
@@ -79,10 +92,11 @@ class DuckPlan:
 
     Attributes
     ----------
-    cut_db : np.ndarray [shape=(n_tracks, n_bands, n_frames), dtype=float32], >= 0
-        Cut per band and analysis frame, dB (the gain is ``-cut_db``).
+    cut_db : np.ndarray [shape=(n_tracks, n_bands, n_frames), dtype=float32], <= max cut
+        Cut per band and analysis frame, dB (the gain is ``-cut_db``); negative where a track gets
+        makeup gain back (only where no maskee needs anything, see the module docstring).
     static_db : np.ndarray [shape=(n_tracks, n_bands)], >= 0
-        The part of the cut that is on all the time (10th percentile over time), dB.
+        The part of the cut that is on all the time (10th percentile over time, makeup left out), dB.
     hop_s : float
         Seconds per frame (the analysis' STFT hop).
     hop_length : int
@@ -109,8 +123,8 @@ class DuckPlan:
 
     @property
     def active(self) -> np.ndarray:
-        """(n_tracks,) bool: tracks with any cut of at least 0.5 dB."""
-        return self.cut_db.reshape(self.n_tracks, -1).max(axis=1, initial=0.0) >= 0.5
+        """(n_tracks,) bool: tracks with any cut (or makeup) of at least 0.5 dB."""
+        return np.abs(self.cut_db).reshape(self.n_tracks, -1).max(axis=1, initial=0.0) >= 0.5
 
     def scaled(self, factor: float) -> DuckPlan:
         """The same plan with every cut scaled by ``factor`` in [0, 1] (the EQ-strength slider)."""
@@ -158,17 +172,121 @@ def _eligible(importance: np.ndarray) -> np.ndarray:
     return p[:, None] < p[None, :] - ELIGIBLE_MARGIN - 1e-12
 
 
-def _smooth(cut: np.ndarray, hop_s: float) -> np.ndarray:
-    """Hold with lookahead, then a Gaussian over time; :data:`SPILL` of the cut spills to the neighbour bands."""
+def _gated_lufs(frame_power: np.ndarray, hop_s: float) -> np.ndarray:
+    """BS.1770 integrated loudness (LUFS, up to a constant) of K-weighted frame powers (..., T), with its gates.
+
+    400 ms blocks every 100 ms (rounded to whole frames), the -70 LUFS absolute gate and the
+    relative gate 10 LU under the loudness of the blocks that pass it, as the meter does: a cut that
+    falls where the track is quiet changes the gated loudness less than its share of the energy.
+    """
+    x = np.asarray(frame_power, dtype=np.float64)
+    t = x.shape[-1]
+    size = max(1, min(t, round(0.4 / hop_s)))
+    step = max(1, round(0.1 / hop_s))
+    c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    starts = np.arange(0, t - size + 1, step)
+    z = (c[..., starts + size] - c[..., starts]) / size
+    gated = z > 10.0 ** ((-70.0 + 0.691) / 10.0)
+    mean_abs = (z * gated).sum(axis=-1) / np.maximum(gated.sum(axis=-1), 1)
+    keep = gated & (z > mean_abs[..., None] * 0.1)
+    mean = (z * keep).sum(axis=-1) / np.maximum(keep.sum(axis=-1), 1)
+    return -0.691 + 10.0 * np.log10(np.maximum(mean, 1e-300))
+
+
+def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray, hop_s: float, before=None) -> np.ndarray:
+    """Estimated BS.1770 loss (LU >= 0) per track from K-weighted band-frame power under ``cut`` dB (gated).
+
+    ``before``: the uncut tracks' :func:`_gated_lufs`, when the caller has it.
+    """
+    if before is None:
+        before = _gated_lufs(k_energy.sum(axis=-2, dtype=np.float64), hop_s)
+    after = _gated_lufs((k_energy * np.exp(cut * _NEG_LN10_10)).sum(axis=-2, dtype=np.float64), hop_s)
+    return np.maximum(before - after, 0.0)
+
+
+def _cut_value(e_db, f, cut, s, core, active, weight, priority, eligible, maskees, maskers, cap,
+               target_db: float = DEFAULT_TARGET_SMR_DB) -> np.ndarray:
+    """(N, B, T) marginal value of a cut: priority-weighted core SMR (dB) gained per dB cut in each masker cell.
+
+    For maskee j, a dB cut of masker i's band b lowers j's rest threshold at band c by the share
+    ``F_i[b] S[b, c] / R_j[c]`` dB; that counts with j's loudness weight in its active core cells whose
+    SMR is under ``target_db`` (a cell above it gains nothing) and not hopelessly masked, normalised
+    by j's core weight so that the value is in dB of j's core SMR.
+    """
+    n, b, t = f.shape
+    fc = f * np.exp(cut * _NEG_LN10_10)
+    thr = np.einsum("nbt,bc->nct", fc, s)
+    total = thr.sum(axis=0, dtype=np.float64)
+    value = np.zeros((n, b, t), np.float32)
+    lo_db = model.SMR_RANGE_DB[0]
+    for j in np.flatnonzero(maskees):
+        rest = np.maximum(total - thr[j], 1e-30).astype(np.float32)  # (C, T)
+        smr = e_db[j] - model.db(rest)
+        counted = core[j][:, None] & active[j]
+        w = weight[j] * counted
+        den = float(w.sum(dtype=np.float64))
+        if den <= 0:
+            continue
+        live = (smr < target_db) & (smr > lo_db - cap)
+        g = (w * live / rest).astype(np.float32) * np.float32(priority[j] / den)
+        cols = np.flatnonzero(g.any(axis=0))
+        if not cols.size:
+            continue
+        m = maskers[eligible[maskers, j]]
+        value[np.ix_(m, np.arange(b), cols)] += fc[m][:, :, cols] * (s @ g[:, cols])[None]
+    return value
+
+
+def _render_map(bands: BandEnergies, hop_length: int) -> np.ndarray:
+    """(N, B, B): the cut each band's energy really gets from :func:`apply_ducking`, as a map of the band cuts.
+
+    The render interpolates the band gains over bins (linear in Bark between band centres), so a
+    band's bins also take part of its neighbours' cuts. Row b holds, for each band c, the K-weighted
+    power share of band b's bins times their interpolation weight on c (the cut averaged in dB over
+    the band's power): ``effective = M @ cut``. Identity when the analysis has no mean spectrum.
+    """
+    n, b = bands.loudness_power.shape
+    n_fft = 2 * hop_length
+    eye = np.broadcast_to(np.eye(b, dtype=np.float32), (n, b, b)).copy()
+    spectrum = bands.loudness_spectrum
+    if spectrum is None or spectrum.shape[-1] != n_fft // 2 + 1:
+        return eye
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / bands.sample_rate)
+    lo, hi, w = _bin_interpolation(n_fft, bands.sample_rate, bands.band_centres_hz)
+    band = np.searchsorted(bands.band_edges_hz, freqs, side="right") - 1
+    ok = (freqs > 0) & (band >= 0) & (band < b)
+    band, lo, hi, w, power = band[ok], lo[ok], hi[ok], w[ok], np.asarray(spectrum, np.float64)[:, ok]
+    out = np.zeros((n, b, b))
+    rows = np.arange(n)[:, None]
+    np.add.at(out, (rows, band[None], lo[None]), power * (1.0 - w))
+    np.add.at(out, (rows, band[None], hi[None]), power * w)
+    total = out.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, out / np.maximum(total, 1e-300), eye).astype(np.float32)
+
+
+def _free_frames(value: np.ndarray, hop_s: float) -> np.ndarray:
+    """(T,) in [0, 1]: where a masker may get makeup gain, 1 far from any frame whose cut has value.
+
+    The frames with no value at all (after the hold), shrunk by three smoothing widths each side and
+    smoothed, so that the makeup fades in and out away from every duck.
+    """
+    sigma = SMOOTH_S / hop_s
+    reach = int(np.ceil(3.0 * sigma))
+    free = ~(_hold(value, hop_s) > 0).any(axis=0)
+    free = scipy.ndimage.minimum_filter1d(free.astype(np.float32), 2 * reach + 1, mode="nearest")
+    return np.clip(scipy.ndimage.gaussian_filter1d(free, sigma, mode="nearest"), 0.0, 1.0).astype(np.float32)
+
+
+def _hold(x: np.ndarray, hop_s: float) -> np.ndarray:
+    """Max over ``[t - HOLD_S, t + LOOKAHEAD_S]`` along the last axis, and :data:`SPILL` onto neighbour bands."""
     ahead = round(LOOKAHEAD_S / hop_s)
     hold = round(HOLD_S / hop_s)
-    out = cut.copy()
-    t = cut.shape[-1]
-    for k in range(1, ahead + 1):  # y[t] = max x[t - hold .. t + ahead]: a few shifted maxima, not a loop over frames
-        np.maximum(out[..., : t - k], cut[..., k:], out=out[..., : t - k])
+    out = x.copy()
+    t = x.shape[-1]
+    for k in range(1, ahead + 1):  # a few shifted maxima, not a loop over frames
+        np.maximum(out[..., : t - k], x[..., k:], out=out[..., : t - k])
     for k in range(1, hold + 1):
-        np.maximum(out[..., k:], cut[..., : t - k], out=out[..., k:])
-    out = scipy.ndimage.gaussian_filter1d(out, SMOOTH_S / hop_s, axis=-1, mode="nearest")
+        np.maximum(out[..., k:], x[..., : t - k], out=out[..., k:])
     spill = np.float32(SPILL) * out
     wide = out.copy()
     np.maximum(wide[..., 1:, :], spill[..., :-1, :], out=wide[..., 1:, :])
@@ -176,11 +294,46 @@ def _smooth(cut: np.ndarray, hop_s: float) -> np.ndarray:
     return wide
 
 
-def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    """Estimated BS.1770 loss (LU >= 0) per track from K-weighted band-frame power under ``cut`` dB."""
-    total = np.maximum(k_energy.sum(axis=(-2, -1), dtype=np.float64), 1e-300)
-    kept = (k_energy * np.exp(cut * _NEG_LN10_10)).sum(axis=(-2, -1), dtype=np.float64)
-    return -10.0 * np.log10(np.maximum(kept / total, 1e-300))
+def _spend_budget(value: np.ndarray, k_energy: np.ndarray, fits, score, cap: float, hop_s: float) -> np.ndarray:
+    """One masker's cut (B, T), spending its loudness and damage budgets where the cut pays most.
+
+    The cut is ``clip(lam (V - nu K), 0, cap)``: V is the held value (:func:`_cut_value`, held over
+    the lookahead and release), K the cell's K-weighted power. This is the optimum of a linear gain
+    under a quadratic cost (RMS damage: a cut in proportion to its value, broad and shallow) plus a
+    linear one (loudness: a price per unit of power, so loud cells of the masker that buy little are
+    spared). For each price ``nu`` on a short grid, ``lam`` is the largest that fits both budgets
+    (bisection); the one that ``score`` (the maskees' core SMR) rates best is kept. Smoothed over time.
+    """
+    held = _hold(value, hop_s)
+    if not np.any(held > 0):
+        return np.zeros_like(value)
+    k = np.maximum(k_energy, 1e-30)
+    ratio = held / k
+    prices = np.concatenate([[0.0], np.quantile(ratio[held > 0], _PRICE_QUANTILES)])
+    best = np.zeros_like(value)
+    best_gain = score(best)
+    for nu in prices:
+        x = held - np.float32(nu) * k
+        top = float(x.max())
+        if top <= 0:
+            continue
+        pos = x[x > top * 1e-6]
+        lo, hi = np.log(cap / top) - np.log(4.0), np.log(cap / float(np.quantile(pos, 0.01))) + np.log(4.0)
+        found = None
+        for _ in range(_BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            trial = np.minimum(np.maximum(x, 0.0) * np.float32(np.exp(mid)), np.float32(cap))
+            if fits(trial):
+                lo, found = mid, trial
+            else:
+                hi = mid
+        if found is None:
+            continue
+        found = np.minimum(scipy.ndimage.gaussian_filter1d(found, SMOOTH_S / hop_s, axis=-1, mode="nearest"), cap)
+        gain = score(found)
+        if gain > best_gain:
+            best, best_gain = found, gain
+    return best
 
 
 def design_ducking(
@@ -192,6 +345,7 @@ def design_ducking(
     max_cut_db: float = 6.0,
     target_smr_db: float = DEFAULT_TARGET_SMR_DB,
     max_loudness_loss_lu: float = DEFAULT_DUCK_LOUDNESS_LU,
+    max_makeup_db: float = DEFAULT_MAKEUP_DB,
 ) -> DuckPlan:
     """Design the time-aware duck of every masker (see the module docstring).
 
@@ -207,9 +361,12 @@ def design_ducking(
     max_cut_db : float > 0
         Deepest cut in any band at any time, dB.
     target_smr_db : float
-        Core SMR the important tracks are ducked towards, dB.
+        Core SMR the important tracks are ducked towards, dB: cells above it gain nothing.
     max_loudness_loss_lu : float > 0
-        Estimated BS.1770 loss allowed per ducked track, LU.
+        Estimated BS.1770 loss allowed per ducked track, LU (after makeup).
+    max_makeup_db : float >= 0
+        Broadband gain a ducked track may get back where no maskee needs anything, dB, used only when
+        its cuts would otherwise take more than ``max_loudness_loss_lu`` (0: no makeup).
 
     Returns
     -------
@@ -222,6 +379,8 @@ def design_ducking(
         raise ParameterError(f"strength={strength} must lie in [0, 1]")
     if not max_cut_db > 0 or not max_loudness_loss_lu > 0:
         raise ParameterError(f"max_cut_db={max_cut_db} and max_loudness_loss_lu={max_loudness_loss_lu} must be positive")
+    if not max_makeup_db >= 0:
+        raise ParameterError(f"max_makeup_db={max_makeup_db} must be >= 0")
     n, b, t = bands.fine_energy.shape
     p = np.asarray(importance, dtype=np.float64)
     normalised_importance(p, n)
@@ -248,84 +407,102 @@ def design_ducking(
     s = model.threshold_matrix(bands.band_centres_hz)  # (B, C)
     cap = np.float32(max_cut_db * strength)
     maskers = np.flatnonzero(eligible[:, maskees].any(axis=1))
-    value = np.zeros_like(cut)
-    for _ in range(_PASSES):
-        fc = f * np.exp(cut * _NEG_LN10_10)
-        thr = np.einsum("nbt,bc->nct", fc, s, optimize=True)
-        total = thr.sum(axis=0, dtype=np.float64)
-        step = np.zeros_like(cut)
-        value[:] = 0.0
-        for j in np.flatnonzero(maskees):
-            rest = np.maximum(total - thr[j], 1e-30).astype(np.float32)  # (C, T)
-            need = np.clip(np.float32(target_smr_db) - (e_db[j] - model.db(rest)), 0.0, cap)
-            need *= (core[j][:, None] & active[j]).astype(np.float32)
-            if not need.any():
-                continue
-            w_need = (weight[j] * need).astype(np.float32) * np.float32(priority[j])
-            w_over_rest = w_need / rest
-            m = maskers[eligible[maskers, j]]
-            cols = np.flatnonzero(need.any(axis=0))  # only the frames where j needs anything
-            need_c, rest_c, fc_c = need[:, cols], rest[:, cols], fc[m][:, :, cols]
-            # Share of masker i's band b in the rest threshold at band c = b + d (all maskers i at once);
-            # spreading is negligible beyond 3 bands. A band casting half the rest threshold or more takes
-            # the full need.
-            take = np.zeros(fc_c.shape, np.float32)
-            for d in range(-_REACH, _REACH + 1):
-                lo, hi = max(0, -d), min(b, b - d)
-                share = fc_c[:, lo:hi] * (s[lo:hi, lo + d:hi + d].diagonal()[:, None] / rest_c[lo + d:hi + d])[None]
-                np.maximum(take[:, lo:hi], np.minimum(share * np.float32(2.0), 1.0) * need_c[None, lo + d:hi + d],
-                           out=take[:, lo:hi])
-            step[np.ix_(m, np.arange(b), cols)] = np.maximum(step[np.ix_(m, np.arange(b), cols)], take)
-            value[np.ix_(m, np.arange(b), cols)] += fc_c * (s @ w_over_rest[:, cols])[None]  # SMR x need x weight / dB
-        cut = np.minimum(cut + step, cap)
-    # Loudness budget: each ducked track first gives up its least efficient cells (SMR gained per unit of
-    # K-weighted power), then, if smoothing still overshoots, all its cuts are scaled down.
     mean_e = np.maximum(bands.fine_energy.mean(axis=-1, keepdims=True), 1e-30)
-    k_energy = (bands.fine_energy / mean_e * bands.loudness_power[:, :, None]).astype(np.float32)
-    smooth = np.minimum(_smooth(cut, bands.hop_s), cap)
+    k_energy = (bands.fine_energy / mean_e * bands.loudness_power[:, :, None] * lin).astype(np.float32)
+    lufs = _gated_lufs(k_energy.sum(axis=-2, dtype=np.float64), bands.hop_s)
     own = active.astype(np.float32)
     n_own = np.maximum(own.sum(axis=(-2, -1)), 1.0)
 
-    def fits(k, trial: np.ndarray) -> np.ndarray:
-        damage = np.sqrt((own[k] * trial**2).sum(axis=(-2, -1)) / n_own[k])
-        return (_loudness_loss(k_energy[k], trial) <= max_loudness_loss_lu) & (damage <= MAX_DAMAGE_DB)
+    def fits_with_makeup(i, trial: np.ndarray, free: np.ndarray) -> bool:
+        """Whether masker i's ``trial`` fits, given makeup gain on its free frames (``free``, (T,) in [0, 1])."""
+        loss = float(_loudness_loss(k_energy[i], trial, bands.hop_s, lufs[i]))
+        if loss > max_loudness_loss_lu:
+            kept = (k_energy[i] * np.exp(trial * _NEG_LN10_10)).sum(axis=0, dtype=np.float64)
+            on_free = float((kept * free).sum())
+            if on_free <= 0:
+                return False
+            # the (ungated) makeup that restores the lost energy on the free frames alone
+            factor = 1.0 + (10.0 ** ((loss - max_loudness_loss_lu) / 10.0) - 1.0) * float(kept.sum()) / on_free
+            up = 10.0 * np.log10(factor)
+            if up > max_makeup_db:
+                return False
+            trial = trial - np.float32(up) * free
+        damage = np.sqrt(float((own[i] * trial**2).sum(dtype=np.float64)) / n_own[i])
+        return bool(damage <= MAX_DAMAGE_DB)
 
-    for i in np.flatnonzero(~fits(np.arange(n), smooth)):
-        if not np.any(cut[i] > 0):  # nothing to give up (a silent track's loss is 0/0): no duck at all
-            smooth[i] = 0.0
-            continue
-        ratio = np.where(cut[i] > 0, value[i] / np.maximum(k_energy[i], 1e-30), 0.0)
-        levels = np.quantile(ratio[cut[i] > 0], np.linspace(0.0, 1.0, 65))
-        lo, hi = 0, len(levels) - 1  # bisection on the share of cells kept (fewer cells: less loss, less damage)
+    thr = np.einsum("nbt,bc->nct", f, s)
+    total = thr.sum(axis=0, dtype=np.float64)
+    counted = core[:, :, None] & active
+    w_core = weight * counted
+    den = np.maximum(w_core.sum(axis=(-2, -1), dtype=np.float64), 1e-300)
+    lo_db, hi_db = model.SMR_RANGE_DB[0], min(float(target_smr_db), model.SMR_RANGE_DB[1])
 
-        def trial_at(k, i=i, ratio=ratio, levels=levels):
-            return np.minimum(_smooth(cut[i] * (ratio >= levels[k]), bands.hop_s), cap)
+    served = {int(i): np.flatnonzero(maskees & eligible[i]) for i in maskers}
+    frames = {int(i): np.flatnonzero(w_core[served[int(i)]].any(axis=(0, 1))) for i in maskers}
 
-        best = trial_at(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            trial = trial_at(mid)
-            if fits(i, trial):
-                hi, best = mid, trial
-            else:
-                lo = mid
-        smooth[i] = best
-    cut = smooth.astype(np.float32)
+    def score(i, trial):
+        """Priority-weighted core SMR of the maskees masker i serves, with i cut by ``trial``.
+
+        Only the frames where one of them is active in its core count (elsewhere the weight is 0).
+        """
+        cols = frames[int(i)]
+        thr_i = np.einsum("bt,bc->ct", f[i][:, cols] * np.exp(trial[:, cols] * _NEG_LN10_10), s)
+        base = total[:, cols] - thr[i][:, cols] + thr_i
+        out = 0.0
+        for j in served[int(i)]:
+            rest = np.maximum(base - thr[j][:, cols], 1e-30).astype(np.float32)
+            smr = np.clip(e_db[j][:, cols] - model.db(rest), lo_db, hi_db)
+            out += priority[j] * float((w_core[j][:, cols] * smr).sum(dtype=np.float64)) / den[j]
+        return out
+
+    smooth = np.zeros_like(cut)
+    free = np.zeros((n, t), np.float32)
+    value = _cut_value(e_db, f, smooth, s, core, active, weight, priority, eligible, maskees, maskers, cap,
+                       target_smr_db)
+    for i in maskers:  # one masker at a time, each scored with the cuts already chosen (coordinate ascent)
+        free[i] = _free_frames(value[i], bands.hop_s) if max_makeup_db > 0 else 0.0
+        smooth[i] = _spend_budget(value[i], k_energy[i], lambda trial, i=i: fits_with_makeup(i, trial, free[i]),
+                                  lambda trial, i=i: score(i, trial), cap, bands.hop_s)
+        new = np.einsum("bt,bc->ct", f[i] * np.exp(smooth[i] * _NEG_LN10_10), s)
+        total = total - thr[i] + new
+        thr[i] = new
+    cut = smooth
     static = np.percentile(cut, 10, axis=-1)
     flat = (cut.max(axis=-1) - static) < 1.0
     cut = np.where(flat[..., None], static[..., None], cut).astype(np.float32)
-    over = np.flatnonzero(~fits(np.arange(n), cut))
+    # Makeup: a masker whose cuts take more loudness than its budget gets it back, broadband, in the
+    # frames where no maskee needs anything (the least makeup that brings it within the budget).
+    # From here on the loudness is estimated on the cut the render really applies (``_render_map``).
+    render = _render_map(bands, round(bands.hop_s * bands.sample_rate))
+
+    def rendered_loss(k, trial):
+        return _loudness_loss(k_energy[k], np.einsum("...bc,...ct->...bt", render[k], trial), bands.hop_s, lufs[k])
+
+    def fits_rendered(k, trial):
+        damage = np.sqrt((own[k] * trial**2).sum(axis=(-2, -1)) / n_own[k])
+        return (rendered_loss(k, trial) <= max_loudness_loss_lu + 1e-6) & (damage <= MAX_DAMAGE_DB)
+
+    short = np.flatnonzero(rendered_loss(np.arange(n), cut) > max_loudness_loss_lu)
+    if len(short) and max_makeup_db > 0:
+        lo, hi = np.zeros(len(short)), np.full(len(short), float(max_makeup_db))
+        for _ in range(12):
+            mid = 0.5 * (lo + hi)
+            trial = cut[short] - (mid[:, None] * free[short])[:, None, :].astype(np.float32)
+            ok = rendered_loss(short, trial) <= max_loudness_loss_lu
+            lo, hi = np.where(ok, lo, mid), np.where(ok, mid, hi)
+        cut[short] -= (hi[:, None] * free[short])[:, None, :].astype(np.float32)
+    over = np.flatnonzero(~fits_rendered(np.arange(n), cut))
     if len(over):
         lo, hi = np.zeros(len(over)), np.ones(len(over))
         for _ in range(14):
             mid = 0.5 * (lo + hi)
-            ok = fits(over, cut[over] * mid[:, None, None].astype(np.float32))
+            ok = fits_rendered(over, cut[over] * mid[:, None, None].astype(np.float32))
             lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
         cut[over] *= lo[:, None, None].astype(np.float32)
-    cut[cut < 0.05] = 0.0
-    return DuckPlan(cut.astype(np.float32), np.percentile(cut, 10, axis=-1), bands.hop_s,
+    cut[np.abs(cut) < 0.05] = 0.0
+    return DuckPlan(cut.astype(np.float32), np.maximum(np.percentile(cut, 10, axis=-1), 0.0), bands.hop_s,
                     round(bands.hop_s * bands.sample_rate), bands.band_centres_hz,
-                    -_loudness_loss(k_energy, cut), maskees)
+                    -rendered_loss(np.arange(n), cut), maskees)
 
 
 def ducked_bands(bands: BandEnergies, plan: DuckPlan) -> BandEnergies:
@@ -389,7 +566,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
     for i in np.flatnonzero(active):
         # One frame past the analysis' last, so that the final partial hop also gets both window halves.
         padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
-        frame_max = plan.cut_db[i].max(axis=0)  # (T,); frame T (past the end) repeats frame T - 1
+        frame_max = np.abs(plan.cut_db[i]).max(axis=0)  # (T,), a makeup gain is a negative cut; frame T repeats T - 1
         # Only frames with a cut are transformed: the output is the input plus the overlap-add of
         # (processed - unprocessed) frames, which is zero wherever nothing is cut.
         busy = np.flatnonzero(np.append(frame_max, frame_max[-1:]) > 1e-3)
@@ -398,7 +575,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
             continue
         # Only bins between band centres with a cut get a gain other than 1: elsewhere
         # exp(0) - 1 == 0 exactly, so those bins of the difference are zero and left so.
-        cut_bands = plan.cut_db[i].max(axis=1) > 0.0
+        cut_bands = np.abs(plan.cut_db[i]).max(axis=1) > 0.0
         bins = np.flatnonzero(cut_bands[lo] | cut_bands[hi])
         if not bins.size:
             out[i] = x[i]
