@@ -6,9 +6,8 @@ import functools
 import math
 
 import numpy as np
-import pyloudnorm
-import scipy.signal
 
+from imgext.audio.dsp import signal
 from imgext.audio.io import db_to_gain
 from imgext.errors import ParameterError
 
@@ -81,7 +80,13 @@ BLOCK_S, BLOCK_OVERLAP = 0.4, 0.75
 
 @functools.lru_cache(maxsize=8)
 def _k_stages(sample_rate: int) -> tuple[tuple[np.ndarray, np.ndarray, float], ...]:
-    """The K-weighting stages of pyloudnorm's Meter at ``sample_rate``: ``(b, a, passband_gain)`` each (cached)."""
+    """The K-weighting stages of pyloudnorm's Meter at ``sample_rate``: ``(b, a, passband_gain)`` each (cached).
+
+    pyloudnorm is imported here, not with the module: only its filter design is used (the block sums
+    and gating are ours), and the design is needed once per sample rate.
+    """
+    import pyloudnorm
+
     meter = pyloudnorm.Meter(sample_rate)
     return tuple((np.asarray(f.b, np.float64), np.asarray(f.a, np.float64), float(f.passband_gain))
                  for f in meter._filters.values())
@@ -106,7 +111,7 @@ def k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     y = np.asarray(audio, dtype=np.float64)
     if y.shape[-1] == 0:
         return y.copy()
-    return scipy.signal.sosfilt(_k_sos(sample_rate), y, axis=-1)
+    return signal.sosfilt(_k_sos(sample_rate), y, axis=-1)
 
 
 CHUNK_SAMPLES = 1 << 17
@@ -125,7 +130,7 @@ def k_weighted_chunks(audio: np.ndarray, sample_rate: int, *, chunk: int = CHUNK
     sos = _k_sos(sample_rate)
     zi = np.zeros((sos.shape[0], *x.shape[:-1], 2))
     for start in range(0, n, chunk):
-        y, zi = scipy.signal.sosfilt(sos, np.asarray(x[..., start : start + chunk], dtype=np.float64), axis=-1, zi=zi)
+        y, zi = signal.sosfilt(sos, np.asarray(x[..., start : start + chunk], dtype=np.float64), axis=-1, zi=zi)
         yield start, y
 
 

@@ -124,13 +124,14 @@ def onset_frames(clip: np.ndarray, sample_rate: int, *, hop: int = 512, delta: f
     does.  Importing ``librosa.onset`` itself costs 3-16 s here (numba), more
     than the whole mix, so the same formulas are used without it.
     """
-    import scipy.signal
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    from imgext.audio.dsp import signal
 
     x = np.asarray(clip, dtype=np.float32)
     if x.shape[0] < 4 * hop:
         return [0]
-    _, _, z = scipy.signal.stft(x, fs=sample_rate, nperseg=4 * hop, noverlap=3 * hop, boundary=None, padded=False)
+    _, _, z = signal.stft(x, fs=sample_rate, nperseg=4 * hop, noverlap=3 * hop, boundary=None, padded=False)
     spec_db = 10.0 * np.log10(np.abs(z) ** 2 + 1e-10)
     spec_db = np.maximum(spec_db, spec_db.max() - 80.0)
     strength = np.concatenate([[0.0], np.mean(np.maximum(0.0, np.diff(spec_db, axis=1)), axis=0)])

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.optimize
-import scipy.signal
 
+from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
 from imgext.masking.analysis import (
     PROBLEM_TOLERANCE,
@@ -214,7 +214,7 @@ def _filter_one(args: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     x, sos = args
     if sos is None:
         return x.copy()
-    return scipy.signal.sosfilt(sos, x.astype(np.float64)).astype(np.float32)  # float64 state: low biquads
+    return signal.sosfilt(sos, x.astype(np.float64)).astype(np.float32)  # float64 state: low biquads
 
 
 def apply_eq(tracks: np.ndarray, filters: list[list[EqFilter]], sample_rate: int, *,
@@ -255,7 +255,7 @@ def _bin_response(filters: list[EqFilter], bands: BandEnergies) -> np.ndarray:
     freqs = np.fft.rfftfreq(bands.n_fft, 1.0 / bands.sample_rate)
     if not filters:
         return np.ones(len(freqs))
-    _, h = scipy.signal.sosfreqz(_track_sos(filters, bands.sample_rate), worN=freqs, fs=bands.sample_rate)
+    _, h = signal.sosfreqz(_track_sos(filters, bands.sample_rate), worN=freqs, fs=bands.sample_rate)
     return np.abs(h) ** 2
 
 
@@ -839,7 +839,7 @@ def combined_response_db(filters: list[EqFilter], sample_rate: int, *, n_points:
     f = np.geomspace(20.0, 0.49 * sample_rate, n_points)
     if not filters:
         return f, np.zeros(n_points)
-    _, h = scipy.signal.sosfreqz(_track_sos(filters, sample_rate), worN=f, fs=sample_rate)
+    _, h = signal.sosfreqz(_track_sos(filters, sample_rate), worN=f, fs=sample_rate)
     return f, 20.0 * np.log10(np.maximum(np.abs(h), 1e-12))
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.signal
 
+from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
 from imgext.masking import model
 from imgext.masking.psychoacoustics import (
@@ -183,7 +183,7 @@ def band_energies(
     stop = np.searchsorted(freqs, edges[-1], side="left")
     offsets = starts - starts[0]
     empty = np.append(starts[1:], stop) <= starts
-    window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
+    window = signal.get_window("hann", n_fft).astype(np.float32)
     hop_s = hop_length / sample_rate
     n_frames = 1 + x.shape[1] // hop_length
     e = np.empty((x.shape[0], len(centres), n_frames), np.float32)

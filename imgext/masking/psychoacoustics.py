@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.signal
+
+from imgext.audio.dsp import signal
 
 __all__ = [
     "ACTIVITY_RANGE_DB",
@@ -239,7 +240,7 @@ def forward_masking(e: np.ndarray, centres_hz: np.ndarray, hop_s: float) -> np.n
     a = np.exp(-hop_s / tau_s)
     out = np.empty_like(e)
     for b, a_b in enumerate(a):  # one vectorised IIR per band (24 calls), never per sample
-        out[..., b, :] = scipy.signal.lfilter([1.0 - a_b], [1.0, -a_b], e[..., b, :], axis=-1)
+        out[..., b, :] = signal.lfilter([1.0 - a_b], [1.0, -a_b], e[..., b, :], axis=-1)
     return np.maximum(out, e)
 
 

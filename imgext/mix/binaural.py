@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
+from imgext.audio.dsp import signal
 from imgext.errors import ImgExtError, ParameterError
 
 __all__ = [

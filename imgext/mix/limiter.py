@@ -27,10 +27,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d, uniform_filter1d
 
+from imgext.audio.dsp import signal
 from imgext.audio.loudness import CHUNK_SAMPLES, block_bounds, cumulative_at, gated_loudness, k_weighted_power
 from imgext.errors import ParameterError
 
@@ -67,7 +67,7 @@ def _phase_filters() -> np.ndarray:
     split into its four phases, so the meter agrees with that reference; tap
     ``j`` multiplies sample ``n + j - _HALF``.
     """
-    h = scipy.signal.firwin(2 * _HALF * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
+    h = signal.firwin(2 * _HALF * OVERSAMPLE + 1, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
     rows = np.zeros((OVERSAMPLE, 2 * _HALF + 1))
     for k in range(OVERSAMPLE):
         for j in range(2 * _HALF + 1):

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
+from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
 
 __all__ = [

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 
 import numpy as np
-from scipy import signal
 
+from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
 
 __all__ = ["SYNTH_KINDS", "describe", "synthesize"]

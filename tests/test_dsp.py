@@ -1,0 +1,55 @@
+"""``imgext.audio.dsp``: scipy.signal imported without scipy.stats, and nothing else about it changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_signal_without_stats_then_the_real_stats():
+    out = _run(
+        "import sys\n"
+        "import numpy as np\n"
+        "from imgext.audio.dsp import signal\n"
+        "import scipy.signal\n"
+        "assert signal is scipy.signal\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats was imported'\n"
+        "x = np.abs(np.sin(np.linspace(0.0, 20.0, 1000)))\n"
+        "peaks = signal.find_peaks_cwt(x, np.arange(1, 10))\n"  # the one user of scoreatpercentile
+        "import scipy.stats\n"
+        "assert hasattr(scipy.stats, 'norm') and scipy.stats.norm.cdf(0.0) == 0.5\n"
+        "assert 'stand-in' not in (scipy.stats.__doc__ or '')\n"
+        "print([int(p) for p in peaks])\n"
+    )
+    assert out.strip() == "[79, 236, 393, 550, 707, 864, 996]"
+
+
+def test_the_cold_cli_path_imports_neither_stats_nor_pyloudnorm_nor_wordllama():
+    out = _run(
+        "import sys\n"
+        "import imgext.cli, imgext.pipeline\n"
+        "print(sorted(m for m in ('scipy.stats', 'pyloudnorm', 'wordllama', 'torch', 'ultralytics') if m in sys.modules))\n"
+    )
+    assert out.strip() == "[]"
+
+
+def test_stats_imported_first_is_left_alone():
+    out = _run(
+        "import scipy.stats\n"
+        "from imgext.audio.dsp import signal\n"
+        "import scipy.signal._peak_finding as pf\n"
+        "print(pf.scoreatpercentile is scipy.stats.scoreatpercentile)\n"
+    )
+    assert out.strip() == "True"
