@@ -160,3 +160,18 @@ def test_stacking_fetched_tracks_lets_each_fetched_copy_go_at_once():
     assert all(np.shares_memory(fetched[i].track, tracks.audio) for i in fetched)
     again = assemble_tracks(objects, fetched, settings=settings)  # re-assembling from the views still works
     np.testing.assert_array_equal(again.audio, expected)
+
+
+def test_true_peaks_of_a_loud_long_mix_use_a_mask_not_indices():
+    """Most samples of a limited mix are candidates: a byte a sample for them, not int64 indices and float64 bounds."""
+    rng = np.random.default_rng(9)
+    n = 60 * SR
+    x = (rng.standard_normal((2, n)) * 0.4).astype(np.float32)
+    where = rng.random(n) < 0.5
+    peaks = limiter.sample_true_peaks(x, threshold=0.5, where=where)
+    inter = limiter._interpolated_all(x)
+    expected = np.max(np.abs(x), axis=0)
+    mask = limiter._candidate_mask(expected, 0.5) & where
+    assert mask.mean() > 0.4  # dense: the case that held 12 bytes a sample
+    np.testing.assert_array_equal(peaks, np.where(mask, np.maximum(expected, inter), expected))
+    assert _peak_traced(lambda: limiter.sample_true_peaks(x, threshold=0.5, where=where)) < 18 * n + 8 * 2**20

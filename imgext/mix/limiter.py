@@ -128,16 +128,20 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0, where: np.nd
     peaks = np.max(np.abs(x), axis=0) if n else np.zeros(0, np.float32)
     if n == 0:
         return peaks
-    if threshold > 0:
-        idx = _candidates(peaks, threshold)[0]
-    else:
-        idx = np.arange(n)
+    # The points to oversample as a boolean mask, not an index array: when most samples are candidates
+    # (a loud, limited mix) int64 indices and float64 bounds were 12 bytes a sample (8 x 600 s: ~640 MB).
+    mask = _candidate_mask(peaks, threshold) if threshold > 0 else np.ones(n, dtype=bool)
     if where is not None:
-        idx = idx[where[idx]]
-    if idx.size == 0:
+        mask &= where
+    count = int(np.count_nonzero(mask))
+    if count == 0:
         return peaks
     out = peaks.copy()
-    out[idx] = np.maximum(out[idx], _interpolated(x, idx))
+    if count * 16 > n:  # as _interpolated decides: one pass over everything (chunked), read where asked
+        np.maximum(out, _interpolated_all(x), out=out, where=mask)
+    else:
+        idx = np.flatnonzero(mask)
+        out[idx] = np.maximum(out[idx], _interpolated(x, idx))
     return out
 
 
@@ -197,6 +201,28 @@ def _interpolated_all(x: np.ndarray) -> np.ndarray:
     return inter
 
 
+def _near_blocks(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """The :data:`_SCAN`-sample blocks whose neighbourhood could reach ``threshold``, and the block count."""
+    n = peaks.size
+    m = -(-n // _SCAN)
+    block_max = np.pad(peaks, (0, m * _SCAN - n)).reshape(m, _SCAN).max(axis=1)
+    near = maximum_filter1d(block_max, size=3, mode="constant") * _BOUND_SUM > threshold  # reach 10 < _SCAN
+    return np.flatnonzero(near), m
+
+
+def _candidate_mask(peaks: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`_candidates`' points as a boolean mask [shape=(n_samples,)] (the same set, a byte a sample)."""
+    blocks, m = _near_blocks(peaks, threshold)
+    mask = np.zeros(peaks.size, dtype=bool)
+    if blocks.size * 8 > m:  # dense: the chunked bound, compared chunk by chunk
+        level = np.float32(threshold * (1.0 - 1e-5))
+        for start, bound in _dense_bound(peaks.astype(np.float32, copy=False)):
+            np.greater(bound, level, out=mask[start : start + bound.size])
+    elif blocks.size:
+        mask[_candidates(peaks, threshold)[0]] = True
+    return mask
+
+
 def _candidates(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Sample indices where an inter-sample peak could exceed ``threshold`` (sorted, int64), and that bound.
 
@@ -206,10 +232,7 @@ def _candidates(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     that stays under the ceiling costs one pass of block maxima.
     """
     n = peaks.size
-    m = -(-n // _SCAN)
-    block_max = np.pad(peaks, (0, m * _SCAN - n)).reshape(m, _SCAN).max(axis=1)
-    near = maximum_filter1d(block_max, size=3, mode="constant") * _BOUND_SUM > threshold  # reach 10 < _SCAN
-    blocks = np.flatnonzero(near)
+    blocks, m = _near_blocks(peaks, threshold)
     if blocks.size == 0:
         return np.zeros(0, np.int64), np.zeros(0)
     if blocks.size * 8 > m:  # dense: one correlation over everything is cheaper than gathers
@@ -231,16 +254,21 @@ def _dense_candidates(peaks: np.ndarray, level: np.float32) -> tuple[np.ndarray,
     Chunk by chunk with a margin of the filter's reach: the same values as one correlation of the
     whole signal, without a signal-length bound array.
     """
-    n = peaks.size
     idx, values = [], []
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
-        bound = correlate1d(peaks[lo:hi], _BOUND_SYM, mode="constant")[start - lo : stop - lo]
+    for start, bound in _dense_bound(peaks):
         hit = np.flatnonzero(bound > level)
         idx.append(hit + start)
         values.append(bound[hit].astype(np.float64))
     return np.concatenate(idx), np.concatenate(values)
+
+
+def _dense_bound(peaks: np.ndarray):
+    """The folded float32 candidate bound of ``peaks`` in consecutive pieces: yields ``(start, bound)``."""
+    n = peaks.size
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
+        yield start, correlate1d(peaks[lo:hi], _BOUND_SYM, mode="constant")[start - lo : stop - lo]
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
