@@ -38,6 +38,7 @@ from imgext.options import MixSettings  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--codec", choices=["vorbis", "flac"], default="vorbis", help="the PreviewEncoder's codec")
     args = ap.parse_args(argv)
     audio, importance = synthetic_tracks()
     n = len(audio)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     first_bytes = pcm_bytes = 0
     strengths = iter(np.linspace(0.35, 0.95, args.runs))
     for _ in range(args.runs):
-        encoder, memos, sent = PreviewEncoder(max_bytes=1 << 30), {"a": {}, "b": {}}, set()
+        encoder, memos, sent = PreviewEncoder(max_bytes=1 << 30, codec=args.codec), {"a": {}, "b": {}}, set()
         after = mixer.render(settings, measure_after=False)
         c0, t0 = time.process_time(), time.perf_counter()
         previews = [parts(before, memos["b"]), parts(after, memos["a"])]
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         ("st.audio before+after per move, 16-bit WAV (KB)", wav_mixes / 1024),
     ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# player bench: {n} tracks x 30 s at {SAMPLE_RATE} Hz -> 24 kHz Ogg Vorbis, median of {args.runs} runs, "
+    print(f"# player bench: {n} tracks x 30 s at {SAMPLE_RATE} Hz -> 24 kHz {args.codec}, median of {args.runs} runs, "
           f"load average {load:.1f} on {os.cpu_count()} cores")
     for name, value in rows:
         print(f"{name:52s} {value:10.3f}")

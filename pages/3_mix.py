@@ -14,7 +14,8 @@ from imgext.audio.io import encode_wav
 from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
 from imgext.mix.binaural import headphone_mix
 from imgext.options import MixSettings
-from pages._player import FOCUS_KEY, stems_player
+from pages._figures import dark_figure, trace
+from pages._player import FOCUS_KEY, before_settings, stems_player
 from pages._state import (
     access,
     app_settings,
@@ -43,20 +44,20 @@ def rgb_colorscale(name: str) -> list[list]:
     return [[pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c] for pos, c in get_colorscale(name)]
 
 
+_INFERNO = rgb_colorscale("Inferno")
+
+
 def heatmap(report, names: list[str], title: str, zmax: float, focus: int | None = None) -> go.Figure:
     """The masking matrix as a heatmap (rows mask columns); the highlighted track's row and column framed."""
     z = np.asarray(report.matrix_db, dtype=float).copy()
     np.fill_diagonal(z, np.nan)  # a track does not mask itself: leave the diagonal blank
     text = [["" if i == j else f"{z[i, j]:.1f}" for j in range(len(names))] for i in range(len(names))]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z, x=names, y=names, zmin=0.0, zmax=zmax, zauto=False, colorscale=rgb_colorscale("Inferno"), colorbar={"title": {"text": "dB"}},
-            text=text, texttemplate="%{text}", hovertemplate="%{y} masks %{x} by %{z:.1f} dB<extra></extra>",
-            hoverongaps=False, xgap=2, ygap=2,
-        )
-    )
-    fig.update_layout(
-        template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+    fig = dark_figure(
+        trace(
+            "Heatmap", z=z, x=names, y=names, zmin=0.0, zmax=zmax, zauto=False, colorscale=_INFERNO,
+            colorbar={"title": {"text": "dB"}}, text=text, texttemplate="%{text}",
+            hovertemplate="%{y} masks %{x} by %{z:.1f} dB<extra></extra>", hoverongaps=False, xgap=2, ygap=2,
+        ),
         title={"text": title}, height=400, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis={"title": {"text": "maskee (is covered)"}, "side": "bottom"},
         yaxis={"title": {"text": "masker (covers)"}, "autorange": "reversed"},
@@ -106,30 +107,29 @@ def metrics(outcome, names: list[str]) -> None:
 
 
 def _dark(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
-    fig.update_layout(template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-                      title={"text": title}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(title={"text": title}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
 
 def processing_charts(outcome, names: list[str]) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
     bands = session().project.mixer().bands()
-    fig = go.Figure()
+    fig = dark_figure()
     duck = outcome.ducking
     if duck is not None and duck.active.any():
         curves = duck.frequency_response_db()
         for k in np.flatnonzero(duck.active):
-            fig.add_trace(go.Scatter(x=bands.band_centres_hz, y=curves["deepest"][k], name=f"{names[k]} (deepest)",
-                                     mode="lines+markers"))
-            fig.add_trace(go.Scatter(x=bands.band_centres_hz, y=curves["static"][k], name=f"{names[k]} (always on)",
-                                     mode="lines", line={"dash": "dot"}))
+            fig.add_trace(trace("Scatter", x=bands.band_centres_hz, y=curves["deepest"][k],
+                                name=f"{names[k]} (deepest)", mode="lines+markers"))
+            fig.add_trace(trace("Scatter", x=bands.band_centres_hz, y=curves["static"][k],
+                                name=f"{names[k]} (always on)", mode="lines", line={"dash": "dot"}))
     else:
         from imgext.engine.eq import combined_response_db
 
         for k, filters in enumerate(outcome.filters):
             if filters:
                 f, h = combined_response_db(filters, session().project.settings.sample_rate, n_points=400)
-                fig.add_trace(go.Scatter(x=f, y=h, name=names[k], mode="lines"))
+                fig.add_trace(trace("Scatter", x=f, y=h, name=names[k], mode="lines"))
     if not fig.data:
         st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
         return
@@ -139,8 +139,8 @@ def processing_charts(outcome, names: list[str]) -> None:
     left.plotly_chart(_dark(fig, "EQ / ducking curve per track"), key="eq_curves", theme=None, config={"displaylogo": False})
     if duck is not None and duck.active.any():
         t, lane = duck.gain_lane_db(max_points=600)
-        lanes = go.Figure([go.Scatter(x=t, y=lane[k], name=names[k], mode="lines", line={"shape": "spline"})
-                           for k in np.flatnonzero(duck.active)])
+        lanes = dark_figure([trace("Scatter", x=t, y=lane[k], name=names[k], mode="lines", line={"shape": "spline"})
+                             for k in np.flatnonzero(duck.active)])
         lanes.update_xaxes(title={"text": "time (s)"})
         lanes.update_yaxes(title={"text": "deepest band gain (dB)"})
         right.plotly_chart(_dark(lanes, "Ducking over time (while a more important sound plays)"), key="duck_lane",
@@ -150,7 +150,7 @@ def processing_charts(outcome, names: list[str]) -> None:
 def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
     """Before / after side by side at the same integrated loudness (the 'before' is not quieter or louder)."""
     p = session().project
-    before = p.mixer().render(replace(settings, eq_strength=0.0, optimise=False), measure_after=False).mix
+    before = p.mixer().render(before_settings(settings), measure_after=False).mix  # the player's A: cached
     audio = before.audio
     if before.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
         audio = audio * np.float32(10.0 ** ((outcome.mix.loudness_lufs - before.loudness_lufs) / 20.0))

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import plotly.graph_objects as go
 
 from imgext.vision.placement import Role
+from pages._figures import dark_figure, trace
 
 __all__ = ["lane_names", "show_timeline", "timeline_figure"]
 
@@ -76,7 +77,7 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
             wide = f", width {arr.width:.2f}" if role is Role.AREA else ""
             b["text"].append(f"{lane}: loops all through (from {arr.offset_s:.1f} s into its sound{wide})")
             b["focus"].append(i == focus)
-    fig = go.Figure()
+    fig = dark_figure()
     for role in (Role.EVENT, Role.BED, Role.AREA):
         if role not in bars or not bars[role]["y"]:
             continue
@@ -84,12 +85,12 @@ def timeline_figure(arrangements: Mapping, names: Mapping[int, str], *, duration
         marker = {"color": _COLOURS[role], "line": {"width": [3 if f else 0 for f in b["focus"]], "color": "#ffffff"}}
         if role is Role.AREA:
             marker["pattern"] = {"shape": "/", "fgcolor": "rgba(255,255,255,0.35)"}
-        fig.add_trace(go.Bar(
-            y=b["y"], base=b["base"], x=b["x"], orientation="h", name=_LEGEND[role], marker=marker,
+        fig.add_trace(trace(
+            "Bar", y=b["y"], base=b["base"], x=b["x"], orientation="h", name=_LEGEND[role], marker=marker,
             opacity=1.0 if role is Role.EVENT else 0.55, hovertext=b["text"], hoverinfo="text",
         ))
     fig.update_layout(
-        template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", barmode="overlay",
+        barmode="overlay",
         title={"text": "Timeline: when each object sounds"}, height=max(180, 60 + 28 * len(lanes)),
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, bargap=0.35,
         legend={"orientation": "h", "y": -0.25},

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+import soundfile as sf
 
 from tests.test_app import _ready_sounds, new_app, upload
 
@@ -30,9 +32,12 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     ids = {t["signal"] for m in args["mixes"].values() for t in m["tracks"]}
     sent = {e["id"] for e in args["blob_index"]}
     assert ids <= sent and sum(e["length"] for e in args["blob_index"]) == len(blob)
-    assert blob[:4] == b"OggS"
+    assert blob[:4] == b"fLaC", "FLAC: cheap to encode on every slider move"
     n_seconds = args["n_samples"] / args["sample_rate"]
-    assert len(blob) < 0.25 * len(sent) * n_seconds * args["sample_rate"] * 2, "far under 16-bit PCM"
+    assert len(blob) < 0.8 * len(sent) * n_seconds * args["sample_rate"] * 2, "under 16-bit PCM"
+    first = args["blob_index"][0]
+    decoded, rate = sf.read(io.BytesIO(blob[first["offset"]: first["offset"] + first["length"]]), dtype="float32")
+    assert rate == args["sample_rate"] and decoded.shape[0] == args["n_samples"]
     assert len(at.get("audio")) == 2, "the rendered before/after files stay, in an expander"
 
     at.run()  # nothing changed: nothing is sent again

@@ -238,3 +238,35 @@ def test_row_keys_name_equal_rows_and_spare_the_preview_and_the_air_absorption(m
     assert again.tracks[1].signal != first.tracks[1].signal
     plain = preview_mix(moved, tracks.names, tracks.pans, sample_rate=SR, preview_rate=8000)  # no memo
     assert [x.signal for x in plain.tracks] == [x.signal for x in again.tracks]
+
+
+def test_the_before_mix_is_one_render_whatever_only_shapes_the_processing(project):
+    """EQ strength, maximum cut, time-aware and the optimiser change nothing in the A of A/B: one cached render."""
+    from imgext.mix.mixer import Mixer
+    from pages._player import before_settings
+
+    moved = [replace(SETTINGS, eq_strength=0.4, max_cut_db=9.0), replace(SETTINGS, time_aware=False, optimise=True),
+             replace(SETTINGS, max_cut_db=3.0)]
+    assert {before_settings(s) for s in moved} == {before_settings(SETTINGS)}
+    assert before_settings(replace(SETTINGS, attenuation_db=20.0)) != before_settings(SETTINGS), "the levels do count"
+    for s in moved:  # the same audio as the unprocessed mix under the moved settings themselves
+        plain = Mixer(project.tracks).render(replace(s, eq_strength=0.0, optimise=False), measure_after=False)
+        np.testing.assert_array_equal(plain.mix.audio,
+                                      project.mixer().render(before_settings(s), measure_after=False).mix.audio)
+
+
+def test_the_flac_codec_is_exact_to_16_bits_for_tracks_and_reverb(rng):
+    """The app's transport: every signal as 16-bit FLAC (cheap to encode on each slider move), mono and stereo."""
+    n = 24000 * 2
+    bed = (0.05 * rng.standard_normal(n)).astype(np.float32)
+    reverb = (0.01 * rng.standard_normal((2, n))).astype(np.float32)
+    enc = PreviewEncoder(max_bytes=10**9, codec="flac")
+    for sid, x in (("bed", bed), ("reverb", reverb)):
+        data = enc.get(sid, x, 24000)
+        assert data[:4] == b"fLaC" and len(data) < x.size * 2, "under the 16-bit PCM size"
+        back, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        assert sr == 24000
+        assert np.abs(back.T.reshape(x.shape) - x).max() <= 1.0 / 32768 + 1e-7
+    assert enc.encoded == 2 and enc.get("bed", bed, 24000) is enc.get("bed", bed, 24000) and enc.encoded == 2
+    with pytest.raises(ParameterError, match="codec"):
+        PreviewEncoder(codec="mp3")

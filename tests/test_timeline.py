@@ -108,3 +108,24 @@ def test_a_highlighted_track_is_framed_on_the_mix_page(bus_jpg):
     at.selectbox(key="mix_focus").select("(none)").run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert all(not s["layout"].get("shapes") for s in specs if "Masking" in str(s["layout"]["title"]["text"]))
+
+
+def test_the_unvalidated_figures_are_valid_and_the_same_as_validated_ones():
+    """pages/_figures builds figures without plotly's validation (cheap on every slider move): the same JSON."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from pages._figures import dark_figure, trace
+
+    arrangements = {0: Arrangement(Role.EVENT, (Event(1.0, 0.5, -1.0, 0.0, 0.5),)),
+                    1: Arrangement(Role.AREA, offset_s=1.0, side_offset_s=5.0, width=0.8)}
+    z = np.arange(9.0).reshape(3, 3)
+    heat = dark_figure(trace("Heatmap", z=z, x=list("abc"), y=list("abc"), zmin=0.0, zmax=8.0,
+                             colorscale=[[0.0, "rgb(0, 0, 4)"], [1.0, "rgb(252, 255, 164)"]], texttemplate="%{text}",
+                             text=[[f"{v:.1f}" for v in row] for row in z], hoverongaps=False, xgap=2),
+                       title={"text": "Masking"}, height=400, yaxis={"autorange": "reversed"})
+    heat.add_shape(type="rect", x0=-0.5, x1=2.5, y0=0.5, y1=1.5, line={"color": "#ffffff", "width": 2})
+    for fig in (timeline_figure(arrangements, {0: "dog", 1: "rain"}, duration_s=10.0, focus=0), heat):
+        validated = go.Figure(fig.to_dict())  # raises on any invalid property
+        assert json.loads(validated.to_json()) == json.loads(fig.to_json())
+        assert fig.to_dict()["layout"]["template"] == pio.templates["plotly_dark"].to_plotly_json()
