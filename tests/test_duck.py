@@ -242,3 +242,48 @@ def test_gated_loudness_ignores_silence():
     # the meter's relative gate drops the silent half (ungated, the mean would be 3 dB lower); only the
     # blocks straddling the edge pull it down a little
     assert duck._gated_lufs(with_gap, hop) == pytest.approx(duck._gated_lufs(loud, hop), abs=0.1)
+
+
+def test_a_re_render_from_the_spectrum_cache_is_the_same_render(scene):
+    """The cache keeps each track's forward STFT: a re-render with new gains only inverts, and changes nothing."""
+    tracks, _, bands, gains, importance, plan = scene
+    cache = duck.SpectrumCache()
+    other = duck.design_ducking(bands, gains_db=gains + np.array([0.0, 4.0]), importance=importance)  # a slider move
+    wide = np.zeros_like(plan.cut_db)
+    wide[1, 2:20, 30:60] = 3.0  # more bands than held: the held range grows
+    boost = wide.copy()
+    boost[1, 2:20, 100:140] = -2.0  # a makeup gain (negative cut)
+    for p in (plan, plan.scaled(0.3), other, dataclasses.replace(plan, cut_db=wide),
+              dataclasses.replace(plan, cut_db=boost), plan):
+        np.testing.assert_array_equal(duck.apply_ducking(tracks, p, SR, cache=cache), duck.apply_ducking(tracks, p, SR))
+    assert cache.transforms == 2, "taken once, and once more for the wider range"
+    held = cache.nbytes
+    assert 0 < held < 0.5 * tracks[1].size * 8, "only the bins next to cut bands are held"
+    small = duck.SpectrumCache(max_bytes=1)
+    np.testing.assert_array_equal(duck.apply_ducking(tracks, plan, SR, cache=small), duck.apply_ducking(tracks, plan, SR))
+    assert small.nbytes == 0 and small.transforms == 0, "over the bound: rendered as without a cache"
+    copy = tracks.copy()
+    np.testing.assert_array_equal(duck.apply_ducking(copy, plan, SR, cache=cache), duck.apply_ducking(copy, plan, SR))
+    assert cache.transforms == 3, "another array is another set of tracks"
+
+
+def test_the_mixer_keeps_the_duck_spectra_once_it_renders_again():
+    """A one-off render (the command line, an export) holds no spectra; a second render (a slider) keeps them."""
+    from dataclasses import replace
+
+    from imgext.composition.tracks import Tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
+    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
+                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
+    mixer = Mixer(tracks)
+    first = mixer.render(settings, measure_after=False)
+    assert first.ducking.active[1] and mixer._duck_spectra is None
+    outs = [mixer.render(replace(settings, eq_strength=s), measure_after=False) for s in (0.5, 0.8)]
+    assert mixer._duck_spectra is not None and mixer._duck_spectra.transforms == 1
+    for s, out in zip((0.5, 0.8), outs):
+        np.testing.assert_array_equal(out.processed, Mixer(tracks).render(replace(settings, eq_strength=s),
+                                                                          measure_after=False).processed)

@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_TARGET_SMR_DB",
     "ELIGIBLE_MARGIN",
     "DuckPlan",
+    "SpectrumCache",
     "apply_ducking",
     "design_ducking",
     "ducked_bands",
@@ -531,7 +532,57 @@ def _bin_interpolation(n_fft: int, sample_rate: int, centres_hz: np.ndarray) -> 
     return lo, hi, w.astype(np.float32)
 
 
-def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.ndarray:
+class SpectrumCache:
+    """The windowed spectra :func:`apply_ducking` takes of one set of tracks, kept for its next render.
+
+    A slider move re-renders the duck of the same tracks with new gains: with a cache the
+    forward STFT is taken once per track (every frame, only the bins next to the bands it
+    cuts), and a re-render only multiplies the new gains and inverts the frames with a cut.
+    Bounded: past ``max_bytes`` a track's spectrum is not kept (rendered as without a cache).
+    Use one cache per set of tracks (a :class:`~imgext.mix.mixer.Mixer` owns one); not thread-safe.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Bound on the spectra held (complex64: 8 bytes per frame and bin).
+    """
+
+    def __init__(self, *, max_bytes: int = 96 << 20) -> None:
+        self.max_bytes = int(max_bytes)
+        self._spectra: dict = {}  # track index -> (tracks array, first bin, spectrum [shape=(T + 1, bins)])
+        self.transforms = 0
+        """How many tracks' spectra were computed (not found)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the spectra held."""
+        return sum(v[2].nbytes for v in self._spectra.values())
+
+    def bins(self, x: np.ndarray, i: int, b0: int, b1: int, blocks: np.ndarray, window: np.ndarray):
+        """Spectrum of every frame of track ``i`` of ``x``, bins ``b0:b1`` (or None when it would not fit)."""
+        hit = self._spectra.get(i)
+        if hit is not None and hit[0] is x and hit[1] <= b0 and b1 <= hit[1] + hit[2].shape[1]:
+            return hit[2][:, b0 - hit[1]: b1 - hit[1]]
+        lo, hi = b0, b1
+        if hit is not None and hit[0] is x:  # a wider range than held: the union, so no bin is taken twice
+            lo, hi = min(b0, hit[1]), max(b1, hit[1] + hit[2].shape[1])
+        n_frames = blocks.shape[0] - 1
+        held = self.nbytes - (hit[2].nbytes if hit is not None else 0)
+        if held + n_frames * (hi - lo) * 8 > self.max_bytes:
+            self._spectra.pop(i, None)
+            return None
+        hop = blocks.shape[1]
+        frames = np.empty((n_frames, 2 * hop), np.float32)  # every frame, windowed
+        np.multiply(blocks[:-1], window[:hop], out=frames[:, :hop])
+        np.multiply(blocks[1:], window[hop:], out=frames[:, hop:])
+        spec = np.ascontiguousarray(scipy.fft.rfft(frames, axis=1)[:, lo:hi])
+        self._spectra[i] = (x, lo, spec)
+        self.transforms += 1
+        return spec[:, b0 - lo: b1 - lo]
+
+
+def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
+                  cache: SpectrumCache | None = None) -> np.ndarray:
     """Render the duck: a zero-phase STFT gain per bin and frame.
 
     Parameters
@@ -541,6 +592,9 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
     plan : DuckPlan
     sample_rate : int
         In Hz.
+    cache : SpectrumCache, optional
+        Keeps the tracks' spectra for the next render of the same ``tracks`` array (the same
+        output, without the forward transforms).
 
     Returns
     -------
@@ -582,10 +636,15 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int) -> np.nd
             continue
         b0, b1 = int(bins[0]), int(bins[-1]) + 1
         blocks = padded.reshape(-1, hop)
-        frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
-        np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
-        np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
-        spec = scipy.fft.rfft(frames, axis=1)
+        held = None if cache is None else cache.bins(x, int(i), b0, b1, blocks, window)
+        if held is not None:
+            spec = np.zeros((busy.size, hop + 1), np.complex64)
+            spec[:, b0:b1] = held[busy]
+        else:
+            frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
+            np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
+            np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
+            spec = scipy.fft.rfft(frames, axis=1)
         cut_t = plan.cut_db[i][:, np.minimum(busy, n_frames - 1)].T  # (n_busy, B)
         gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
         gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]

@@ -185,6 +185,8 @@ class Mixer:
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
         self._lock = threading.Lock()  # guards _designs: the app's ZIP download copies it from another thread
         self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
+        self._duck_spectra = None  # the duck render's spectra of these tracks (engine.duck.SpectrumCache)
+        self._duck_renders = 0
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
             with reuse._lock:
@@ -204,7 +206,7 @@ class Mixer:
     @_one_blas_thread
     def _process(self, settings: MixSettings):
         """EQ design, optional optimisation and filtering: cached for the last settings that shape them (two)."""
-        from imgext.engine.duck import apply_ducking, design_ducking
+        from imgext.engine.duck import SpectrumCache, apply_ducking, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from imgext.engine.optimise import optimise_mix, scale_filters
         from imgext.masking.analysis import masking_report
@@ -260,7 +262,12 @@ class Mixer:
                 timings["optimise"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if plan is not None and plan.active.any():
-                processed = apply_ducking(tracks.audio, plan, tracks.sample_rate)
+                self._duck_renders += 1
+                if self._duck_spectra is None and self._duck_renders > 1:
+                    # Rendered again (a slider move, not a one-off render): keep the spectra from now on, so
+                    # the next moves take no forward STFT (bounded: SpectrumCache.max_bytes).
+                    self._duck_spectra = SpectrumCache()
+                processed = apply_ducking(tracks.audio, plan, tracks.sample_rate, cache=self._duck_spectra)
             elif any(filters):
                 processed = apply_eq(tracks.audio, filters, tracks.sample_rate)
             timings["filter"] = time.perf_counter() - t0
