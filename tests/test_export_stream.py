@@ -56,3 +56,18 @@ def test_cli_no_stems_no_zip_and_remix(sounds_dir, tmp_path):
     assert (tmp_path / "r" / "bundle.zip").is_file()
     assert len([p for p in (tmp_path / "r" / "stems").iterdir() if p.name != "reverb.wav"]) == 4
     assert (tmp_path / "r" / "mix.wav").read_bytes() == (out / "mix.wav").read_bytes()
+
+
+@pytest.mark.slow  # a whole render in a subprocess
+def test_cli_render_no_stems_no_zip(bus_jpg, tmp_path):
+    """``render`` honours --no-stems / --no-zip too (issue 15: a long scene's stems take most of the disk)."""
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "imgext", "render", str(bus_jpg), "--source", "builtin", "--duration", "2",
+           "--no-stems", "--no-zip", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    scene = json.loads((out / "scene.json").read_text())
+    assert not (out / "stems").exists() and not (out / "bundle.zip").exists()
+    assert (out / "mix.wav").is_file() and "mix.wav" in scene["files"]
+    assert not any(f.startswith("stems/") or f == "bundle.zip" for f in scene["files"])
+    assert all(o.get("stem") is None for o in scene["objects"])
