@@ -1,7 +1,7 @@
 """Several simultaneous browser sessions against one ``streamlit run``: isolation, correctness, time, memory.
 
 Run from the repo root: ``python bench/load.py [--sessions 1 4 8] [--duration 30]``; the 16-session figures:
-``python bench/load.py --sessions 16 --settle 130`` (each session also records the queue message it saw).
+``python bench/load.py --sessions 16 --settle 160`` (each session also records the queue message it saw).
 
 It starts the local Freesound-compatible server (``tests/freesound_server.py``) and one ``streamlit run
 app.py`` (fresh cache, data and temp folders; the detector from ``../shared/models``). Then, for each N,
@@ -26,9 +26,9 @@ Freesound-then-built-in source, on its own cache):
 * on the server, each session's private folder holds exactly the ZIP that session downloaded.
 
 The streamlit process's RSS (with its children) is sampled every 0.5 s; the table shows its peak per N
-and the RSS when the N sessions are done. ``--settle 130`` then waits with no browser connected (Streamlit
-keeps a disconnected session's state for 120 s), runs one more session and reports whether the memory
-came back. If the library or the pages are edited while the bench runs, the references and the server
+and the RSS when the N sessions are done. ``--settle 160`` then waits with no browser connected (a disconnected
+session is kept for ``--session-ttl``, Streamlit's 120 s, then closed), printing the RSS every 10 s, runs
+one more session and reports whether the memory came back. If the library or the pages are edited while the bench runs, the references and the server
 may run different code: the output says so.
 Times are wall-clock per flow on a shared 2-core machine: measured, never asserted.
 """
@@ -487,8 +487,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
-                        help="afterwards, wait this long with no browser connected (Streamlit keeps a disconnected "
-                             "session for 120 s), run one more session and report the RSS: is the memory given back?")
+                        help="afterwards, wait this long with no browser connected (a disconnected session is kept "
+                             "for --session-ttl s, then closed), run one more session and report the RSS: is the "
+                             "memory given back?")
+    parser.add_argument("--session-ttl", type=int, default=120, metavar="SECONDS",
+                        help="the server's reconnect window, server.disconnectedSessionTTL (default 120, Streamlit's)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (cache, session folders)")
     parser.add_argument("--duration", type=int, default=30, choices=range(5, 121, 5), metavar="SECONDS",
                         help="scene length set on the Sounds page (default 30, the app's default)")
@@ -507,7 +510,7 @@ def main() -> int:
         env = {**fresh_dirs(work), "IMGEXT_YOLO_WEIGHTS": WEIGHTS, "IMGEXT_FREESOUND_URL": fs.base_url,
                "FREESOUND_API_KEY": API_KEY, "YOLO_AUTOINSTALL": "false", "YOLO_OFFLINE": "true"}
         renderer = ReferenceRenderer(fs.base_url, API_KEY, work / "ref-cache")
-        with streamlit_server(env) as (url, proc):
+        with streamlit_server(env, args=("--server.disconnectedSessionTTL", str(args.session_ttl))) as (url, proc):
             with RssSampler(proc.pid) as sampler:
                 idle = sampler.sample()
                 print(f"streamlit at {url}, idle RSS {idle / 2**20:.0f} MB (log in {ARTIFACTS})", flush=True)
@@ -520,7 +523,11 @@ def main() -> int:
                     before_wait = sampler.sample()
                     print(f"\nwaiting {args.settle:.0f} s with no browser connected (RSS {before_wait / 2**20:.0f} MB) ...",
                           flush=True)
-                    time.sleep(args.settle)
+                    t0, trace = time.monotonic(), []
+                    while (left_s := args.settle - (time.monotonic() - t0)) > 0:
+                        time.sleep(min(10.0, left_s))
+                        trace.append(f"{time.monotonic() - t0:.0f} s {sampler.sample() / 2**20:.0f} MB")
+                    print("   RSS while idle: " + ", ".join(trace), flush=True)
                     idle_after = sampler.sample()
                     settle = run_phase(url, make_jobs(1, duration_s=args.duration, tag="settle-"), renderer,
                                        work / "tmp", sampler)
