@@ -13,6 +13,8 @@ real ``scipy.stats`` when called) sits in ``sys.modules``; it is removed right
 after, so any later ``import scipy.stats`` gets the real module.  Nothing of
 ``scipy.signal`` changes: its functions are the same objects.
 
+The stand-in is visible to other threads only during that one import (a fraction of a
+second, once per process); nothing in this package or its app imports ``scipy.stats``.
 When ``scipy.stats`` is already imported, or the stand-in is not enough (a
 SciPy that imports more of ``scipy.stats`` from ``scipy.signal``), ``scipy.signal``
 is imported the ordinary way.
