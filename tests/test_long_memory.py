@@ -175,3 +175,57 @@ def test_true_peaks_of_a_loud_long_mix_use_a_mask_not_indices():
     assert mask.mean() > 0.4  # dense: the case that held 12 bytes a sample
     np.testing.assert_array_equal(peaks, np.where(mask, np.maximum(expected, inter), expected))
     assert _peak_traced(lambda: limiter.sample_true_peaks(x, threshold=0.5, where=where)) < 18 * n + 8 * 2**20
+
+
+@pytest.fixture(scope="module")
+def small_scene():
+    """Four built-in sounds, 3 s: rendered both ways below."""
+    from imgext.composition.tracks import fetch_tracks
+    from imgext.options import MixSettings
+    from imgext.sounds.builtin import BuiltinSource
+    from imgext.sounds.selection import choose_sounds
+    from imgext.vision.placement import manual_object
+
+    settings = MixSettings(duration_s=3.0, seed=0)
+    objects = [manual_object(label, x, importance=i) for label, x, i in
+               (("dog", 0.2, 0.9), ("car", 0.5, 0.4), ("bird", 0.8, 0.6), ("train", 0.4, 0.3))]
+    source = BuiltinSource()
+    tracks, _, _ = fetch_tracks(objects, choose_sounds(objects, source, rng=0), source, settings=settings)
+    return tracks, settings
+
+
+@pytest.mark.parametrize("variant", ["duck", "eq", "air"])
+def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_scene, monkeypatch, variant):
+    """Above LONG_SCENE_BYTES the processed tracks are summed, then let go: the same mix, envelope,
+    masking and stems (each processed row made again when read)."""
+    from dataclasses import replace
+
+    from imgext.mix import mixer as mixer_module
+    from imgext.mix.mixer import Mixer, ProcessedRows
+
+    tracks, settings = small_scene
+    if variant == "eq":
+        settings = replace(settings, time_aware=False)
+    if variant == "air":
+        tracks = replace(tracks, distance_m=np.array([5.0, 80.0, 20.0, 140.0]))
+    normal = Mixer(tracks).render(settings)
+    if variant == "duck":
+        assert normal.ducking is not None and normal.ducking.active.any()
+    if variant == "eq":
+        assert any(normal.filters)
+    monkeypatch.setattr(mixer_module, "LONG_SCENE_BYTES", 0)
+    mixer = Mixer(tracks)
+    long = mixer.render(settings)
+    assert isinstance(long.processed, ProcessedRows) and not isinstance(normal.processed, ProcessedRows)
+    assert not mixer._processed and not mixer._spatial  # nothing of signal length kept by the Mixer
+    np.testing.assert_array_equal(long.mix.audio, normal.mix.audio)
+    assert (long.mix.envelope is None) == (normal.mix.envelope is None)
+    if normal.mix.envelope is not None:
+        np.testing.assert_array_equal(long.mix.envelope, normal.mix.envelope)
+    np.testing.assert_array_equal(long.mix.reverb, normal.mix.reverb)
+    assert long.mix.loudness_lufs == normal.mix.loudness_lufs and long.mix.true_peak_dbtp == normal.mix.true_peak_dbtp
+    np.testing.assert_array_equal(long.masking_after.core_smr_db, normal.masking_after.core_smr_db)
+    np.testing.assert_array_equal(np.asarray(long.processed), normal.processed)
+    for k in range(tracks.n_tracks):
+        np.testing.assert_array_equal(long.mix.stem(long.processed, k), normal.mix.stem(normal.processed, k))
+    assert list(long.timings_s) == list(normal.timings_s)

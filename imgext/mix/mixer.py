@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgext.mix.render import Mix, render_mix
+from imgext.mix.render import Mix, panned_sum, render_mix
 from imgext.mix.space import (
     AIR_ABSORPTION_FROM_M,
     Spatial,
@@ -153,6 +153,47 @@ class MixOutcome:
 
         h = eq_response_db(self.filters, bands) if self.filters else np.zeros((0, bands.n_bands))
         return {"static": h, "deepest": h}
+
+
+LONG_SCENE_BYTES = 512 * 2**20
+"""Processed tracks larger than this (8 tracks of ~6 min) are not held once the mix is summed: the
+outcome's :attr:`MixOutcome.processed` then makes each row again when it is read
+(:class:`ProcessedRows`), so the limiter and the export run without them (8 x 600 s: 850 MB)."""
+
+
+class ProcessedRows:
+    """Processed tracks made one row at a time when read, the same samples as the array they stand for.
+
+    ``rows[k]`` is track ``k`` after its EQ or duck and its air absorption (float32, made now);
+    ``np.asarray(rows)`` makes them all.  Used for long scenes (:data:`LONG_SCENE_BYTES`): the
+    export reads one stem at a time, so only one row is held.
+    """
+
+    def __init__(self, make_row, n_tracks: int, n_samples: int) -> None:
+        self._make_row = make_row
+        self.shape = (int(n_tracks), int(n_samples))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+        self.nbytes = self.shape[0] * self.shape[1] * 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, k):
+        if isinstance(k, (int, np.integer)):
+            if not -self.shape[0] <= int(k) < self.shape[0]:
+                raise IndexError(f"track {k} of {self.shape[0]}")
+            return self._make_row(int(k) % self.shape[0])
+        return np.asarray(self)[k]
+
+    def __iter__(self):
+        return (self[k] for k in range(self.shape[0]))
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, np.float32)
+        for k in range(self.shape[0]):
+            out[k] = self._make_row(k)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 CACHED_RENDERS = 2
@@ -340,6 +381,35 @@ class Mixer:
         self._spatial = [*self._spatial, (key, result, processed, keys)][-CACHED_RENDERS:]
         return result, keys
 
+    def _row_maker(self, settings: MixSettings, filters: list, plan):
+        """A function making processed row ``k`` as :meth:`_process` and :meth:`spatial` make it (for long scenes)."""
+        from dataclasses import replace
+
+        from imgext.engine.duck import apply_ducking
+        from imgext.engine.eq import apply_eq
+
+        tracks = self.tracks
+        audio, sr = tracks.audio, tracks.sample_rate
+        d = np.asarray(tracks.distances_m(), dtype=np.float64)
+        ducked = plan is not None and bool(plan.active.any())
+        active = plan.active if ducked else None
+
+        def make(k: int) -> np.ndarray:
+            row = audio[k]
+            if ducked:
+                if active[k]:  # every row of apply_ducking is its own: one row's plan gives the same samples
+                    one = replace(plan, cut_db=plan.cut_db[k : k + 1], static_db=plan.static_db[k : k + 1],
+                                  loudness_change_lu=plan.loudness_change_lu[k : k + 1],
+                                  maskees=plan.maskees[k : k + 1])
+                    row = apply_ducking(audio[k : k + 1], one, sr)[0]
+            elif any(filters) and k < len(filters) and filters[k]:
+                row = apply_eq(audio[k : k + 1], [filters[k]], sr)[0]
+            if settings.distance and d[k] > AIR_ABSORPTION_FROM_M:
+                row = apply_air_absorption(row, float(d[k]), sr)
+            return np.asarray(row, dtype=np.float32)
+
+        return make
+
     def _sides(self, filters) -> dict:
         """The area tracks' companions through their track's EQ: track index -> (width, companion)."""
         from imgext.engine.eq import apply_eq
@@ -381,28 +451,49 @@ class Mixer:
         t0 = time.perf_counter()
         spatial, row_keys = self._spatial_rows(settings, processed, gains, rows)
         timings["space"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sides = self._sides(filters)
-        mix = render_mix(
-            spatial.tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
-            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=spatial.reverb, sides=sides,
-        )
-        timings["render"] = time.perf_counter() - t0
-        if tracks.n_tracks > 0:
-            t0 = time.perf_counter()
+        def analyse_after():
             core = before.core if before is not None else None
             if measure_after and processed is not tracks.audio:
-                after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains,
-                                       importance=tracks.importance, core=core)
-            elif plan is not None:
-                after = masking_report(ducked_bands(self.bands(), plan), gains_db=gains, importance=tracks.importance,
-                                       core=core)
-            else:
-                eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
-                after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db,
-                                       core=core)
-            timings["analysis_after"] = time.perf_counter() - t0
-        outcome = MixOutcome(mix, spatial.tracks, gains, requested, filters, before, after, opt, timings,
-                             reverb_bus=spatial.reverb, ducking=plan, row_keys=row_keys)
+                return masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains,
+                                      importance=tracks.importance, core=core)
+            if plan is not None:
+                return masking_report(ducked_bands(self.bands(), plan), gains_db=gains, importance=tracks.importance,
+                                      core=core)
+            eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
+            return masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db, core=core)
+
+        sides = self._sides(filters)
+        out_tracks, premixed, after_s = spatial.tracks, None, 0.0
+        long = out_tracks is not tracks.audio and out_tracks.nbytes > LONG_SCENE_BYTES
+        if long:
+            # A long scene: analyse and sum the processed tracks now, then let them go (and out of this
+            # Mixer's caches); the limiter and the export run without them, the stems make each row again.
+            t0 = time.perf_counter()
+            after = analyse_after()
+            after_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            premixed = panned_sum(out_tracks, pans=tracks.pans, gains_db=gains, sides=sides)
+            render_s = time.perf_counter() - t0
+            out_tracks = ProcessedRows(self._row_maker(settings, filters, plan), tracks.n_tracks,
+                                       tracks.audio.shape[1])
+            reverb_bus = spatial.reverb
+            self._processed, self._spatial = [], []
+            processed = spatial = None
+        else:
+            reverb_bus, render_s = spatial.reverb, 0.0
+        t0 = time.perf_counter()
+        mix = render_mix(
+            out_tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=reverb_bus, sides=sides,
+            premixed=premixed,
+        )
+        timings["render"] = time.perf_counter() - t0 + render_s
+        if tracks.n_tracks > 0:
+            t0 = time.perf_counter()
+            if not long:
+                after = analyse_after()
+            timings["analysis_after"] = time.perf_counter() - t0 + after_s
+        outcome = MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,
+                             reverb_bus=reverb_bus, ducking=plan, row_keys=row_keys)
         self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
         return outcome

@@ -135,6 +135,46 @@ class Mix:
         return stem
 
 
+def _coefficients(pans, gains_db, n_tracks: int, sides: dict | None) -> tuple[np.ndarray, dict]:
+    """Each track's factor in L and R ``(2, n_tracks)`` and the area tracks' side factors (checked inputs)."""
+    pans = np.asarray(pans, dtype=np.float64).reshape(-1)
+    gains = np.asarray(gains_db, dtype=np.float64).reshape(-1)
+    if pans.shape[0] != n_tracks or gains.shape[0] != n_tracks:
+        raise ParameterError(f"need one pan and one gain per track ({n_tracks}), got {pans.shape[0]} and {gains.shape[0]}")
+    if not np.all(np.isfinite(gains)):
+        raise ParameterError(f"gains_db must be finite, got {gains.tolist()}")
+    coeffs = pan_gains(pans) * db_to_gain(gains)[None, :]  # (2, n_tracks)
+    side_coeffs: dict[int, np.ndarray] = {}
+    for k, (width, _) in (sides or {}).items():
+        a = float(np.clip(width, 0.0, 1.0)) * np.pi / 4.0
+        side_coeffs[k] = coeffs[:, k] * np.sin(a) * np.array([1.0, -1.0])
+        coeffs[:, k] *= np.cos(a)
+    return coeffs, side_coeffs
+
+
+def panned_sum(tracks: np.ndarray, *, pans, gains_db, sides: dict | None = None) -> np.ndarray:
+    """The panned, gained sum of ``tracks`` (and the area tracks' sides) [shape=(2, n_samples), float32].
+
+    Exactly the sum :func:`render_mix` starts from: give it back as ``premixed`` and the tracks
+    need not be held while the mix is normalised and limited (a long scene's processed tracks).
+    """
+    tracks = np.asarray(tracks, dtype=np.float32)
+    if tracks.ndim != 2:
+        raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {tracks.shape}")
+    coeffs, side_coeffs = _coefficients(pans, gains_db, tracks.shape[0], sides)
+    return _sum(tracks, coeffs, side_coeffs, sides)
+
+
+def _sum(tracks: np.ndarray, coeffs: np.ndarray, side_coeffs: dict, sides: dict | None) -> np.ndarray:
+    n_tracks, n_samples = tracks.shape
+    if n_tracks == 0 or n_samples == 0:
+        return np.zeros((2, n_samples), dtype=np.float32)
+    summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
+    for k, (_, side) in (sides or {}).items():
+        summed += (side_coeffs[k][:, None] * np.asarray(side, dtype=np.float32)[None, :]).astype(np.float32)
+    return summed
+
+
 def render_mix(
     tracks: np.ndarray,
     *,
@@ -145,6 +185,7 @@ def render_mix(
     peak_dbfs: float = DEFAULT_PEAK_DBFS,
     reverb: np.ndarray | None = None,
     sides: dict | None = None,
+    premixed: np.ndarray | None = None,
 ) -> Mix:
     """Pan, gain, sum, normalise to ``loudness_lufs`` and hold the true peak under the ceiling.
 
@@ -174,38 +215,32 @@ def render_mix(
         with ``a = width * pi / 4``: the power is that of the point source, the
         left/right correlation ``cos(2a)`` (0 at width 1), and the companion
         cancels in a mono fold-down.
+    premixed : np.ndarray [shape=(2, n_samples), dtype=float32], optional
+        :func:`panned_sum` of these tracks, pans, gains and sides, made by the caller (then
+        ``tracks`` is not read: it only needs ``len``); this array is used and changed in place.
 
     Returns
     -------
     Mix
         Same inputs give bit-identical output.
     """
-    tracks = np.asarray(tracks, dtype=np.float32)
-    if tracks.ndim != 2:
-        raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {tracks.shape}")
-    n_tracks, n_samples = tracks.shape
-    pans = np.asarray(pans, dtype=np.float64).reshape(-1)
-    gains = np.asarray(gains_db, dtype=np.float64).reshape(-1)
-    if pans.shape[0] != n_tracks or gains.shape[0] != n_tracks:
-        raise ParameterError(f"need one pan and one gain per track ({n_tracks}), got {pans.shape[0]} and {gains.shape[0]}")
-    if not np.all(np.isfinite(gains)):
-        raise ParameterError(f"gains_db must be finite, got {gains.tolist()}")
+    if premixed is None:
+        tracks = np.asarray(tracks, dtype=np.float32)
+        if tracks.ndim != 2:
+            raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {tracks.shape}")
     if not (-70.0 <= loudness_lufs <= 0.0):
         raise ParameterError(f"loudness_lufs={loudness_lufs} must lie between -70 and 0 LUFS")
     if not (-60.0 <= peak_dbfs <= 0.0):
         raise ParameterError(f"peak_dbfs={peak_dbfs} must lie between -60 and 0 dBFS")
-    coeffs = pan_gains(pans) * db_to_gain(gains)[None, :]  # (2, n_tracks)
-    side_coeffs: dict[int, np.ndarray] = {}
-    for k, (width, _) in (sides or {}).items():
-        a = float(np.clip(width, 0.0, 1.0)) * np.pi / 4.0
-        side_coeffs[k] = coeffs[:, k] * np.sin(a) * np.array([1.0, -1.0])
-        coeffs[:, k] *= np.cos(a)
-    if n_tracks == 0 or n_samples == 0:
-        summed = np.zeros((2, n_samples), dtype=np.float32)
+    n_tracks = len(tracks)
+    coeffs, side_coeffs = _coefficients(pans, gains_db, n_tracks, sides)
+    if premixed is None:
+        summed = _sum(tracks, coeffs, side_coeffs, sides)
     else:
-        summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
-        for k, (_, side) in (sides or {}).items():
-            summed += (side_coeffs[k][:, None] * np.asarray(side, dtype=np.float32)[None, :]).astype(np.float32)
+        summed = np.asarray(premixed)
+        if summed.dtype != np.float32 or summed.ndim != 2 or summed.shape[0] != 2:
+            raise ParameterError(f"premixed must be float32 of shape (2, n_samples), got {summed.dtype} {summed.shape}")
+    n_samples = summed.shape[1]
     if reverb is not None:
         reverb = np.asarray(reverb, dtype=np.float32)
         if reverb.shape != (2, n_samples):
