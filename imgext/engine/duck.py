@@ -12,7 +12,7 @@ Design (:func:`design_ducking`, all in the band domain of :mod:`imgext.masking.m
    cut in each of i's band-frames: i's share of j's rest threshold in j's active core cells whose
    SMR is still under the target, weighted by j's loudness. Cuts go where (bands) and when
    (frames) the maskee is masked, to each masker in proportion to how much it masks.
-2. Held over time, 70 ms before to 185 ms after (lookahead and release, as a broadcast ducker), and
+2. Held over time, 50 ms before to 130 ms after (lookahead and release, as a broadcast ducker), and
    a third spilled to each neighbour band.
 3. *Spending the budgets* (:func:`_spend_budget`), one masker at a time: the cut is
    ``clip(lam (V - nu K), 0, max_cut)``, V the held value, K the cell's K-weighted power. A cut in
@@ -69,8 +69,8 @@ DEFAULT_DUCK_LOUDNESS_LU = 0.9
 the estimate is within 0.07 LU of the meter on the quality bench's scenes)."""
 ELIGIBLE_MARGIN = 0.1
 """A masker is ducked for a maskee only when ``p_masker < p_maskee - ELIGIBLE_MARGIN``."""
-LOOKAHEAD_S, HOLD_S, SMOOTH_S = 0.07, 0.185, 0.046
-"""The duck starts 70 ms before the need, holds 185 ms after it, and is smoothed by a 46 ms Gaussian."""
+LOOKAHEAD_S, HOLD_S, SMOOTH_S = 0.05, 0.13, 0.046
+"""The duck starts 50 ms before the need, holds 130 ms after it (release), and is smoothed by a 46 ms Gaussian."""
 MIN_PRIORITY = 0.02
 """Maskees with less than this share of the ``p^8`` priority are not protected."""
 DEFAULT_MAKEUP_DB = 3.0
