@@ -125,7 +125,7 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0, where: np.nd
     """
     x = _as_channels(audio).astype(np.float32, copy=False)
     n = x.shape[-1]
-    peaks = np.max(np.abs(x), axis=0) if n else np.zeros(0, np.float32)
+    peaks = _abs_max(x)
     if n == 0:
         return peaks
     # The points to oversample as a boolean mask, not an index array: when most samples are candidates
@@ -136,12 +136,21 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0, where: np.nd
     count = int(np.count_nonzero(mask))
     if count == 0:
         return peaks
-    out = peaks.copy()
+    out = peaks  # this function's own array: raised in place
     if count * 16 > n:  # as _interpolated decides: one pass over everything (chunked), read where asked
-        np.maximum(out, _interpolated_all(x), out=out, where=mask)
+        _interpolated_all(x, into=out, where=mask)
     else:
         idx = np.flatnonzero(mask)
         out[idx] = np.maximum(out[idx], _interpolated(x, idx))
+    return out
+
+
+def _abs_max(x: np.ndarray) -> np.ndarray:
+    """``np.max(np.abs(x), axis=0)`` of ``x`` [shape=(n_channels, n_samples)], a chunk at a time (no ``|x|`` copy)."""
+    n = x.shape[-1]
+    out = np.empty(n, dtype=np.result_type(x.dtype, np.float32) if x.dtype.kind != "f" else x.dtype)
+    for start in range(0, n, _CHUNK):
+        np.max(np.abs(x[:, start : start + _CHUNK]), axis=0, out=out[start : start + _CHUNK])
     return out
 
 
@@ -171,14 +180,16 @@ def _interpolated(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interpolated_all(x: np.ndarray) -> np.ndarray:
+def _interpolated_all(x: np.ndarray, *, into: np.ndarray | None = None, where: np.ndarray | None = None) -> np.ndarray:
     """Largest ``|x(n + k/4)|`` over channels and the four phases at every sample [shape=(n_samples,), float32].
 
     Three correlations: the half-sample phase, and the even and odd parts of the quarter
     phases (folded) (``y(n + 1/4) = e[n] + o[n]``, ``y(n + 3/4) = e[n + 1] - o[n + 1]``).
+    With ``into`` (float32 [shape=(n_samples,)]) the result is not made whole: ``into`` is raised to
+    it in place (where ``where`` is True) and returned.
     """
     n = x.shape[-1]
-    inter = np.empty(n, np.float32)
+    inter = np.empty(n, np.float32) if into is None else None
     margin = _HALF + 1  # an output reads 10 samples either side, the late phase one more
     for start in range(0, n, _CHUNK):
         # A chunk and its margin: every output reads the same samples as in one pass over the whole
@@ -197,8 +208,13 @@ def _interpolated_all(x: np.ndarray) -> np.ndarray:
         early = np.abs(e[:, a:b] + o[:, a:b])
         late = np.abs(e[:, a + 1 : b + 1] - o[:, a + 1 : b + 1])
         np.maximum(part, np.max(early, axis=0), out=part)
-        np.maximum(part, np.max(late, axis=0), out=inter[start:stop])
-    return inter
+        if into is None:
+            np.maximum(part, np.max(late, axis=0), out=inter[start:stop])
+        else:
+            np.maximum(part, np.max(late, axis=0), out=part)
+            np.maximum(into[start:stop], part, out=into[start:stop],
+                       where=True if where is None else where[start:stop])
+    return inter if into is None else into
 
 
 def _near_blocks(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
@@ -283,7 +299,7 @@ def true_peak_dbtp(audio: np.ndarray) -> float:
 
 def _true_peak(x: np.ndarray) -> float:
     """:func:`true_peak_dbtp` of float32 ``x`` [shape=(n_channels, n_samples)], linear (0 for silence)."""
-    peaks = np.max(np.abs(x), axis=0) if x.size else np.zeros(0, np.float32)
+    peaks = _abs_max(x)
     top = float(peaks.max()) if peaks.size else 0.0
     if top == 0.0:
         return 0.0
@@ -348,13 +364,18 @@ def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, a
               release_ms: float, *, gain: np.float32 | None = None) -> np.ndarray:
     """:func:`limiter_gain` given the true peaks ``tp`` of ``x`` (exact wherever they exceed ``ceiling``).
 
-    With ``gain`` the signal is ``x * gain`` (made into one scratch buffer with the envelope, not held beside it).
+    With ``gain`` the signal is ``x * gain`` and its true peaks ``tp * gain`` (neither made whole: the
+    signal goes into one scratch buffer with the envelope, the peaks into the gain each sample needs).
     """
     n = x.shape[-1]
     scratch = None
-    if n == 0 or float(tp.max()) <= ceiling:
+    top = tp.max() if n else 0.0
+    if n == 0 or float(top if gain is None else top * gain) <= ceiling:  # max(tp * g) == max(tp) * g exactly
         return np.ones(n, dtype=np.float32)
-    need = np.minimum(1.0, ceiling / np.maximum(tp, 1e-30)).astype(np.float32)
+    need = np.empty(n, np.float32)
+    for start in range(0, n, _CHUNK):
+        t = tp[start : start + _CHUNK] if gain is None else tp[start : start + _CHUNK] * gain
+        need[start : start + _CHUNK] = np.minimum(1.0, ceiling / np.maximum(t, 1e-30))
     env = _smooth_gain(need, n, sample_rate, attack_ms, release_ms)
     for _ in range(4):
         # A steep envelope changes the waveform between samples too: measure the result and tighten
@@ -429,7 +450,7 @@ class _LazyPeaks:
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x.astype(np.float32, copy=False)
-        self.peaks = np.max(np.abs(self.x), axis=0)
+        self.peaks = _abs_max(self.x)
         self.bound = correlate1d(self.peaks, _BOUND_SYM, mode="constant")  # float32, folded: see _candidates
         self.floor = math.inf
         self.top = 0.0
@@ -533,7 +554,7 @@ def limit_to_loudness(
     n = x.shape[-1]
     gain_db = loudness_lufs - measured_lufs
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    sample_peak = float(np.max(np.abs(x))) if n else 0.0
+    sample_peak = float(_abs_max(x).max()) if n else 0.0
     tp0 = true_peaks
     if tp0 is not None:
         input_true_peak = tp0.top
@@ -561,7 +582,7 @@ def limit_to_loudness(
         # point's bound stays under ceiling / g it needs no gain reduction, exact or not: only the
         # points above are oversampled (once: later steps reuse them).
         tp0.exact_above(ceiling / float(g))
-        env = _envelope(x, tp0.peaks * g, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS, gain=g)
+        env = _envelope(x, tp0.peaks, ceiling, sample_rate, DEFAULT_ATTACK_MS, DEFAULT_RELEASE_MS, gain=g)
         loud = _gated_loudness(power, lo, hi, sample_rate, envelope=env) + gain_db
         error = loudness_lufs - loud
         if best is None or abs(error) < abs(best[0]):

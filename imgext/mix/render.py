@@ -22,7 +22,7 @@ from imgext.audio.loudness import (
     k_weighted_power,
 )
 from imgext.errors import ParameterError
-from imgext.mix.limiter import limit_to_loudness, true_peak_dbtp
+from imgext.mix.limiter import _abs_max, limit_to_loudness, true_peak_dbtp
 from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
 
 
@@ -247,7 +247,7 @@ def render_mix(
             raise ParameterError(f"the reverb bus must have shape (2, {n_samples}), got {reverb.shape}")
         summed += reverb  # summed is this function's own array
     loud, blocks, summed_power = _loudness_blocks_power(summed, sample_rate)
-    peak = float(np.max(np.abs(summed))) if summed.size else 0.0
+    peak = float(_abs_max(summed).max()) if summed.size else 0.0  # no |summed| copy
     if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
         return Mix(summed, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
     if not math.isfinite(loud):
@@ -300,7 +300,7 @@ def render_mix(
     placed_sides = {k: (side_coeffs[k] * float(g), np.asarray(side, dtype=np.float32)) for k, (_, side) in (sides or {}).items()}
     if envelope is not None:
         audio *= envelope[None, :]
-    out_peak = float(np.max(np.abs(audio)))
+    out_peak = float(_abs_max(audio).max())
     applied_db = float(gain_to_db(float(g)))
     if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
         out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
