@@ -1,12 +1,13 @@
 """The speed the user feels, in a real browser: slider release -> new audio, server CPU per move, idle memory.
 
-Run from the repo root: ``python bench/app.py [--tracks 8 32] [--moves 7] [--duration 30]``.
+Run from the repo root: ``python bench/app.py [--tracks 8 32] [--moves 7] [--direction alternate|up]``.
 
 It starts one ``streamlit run app.py`` (fresh cache, data and temp folders; the detector from
 ``../shared/models``; built-in sounds, no network) and drives it with headless Chromium (Debian's, via
 Playwright): upload ``bus.jpg``, add objects by hand until the scene has N sounding tracks, find the
 sounds, open the Mix page. Then, ``--moves`` times, it moves the first mix slider one step with the
-keyboard (a release: one rerun) and measures
+keyboard (a release: one rerun), back and forth (``alternate``: the two positions' signals are then
+known to the player) or always up (``up``: every move makes new signals, as a user dragging does), and measures
 
 * **latency**: from the key press until the page has finished its run and the players' audio has a new
   source (the new render is playable);
@@ -124,7 +125,7 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
         ".startsWith('Masking before'))._fullData[0].z.length"))
 
 
-def slider_moves(page, pid: int, moves: int) -> tuple[list[float], list[float]]:
+def slider_moves(page, pid: int, moves: int, direction: str = "alternate") -> tuple[list[float], list[float]]:
     """Latency and server CPU seconds of ``moves`` one-step moves of the first mix slider."""
     slider = page.get_by_role("slider").first
     latencies, cpus = [], []
@@ -132,7 +133,7 @@ def slider_moves(page, pid: int, moves: int) -> tuple[list[float], list[float]]:
         before = page.evaluate(AUDIO_SRCS_JS)
         slider.focus()
         c0, t0 = cpu_seconds(pid), time.perf_counter()
-        page.keyboard.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
+        page.keyboard.press("ArrowRight" if k % 2 == 0 or direction == "up" else "ArrowLeft")
         page.wait_for_function(f"() => ({AUDIO_SRCS_JS})() !== {before!r} && ({IDLE_JS})()", timeout=300_000,
                                polling=20)
         latencies.append(time.perf_counter() - t0)
@@ -146,6 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tracks", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--moves", type=int, default=7)
+    parser.add_argument("--direction", choices=["alternate", "up"], default="alternate",
+                        help="back and forth between two positions, or a new position every move")
     parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the slider moves "
                         "(collapsed stacks, one file per track count: FILE.<n>)")
     args = parser.parse_args()
@@ -188,7 +191,7 @@ def main() -> int:
                                         "-f", "raw", "-o", f"{args.profile}.{n}", "--nonblocking"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            lat, cpu = slider_moves(page, pid, args.moves)
+            lat, cpu = slider_moves(page, pid, args.moves, args.direction)
             if spy is not None:
                 import signal
 

@@ -161,13 +161,22 @@ def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
     b.audio(wav, format="audio/wav")
 
 
+EQ_TABLE_KEY = "mix_eq_table"
+# Session key of the "EQ filters" expander's open state.  (a comment: Streamlit would draw a bare string on the page)
+
+
 def eq_table(outcome, names: list[str], focus: int | None = None) -> None:
     rows = [
         {"track": names[k], "type": f.kind, "frequency Hz": round(f.frequency_hz), "gain dB": round(f.gain_db, 1),
          "Q": round(f.q, 2), "because it masks": names[f.maskee] if 0 <= f.maskee < len(names) else "?"}
         for k, filters in enumerate(outcome.filters) for f in filters
     ]
-    with st.expander(f"EQ filters ({len(rows)})", icon=":material/equalizer:"):
+    box = st.expander("EQ filters and core SMR per track", icon=":material/equalizer:", key=EQ_TABLE_KEY,
+                      on_change="rerun")  # one label: a new filter count must not reset its open state
+    if not box.open:
+        return  # the tables are made only while the expander is open: a slider move does not pay for them
+    with box:
+        st.caption(f"{len(rows)} EQ filters")
         if rows:
             st.dataframe(rows, hide_index=True, width="stretch")
         else:

@@ -39,6 +39,13 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     decoded, rate = sf.read(io.BytesIO(blob[first["offset"]: first["offset"] + first["length"]]), dtype="float32")
     assert rate == args["sample_rate"] and decoded.shape[0] == args["n_samples"]
     assert len(at.get("audio")) == 2, "the rendered before/after files stay, in an expander"
+    assert not at.dataframe, "the EQ and core-SMR tables are made only once their expander is opened"
+    at.session_state["mix_eq_table"] = True  # the user opens it
+    at.run()
+    assert len(at.dataframe) >= 1 and not at.exception  # the core SMR table (and the filters, if any)
+    at.session_state["mix_eq_table"] = False
+    at.run()
+    assert not at.dataframe
 
     at.run()  # nothing changed: nothing is sent again
     assert player(at)[1] == b""
