@@ -367,19 +367,28 @@ def _cmd_presets(args) -> int:
     return run_presets_command(args)
 
 
-def one_malloc_arena() -> None:
-    """Give the process one glibc malloc arena (``M_ARENA_MAX`` 1), before any thread starts.
+def tune_malloc() -> None:
+    """Tune glibc's allocator for one short command, before any thread starts.
 
-    A render synthesises or decodes its sounds on worker threads; with glibc's default
-    of one arena per thread, the memory those threads free stays in their arenas and the
-    mix, on the main thread, takes fresh pages: 595 -> 509 MB peak RSS for ``render
-    bus.jpg --source builtin``, and fewer page faults (no more CPU).  The few threads of
-    one command do not contend for it.  Not glibc: nothing to do.
+    * One malloc arena (``M_ARENA_MAX`` 1): a render synthesises or decodes its sounds on
+      worker threads; with glibc's default of one arena per thread, the memory those threads
+      free stays in their arenas and the mix, on the main thread, takes fresh pages:
+      595 -> 509 MB peak RSS for ``render bus.jpg --source builtin``.  The few threads of one
+      command do not contend for it.
+    * Arrays up to 32 MB from the heap from the start (``M_MMAP_THRESHOLD``, glibc's own upper
+      bound for its sliding threshold) and freed heap kept up to 256 MB (``M_TRIM_THRESHOLD``):
+      the same buffers are reused instead of mapped, faulted in and unmapped again (a fifth
+      fewer page faults, ~0.2 CPU-s; peak +4 MB).  Larger arrays (long scenes) are still mapped.
+
+    Not glibc: nothing to do.
     """
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
 
@@ -387,7 +396,7 @@ def one_malloc_arena() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 expected failure, 2 usage, 3 bug, 130 interrupted)."""
     if argv is None:  # a process of its own (``python -m imgext``), not a caller's
-        one_malloc_arena()
+        tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
