@@ -26,6 +26,10 @@ def test_signal_without_stats_then_the_real_stats():
         "import scipy.signal\n"
         "assert signal is scipy.signal\n"
         "assert 'scipy.stats' not in sys.modules, 'scipy.stats was imported'\n"
+        "import scipy._lib._array_api as api, scipy.ndimage\n"
+        "assert not hasattr(api.xp_capabilities, '__wrapped__')\n"  # SciPy's decorator is back
+        "assert signal.sosfilt in api.xp_capabilities_table and scipy.ndimage.gaussian_filter1d in api.xp_capabilities_table\n"
+        "assert 'Filter data along one dimension' in signal.sosfilt.__doc__\n"  # its own docstring
         "x = np.abs(np.sin(np.linspace(0.0, 20.0, 1000)))\n"
         "peaks = signal.find_peaks_cwt(x, np.arange(1, 10))\n"  # the one user of scoreatpercentile
         "import scipy.stats\n"

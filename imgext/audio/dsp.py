@@ -1,4 +1,4 @@
-"""``scipy.signal``, imported without ``scipy.stats`` (half a CPU-second of every cold start).
+"""``scipy.signal``, imported without ``scipy.stats`` and SciPy's docstring rewriting (~0.8 CPU-s of a cold start).
 
 Every module of the package that filters, convolves or designs filters takes
 ``signal`` from here (``from imgext.audio.dsp import signal``), the same
@@ -10,18 +10,28 @@ builds its hundreds of distributions at import: ~0.5 CPU-s and ~20 MB, a
 tenth of ``python -m imgext render``.  While ``scipy.signal`` is imported, a
 stand-in ``scipy.stats`` offering that one name (a function that imports the
 real ``scipy.stats`` when called) sits in ``sys.modules``; it is removed right
-after, so any later ``import scipy.stats`` gets the real module.  Nothing of
-``scipy.signal`` changes: its functions are the same objects.
+after, so any later ``import scipy.stats`` gets the real module.
 
-The stand-in is visible to other threads only during that one import (a fraction of a
-second, once per process); nothing in this package or its app imports ``scipy.stats``.
-When ``scipy.stats`` is already imported, or the stand-in is not enough (a
-SciPy that imports more of ``scipy.stats`` from ``scipy.signal``), ``scipy.signal``
-is imported the ordinary way.
+And: SciPy 1.17 decorates every public function of ``scipy.signal``,
+``scipy.special``, ``scipy.ndimage`` and ``scipy.fft`` at import with
+``xp_capabilities``, which records the function's array-API support (kept) and
+parses and rewrites its whole docstring to append a support table (~0.3 CPU-s).
+During the same import the decorator is given each function without its
+docstring, and the docstring put back afterwards: the functions, their
+capabilities and their own docstrings are SciPy's; only the appended table is
+missing from ``help()``.
+
+Both last for that one import (a fraction of a second, once per process); the
+stand-in is visible to other threads only then, and nothing in this package or
+its app imports ``scipy.stats``.  When ``scipy.stats`` or ``scipy.signal`` is
+already imported, or the stand-in is not enough (a SciPy that imports more of
+``scipy.stats`` from ``scipy.signal``), ``scipy.signal`` is imported the
+ordinary way.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import threading
@@ -37,20 +47,52 @@ def _scoreatpercentile(*args, **kwargs):
     return importlib.import_module("scipy.stats").scoreatpercentile(*args, **kwargs)
 
 
+def _keeping_docstrings(xp_capabilities):
+    """SciPy's ``xp_capabilities`` decorator factory, applied to each function without its docstring."""
+
+    @functools.wraps(xp_capabilities)
+    def factory(*args, **kwargs):
+        decorate = xp_capabilities(*args, **kwargs)
+
+        def decorator(f):
+            doc = f.__doc__
+            try:
+                f.__doc__ = None
+            except (AttributeError, TypeError):  # a ufunc's docstring is read-only: SciPy's own way
+                return decorate(f)
+            try:
+                return decorate(f)
+            finally:
+                f.__doc__ = doc
+
+        return decorator
+
+    return factory
+
+
 def import_signal() -> types.ModuleType:
     """``scipy.signal``, imported without importing ``scipy.stats`` (see the module's docstring)."""
     if "scipy.signal" in sys.modules or "scipy.stats" in sys.modules:
         return importlib.import_module("scipy.signal")
     with _LOCK:
         if "scipy.signal" not in sys.modules and "scipy.stats" not in sys.modules:
+            try:
+                api = importlib.import_module("scipy._lib._array_api")
+                original = api.xp_capabilities
+            except (ImportError, AttributeError):  # another SciPy: no decorator to spare
+                api = original = None
             stand_in = types.ModuleType("scipy.stats", "stand-in while scipy.signal is imported (imgext.audio.dsp)")
             stand_in.scoreatpercentile = _scoreatpercentile
             sys.modules["scipy.stats"] = stand_in
+            if original is not None:
+                api.xp_capabilities = _keeping_docstrings(original)
             try:
                 importlib.import_module("scipy.signal")
             except ImportError:  # this SciPy wants more of scipy.stats: import it properly below
                 pass
             finally:
+                if original is not None:
+                    api.xp_capabilities = original
                 if sys.modules.get("scipy.stats") is stand_in:
                     del sys.modules["scipy.stats"]
                 scipy = sys.modules.get("scipy")
