@@ -476,6 +476,13 @@ def run_phase(url: str, jobs: list[Job], renderer: ReferenceRenderer, tmpdir: Pa
     problems = {r.job.index: (check_bundle(r.zip_bytes, refs[r.job.index]) if r.zip_bytes else [f"no ZIP: {r.error}"])
                 + ([f"page errors: {r.page_errors}"] if r.page_errors else []) for r in results}
     bundles = {r.job.index: r.zip_bytes for r in results if r.zip_bytes}
+    for r in results:  # keep what a wrong session downloaded, and what it should have been
+        if r.zip_bytes and problems[r.job.index]:
+            out = ARTIFACTS / "load"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{r.job.upload_name}-downloaded.zip").write_bytes(r.zip_bytes)
+            (out / f"{r.job.upload_name}-reference.zip").write_bytes(build_zip_of(refs[r.job.index]))
+            problems[r.job.index].append(f"both ZIPs in {out}")
     shared = cross_check(bundles, refs) + check_server_folders(tmpdir, before, bundles)
     edited = changed_sources(stamp)
     notes = [f"the app's code changed while this ran ({', '.join(edited)}): the server and the references may run "

@@ -298,21 +298,27 @@ class LeftSessions:
         Seconds a session may stay disconnected before it is closed (the server's reconnect window).
     release : callable ``() -> object``
         What gives memory back after closes: :func:`release_memory` by default.
+    when_empty : callable ``() -> object`` or None
+        Called (before ``release``) once the last known session has been closed: a server
+        nobody uses empties its in-memory caches (:func:`imgext.sounds.memo.clear_memory_caches`).
     clock : callable ``() -> float``
         Monotonic seconds.
     """
 
     def __init__(self, is_connected: Callable[[str], bool], close: Callable[[str], None], *, grace_s: float,
-                 release: Callable[[], object] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 release: Callable[[], object] | None = None, when_empty: Callable[[], object] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if not grace_s > 0:
             raise ParameterError(f"grace_s={grace_s} must be positive")
         self.grace_s = float(grace_s)
         self._is_connected, self._close = is_connected, close
         self._release = release if release is not None else release_memory
+        self._when_empty = when_empty
         self._clock = clock
         self._lock = threading.Lock()
         self._last_seen: dict[str, float] = {}  # session id -> when it was last seen connected
         self._release_pending = False
+        self._empty_pending = False
         self.closed = 0  # sessions closed so far
         self.releases = 0  # times memory was handed back
 
@@ -334,6 +340,12 @@ class LeftSessions:
         """
         if self._release_pending:
             self._release_pending = False
+            if self._empty_pending:
+                self._empty_pending = False
+                with self._lock:
+                    empty = not self._last_seen  # nobody came meanwhile
+                if empty and self._when_empty is not None:
+                    self._when_empty()
             self._release()
             self.releases += 1
         now = self._clock()
@@ -353,6 +365,8 @@ class LeftSessions:
             self.closed += 1
         if gone:
             self._release_pending = True
+            with self._lock:
+                self._empty_pending = not self._last_seen
         return gone
 
     def start(self, every_s: float = 10.0) -> threading.Thread:

@@ -31,11 +31,13 @@ from imgext.hosting import (
     describe_queue,
 )
 from imgext.hosting import release_memory as _release_memory
+from imgext.mix.mixer import pin_one_blas_thread
 from imgext.options import DetectSettings, MixSettings, SoundSettings, specs
 from imgext.project import Project
 from imgext.settings import Settings, load_settings
 from imgext.sounds.cache import DiskCache
 from imgext.sounds.filters import PresetStore, SearchFilter
+from imgext.sounds.memo import clear_memory_caches
 from imgext.vision.detection import Detector
 from imgext.vision.placement import LabelMap
 
@@ -69,6 +71,7 @@ class Session:
 @st.cache_resource(show_spinner=False)
 def _process_setup() -> LeftSessions | None:
     tune_allocator()
+    pin_one_blas_thread()  # sessions mix at once on threads: a BLAS thread count switched under them changed bits
     return _left_sessions()
 
 
@@ -107,8 +110,15 @@ def _left_sessions() -> LeftSessions | None:
     def release() -> None:
         loop.call_soon_threadsafe(_release_memory)
 
+    def when_empty() -> None:
+        def on_loop() -> None:
+            if left.tracked == 0:  # still nobody (a newcomer who beat this only recomputes what it needs)
+                clear_memory_caches()  # the decoded sounds, fitted tracks and synthesised sounds go too
+
+        loop.call_soon_threadsafe(on_loop)
+
     ttl_s = float(st.get_option("server.disconnectedSessionTTL") or 120)
-    left = LeftSessions(rt.is_active_session, close, grace_s=max(ttl_s, 1.0), release=release)
+    left = LeftSessions(rt.is_active_session, close, grace_s=max(ttl_s, 1.0), release=release, when_empty=when_empty)
     left.start(every_s=min(SWEEP_EVERY_S, max(ttl_s / 2, 0.5)))
     return left
 

@@ -62,3 +62,28 @@ def test_mix_and_remix_are_identical_with_one_and_two_blas_threads(sounds_dir, t
         run(["remix", str(tmp_path / "mix1"), "--eq-strength", "0.8", "--out", str(tmp_path / f"remix{threads}")], threads)
     one, two = contents(tmp_path / "remix1"), contents(tmp_path / "remix2")
     assert [k for k in one if one[k] != two[k]] == []
+
+
+def test_renders_on_threads_at_once_equal_renders_one_at_a_time_once_one_blas_thread_is_pinned():
+    """The app's server renders several sessions at once on threads; the load bench's 4-session run found two ZIPs
+    differing from the library's in the last bits (``single_blas_thread`` restored two BLAS threads while another
+    session's products ran). Without the pin this script reports those two photos; pinned, nothing differs."""
+    done = subprocess.run([sys.executable, "-m", "tests.concurrent_render", "--pin"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    differing = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(differing) == 4
+    assert differing == [[], [], [], []]
+
+
+def test_pinned_blas_thread_stays_pinned():
+    code = ("from threadpoolctl import threadpool_info\n"
+            "from imgext.mix.mixer import pin_one_blas_thread, single_blas_thread\n"
+            "pin_one_blas_thread(); pin_one_blas_thread()\n"
+            "with single_blas_thread():\n    pass\n"
+            "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1]"  # leaving single_blas_thread did not give the second thread back

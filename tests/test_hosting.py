@@ -227,3 +227,47 @@ def test_release_memory_trims_on_glibc():
 
     # True where glibc's malloc_trim ran (Debian, CI); elsewhere only garbage is collected
     assert release_memory() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_left_sessions_empties_caches_only_when_the_last_session_is_gone():
+    clock, connected, emptied, released = _Clock(), {"a"}, [], []
+    left = LeftSessions(lambda sid: sid in connected, lambda sid: None, grace_s=10, release=lambda: released.append(1),
+                        when_empty=lambda: emptied.append(len(released)), clock=clock)
+    left.seen("a")
+    left.seen("b")
+    clock.now += 10
+    assert left.sweep() == ["b"]  # "a" is still here
+    left.sweep()
+    assert released == [1] and emptied == []
+    connected.clear()
+    clock.now += 10
+    assert left.sweep() == ["a"]
+    left.sweep()
+    assert emptied == [1] and released == [1, 1]  # emptied first, then the memory released
+    left.seen("c")  # a newcomer between the close and the release: the caches stay
+    connected.add("c")
+    left.seen("d")
+    clock.now += 10
+    assert left.sweep() == ["d"]
+    left.sweep()
+    assert emptied == [1]
+
+
+def test_clear_memory_caches_empties_every_cache():
+    from imgext.sounds.memo import MemoryCache, clear_memory_caches
+
+    a, b = MemoryCache(1 << 20), MemoryCache(1 << 20)
+    a.get("x", lambda: b"1" * 1000)
+    b.get("y", lambda: b"2" * 500)
+    assert clear_memory_caches() >= 1500
+    assert len(a) == 0 and len(b) == 0 and a.nbytes == 0
+
+
+def test_the_app_mixes_on_one_blas_thread_for_good():
+    """Sessions mix at once on threads: the app pins one BLAS thread for the process (tests/test_determinism.py)."""
+    from threadpoolctl import threadpool_info
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception
+    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}

@@ -23,7 +23,25 @@ from imgext.mix.space import (
 from imgext.options import DEFAULT_MIN_CUT_DB, MixSettings
 
 _blas_lock = threading.Lock()
-_blas_state: dict = {"users": 0, "limiter": None, "controller": None}
+_blas_state: dict = {"users": 0, "limiter": None, "controller": None, "pinned": None}
+
+
+def pin_one_blas_thread() -> None:
+    """One BLAS thread for the rest of the process: call it once in a program that mixes on several threads.
+
+    :func:`single_blas_thread` gives the original limits back when its last user
+    leaves, so in a server rendering several sessions at once the thread count
+    switched while another thread's products ran, and those came out different in
+    the last bits: two of four concurrent renders of the load bench differed from
+    the same renders made one at a time (knife-edge EQ decisions can follow from
+    such bits).  Pinned, the count never changes and :func:`single_blas_thread`
+    does nothing.  Idempotent.
+    """
+    with _blas_lock:
+        if _blas_state["pinned"] is None:
+            from threadpoolctl import threadpool_limits
+
+            _blas_state["pinned"] = threadpool_limits(limits=1, user_api="blas")  # kept: never restored
 
 
 @contextmanager
@@ -39,6 +57,9 @@ def single_blas_thread() -> Iterator[None]:
     Reference-counted across threads: the limit holds while any thread is inside
     and the original limits come back when the last one leaves.
     """
+    if _blas_state["pinned"] is not None:  # one thread for good (pin_one_blas_thread): nothing to switch
+        yield
+        return
     with _blas_lock:
         if _blas_state["users"] == 0:
             if _blas_state["controller"] is None:
@@ -53,7 +74,8 @@ def single_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_state["users"] -= 1
             if _blas_state["users"] == 0:
-                _blas_state["limiter"].restore_original_limits()
+                if _blas_state["pinned"] is None:  # pinned meanwhile: the count stays at one
+                    _blas_state["limiter"].restore_original_limits()
                 _blas_state["limiter"] = None
 
 

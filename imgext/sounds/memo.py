@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MemoryCache", "content_key", "frozen"]
+__all__ = ["MemoryCache", "clear_memory_caches", "content_key", "frozen"]
 
 
 def content_key(data: bytes) -> str:
@@ -38,6 +39,18 @@ def _size(value: Any) -> int:
     return 64
 
 
+_ALL: weakref.WeakSet = weakref.WeakSet()
+
+
+def clear_memory_caches() -> int:
+    """Empty every :class:`MemoryCache` of the process (a server nobody is using); returns the bytes let go."""
+    freed = 0
+    for cache in list(_ALL):
+        freed += cache.nbytes
+        cache.clear()
+    return freed
+
+
 class MemoryCache:
     """Least-recently-used cache holding at most ``max_bytes`` of values, safe across threads.
 
@@ -50,6 +63,7 @@ class MemoryCache:
     """
 
     def __init__(self, max_bytes: int) -> None:
+        _ALL.add(self)
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
