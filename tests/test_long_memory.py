@@ -196,7 +196,7 @@ def small_scene():
 
 @pytest.mark.parametrize("variant", ["duck", "eq", "air"])
 def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_scene, monkeypatch, variant):
-    """Above LONG_SCENE_BYTES the processed tracks are summed, then let go: the same mix, envelope,
+    """Beyond LONG_SCENE_S the processed tracks are summed, then let go: the same mix, envelope,
     masking and stems (each processed row made again when read)."""
     from dataclasses import replace
 
@@ -213,7 +213,7 @@ def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_
         assert normal.ducking is not None and normal.ducking.active.any()
     if variant == "eq":
         assert any(normal.filters)
-    monkeypatch.setattr(mixer_module, "LONG_SCENE_BYTES", 0)
+    monkeypatch.setattr(mixer_module, "LONG_SCENE_S", 0.0)
     mixer = Mixer(tracks)
     long = mixer.render(settings)
     assert isinstance(long.processed, ProcessedRows) and not isinstance(normal.processed, ProcessedRows)

@@ -177,17 +177,18 @@ class MixOutcome:
         return {"static": h, "deepest": h}
 
 
-LONG_SCENE_BYTES = 512 * 2**20
-"""Processed tracks larger than this (8 tracks of ~6 min) are not held once the mix is summed: the
-outcome's :attr:`MixOutcome.processed` then makes each row again when it is read
-(:class:`ProcessedRows`), so the limiter and the export run without them (8 x 600 s: 850 MB)."""
+LONG_SCENE_S = 180.0
+"""In scenes longer than this (longer than the app allows, so its stems player never meets one) the
+processed tracks are not held once the mix is summed: the outcome's :attr:`MixOutcome.processed`
+then makes each row again when it is read (:class:`ProcessedRows`), so the limiter and the export
+run without them (8 x 600 s: 850 MB)."""
 
 
 class ProcessedRows:
     """Processed tracks made one row at a time when read, the same samples as the array they stand for.
 
     ``rows[k]`` is track ``k`` after its EQ or duck and its air absorption (float32, made now);
-    ``np.asarray(rows)`` makes them all.  Used for long scenes (:data:`LONG_SCENE_BYTES`): the
+    ``np.asarray(rows)`` makes them all.  Used for long scenes (:data:`LONG_SCENE_S`): the
     export reads one stem at a time, so only one row is held.
     """
 
@@ -486,7 +487,7 @@ class Mixer:
 
         sides = self._sides(filters)
         out_tracks, premixed, after_s = spatial.tracks, None, 0.0
-        long = out_tracks is not tracks.audio and out_tracks.nbytes > LONG_SCENE_BYTES
+        long = out_tracks is not tracks.audio and out_tracks.shape[1] > LONG_SCENE_S * tracks.sample_rate
         if long:
             # A long scene: analyse and sum the processed tracks now, then let them go (and out of this
             # Mixer's caches); the limiter and the export run without them, the stems make each row again.
