@@ -229,3 +229,24 @@ def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_
     for k in range(tracks.n_tracks):
         np.testing.assert_array_equal(long.mix.stem(long.processed, k), normal.mix.stem(normal.processed, k))
     assert list(long.timings_s) == list(normal.timings_s)
+
+
+def test_chunked_envelope_interpolation_and_window_check_are_bit_identical():
+    from scipy.ndimage import minimum_filter1d
+
+    rng = np.random.default_rng(13)
+    n = 2 * limiter._CHUNK + 777
+    need = np.minimum(1.0, 0.6 + rng.random(n)).astype(np.float32)
+    need[rng.random(n) < 0.001] = np.float32(0.3)
+    env = limiter._smooth_gain(need, n, SR, 2.0, 25.0)
+    # the whole-signal formulation: block minima interpolated at every sample, then capped by the need
+    m = -(-n // limiter._BLOCK)
+    blocks = np.pad(need, (0, m * limiter._BLOCK - n), constant_values=1.0).reshape(m, limiter._BLOCK).min(axis=1)
+    blocks = minimum_filter1d(blocks, size=3, mode="nearest")
+    rate = SR / limiter._BLOCK
+    g = limiter._running_min_mean(limiter._running_min_mean(blocks, round(2.0e-3 * rate)), round(25.0e-3 * rate))
+    centres = (np.arange(m) + 0.5) * limiter._BLOCK - 0.5
+    whole = np.minimum(np.interp(np.arange(n, dtype=np.float64), centres, g).astype(np.float32), need)
+    np.testing.assert_array_equal(env, whole)
+    np.testing.assert_array_equal(limiter._touched(env), minimum_filter1d(env, size=2 * limiter._HALF + 1,
+                                                                          mode="nearest") < 1.0)

@@ -382,7 +382,7 @@ def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, a
         # the need where a peak still crosses (rare, and only by a fraction of a dB).
         # Where the envelope is 1 over a point's whole interpolation window, the audio there is unchanged
         # and already under the ceiling (the envelope never exceeds the need): check only the rest.
-        touched = minimum_filter1d(env, size=2 * _HALF + 1, mode="nearest") < 1.0
+        touched = _touched(env)
         if scratch is None:
             scratch = np.empty(x.shape, np.result_type(x, env) if gain is None else np.result_type(x, gain, env))
         if gain is None:
@@ -399,6 +399,22 @@ def _envelope(x: np.ndarray, tp: np.ndarray, ceiling: float, sample_rate: int, a
     return env
 
 
+def _touched(env: np.ndarray) -> np.ndarray:
+    """Where the envelope is under 1 anywhere in a point's interpolation window [shape=(n,), bool].
+
+    ``minimum_filter1d(env, 2 * _HALF + 1, mode="nearest") < 1`` a chunk at a time with the window's
+    margin (a minimum is exact, so the chunks give the same answer).
+    """
+    n = env.size
+    out = np.empty(n, dtype=bool)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
+        low = minimum_filter1d(env[lo:hi], size=2 * _HALF + 1, mode="nearest")[start - lo : stop - lo]
+        np.less(low, 1.0, out=out[start:stop])
+    return out
+
+
 def _smooth_gain(need: np.ndarray, n: int, sample_rate: int, attack_ms: float, release_ms: float) -> np.ndarray:
     """The limiter's envelope [shape=(n,)] from the gain each sample needs: never above it, smooth."""
     # Work on the per-block minimum (and its neighbours, so linear interpolation between block
@@ -410,8 +426,12 @@ def _smooth_gain(need: np.ndarray, n: int, sample_rate: int, attack_ms: float, r
     g = _running_min_mean(blocks, round(attack_ms * 1e-3 * block_rate))
     g = _running_min_mean(g, round(release_ms * 1e-3 * block_rate))
     centres = (np.arange(m) + 0.5) * _BLOCK - 0.5
-    env = np.interp(np.arange(n, dtype=np.float64), centres, g).astype(np.float32)
-    return np.minimum(env, need)  # exact at the samples themselves, whatever the interpolation did
+    env = np.empty(n, np.float32)
+    for start in range(0, n, _CHUNK):  # a chunk at a time: no float64 sample grid and curve of the signal's length
+        stop = min(n, start + _CHUNK)
+        part = np.interp(np.arange(start, stop, dtype=np.float64), centres, g).astype(np.float32)
+        np.minimum(part, need[start:stop], out=env[start:stop])  # exact at the samples, whatever the interpolation did
+    return env
 
 
 @dataclass(frozen=True)
