@@ -319,7 +319,10 @@ def _spend_budget(value: np.ndarray, k_energy: np.ndarray, fits, score, cap: flo
         if top <= 0:
             continue
         pos = x[x > top * 1e-6]
-        lo, hi = np.log(cap / top) - np.log(4.0), np.log(cap / float(np.quantile(pos, 0.01))) + np.log(4.0)
+        low = float(np.quantile(pos, 0.01))
+        if not cap / 1e30 < low:  # values near the float floor (a near-silent masker): no scale to search for
+            continue
+        lo, hi = np.log(cap / top) - np.log(4.0), np.log(cap / low) + np.log(4.0)
         found = None
         for _ in range(_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
