@@ -29,8 +29,8 @@ from imgext.hosting import (
     SessionPresets,
     check_password,
     describe_queue,
+    release_memory,
 )
-from imgext.hosting import release_memory as _release_memory
 from imgext.mix.mixer import pin_one_blas_thread
 from imgext.options import DetectSettings, MixSettings, SoundSettings, specs
 from imgext.project import Project
@@ -108,7 +108,7 @@ def _left_sessions() -> LeftSessions | None:
         loop.call_soon_threadsafe(on_loop)
 
     def release() -> None:
-        loop.call_soon_threadsafe(_release_memory)
+        loop.call_soon_threadsafe(release_memory)
 
     def when_empty() -> None:
         def on_loop() -> None:
@@ -150,11 +150,6 @@ def tune_allocator() -> None:
         libc.mallopt(-1, 131072)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
-
-
-def release_memory() -> None:
-    """Ask glibc to hand freed memory back to the system (after a session drops its audio)."""
-    _release_memory()
 
 
 def new_project() -> Project:

@@ -15,16 +15,24 @@ from imgext.masking import model
 from tests.stimuli import SR, band_noise
 
 
-def barks_over_bed(rng, *, seconds=6.0):
-    """A 1-2 kHz 'bark' (0.3 s every 1.5 s) under a louder, steady 200-4000 Hz bed."""
+def call_over_bed(rng, *, seconds, period_s, on_s, call_db, bed_hz, bed_db):
+    """A 1-2 kHz call (``on_s`` every ``period_s``, 10 ms edges) over a steady band-noise bed ``bed_hz``.
+
+    Returns the (2, n) tracks and the call's gate sampled every 1024 samples.
+    """
     n = int(seconds * SR)
     t = np.arange(n) / SR
-    gate = ((t % 1.5) < 0.3).astype(np.float64)
+    gate = ((t % period_s) < on_s).astype(np.float64)
     k = int(0.01 * SR)
     gate = np.convolve(gate, np.ones(k) / k, mode="same")
-    bark = band_noise(rng, 1000, 2000, seconds=seconds, rms_db=-14.0) * gate.astype(np.float32)
-    bed = band_noise(rng, 200, 4000, seconds=seconds, rms_db=-20.0)
-    return np.stack([bark, bed]).astype(np.float32), gate[:: 1024][: n // 1024 + 1]
+    call = band_noise(rng, 1000, 2000, seconds=seconds, rms_db=call_db) * gate.astype(np.float32)
+    bed = band_noise(rng, *bed_hz, seconds=seconds, rms_db=bed_db)
+    return np.stack([call, bed]).astype(np.float32), gate[:: 1024][: n // 1024 + 1]
+
+
+def barks_over_bed(rng, *, seconds=6.0):
+    """A 1-2 kHz 'bark' (0.3 s every 1.5 s) under a louder, steady 200-4000 Hz bed."""
+    return call_over_bed(rng, seconds=seconds, period_s=1.5, on_s=0.3, call_db=-14.0, bed_hz=(200, 4000), bed_db=-20.0)
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +180,7 @@ def long_call_over_bed(rng, *, seconds=8.0):
 
     Ducking the bed wherever the call sounds takes more loudness than the budget: makeup is needed.
     """
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    gate = ((t % 2.0) < 1.2).astype(np.float64)
-    k = int(0.01 * SR)
-    gate = np.convolve(gate, np.ones(k) / k, mode="same")
-    call = band_noise(rng, 1000, 2000, seconds=seconds, rms_db=-16.0) * gate.astype(np.float32)
-    bed = band_noise(rng, 800, 2500, seconds=seconds, rms_db=-14.0)
-    return np.stack([call, bed]).astype(np.float32), gate[:: 1024][: n // 1024 + 1]
+    return call_over_bed(rng, seconds=seconds, period_s=2.0, on_s=1.2, call_db=-16.0, bed_hz=(800, 2500), bed_db=-14.0)
 
 
 @pytest.fixture(scope="module")

@@ -270,4 +270,7 @@ def test_the_app_mixes_on_one_blas_thread_for_good():
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     assert not at.exception
-    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
+    # numpy's and scipy's BLAS, the engine's (OpenCV, imported by other tests, brings its own and never mixes)
+    info = [i for i in threadpool_info() if i["user_api"] == "blas" and ("numpy" in i["filepath"] or "scipy" in i["filepath"])]
+    assert len(info) >= 2
+    assert {i["num_threads"] for i in info} == {1}, [(i["filepath"], i["num_threads"]) for i in info]
