@@ -350,8 +350,13 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
         if on_page:
             await on_page(page, "mix")
         lap("mix")
+        await page.get_by_role("button", name="Prepare ZIP").click()  # packed in the script run, behind the queue
+        button = page.get_by_role("button", name="Download ZIP")
+        await button.wait_for(timeout=timeout_ms)
+        await wait_idle(page, timeout_ms)
+        lap("pack")
         async with page.expect_download(timeout=timeout_ms) as info:
-            await page.get_by_role("button", name="Download ZIP").click()
+            await button.click()
         download = await info.value
         path = await download.path()
         res.zip_bytes = Path(path).read_bytes()

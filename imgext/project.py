@@ -700,6 +700,20 @@ class Project:
             why = f"the {found} sounds found are all silent"
         raise NoSoundError(f"nothing would sound: {why}; no files were written")
 
+    def export_key(self, settings: MixSettings | None = None, *, stem_format: str = "wav") -> str:
+        """A digest of everything :meth:`export_zip` with these arguments depends on.
+
+        Two calls give the same key exactly when the ZIP would be the same: the sounds and their
+        arrangement, every object as edited (pan, level, importance, role), the assignments and their
+        credits, the photo, the settings and the stem format. A UI keeps a prepared ZIP under it and
+        offers it again only while nothing changed.
+        """
+        settings = settings if settings is not None else self.settings
+        tracks_key = self._tracks_key() if self._found else None
+        parts = (tracks_key, self.objects, self.assignments, self.image_digest, self.image_info, self.source_description,
+                 settings, stem_format)
+        return content_digest(repr(parts).encode())
+
     def export_zip(self, settings: MixSettings | None = None, *, stem_format: str = "wav",
                    progress: Progress = _no_progress) -> bytes:
         """The export as ZIP bytes, built in memory (nothing is written to disk).

@@ -18,8 +18,6 @@ from pages._figures import dark_figure, trace
 from pages._player import FOCUS_KEY, before_settings, stems_player
 from pages._state import (
     access,
-    app_settings,
-    get_pool,
     guarded,
     heavy,
     history_buttons,
@@ -268,18 +266,38 @@ def mixer_panel() -> None:
                        file_name="mix_binaural.wav" if settings.binaural else "mix.wav", mime="audio/wav", icon=":material/download:",
                        on_click="ignore", key="dl_wav", width="stretch")
     s.flac_stems = d2.toggle("FLAC stems in the ZIP (lossless, half the size)", value=s.flac_stems, key="flac_stems")
-    # Runs when the button is clicked, outside the script run: it takes the project itself, not st.session_state,
-    # and builds the ZIP in memory (nothing of this session is left on the server's disk).
-    stem_format = "flac" if s.flac_stems else "wav"
-    d2.download_button("Download ZIP (mix, stems, sources, credits)", lambda: bundle_bytes(p, settings, stem_format),
-                       file_name="imgext-soundscape.zip", mime="application/zip", icon=":material/folder_zip:",
-                       on_click="ignore", key="dl_zip", width="stretch")
+    zip_panel(d2, p, settings, "flac" if s.flac_stems else "wav")
 
 
-def bundle_bytes(p, settings, stem_format: str = "flac") -> bytes:
-    """The full export as ZIP bytes, measured on the rendered audio (runs when the button is clicked)."""
-    with get_pool(app_settings().heavy_workers).slot("zip"):  # no page here to show the queue on
-        return p.export_zip(replace(settings, binaural=True), stem_format=stem_format)  # the ZIP carries both mixes
+ZIP_LABEL = "Download ZIP (mix, stems, sources, credits)"
+
+
+def zip_panel(where, p, settings, stem_format: str) -> None:
+    """Prepare the ZIP in this script run (its place in the queue shown), then offer its bytes.
+
+    Built in the script run, not in a deferred download: a browser waits at most 180 s for a deferred
+    file, and behind a queue of other sessions' mixes that was not enough. The prepared ZIP stays in this
+    session (memory only, nothing on the server's disk) under :meth:`~imgext.project.Project.export_key`,
+    and is offered again until something it depends on changes.
+    """
+    s = session()
+    settings = replace(settings, binaural=True)  # the ZIP carries both mixes
+    key = p.export_key(settings, stem_format=stem_format)
+    ready = s.zip_bundle if s.zip_bundle is not None and s.zip_bundle[0] == key else None
+    if ready is None:
+        s.zip_bundle = None  # a ZIP of an earlier state is not kept beside the new one
+        if where.button("Prepare ZIP (mix, stems, sources, credits)", key="prep_zip", icon=":material/folder_zip:",
+                        width="stretch", help="Renders the mix on the audio, measures it and packs every file"):
+            with where, guarded("Preparing the ZIP"), heavy("zip"):
+                bar = st.progress(0.0, text="Mixing on the rendered audio ...")
+                data = p.export_zip(settings, stem_format=stem_format,
+                                    progress=lambda _stage, f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+                bar.empty()
+            s.zip_bundle = ready = (key, data)
+    if ready is not None:
+        where.download_button(ZIP_LABEL, data=ready[1], file_name="imgext-soundscape.zip", mime="application/zip",
+                              icon=":material/folder_zip:", on_click="ignore", key="dl_zip", width="stretch")
+        where.caption(f"ZIP ready: {len(ready[1]) / 1e6:.1f} MB")
 
 
 def delete_panel() -> None:

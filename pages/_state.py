@@ -66,6 +66,7 @@ class Session:
     own_presets: SessionPresets = field(default_factory=SessionPresets)  # hosted mode: this visitor's presets
     admin: bool = False  # typed the admin password (hosted mode)
     presets_upload_id: str | None = None  # the presets file already loaded from the uploader
+    zip_bundle: tuple[str, bytes] | None = None  # the prepared ZIP and the export key it was built for
 
 
 @st.cache_resource(show_spinner=False)

@@ -138,3 +138,15 @@ def wait_text_change(page, selector: str, old: str, timeout_ms: int = 60_000) ->
         arg=[selector, old], timeout=timeout_ms,
     )
     return page.locator(selector).first.inner_text()
+
+
+def download_zip(page, path: Path, timeout_ms: int = 120_000) -> bytes:
+    """On the Mix page: "Prepare ZIP", wait for it to be packed, download it to ``path``; its bytes."""
+    page.get_by_role("button", name="Prepare ZIP").click()
+    button = page.get_by_role("button", name="Download ZIP")
+    button.wait_for(timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)
+    with page.expect_download(timeout=timeout_ms) as info:
+        button.click()
+    info.value.save_as(path)
+    return path.read_bytes()

@@ -53,6 +53,17 @@ def deferred_bytes(managers, proto) -> bytes:
     return served_bytes([mgr], mgr.execute_deferred(proto.deferred_file_id))
 
 
+ZIP_LABEL = "Download ZIP (mix, stems, sources, credits)"
+
+
+def prepared_zip(at: AppTest, managers) -> bytes:
+    """Click "Prepare ZIP" on the Mix page and read the bytes its download button then serves."""
+    at.button(key="prep_zip").click().run()
+    assert not at.exception and not at.error
+    proto = {b.proto.label: b.proto for b in at.get("download_button")}[ZIP_LABEL]
+    return served_bytes(managers, proto.url)
+
+
 def new_app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
@@ -251,10 +262,18 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     wav = deferred_bytes(media, buttons["Download mix.wav"])
     assert wav[:4] == b"RIFF" and len(wav) > 100_000
-    data = deferred_bytes(media, buttons["Download ZIP (mix, stems, sources, credits)"])
+    assert ZIP_LABEL not in buttons, "the ZIP is prepared on request, not on every slider move"
+    data = prepared_zip(at, media)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert {"mix.wav", "scene.json", "ATTRIBUTION.txt"} <= set(names)
     assert any(n.startswith("stems/") and n.endswith("_processed.flac") for n in names)  # FLAC stems by default
+    at.run()  # nothing changed: the prepared ZIP is offered again, not built again
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert served_bytes(media, buttons[ZIP_LABEL].url) == data
+    at.slider(key="mix_loudness_lufs").set_value(-20.0).run()  # a new mix: the old ZIP is dropped
+    assert ZIP_LABEL not in {b.proto.label for b in at.get("download_button")}
+    assert at.session_state["imgext_session"].zip_bundle is None
+    assert any(b.key == "prep_zip" for b in at.button)
 
 
 def test_optimise_toggle(bus_jpg):

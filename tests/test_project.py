@@ -122,6 +122,22 @@ def test_zip_in_memory_matches_the_written_export(tmp_path):
     assert in_memory.read("mix.wav") == on_disk.read("mix.wav")  # scene.json differs only in its timings
 
 
+def test_the_export_key_changes_exactly_when_the_zip_would():
+    project = _project_with_sounds()
+    key = project.export_key(SETTINGS)
+    assert project.export_key(SETTINGS) == key  # nothing changed
+    assert _project_with_sounds().export_key(SETTINGS) == key  # by content, not by identity
+    assert project.export_key(SETTINGS, stem_format="flac") != key
+    assert project.export_key(replace(SETTINGS, loudness_lufs=-20.0)) != key
+    moved = project.objects[0]
+    project.objects[0] = replace(moved, pan=-moved.pan if moved.pan else 0.5)  # a pan alone changes no track audio
+    assert project.export_key(SETTINGS) != key
+    project.objects[0] = moved
+    assert project.export_key(SETTINGS) == key
+    project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))  # the same sounds again
+    assert project.export_key(SETTINGS) == key
+
+
 def test_mixing_before_sounds_is_an_error():
     with pytest.raises(ParameterError, match="find sounds"):
         Project().mix()

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import ARTIFACTS, chromium, fresh_dirs, need_chromium, screenshot, streamlit_server, wait_for_app
+from tests.browser import download_zip as browser_download_zip
 from tests.freesound_server import FreesoundServer
 
 pytestmark = pytest.mark.slow  # end to end: subprocesses, servers or the whole app; skipped by the fast loop
@@ -199,11 +200,7 @@ def set_candidates(page, n: int) -> None:
 def download_zip(page, tmp_path: Path, name: str) -> bytes:
     goto_page(page, "3 · Mix", "Mix")
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=60_000)
-    with page.expect_download(timeout=120_000) as info:
-        page.get_by_role("button", name="Download ZIP").click()
-    path = tmp_path / name
-    info.value.save_as(path)
-    return path.read_bytes()
+    return browser_download_zip(page, tmp_path / name)
 
 
 def provoke(page, scanner: PageScanner, fs: FreesoundServer, fault: str, candidates: int) -> str:
