@@ -49,6 +49,25 @@ def test_the_cold_cli_path_imports_neither_stats_nor_pyloudnorm_nor_wordllama():
     assert out.strip() == "[]"
 
 
+def test_scipy_array_api_layer_without_numpys_unused_submodules_and_still_complete():
+    out = _run(
+        "import sys\n"
+        "import numpy as np\n"
+        "all_before, dir_before = list(np.__all__), np.__dir__\n"
+        "from imgext.audio.dsp import signal\n"
+        "print(sorted(m for m in ('numpy.testing', 'numpy.f2py', 'numpy.ma', 'importlib.metadata') if m in sys.modules))\n"
+        "assert np.__all__ == all_before and np.__dir__ is dir_before\n"  # NumPy's own listing is back
+        "import scipy._lib.array_api_compat.numpy as clone\n"
+        "assert clone.testing is sys.modules['numpy.testing'] and clone.ma is np.ma\n"  # handed out on first use
+        "assert clone.float32 is np.float32 and clone.linalg.__name__.startswith('scipy._lib')\n"
+        "import pytest\n"
+        "with pytest.raises(AttributeError):\n"
+        "    clone.no_such_name\n"
+        "print(float(signal.sosfilt(signal.butter(2, 0.2, output='sos'), np.ones(50))[-1].round(6)))\n"
+    )
+    assert out.split() == ["[]", "1.0"]
+
+
 def test_stats_imported_first_is_left_alone():
     out = _run(
         "import scipy.stats\n"

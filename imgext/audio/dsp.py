@@ -21,7 +21,17 @@ docstring, and the docstring put back afterwards: the functions, their
 capabilities and their own docstrings are SciPy's; only the appended table is
 missing from ``help()``.
 
-Both last for that one import (a fraction of a second, once per process); the
+And: SciPy's array-API layer (``scipy._lib.array_api_compat.numpy``, imported by
+every SciPy submodule) clones NumPy's namespace with ``from numpy import *``
+and ``getattr`` over ``dir(numpy)``, which imports every lazily loaded NumPy
+submodule: ``numpy.testing`` (and with it ``importlib.metadata``, ``email``,
+``socket``), ``numpy.f2py``, ``numpy.ma``, ``numpy.polynomial`` ... (~0.25 CPU-s,
+none of them used by a render).  During that one import NumPy's ``__all__`` and
+``__dir__`` list only the submodules already loaded, and afterwards the clone
+gets a module ``__getattr__`` that hands out any other NumPy name on first use:
+the same objects, only ``dir()`` of the clone is shorter (:func:`_lean_array_api`).
+
+All last for that one import (a fraction of a second, once per process); the
 stand-in is visible to other threads only then, and nothing in this package or
 its app imports ``scipy.stats``.  When ``scipy.stats`` or ``scipy.signal`` is
 already imported, or the stand-in is not enough (a SciPy that imports more of
@@ -70,6 +80,38 @@ def _keeping_docstrings(xp_capabilities):
     return factory
 
 
+def _lean_array_api() -> types.ModuleType:
+    """``scipy._lib._array_api``, imported without importing NumPy's unused lazy submodules (module docstring)."""
+    if "scipy._lib._array_api" in sys.modules:
+        return sys.modules["scipy._lib._array_api"]
+    import numpy
+
+    public, listing = numpy.__dict__.get("__all__"), numpy.__dict__.get("__dir__")
+    loaded = set(numpy.__dict__)
+    if public is not None:
+        numpy.__all__ = [name for name in public if name in loaded]
+    if listing is not None:
+        numpy.__dir__ = lambda: [name for name in listing() if name in loaded]
+    try:
+        api = importlib.import_module("scipy._lib._array_api")
+    finally:
+        if public is not None:
+            numpy.__all__ = public
+        if listing is not None:
+            numpy.__dir__ = listing
+        else:
+            numpy.__dict__.pop("__dir__", None)
+    clone = sys.modules.get("scipy._lib.array_api_compat.numpy")
+    if clone is not None and "__getattr__" not in clone.__dict__:
+        def __getattr__(name: str):  # what the clone left out: NumPy's own, imported on first use
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(numpy, name)
+
+        clone.__getattr__ = __getattr__
+    return api
+
+
 def import_signal() -> types.ModuleType:
     """``scipy.signal``, imported without importing ``scipy.stats`` (see the module's docstring)."""
     if "scipy.signal" in sys.modules or "scipy.stats" in sys.modules:
@@ -77,7 +119,7 @@ def import_signal() -> types.ModuleType:
     with _LOCK:
         if "scipy.signal" not in sys.modules and "scipy.stats" not in sys.modules:
             try:
-                api = importlib.import_module("scipy._lib._array_api")
+                api = _lean_array_api()
                 original = api.xp_capabilities
             except (ImportError, AttributeError):  # another SciPy: no decorator to spare
                 api = original = None
