@@ -134,3 +134,23 @@ def test_encode_and_atomic_write(tmp_path, rng):
     assert not list((tmp_path / "sub").glob("*.part"))
     back, sr = sf.read(path, dtype="float32", always_2d=True)
     assert sr == 44100 and back.shape == (1000, 2)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+@pytest.mark.parametrize("shape", [(2, 150001), (70001,), (1, 999), (2, 0), (0,)])
+def test_encode_wav_writes_the_bytes_soundfile_writes(shape, subtype, rng):
+    """The NumPy encoder is libsndfile's, byte for byte: header, rounding (ties to even), clipping, odd sizes."""
+    x = (0.7 * rng.standard_normal(shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    edges = [1.0, -1.0, 0.99999994, -1.0000001, 3.0, -2e-10, 2e-10, 0.5 / 2**23, 1.5 / 2**23, -0.5 / 2**15, np.inf,
+             -np.inf, 2**-24, 1.5 / 2**15, -1.5 / 2**15]
+    flat[: min(len(edges), flat.size)] = edges[: flat.size]
+    flat[len(edges): len(edges) + 2000] = rng.integers(-2**23, 2**23, flat[len(edges): len(edges) + 2000].size) / 2**23
+    assert encode_wav(x, 44100, subtype=subtype) == _wav(x, 44100, subtype)
+    assert encode_wav(x.astype(np.float64), 22050, subtype=subtype) == _wav(x, 22050, subtype)
+
+
+def test_encode_wav_float_and_many_channels_stay_soundfiles(rng):
+    x = (0.3 * rng.standard_normal((3, 500))).astype(np.float32)
+    assert encode_wav(x, 8000) == _wav(x, 8000, "PCM_24")
+    assert encode_wav(x[:2], 8000, subtype="FLOAT") == _wav(x[:2], 8000, "FLOAT")
