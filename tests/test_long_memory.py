@@ -120,7 +120,7 @@ def test_chunked_oversampling_is_bit_identical(n):
     x = (rng.standard_normal((2, n)) * 0.4).astype(np.float32)
     np.testing.assert_array_equal(limiter._interpolated_all(x), _interpolated_whole(x))
     peaks = np.max(np.abs(x), axis=0)
-    bound = limiter.correlate1d(peaks, limiter._BOUND_SYM, mode="constant")
+    bound = limiter.correlate1d(peaks, limiter._BOUND_F32, mode="constant")
     level = np.float32(1.2)
     idx, values = limiter._dense_candidates(peaks, level)
     np.testing.assert_array_equal(idx, np.flatnonzero(bound > level))

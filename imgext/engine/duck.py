@@ -614,7 +614,8 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     n_frames = plan.cut_db.shape[2]
     active = plan.active
     out = np.empty_like(x)
-    out[~active] = x[~active]  # tracks without cuts: copied unchanged (the rest is written once, below)
+    for k in np.flatnonzero(~active):  # tracks without cuts: copied unchanged (the rest is written once, below)
+        out[k] = x[k]
     lo, hi, w = _bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
     w_lo = (np.float32(-np.log(10.0) / 20.0) * (1.0 - w)).astype(np.float32)  # dB -> amplitude exponent
     w_hi = (np.float32(-np.log(10.0) / 20.0) * w).astype(np.float32)
@@ -641,13 +642,14 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
         blocks = padded.reshape(-1, hop)
         held = None if cache is None else cache.bins(x, int(i), b0, b1, blocks, window)
         if held is not None:
-            spec = np.zeros((busy.size, hop + 1), np.complex64)
-            spec[:, b0:b1] = held[busy]
+            spec = np.empty((busy.size, hop + 1), np.complex64)
+            source = held[busy]
         else:
             frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
             np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
             np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
             spec = scipy.fft.rfft(frames, axis=1)
+            source = spec[:, b0:b1]
         cut_t = plan.cut_db[i][:, np.minimum(busy, n_frames - 1)].T  # (n_busy, B)
         gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
         gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
@@ -655,11 +657,17 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
         gain -= np.float32(1.0)
         spec[:, :b0] = 0.0
         spec[:, b1:] = 0.0
-        spec[:, b0:b1] *= gain
-        diff = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32, copy=False)
+        np.multiply(source, gain, out=spec[:, b0:b1])
+        diff = scipy.fft.irfft(spec, n_fft, axis=1, overwrite_x=True).astype(np.float32, copy=False)
         diff *= window
         ola = np.zeros((n_frames + 2, hop), np.float32)
-        ola[busy] = diff[:, :hop]  # indices are unique within each line, so fancy assignment and += are exact
-        ola[busy + 1] += diff[:, hop:]
+        # Overlap-add run by run of consecutive busy frames (slices, not fancy indexing): within a run
+        # frame t gets its first half, then the second half of frame t - 1 is added; the frame after a
+        # run is not busy, so it only receives the run's last second half (the same sums as before).
+        breaks = np.flatnonzero(np.diff(busy) != 1) + 1
+        for a, b in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [busy.size]])):
+            s0, s1 = int(busy[a]), int(busy[a]) + int(b - a)
+            ola[s0:s1] = diff[a:b, :hop]
+            ola[s0 + 1 : s1 + 1] += diff[a:b, hop:]
         np.add(x[i], ola.reshape(-1)[hop: hop + n], out=out[i])
     return out

@@ -251,6 +251,7 @@ class Mixer:
         self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
         self._duck_spectra = None  # the duck render's spectra of these tracks (engine.duck.SpectrumCache)
         self._duck_renders = 0
+        self._before: list = []  # (gains, importance) -> the dry mix's masking report, the last CACHED_RENDERS
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
             with reuse._lock:
@@ -292,7 +293,13 @@ class Mixer:
             bands = self.bands()
             timings["analysis"] = self._analysis_s
             t0 = time.perf_counter()
-            before = masking_report(bands, gains_db=gains, importance=tracks.importance)
+            # The dry mix's report depends on the gains and importance alone: an EQ-strength, maximum-cut or
+            # time-aware move reuses it (deterministic, so a kept one is the one that would be made).
+            before_key = (tuple(gains), tuple(tracks.importance))
+            before = next((b for k, b in self._before if k == before_key), None)
+            if before is None:
+                before = masking_report(bands, gains_db=gains, importance=tracks.importance)
+                self._before = [*self._before, (before_key, before)][-CACHED_RENDERS:]
             if settings.eq_strength > 0 and settings.max_cut_db > 0 and tracks.n_tracks > 1:
                 # EQ strength scales the depth of the full-strength design, so moving that slider
                 # reuses the design and only refilters (the design depends on gains, importance, max cut).
