@@ -40,11 +40,34 @@ def test_signal_without_stats_then_the_real_stats():
     assert out.strip() == "[79, 236, 393, 550, 707, 864, 996]"
 
 
+def test_signal_without_interpolate_optimize_spatial_whose_names_still_work():
+    out = _run(
+        "import sys\n"
+        "import numpy as np\n"
+        "from imgext.audio.dsp import signal\n"
+        "lazy = ('scipy.interpolate', 'scipy.optimize', 'scipy.spatial', 'scipy.sparse')\n"
+        "print(sorted(m for m in lazy if m in sys.modules))\n"
+        "print(signal.unique_roots([1.0, 1.0000001, 2.0])[1].tolist())\n"  # cKDTree, imported on first call
+        "print(np.round(signal.cspline1d(np.arange(6.0)), 6).tolist())\n"  # BSpline's class method
+        "print(signal.buttord(0.2, 0.3, 3, 40, analog=False)[0], signal.ellipord(0.2, 0.3, 3, 40)[0])\n"
+        "import scipy.optimize, scipy.interpolate, scipy.spatial\n"
+        "assert not getattr(scipy.optimize, '_imgext_stand_in', False) and hasattr(scipy.optimize, 'minimize')\n"
+        "assert not getattr(scipy.interpolate, '_imgext_stand_in', False) and hasattr(scipy.interpolate, 'BSpline')\n"
+        "import scipy.signal._filter_design as fd\n"
+        "assert fd.optimize.fminbound is scipy.optimize.fminbound\n"  # the module bound then hands out the real names
+        "print(signal.buttord([0.1, 0.6], [0.2, 0.5], 3, 40)[0])\n"  # band-stop: its order search runs fminbound
+    )
+    lines = out.split("\n")
+    assert lines[:4] == ["[]", "[2, 1]", "[-0.210832, 1.057503, 1.98082, 3.019217, 3.942311, 5.211538]", "11 4"], lines
+    assert lines[4] == "9"  # as SciPy imported the ordinary way
+
+
 def test_the_cold_cli_path_imports_neither_stats_nor_pyloudnorm_nor_wordllama():
     out = _run(
         "import sys\n"
         "import imgext.cli, imgext.pipeline\n"
-        "print(sorted(m for m in ('scipy.stats', 'pyloudnorm', 'wordllama', 'torch', 'ultralytics') if m in sys.modules))\n"
+        "print(sorted(m for m in ('scipy.stats', 'pyloudnorm', 'wordllama', 'torch', 'ultralytics', 'scipy.optimize',\n"
+        "                         'scipy.interpolate', 'scipy.spatial', 'numpy.testing') if m in sys.modules))\n"
     )
     assert out.strip() == "[]"
 

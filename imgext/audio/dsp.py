@@ -1,4 +1,4 @@
-"""``scipy.signal``, imported without ``scipy.stats`` and SciPy's docstring rewriting (~0.8 CPU-s of a cold start).
+"""``scipy.signal``, imported without ``scipy.stats``, ``scipy.interpolate``, ``scipy.optimize``, ``scipy.spatial`` and SciPy's docstring rewriting (~1.5 CPU-s of a cold start).
 
 Every module of the package that filters, convolves or designs filters takes
 ``signal`` from here (``from imgext.audio.dsp import signal``), the same
@@ -31,6 +31,17 @@ none of them used by a render).  During that one import NumPy's ``__all__`` and
 gets a module ``__getattr__`` that hands out any other NumPy name on first use:
 the same objects, only ``dir()`` of the clone is shorter (:func:`_lean_array_api`).
 
+And: ``scipy.signal`` imports ``scipy.interpolate`` (and with it ``scipy.optimize``),
+``scipy.spatial`` (and ``scipy.sparse``) for a few names its module bodies bind
+but only some of its functions call: ``BSpline`` and ``make_interp_spline``
+(B-spline filters, ``lsim``), ``cKDTree`` (``resample``'s ``unique_roots``),
+``optimize`` (the ``*ord`` order estimators): ~0.55 CPU-s, none of it used
+by a render.  During the import, stand-ins for those three packages hand out
+lazy names (:class:`_Lazy`: the real object, imported on first call or
+attribute access) and afterwards, as modules bound inside ``scipy.signal``,
+the real package's attributes; the stand-ins leave ``sys.modules`` right
+after, so ``import scipy.optimize`` anywhere gets the real module.
+
 All last for that one import (a fraction of a second, once per process); the
 stand-in is visible to other threads only then, and nothing in this package or
 its app imports ``scipy.stats``.  When ``scipy.stats`` or ``scipy.signal`` is
@@ -55,6 +66,58 @@ _LOCK = threading.Lock()
 def _scoreatpercentile(*args, **kwargs):
     """``scipy.stats.scoreatpercentile``, imported when first called."""
     return importlib.import_module("scipy.stats").scoreatpercentile(*args, **kwargs)
+
+
+_LAZY_PACKAGES = ("scipy.interpolate", "scipy.optimize", "scipy.spatial")
+_importing = threading.local()
+
+
+def _real(package: str) -> types.ModuleType:
+    """The real ``package``, imported now if only its stand-in (or nothing) is in ``sys.modules``."""
+    module = sys.modules.get(package)
+    if module is None or getattr(module, "_imgext_stand_in", False):
+        if module is not None:
+            del sys.modules[package]
+        module = importlib.import_module(package)
+    return module
+
+
+class _Lazy:
+    """A name of ``package`` bound while ``scipy.signal`` is imported: the real object on first use."""
+
+    def __init__(self, package: str, name: str) -> None:
+        self._where = (package, name)
+
+    def _target(self):
+        package, name = self._where
+        return getattr(_real(package), name)
+
+    def __call__(self, *args, **kwargs):
+        return self._target()(*args, **kwargs)
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._target(), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy {'.'.join(self._where)} (imgext.audio.dsp)>"
+
+
+def _stand_in(package: str) -> types.ModuleType:
+    """A module standing in for ``package`` in ``sys.modules`` while ``scipy.signal`` is imported."""
+    module = types.ModuleType(package, f"stand-in for {package} while scipy.signal is imported (imgext.audio.dsp)")
+    module._imgext_stand_in = True
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if getattr(_importing, "active", False):
+            return _Lazy(package, name)  # bound by a module body of scipy.signal: resolved when used
+        return getattr(_real(package), name)  # used later through a module bound then: the real thing
+
+    module.__getattr__ = __getattr__
+    return module
 
 
 def _keeping_docstrings(xp_capabilities):
@@ -113,7 +176,10 @@ def _lean_array_api() -> types.ModuleType:
 
 
 def import_signal() -> types.ModuleType:
-    """``scipy.signal``, imported without importing ``scipy.stats`` (see the module's docstring)."""
+    """``scipy.signal``, imported without ``scipy.stats``, ``scipy.interpolate``, ``scipy.optimize`` and ``scipy.spatial``.
+
+    See the module's docstring.
+    """
     if "scipy.signal" in sys.modules or "scipy.stats" in sys.modules:
         return importlib.import_module("scipy.signal")
     with _LOCK:
@@ -125,21 +191,28 @@ def import_signal() -> types.ModuleType:
                 api = original = None
             stand_in = types.ModuleType("scipy.stats", "stand-in while scipy.signal is imported (imgext.audio.dsp)")
             stand_in.scoreatpercentile = _scoreatpercentile
-            sys.modules["scipy.stats"] = stand_in
+            stand_ins = {"scipy.stats": stand_in}
+            stand_ins.update({p: _stand_in(p) for p in _LAZY_PACKAGES if p not in sys.modules})
+            sys.modules.update(stand_ins)
             if original is not None:
                 api.xp_capabilities = _keeping_docstrings(original)
+            _importing.active = True
             try:
                 importlib.import_module("scipy.signal")
             except ImportError:  # this SciPy wants more of scipy.stats: import it properly below
-                pass
+                for name in [m for m in sys.modules if m == "scipy.signal" or m.startswith("scipy.signal.")]:
+                    del sys.modules[name]  # a half-imported scipy.signal holding stand-ins: start again below
             finally:
+                _importing.active = False
                 if original is not None:
                     api.xp_capabilities = original
-                if sys.modules.get("scipy.stats") is stand_in:
-                    del sys.modules["scipy.stats"]
                 scipy = sys.modules.get("scipy")
-                if scipy is not None and scipy.__dict__.get("stats") is stand_in:
-                    del scipy.stats
+                for package, module in stand_ins.items():
+                    if sys.modules.get(package) is module:
+                        del sys.modules[package]
+                    leaf = package.rpartition(".")[2]
+                    if scipy is not None and scipy.__dict__.get(leaf) is module:
+                        delattr(scipy, leaf)
     return importlib.import_module("scipy.signal")
 
 

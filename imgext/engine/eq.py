@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize
 
 from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
@@ -562,6 +561,7 @@ def cut_curve_db(
 
 
 def _solve_curve(prob: _CutProblem, upper: np.ndarray, maxiter: int) -> CutCurve:
+    import scipy.optimize  # when first needed: ~0.4 CPU-s a cold render without this search does not pay
     if not upper.any():
         return CutCurve(np.zeros(prob.shape), np.zeros(prob.shape[:1] + prob.shape), prob.essential, upper, prob)
     res = scipy.optimize.minimize(prob, np.zeros(upper.size), jac=True, method="L-BFGS-B",
@@ -677,6 +677,7 @@ def _pursuit(cut_db: np.ndarray, weight: np.ndarray, shapes: np.ndarray, *, max_
 
 def _bounded_lsq(a: np.ndarray, b: np.ndarray, upper: float) -> np.ndarray:
     """``argmin |a x - b|`` over ``0 <= x <= upper``: NNLS, then the bounded solver if a depth exceeds ``upper``."""
+    import scipy.optimize  # when first needed: ~0.4 CPU-s a cold render without this search does not pay
     x = scipy.optimize.nnls(a, b)[0]
     if np.all(x <= upper):
         return x
@@ -703,6 +704,7 @@ def _refine_depths(curve: CutCurve, picks: list, shapes: np.ndarray, max_cut_db:
     cuts are ``c = sum_k d_k phi_k`` with the filters' band shapes ``phi``; the essential-band
     bounds of the curve become a penalty.
     """
+    import scipy.optimize  # when first needed: ~0.4 CPU-s a cold render without this search does not pay
     prob = curve.problem
     owners = [i for i, (chosen, _) in enumerate(picks) for _ in chosen]
     if prob is None or not owners:

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from imgext.engine.eq import IMPORTANCE_TOLERANCE, EqFilter, top_tracks
 from imgext.errors import ParameterError
@@ -323,6 +322,7 @@ def optimise_mix(
         Never worse for the most important track than the EQ alone at the analysis
         resolution (else the EQ-alone setting, offsets 0 and depth 1, is returned).
     """
+    import scipy.optimize  # when first needed: ~0.4 CPU-s a cold render without this search does not pay
     start = time.perf_counter()
     if max_gain_change_db < 0 or max_gain_boost_db < 0:
         raise ParameterError(f"max_gain_change_db={max_gain_change_db}, "
