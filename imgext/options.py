@@ -54,6 +54,11 @@ DEFAULT_AMBIENCE_DB = -12.0
 DEFAULT_MIN_CUT_DB = 0.5
 """Shallowest EQ cut worth a filter, dB (about the just-noticeable level difference)."""
 
+LONG_SCENE_S = 180.0
+"""Scenes longer than this (longer than the app allows, so its players never meet one) keep their
+tracks, processed tracks, reverb bus and source files in temporary files (:mod:`imgext.audio.spill`)
+and make what a stage reads a row at a time (8 x 600 s: 850 MB per copy of the tracks)."""
+
 
 @dataclass(frozen=True)
 class Spec:

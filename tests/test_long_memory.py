@@ -194,21 +194,32 @@ def small_scene():
     return tracks, settings
 
 
-@pytest.mark.parametrize("variant", ["duck", "eq", "air"])
+@pytest.mark.parametrize("variant", ["duck", "eq", "air", "spilled", "spilled_air", "dry"])
 def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_scene, monkeypatch, variant):
-    """Beyond LONG_SCENE_S the processed tracks are summed, then let go: the same mix, envelope,
-    masking and stems (each processed row made again when read)."""
+    """Beyond LONG_SCENE_S the processed tracks are made a row at a time into temporary files, summed
+    from there and never held: the same mix, envelope, reverb, masking and stems.  ``spilled``: the
+    dry tracks are in a temporary file too (as fetch_tracks leaves a long scene's), and the sums run
+    a stretch at a time."""
     from dataclasses import replace
 
+    from imgext.audio.spill import is_spilled, spill
     from imgext.mix import mixer as mixer_module
+    from imgext.mix import space
     from imgext.mix.mixer import Mixer, ProcessedRows
 
     tracks, settings = small_scene
     if variant == "eq":
         settings = replace(settings, time_aware=False)
-    if variant == "air":
+    if variant == "dry":  # nothing processed, nothing far: the dry tracks are summed as they are
+        settings = replace(settings, eq_strength=0.0)
+    if variant.endswith("air"):
         tracks = replace(tracks, distance_m=np.array([5.0, 80.0, 20.0, 140.0]))
     normal = Mixer(tracks).render(settings)
+    normal_audio = tracks.audio
+    if variant.startswith("spilled") or variant == "dry":
+        tracks = replace(tracks, audio=spill(tracks.audio))
+        assert is_spilled(tracks.audio)
+        monkeypatch.setattr(space, "SPILL_CHUNK", 1 << 14)  # 3 s in 9 stretches
     if variant == "duck":
         assert normal.ducking is not None and normal.ducking.active.any()
     if variant == "eq":
@@ -216,7 +227,10 @@ def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_
     monkeypatch.setattr(mixer_module, "LONG_SCENE_S", 0.0)
     mixer = Mixer(tracks)
     long = mixer.render(settings)
-    assert isinstance(long.processed, ProcessedRows) and not isinstance(normal.processed, ProcessedRows)
+    if variant == "dry":
+        assert long.processed is tracks.audio and normal.processed is normal_audio
+    else:
+        assert isinstance(long.processed, ProcessedRows) and not isinstance(normal.processed, ProcessedRows)
     assert not mixer._processed and not mixer._spatial  # nothing of signal length kept by the Mixer
     np.testing.assert_array_equal(long.mix.audio, normal.mix.audio)
     assert (long.mix.envelope is None) == (normal.mix.envelope is None)
@@ -229,6 +243,7 @@ def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_
     for k in range(tracks.n_tracks):
         np.testing.assert_array_equal(long.mix.stem(long.processed, k), normal.mix.stem(normal.processed, k))
     assert list(long.timings_s) == list(normal.timings_s)
+    assert long.row_keys is not None and len(long.row_keys) == tracks.n_tracks
 
 
 def test_chunked_envelope_interpolation_and_window_check_are_bit_identical():
@@ -250,3 +265,96 @@ def test_chunked_envelope_interpolation_and_window_check_are_bit_identical():
     np.testing.assert_array_equal(env, whole)
     np.testing.assert_array_equal(limiter._touched(env), minimum_filter1d(env, size=2 * limiter._HALF + 1,
                                                                           mode="nearest") < 1.0)
+
+
+def _ducked_whole(tracks: np.ndarray, plan, sr: int) -> np.ndarray:
+    """The duck's render as one overlap-add over each whole track (before the block render)."""
+    import scipy.fft
+
+    from imgext.engine import duck
+
+    x = np.asarray(tracks, dtype=np.float32)
+    hop = plan.hop_length
+    n_fft, n, n_frames = 2 * hop, x.shape[1], plan.cut_db.shape[2]
+    out = x.copy()
+    lo, hi, w = duck._bin_interpolation(n_fft, sr, plan.band_centres_hz)
+    w_lo = (np.float32(-np.log(10.0) / 20.0) * (1.0 - w)).astype(np.float32)
+    w_hi = (np.float32(-np.log(10.0) / 20.0) * w).astype(np.float32)
+    window = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float32)
+    padded = np.zeros((n_frames + 2) * hop, np.float32)
+    for i in np.flatnonzero(plan.active):
+        padded[hop: hop + n] = x[i]
+        frame_max = np.abs(plan.cut_db[i]).max(axis=0)
+        busy = np.flatnonzero(np.append(frame_max, frame_max[-1:]) > 1e-3)
+        cut_bands = np.abs(plan.cut_db[i]).max(axis=1) > 0.0
+        bins = np.flatnonzero(cut_bands[lo] | cut_bands[hi])
+        b0, b1 = int(bins[0]), int(bins[-1]) + 1
+        blocks = padded.reshape(-1, hop)
+        frames = np.empty((busy.size, n_fft), np.float32)
+        np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
+        np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
+        spec = scipy.fft.rfft(frames, axis=1)
+        cut_t = plan.cut_db[i][:, np.minimum(busy, n_frames - 1)].T
+        gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]
+        gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
+        np.exp(gain, out=gain)
+        gain -= np.float32(1.0)
+        spec[:, :b0] = 0.0
+        spec[:, b1:] = 0.0
+        spec[:, b0:b1] *= gain
+        diff = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32, copy=False)
+        diff *= window
+        ola = np.zeros((n_frames + 2, hop), np.float32)
+        ola[busy] = diff[:, :hop]
+        ola[busy + 1] += diff[:, hop:]
+        np.add(x[i], ola.reshape(-1)[hop: hop + n], out=out[i])
+    return out
+
+
+def _duck_plan(n_samples: int, seed: int, hop: int = 1024):
+    """Two tracks, the second ducked in bursts (some frames untouched, a makeup stretch), on a 1024-sample hop."""
+    from imgext.engine import duck
+    from imgext.masking.analysis import band_energies
+
+    rng = np.random.default_rng(seed)
+    n_frames = n_samples // hop + 1
+    centres = band_energies(np.zeros((1, 4 * hop), np.float32), SR).band_centres_hz
+    cut = np.zeros((2, centres.size, n_frames), np.float32)
+    on = np.convolve(rng.random(n_frames) < 0.05, np.ones(9), "same") > 0
+    cut[1, 3:15, on] = (rng.random((on.sum(), 12)) * 6.0).astype(np.float32)
+    cut[1, 20:24, n_frames // 3: n_frames // 3 + 40] = -2.0
+    cut[1, :, -1] = 1.0  # the last (partial-hop) frame is cut too
+    return duck.DuckPlan(cut, np.zeros((2, centres.size)), hop / SR, hop, centres, np.zeros(2),
+                         np.array([True, False]))
+
+
+@pytest.mark.parametrize("block_rows", [2, 3, 7, 64])
+def test_block_rendered_duck_is_bit_identical(monkeypatch, block_rows):
+    from imgext.engine import duck
+
+    n = 200 * 1024 + 333
+    rng = np.random.default_rng(block_rows)
+    tracks = (rng.standard_normal((2, n)) * 0.2).astype(np.float32)
+    tracks[1, :5000] = -0.0  # a signed zero stays what the whole-signal sum makes of it
+    plan = _duck_plan(n, block_rows)
+    expected = _ducked_whole(tracks, plan, SR)
+    monkeypatch.setattr(duck, "RENDER_BLOCK_SAMPLES", block_rows * plan.hop_length)
+    np.testing.assert_array_equal(duck.apply_ducking(tracks, plan, SR), expected)
+    cache = duck.SpectrumCache()
+    np.testing.assert_array_equal(duck.apply_ducking(tracks, plan, SR, cache=cache), expected)
+    np.testing.assert_array_equal(duck.apply_ducking(tracks, plan, SR, cache=cache), expected)  # from the spectra
+    assert cache.transforms == 1
+
+
+def test_ducking_a_long_track_holds_blocks_not_whole_frames():
+    """60 s: the whole-signal render held frames, spectra, differences and the overlap-add (~4.5 x the track)."""
+    from imgext.engine import duck
+
+    n = 60 * SR
+    rng = np.random.default_rng(17)
+    track = (rng.standard_normal((1, n)) * 0.2).astype(np.float32)
+    plan = _duck_plan(n, 3)
+    plan = duck.DuckPlan(plan.cut_db[1:], plan.static_db[1:], plan.hop_s, plan.hop_length, plan.band_centres_hz,
+                         plan.loudness_change_lu[1:], plan.maskees[1:])
+    plan.cut_db[0, 3:15] = 2.0  # every frame busy
+    assert _peak_traced(lambda: duck.apply_ducking(track, plan, SR)) < track.nbytes + 6 * duck.RENDER_BLOCK_SAMPLES * 8

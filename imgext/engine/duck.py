@@ -584,6 +584,50 @@ class SpectrumCache:
         return spec[:, b0 - lo: b1 - lo]
 
 
+RENDER_BLOCK_SAMPLES = 1 << 21
+""":func:`apply_ducking` overlap-adds this many samples of a track at a time (~2 M: a 30 s track in one
+block, a 600 s track's frames and spectra ~16 MB each instead of ~200 MB)."""
+
+
+def _duck_frames(xi: np.ndarray, sel: np.ndarray, hop: int, n: int, window: np.ndarray, cut_db: np.ndarray,
+                 lo, hi, w_lo, w_hi, b0: int, b1: int, held: np.ndarray | None) -> np.ndarray:
+    """(processed - unprocessed) of frames ``sel`` of one track, windowed for the overlap-add [shape=(len(sel), 2 hop)].
+
+    Frame ``t`` spans ``xi[(t - 1) hop : (t + 1) hop]`` (zeros outside the track); ``held`` is its
+    spectrum's bins ``b0:b1`` when a :class:`SpectrumCache` has them.
+    """
+    n_fft = 2 * hop
+    n_frames = cut_db.shape[1]
+    if held is not None:
+        spec = np.empty((sel.size, hop + 1), np.complex64)
+        source = held
+    else:
+        first = int(sel[0])
+        span = np.zeros((int(sel[-1]) + 2 - first) * hop, np.float32)  # rows first .. last + 1 of the padded track
+        a, b = max(0, (first - 1) * hop), min(n, (int(sel[-1]) + 1) * hop)
+        span[a - (first - 1) * hop: b - (first - 1) * hop] = xi[a:b]
+        blocks = span.reshape(-1, hop)
+        rows = sel - first
+        frames = np.empty((sel.size, n_fft), np.float32)  # (n_sel, n_fft), windowed
+        np.multiply(blocks[rows], window[:hop], out=frames[:, :hop])
+        np.multiply(blocks[rows + 1], window[hop:], out=frames[:, hop:])
+        del span, blocks
+        spec = scipy.fft.rfft(frames, axis=1)
+        del frames
+        source = spec[:, b0:b1]
+    cut_t = cut_db[:, np.minimum(sel, n_frames - 1)].T  # (n_sel, B)
+    gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
+    gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
+    np.exp(gain, out=gain)
+    gain -= np.float32(1.0)
+    spec[:, :b0] = 0.0
+    spec[:, b1:] = 0.0
+    np.multiply(source, gain, out=spec[:, b0:b1])
+    diff = scipy.fft.irfft(spec, n_fft, axis=1, overwrite_x=True).astype(np.float32, copy=False)
+    diff *= window
+    return diff
+
+
 def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
                   cache: SpectrumCache | None = None) -> np.ndarray:
     """Render the duck: a zero-phase STFT gain per bin and frame.
@@ -620,10 +664,8 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     w_lo = (np.float32(-np.log(10.0) / 20.0) * (1.0 - w)).astype(np.float32)  # dB -> amplitude exponent
     w_hi = (np.float32(-np.log(10.0) / 20.0) * w).astype(np.float32)
     window = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float32)  # periodic Hann, square root
-    padded = np.zeros((n_frames + 2) * hop, np.float32)
+    block_rows = max(2, RENDER_BLOCK_SAMPLES // hop)
     for i in np.flatnonzero(active):
-        # One frame past the analysis' last, so that the final partial hop also gets both window halves.
-        padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
         frame_max = np.abs(plan.cut_db[i]).max(axis=0)  # (T,), a makeup gain is a negative cut; frame T repeats T - 1
         # Only frames with a cut are transformed: the output is the input plus the overlap-add of
         # (processed - unprocessed) frames, which is zero wherever nothing is cut.
@@ -639,35 +681,39 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
             out[i] = x[i]
             continue
         b0, b1 = int(bins[0]), int(bins[-1]) + 1
-        blocks = padded.reshape(-1, hop)
-        held = None if cache is None else cache.bins(x, int(i), b0, b1, blocks, window)
-        if held is not None:
-            spec = np.empty((busy.size, hop + 1), np.complex64)
-            source = held[busy]
-        else:
-            frames = np.empty((busy.size, n_fft), np.float32)  # (n_busy, n_fft), windowed
-            np.multiply(blocks[busy], window[:hop], out=frames[:, :hop])
-            np.multiply(blocks[busy + 1], window[hop:], out=frames[:, hop:])
-            spec = scipy.fft.rfft(frames, axis=1)
-            source = spec[:, b0:b1]
-        cut_t = plan.cut_db[i][:, np.minimum(busy, n_frames - 1)].T  # (n_busy, B)
-        gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
-        gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
-        np.exp(gain, out=gain)
-        gain -= np.float32(1.0)
-        spec[:, :b0] = 0.0
-        spec[:, b1:] = 0.0
-        np.multiply(source, gain, out=spec[:, b0:b1])
-        diff = scipy.fft.irfft(spec, n_fft, axis=1, overwrite_x=True).astype(np.float32, copy=False)
-        diff *= window
-        ola = np.zeros((n_frames + 2, hop), np.float32)
-        # Overlap-add run by run of consecutive busy frames (slices, not fancy indexing): within a run
-        # frame t gets its first half, then the second half of frame t - 1 is added; the frame after a
-        # run is not busy, so it only receives the run's last second half (the same sums as before).
-        breaks = np.flatnonzero(np.diff(busy) != 1) + 1
-        for a, b in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [busy.size]])):
-            s0, s1 = int(busy[a]), int(busy[a]) + int(b - a)
-            ola[s0:s1] = diff[a:b, :hop]
-            ola[s0 + 1 : s1 + 1] += diff[a:b, hop:]
-        np.add(x[i], ola.reshape(-1)[hop: hop + n], out=out[i])
+        held = None
+        if cache is not None:
+            # One frame past the analysis' last, so that the final partial hop also gets both window halves.
+            padded = np.zeros((n_frames + 2) * hop, np.float32)
+            padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
+            held = cache.bins(x, int(i), b0, b1, padded.reshape(-1, hop), window)
+            del padded
+        # The overlap-add a block of output rows at a time (row r = padded samples [r hop, (r + 1) hop), the
+        # output's [(r - 1) hop, r hop)): row r takes the first half of frame r and the second half of frame
+        # r - 1, so a block needs the busy frames from one before it; every frame is transformed on its
+        # own, so the samples are those of the whole-signal overlap-add (a 600 s track: ~16 MB of frames
+        # and spectra per block instead of ~200 MB each).
+        for r0 in range(0, n_frames + 2, block_rows):
+            r1 = min(r0 + block_rows, n_frames + 2)
+            j0, j1 = int(np.searchsorted(busy, r0 - 1)), int(np.searchsorted(busy, r1))
+            ola = np.zeros((r1 - r0, hop), np.float32)
+            if j1 > j0:
+                sel = busy[j0:j1]
+                diff = _duck_frames(x[i], sel, hop, n, window, plan.cut_db[i], lo, hi, w_lo, w_hi, b0, b1,
+                                    None if held is None else held[sel])
+                # Run by run of consecutive busy frames (slices, not fancy indexing): within a run frame t
+                # gets its first half, then the second half of frame t - 1 is added; the frame after a run
+                # is not busy, so it only receives the run's last second half.
+                breaks = np.flatnonzero(np.diff(sel) != 1) + 1
+                for a, b in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [sel.size]])):
+                    t0, t1 = int(sel[a]), int(sel[a]) + int(b - a)  # frames t0 .. t1 - 1, rows of diff a .. b - 1
+                    fa, fb = max(t0, r0), min(t1, r1)  # first halves land on rows t
+                    if fb > fa:
+                        ola[fa - r0: fb - r0] = diff[a + fa - t0: a + fb - t0, :hop]
+                    sa, sb = max(t0, r0 - 1), min(t1, r1 - 1)  # second halves land on rows t + 1
+                    if sb > sa:
+                        ola[sa + 1 - r0: sb + 1 - r0] += diff[a + sa - t0: a + sb - t0, hop:]
+            s0, s1 = max(0, (r0 - 1) * hop), min(n, (r1 - 1) * hop)
+            if s1 > s0:
+                np.add(x[i, s0:s1], ola.reshape(-1)[s0 - (r0 - 1) * hop: s1 - (r0 - 1) * hop], out=out[i, s0:s1])
     return out

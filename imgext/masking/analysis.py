@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from imgext.audio.dsp import signal
+from imgext.audio.spill import release
 from imgext.errors import ParameterError
 from imgext.masking import model
 from imgext.masking.psychoacoustics import (
@@ -133,6 +134,16 @@ class BandEnergies:
         return int(self.energy.shape[1])
 
 
+def _all_finite(x: np.ndarray) -> bool:
+    """Every sample finite, checked a row at a time (no whole-array mask; a spilled row is released after)."""
+    for row in x:
+        ok = bool(np.isfinite(row).all())
+        release(x)
+        if not ok:
+            return False
+    return True
+
+
 def band_energies(
     tracks: np.ndarray,
     sample_rate: int,
@@ -167,7 +178,7 @@ def band_energies(
     x = np.atleast_2d(np.asarray(tracks))
     if x.ndim != 2 or x.shape[1] == 0:
         raise ParameterError(f"tracks must have shape (n_tracks, n_samples), got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)):
+    if not np.issubdtype(x.dtype, np.floating) or not _all_finite(x):
         raise ParameterError("tracks must be finite floating-point audio")
     if min(sample_rate, n_fft, hop_length, pool_s) <= 0:
         raise ParameterError(f"sample_rate={sample_rate}, n_fft={n_fft}, hop_length={hop_length}, "
@@ -193,6 +204,7 @@ def band_energies(
         k_power[i] = p.mean(axis=0) * k_lin
         p *= ear
         e[i] = np.add.reduceat(p[:, starts[0]:stop], offsets, axis=1).T
+        release(x)  # a long scene's spilled tracks: only the row being analysed stays in memory
     if empty.any():
         e[:, empty] = 0.0
     fm = forward_masking(e, centres, hop_s)

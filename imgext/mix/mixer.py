@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imgext.audio.spill import release, spilled_array
 from imgext.mix.render import Mix, panned_sum, render_mix
 from imgext.mix.space import (
     AIR_ABSORPTION_FROM_M,
@@ -20,7 +21,7 @@ from imgext.mix.space import (
     resolve_room,
     spatialise,
 )
-from imgext.options import DEFAULT_MIN_CUT_DB, MixSettings
+from imgext.options import DEFAULT_MIN_CUT_DB, LONG_SCENE_S, MixSettings
 
 _blas_lock = threading.Lock()
 _blas_state: dict = {"users": 0, "limiter": None, "controller": None, "pinned": None}
@@ -177,11 +178,6 @@ class MixOutcome:
         return {"static": h, "deepest": h}
 
 
-LONG_SCENE_S = 180.0
-"""In scenes longer than this (longer than the app allows, so its stems player never meets one) the
-processed tracks are not held once the mix is summed: the outcome's :attr:`MixOutcome.processed`
-then makes each row again when it is read (:class:`ProcessedRows`), so the limiter and the export
-run without them (8 x 600 s: 850 MB)."""
 
 
 class ProcessedRows:
@@ -269,8 +265,12 @@ class Mixer:
         return self._bands
 
     @_one_blas_thread
-    def _process(self, settings: MixSettings):
-        """EQ design, optional optimisation and filtering: cached for the last settings that shape them (two)."""
+    def _process(self, settings: MixSettings, *, filtered: bool = True):
+        """EQ design, optional optimisation and filtering: cached for the last settings that shape them (two).
+
+        ``filtered=False`` (a long scene) designs only: ``processed`` is then None and nothing is cached
+        (:meth:`_rows` makes the rows one at a time).
+        """
         from imgext.engine.duck import SpectrumCache, apply_ducking, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from imgext.engine.optimise import optimise_mix, scale_filters
@@ -280,7 +280,7 @@ class Mixer:
         requested = level_gains_db(tracks.gains_db(settings.attenuation_db), tracks.distances_m(), distance=settings.distance)
         key = (tuple(requested), tuple(tracks.importance), settings.eq_strength, settings.max_cut_db,
                settings.optimise, settings.seed, settings.time_aware)
-        for entry in self._processed:
+        for entry in self._processed if filtered else ():
             if entry[0] == key:
                 return entry[1]
         design_key = (tuple(requested), tuple(tracks.importance), settings.max_cut_db, settings.time_aware)
@@ -332,7 +332,9 @@ class Mixer:
                 filters = scale_filters(filters, opt.eq_depth, min_cut_db=DEFAULT_MIN_CUT_DB)  # drop filters under 0.5 dB
                 timings["optimise"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            if plan is not None and plan.active.any():
+            if not filtered:
+                processed = None
+            elif plan is not None and plan.active.any():
                 self._duck_renders += 1
                 if self._duck_spectra is None and self._duck_renders > 1:
                     # Rendered again (a slider move, not a one-off render): keep the spectra from now on, so
@@ -344,13 +346,15 @@ class Mixer:
             timings["filter"] = time.perf_counter() - t0
         rows = self._row_keys(key, processed, filters, plan)
         result = (requested, gains, filters, processed, before, opt, timings, plan, rows)
-        self._processed = [*self._processed, (key, result)][-CACHED_RENDERS:]
+        if filtered:
+            self._processed = [*self._processed, (key, result)][-CACHED_RENDERS:]
         return result
 
     def _row_keys(self, key: tuple, processed: np.ndarray, filters: list, plan) -> tuple:
         """A key per processed row: the dry track's (the row is the track itself) or this processing's."""
         n = self.tracks.n_tracks
-        if processed is self.tracks.audio:
+        if processed is self.tracks.audio or (processed is None and not (plan is not None and plan.active.any())
+                                              and not any(filters)):
             changed = np.zeros(n, dtype=bool)
         elif plan is not None and plan.active.any():
             changed = np.asarray(plan.active, dtype=bool)  # apply_ducking copies the other rows unchanged
@@ -424,7 +428,7 @@ class Mixer:
         ducked = plan is not None and bool(plan.active.any())
         active = plan.active if ducked else None
 
-        def make(k: int) -> np.ndarray:
+        def make(k: int, air: bool = True) -> np.ndarray:
             row = audio[k]
             if ducked:
                 if active[k]:  # every row of apply_ducking is its own: one row's plan gives the same samples
@@ -434,7 +438,7 @@ class Mixer:
                     row = apply_ducking(audio[k : k + 1], one, sr)[0]
             elif any(filters) and k < len(filters) and filters[k]:
                 row = apply_eq(audio[k : k + 1], [filters[k]], sr)[0]
-            if settings.distance and d[k] > AIR_ABSORPTION_FROM_M:
+            if air and settings.distance and d[k] > AIR_ABSORPTION_FROM_M:
                 row = apply_air_absorption(row, float(d[k]), sr)
             return np.asarray(row, dtype=np.float32)
 
@@ -475,6 +479,10 @@ class Mixer:
             if entry[0] == key:
                 return entry[1]  # the same settings again (a rerun that changed nothing): the same outcome
         tracks = self.tracks
+        if tracks.n_tracks > 0 and tracks.audio.shape[1] > LONG_SCENE_S * tracks.sample_rate:
+            outcome = self._render_long(settings, measure_after)
+            self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
+            return outcome
         requested, gains, filters, processed, before, opt, stage_timings, plan, rows = self._process(settings)
         timings = dict(stage_timings)
         after = None
@@ -493,37 +501,116 @@ class Mixer:
             return masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db, core=core)
 
         sides = self._sides(filters)
-        out_tracks, premixed, after_s = spatial.tracks, None, 0.0
-        long = out_tracks is not tracks.audio and out_tracks.shape[1] > LONG_SCENE_S * tracks.sample_rate
-        if long:
-            # A long scene: analyse and sum the processed tracks now, then let them go (and out of this
-            # Mixer's caches); the limiter and the export run without them, the stems make each row again.
+        out_tracks = spatial.tracks
+        t0 = time.perf_counter()
+        mix = render_mix(
+            out_tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=spatial.reverb, sides=sides,
+        )
+        timings["render"] = time.perf_counter() - t0
+        reverb_bus = spatial.reverb
+        if tracks.n_tracks > 0:
             t0 = time.perf_counter()
             after = analyse_after()
-            after_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            premixed = panned_sum(out_tracks, pans=tracks.pans, gains_db=gains, sides=sides)
-            render_s = time.perf_counter() - t0
-            out_tracks = ProcessedRows(self._row_maker(settings, filters, plan), tracks.n_tracks,
-                                       tracks.audio.shape[1])
-            reverb_bus = spatial.reverb
-            self._processed, self._spatial = [], []
-            processed = spatial = None
+            timings["analysis_after"] = time.perf_counter() - t0
+        outcome = MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,
+                             reverb_bus=reverb_bus, ducking=plan, row_keys=row_keys)
+        self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
+        return outcome
+
+    @_one_blas_thread
+    def _long_rows(self, settings: MixSettings, filters: list, plan, gains, rows: tuple):
+        """A long scene's processed rows, made one at a time into temporary files, and its reverb.
+
+        Returns ``(processed, absorbed, spatial, row_keys)``: the rows after EQ or duck (for the
+        "after" analysis), the same after air absorption (what is summed; ``processed`` itself when
+        nothing is far), both spilled (:mod:`imgext.audio.spill`, or the dry tracks themselves when
+        nothing changes them); the reverb and the row keys as :meth:`spatial` makes them.
+        """
+        tracks = self.tracks
+        audio, sr = tracks.audio, tracks.sample_rate
+        d = np.asarray(tracks.distances_m(), dtype=np.float64)
+        air = np.asarray(bool(settings.distance) & (d > AIR_ABSORPTION_FROM_M), dtype=bool)
+        ducked = plan is not None and bool(plan.active.any())
+        changed = np.asarray(plan.active, dtype=bool) if ducked else np.array(
+            [k < len(filters) and bool(filters[k]) for k in range(tracks.n_tracks)], dtype=bool)
+        if not changed.any() and not air.any():
+            processed = absorbed = audio
         else:
-            reverb_bus, render_s = spatial.reverb, 0.0
+            make = self._row_maker(settings, filters, plan)
+            processed = spilled_array(audio.shape) if changed.any() else audio
+            absorbed = spilled_array(audio.shape) if air.any() else processed
+            for k in range(tracks.n_tracks):
+                row = make(k, air=False) if changed[k] else audio[k]
+                if processed is not audio:
+                    processed[k] = row
+                if air[k]:
+                    absorbed[k] = apply_air_absorption(row, float(d[k]), sr)
+                elif absorbed is not processed:
+                    absorbed[k] = row
+                del row
+                release(processed)
+                release(absorbed)
+                release(audio)
+        chosen = next((n.split(": ", 1)[1] for n in tracks.names if n.startswith("ambience: ")), None)
+        spatial = spatialise(processed, gains, tracks.distances_m(), distance=settings.distance,
+                             reverb_amount=settings.reverb_amount, room=resolve_room(settings.room, chosen),
+                             sample_rate=sr, seed=settings.seed, absorbed=absorbed)
+        row_keys = tuple((rows[k], "air", round(float(d[k]), 1)) if air[k] else rows[k] for k in range(tracks.n_tracks))
+        return processed, absorbed, spatial, row_keys
+
+    def _render_long(self, settings: MixSettings, measure_after: bool) -> MixOutcome:
+        """:meth:`render` of a scene longer than :data:`LONG_SCENE_S`: the same outcome, bit for bit.
+
+        The dry tracks are spilled (:func:`~imgext.composition.tracks.fetch_tracks`); the processed
+        rows are made one at a time into temporary files, analysed and summed from there a row or a
+        stretch at a time, and :attr:`MixOutcome.processed` reads them back (:class:`ProcessedRows`):
+        no copy of the tracks is held in memory, and nothing of signal length is cached by the Mixer.
+        """
+        from imgext.engine.duck import ducked_bands
+        from imgext.engine.eq import band_response_db
+        from imgext.masking.analysis import band_energies, masking_report
+
+        tracks = self.tracks
+        requested, gains, filters, _, before, opt, stage_timings, plan, rows = self._process(settings, filtered=False)
+        release(tracks.audio)
+        timings = dict(stage_timings)
         t0 = time.perf_counter()
+        processed, absorbed, spatial, row_keys = self._long_rows(settings, filters, plan, gains, rows)
+        timings["space"] = time.perf_counter() - t0  # the rows' filtering is in here too
+        core = before.core if before is not None else None
+        t0 = time.perf_counter()
+        if measure_after and processed is not tracks.audio:
+            after = masking_report(band_energies(processed, tracks.sample_rate), gains_db=gains,
+                                   importance=tracks.importance, core=core)
+        elif plan is not None:
+            after = masking_report(ducked_bands(self.bands(), plan), gains_db=gains, importance=tracks.importance,
+                                   core=core)
+        else:
+            eq_db = np.stack([band_response_db(f, self.bands()) for f in filters])
+            after = masking_report(self.bands(), gains_db=gains, importance=tracks.importance, eq_db=eq_db, core=core)
+        after_s = time.perf_counter() - t0
+        del processed  # (the file goes with it when absorbed is another)
+        sides = self._sides(filters)
+        t0 = time.perf_counter()
+        premixed = panned_sum(absorbed, pans=tracks.pans, gains_db=gains, sides=sides)
+        if absorbed is tracks.audio:
+            out_tracks = tracks.audio
+        else:
+            def read(k: int, rows=absorbed) -> np.ndarray:
+                row = np.array(rows[k])
+                release(rows)
+                return row
+
+            out_tracks = ProcessedRows(read, tracks.n_tracks, tracks.audio.shape[1])
+        reverb_bus = spatial.reverb
+        spatial = absorbed = None
         mix = render_mix(
             out_tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
             loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=reverb_bus, sides=sides,
             premixed=premixed,
         )
-        timings["render"] = time.perf_counter() - t0 + render_s
-        if tracks.n_tracks > 0:
-            t0 = time.perf_counter()
-            if not long:
-                after = analyse_after()
-            timings["analysis_after"] = time.perf_counter() - t0 + after_s
-        outcome = MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,
-                             reverb_bus=reverb_bus, ducking=plan, row_keys=row_keys)
-        self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
-        return outcome
+        timings["render"] = time.perf_counter() - t0
+        timings["analysis_after"] = after_s
+        return MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,
+                          reverb_bus=reverb_bus, ducking=plan, row_keys=row_keys)

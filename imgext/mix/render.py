@@ -21,8 +21,10 @@ from imgext.audio.loudness import (
     integrated_loudness,
     k_weighted_power,
 )
+from imgext.audio.spill import release
 from imgext.errors import ParameterError
 from imgext.mix.limiter import _abs_max, limit_to_loudness, true_peak_dbtp
+from imgext.mix.space import weighted_sum
 from imgext.options import DEFAULT_LOUDNESS_LUFS, DEFAULT_PEAK_DBFS
 
 
@@ -127,6 +129,7 @@ class Mix:
         ``limiter=False`` leaves the limiter's envelope out (the stem before the master limiter).
         """
         stem = (self.coefficients[:, index : index + 1] * tracks[index][None, :]).astype(np.float32)
+        release(tracks)  # a long scene's spilled tracks: the row read is not kept in memory
         if index in self.sides:
             side_coeffs, side = self.sides[index]
             stem += (side_coeffs[:, None] * side[None, :]).astype(np.float32)
@@ -169,7 +172,7 @@ def _sum(tracks: np.ndarray, coeffs: np.ndarray, side_coeffs: dict, sides: dict 
     n_tracks, n_samples = tracks.shape
     if n_tracks == 0 or n_samples == 0:
         return np.zeros((2, n_samples), dtype=np.float32)
-    summed = (coeffs.astype(np.float32) @ tracks).astype(np.float32)
+    summed = weighted_sum(coeffs.astype(np.float32), tracks)  # a spilled (long-scene) array a stretch at a time
     for k, (_, side) in (sides or {}).items():
         summed += (side_coeffs[k][:, None] * np.asarray(side, dtype=np.float32)[None, :]).astype(np.float32)
     return summed

@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from imgext.audio.dsp import signal
+from imgext.audio.spill import is_spilled, release
 from imgext.errors import ParameterError
 
 __all__ = [
@@ -324,6 +325,27 @@ def level_gains_db(base_gains_db, distances_m, *, distance: bool) -> np.ndarray:
     return base + distance_gain_db(distances_m)
 
 
+SPILL_CHUNK = 1 << 18
+"""Samples per stretch when a spilled (long-scene) signal is summed: a multiple of every BLAS kernel's
+width, so each column meets the same kernel as in one product over the whole signal (the same bits)."""
+
+
+def weighted_sum(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``weights @ x`` in float32 [shape=(..., n_samples)]; a spilled ``x`` a stretch at a time, released after.
+
+    The stretches are :data:`SPILL_CHUNK` samples, so with one BLAS thread the result is bit for bit the
+    product over the whole signal (``tests/test_long_memory.py``) without touching all of ``x`` at once.
+    """
+    if not is_spilled(x):
+        return (weights @ x).astype(np.float32)
+    n = x.shape[-1]
+    out = np.empty(np.shape(weights)[:-1] + (n,), np.float32)
+    for s0 in range(0, n, SPILL_CHUNK):
+        out[..., s0: s0 + SPILL_CHUNK] = weights @ x[:, s0: s0 + SPILL_CHUNK]
+        release(x)
+    return out
+
+
 def spatialise(audio: np.ndarray, gains_db, distances_m, *, distance: bool, reverb_amount: float, room: str,
                sample_rate: int, seed: int = 0, absorbed: np.ndarray | None = None) -> Spatial:
     """Air absorption and the reverb bus for mono tracks at ``gains_db`` (distance loss included).
@@ -364,5 +386,5 @@ def spatialise(audio: np.ndarray, gains_db, distances_m, *, distance: bool, reve
     g = 10.0 ** (np.asarray(gains_db, dtype=np.float64) / 20.0)
     undo_distance = 10.0 ** (-distance_gain_db(d) / 20.0) if distance else np.ones_like(d)
     weights = (g * undo_distance * sends).astype(np.float32)  # send from the gain before the distance loss
-    bus = (weights @ x).astype(np.float32)
+    bus = weighted_sum(weights, x)
     return Spatial(x, render_reverb(bus, room=room, sample_rate=sample_rate, seed=seed), sends, room)
