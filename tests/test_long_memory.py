@@ -358,3 +358,68 @@ def test_ducking_a_long_track_holds_blocks_not_whole_frames():
                          plan.loudness_change_lu[1:], plan.maskees[1:])
     plan.cut_db[0, 3:15] = 2.0  # every frame busy
     assert _peak_traced(lambda: duck.apply_ducking(track, plan, SR)) < track.nbytes + 6 * duck.RENDER_BLOCK_SAMPLES * 8
+
+
+def test_a_long_scene_is_fetched_into_temporary_files_and_exported_the_same(monkeypatch, tmp_path):
+    """Beyond LONG_SCENE_S the fetched source bytes and the stacked tracks live in temporary files:
+    the same tracks, and the same files on disk (mix, stems, sources, scene.json) as without."""
+    from pathlib import Path
+
+    from imgext.audio.spill import SpilledBytes, is_spilled
+    from imgext.composition import tracks as tracks_module
+    from imgext.composition.tracks import fetch_tracks
+    from imgext.mix import mixer as mixer_module
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+    from imgext.output.export import build_outputs, write_outputs
+    from imgext.sounds.builtin import BuiltinSource
+    from imgext.sounds.selection import choose_sounds
+    from imgext.vision.placement import manual_object
+
+    settings = MixSettings(duration_s=2.0, seed=0)
+    objects = [manual_object(label, x, importance=i) for label, x, i in
+               (("dog", 0.2, 0.9), ("car", 0.5, 0.4), ("bird", 0.8, 0.6))]
+
+    def render(out: Path):
+        source = BuiltinSource()
+        tracks, assignments, fetched = fetch_tracks(objects, choose_sounds(objects, source, rng=0), source,
+                                                    settings=settings)
+        outcome = Mixer(tracks).render(settings)
+        files, _ = build_outputs(image=None, objects=objects, assignments=assignments, fetched=fetched,
+                                 tracks=tracks, outcome=outcome, settings=settings, source_description="test",
+                                 timings_s={})
+        write_outputs(out, files)
+        return tracks, fetched
+
+    short_tracks, short_fetched = render(tmp_path / "short")
+    monkeypatch.setattr(tracks_module, "LONG_SCENE_S", 1.0)
+    monkeypatch.setattr(mixer_module, "LONG_SCENE_S", 1.0)
+    long_tracks, long_fetched = render(tmp_path / "long")
+    assert is_spilled(long_tracks.audio) and not is_spilled(short_tracks.audio)
+    np.testing.assert_array_equal(long_tracks.audio, short_tracks.audio)
+    for i, f in long_fetched.items():
+        assert isinstance(f.data, SpilledBytes) and f.data == short_fetched[i].data
+        assert is_spilled(f.track)
+    names = sorted(p.relative_to(tmp_path / "short").as_posix() for p in (tmp_path / "short").rglob("*") if p.is_file())
+    assert any(n.startswith("sources/") for n in names) and any(n.startswith("stems/") for n in names)
+    assert names == sorted(p.relative_to(tmp_path / "long").as_posix() for p in (tmp_path / "long").rglob("*")
+                           if p.is_file())
+    for name in names:
+        if name.endswith((".wav", ".flac")) or name.startswith("sources/"):
+            assert (tmp_path / "long" / name).read_bytes() == (tmp_path / "short" / name).read_bytes(), name
+
+
+def test_released_spilled_arrays_read_the_same(tmp_path):
+    from imgext.audio.spill import SpilledBytes, is_spilled, release, spill, spilled_array
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 100_000)).astype(np.float32)
+    s = spill(x)
+    assert is_spilled(s) and is_spilled(s[1]) and is_spilled(np.asarray(s)) and not is_spilled(x)
+    np.testing.assert_array_equal(s, x)
+    s[2, :10] = 1.0
+    release(s)
+    assert (s[2, :10] == 1.0).all() and np.array_equal(s[:2], x[:2])
+    assert spilled_array((0, 5)).shape == (0, 5)
+    b = SpilledBytes(b"abc" * 1000)
+    assert bytes(b) == b() == b"abc" * 1000 and len(b) == 3000 and b == b"abc" * 1000

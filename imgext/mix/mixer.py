@@ -181,9 +181,10 @@ class MixOutcome:
 
 
 class ProcessedRows:
-    """Processed tracks made one row at a time when read, the same samples as the array they stand for.
+    """Processed tracks read one row at a time, the same samples as the array they stand for.
 
-    ``rows[k]`` is track ``k`` after its EQ or duck and its air absorption (float32, made now);
+    ``rows[k]`` is track ``k`` after its EQ or duck and its air absorption (float32, a fresh copy:
+    a long scene's rows are read back from their temporary file, :meth:`Mixer._long_rows`);
     ``np.asarray(rows)`` makes them all.  Used for long scenes (:data:`LONG_SCENE_S`): the
     export reads one stem at a time, so only one row is held.
     """
