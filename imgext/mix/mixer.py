@@ -178,8 +178,6 @@ class MixOutcome:
         return {"static": h, "deepest": h}
 
 
-
-
 class ProcessedRows:
     """Processed tracks read one row at a time, the same samples as the array they stand for.
 
@@ -270,7 +268,7 @@ class Mixer:
         """EQ design, optional optimisation and filtering: cached for the last settings that shape them (two).
 
         ``filtered=False`` (a long scene) designs only: ``processed`` is then None and nothing is cached
-        (:meth:`_rows` makes the rows one at a time).
+        (:meth:`_long_rows` makes the rows one at a time).
         """
         from imgext.engine.duck import SpectrumCache, apply_ducking, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
