@@ -56,6 +56,7 @@ DEFAULT_RELEASE_MS = 25.0
 _HALF = 10  # each interpolated point uses the 2 * 10 + 1 samples around it (81 taps over 4 phases)
 _SCAN = 64  # candidate search: blocks of this many samples are skipped when their neighbourhood stays low
 _CHUNK = 1 << 17  # long signals are oversampled this many samples at a time
+_PIECE = 4096  # the limiter's check bounds the signal only in pieces of this many samples where its envelope acts
 _BLOCK = 16  # the envelope is computed on the per-16-sample minimum (0.36 ms at 44.1 kHz), then interpolated
 
 
@@ -131,7 +132,7 @@ def sample_true_peaks(audio: np.ndarray, *, threshold: float = 0.0, where: np.nd
         return peaks
     # The points to oversample as a boolean mask, not an index array: when most samples are candidates
     # (a loud, limited mix) int64 indices and float64 bounds were 12 bytes a sample (8 x 600 s: ~640 MB).
-    mask = _candidate_mask(peaks, threshold) if threshold > 0 else np.ones(n, dtype=bool)
+    mask = _candidate_mask(peaks, threshold, where=where) if threshold > 0 else np.ones(n, dtype=bool)
     if where is not None:
         mask &= where
     count = int(np.count_nonzero(mask))
@@ -235,22 +236,44 @@ def _interpolated_all(x: np.ndarray, *, into: np.ndarray | None = None, where: n
     return inter if into is None else into
 
 
+def _block_reduce(x: np.ndarray, width: int, ufunc, fill: float) -> np.ndarray:
+    """``ufunc.reduce`` over consecutive blocks of ``width`` samples [shape=(ceil(n / width),)].
+
+    ``ufunc`` is ``np.maximum`` or ``np.minimum``; the last, partial block counts as padded with ``fill``.
+
+    The same values as padding, reshaping and reducing along the rows (a maximum or minimum is exact),
+    without the padded copy of the signal (about half the time).
+    """
+    n = x.size
+    full = n // width
+    out = np.empty(-(-n // width), dtype=x.dtype)
+    if full:
+        ufunc.reduce(x[: full * width].reshape(full, width), axis=1, out=out[:full])
+    if full * width < n:
+        out[full] = ufunc(ufunc.reduce(x[full * width :]), x.dtype.type(fill))
+    return out
+
+
 def _near_blocks(peaks: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     """The :data:`_SCAN`-sample blocks whose neighbourhood could reach ``threshold``, and the block count."""
     n = peaks.size
     m = -(-n // _SCAN)
-    block_max = np.pad(peaks, (0, m * _SCAN - n)).reshape(m, _SCAN).max(axis=1)
+    block_max = _block_reduce(peaks, _SCAN, np.maximum, 0.0)
     near = maximum_filter1d(block_max, size=3, mode="constant") * _BOUND_SUM > threshold  # reach 10 < _SCAN
     return np.flatnonzero(near), m
 
 
-def _candidate_mask(peaks: np.ndarray, threshold: float) -> np.ndarray:
-    """:func:`_candidates`' points as a boolean mask [shape=(n_samples,)] (the same set, a byte a sample)."""
+def _candidate_mask(peaks: np.ndarray, threshold: float, *, where: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_candidates`' points as a boolean mask [shape=(n_samples,)] (the same set, a byte a sample).
+
+    With ``where`` (bool [shape=(n_samples,)]) the mask is only needed where it is True: pieces of the
+    signal with no such point are left False (the limiter's check reads only where its envelope acts).
+    """
     blocks, m = _near_blocks(peaks, threshold)
     mask = np.zeros(peaks.size, dtype=bool)
     if blocks.size * 8 > m:  # dense: the chunked bound, compared chunk by chunk
         level = np.float32(threshold * (1.0 - 1e-5))
-        for start, bound in _dense_bound(peaks.astype(np.float32, copy=False)):
+        for start, bound in _dense_bound(peaks.astype(np.float32, copy=False), where=where):
             np.greater(bound, level, out=mask[start : start + bound.size])
     elif blocks.size:
         mask[_candidates(peaks, threshold)[0]] = True
@@ -296,11 +319,21 @@ def _dense_candidates(peaks: np.ndarray, level: np.float32) -> tuple[np.ndarray,
     return np.concatenate(idx), np.concatenate(values)
 
 
-def _dense_bound(peaks: np.ndarray):
-    """The float32 candidate bound of ``peaks`` in consecutive pieces: yields ``(start, bound)``."""
+def _dense_bound(peaks: np.ndarray, *, where: np.ndarray | None = None):
+    """The float32 candidate bound of ``peaks`` in consecutive pieces: yields ``(start, bound)``.
+
+    With ``where`` (bool [shape=(n_samples,)]) only the pieces (of :data:`_PIECE` samples) holding a True
+    point are yielded.  Each value reads the 21 samples around it (zeros beyond the ends), whatever the piece.
+    """
     n = peaks.size
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
+    step = _CHUNK if where is None else _PIECE
+    starts = range(0, n, step)
+    if where is not None:
+        m = -(-n // step)
+        wanted = np.pad(where, (0, m * step - n)).reshape(m, step).any(axis=1)
+        starts = (int(k) * step for k in np.flatnonzero(wanted))
+    for start in starts:
+        stop = min(n, start + step)
         lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
         yield start, correlate1d(peaks[lo:hi], _BOUND_F32, mode="constant")[start - lo : stop - lo]
 
@@ -452,17 +485,33 @@ def _smooth_gain(need: np.ndarray, n: int, sample_rate: int, attack_ms: float, r
     # Work on the per-block minimum (and its neighbours, so linear interpolation between block
     # centres stays under every sample's need), then interpolate back to the sample rate.
     m = -(-n // _BLOCK)
-    blocks = np.pad(need, (0, m * _BLOCK - n), constant_values=1.0).reshape(m, _BLOCK).min(axis=1)
+    blocks = _block_reduce(need, _BLOCK, np.minimum, 1.0)
     blocks = minimum_filter1d(blocks, size=3, mode="nearest")
     block_rate = sample_rate / _BLOCK
     g = _running_min_mean(blocks, round(attack_ms * 1e-3 * block_rate))
     g = _running_min_mean(g, round(release_ms * 1e-3 * block_rate))
-    centres = (np.arange(m) + 0.5) * _BLOCK - 0.5
     env = np.empty(n, np.float32)
-    for start in range(0, n, _CHUNK):  # a chunk at a time: no float64 sample grid and curve of the signal's length
-        stop = min(n, start + _CHUNK)
-        part = np.interp(np.arange(start, stop, dtype=np.float64), centres, g).astype(np.float32)
-        np.minimum(part, need[start:stop], out=env[start:stop])  # exact at the samples, whatever the interpolation did
+    # Linear interpolation between the block centres c_j = 16 j + 7.5: the samples between c_j and c_j+1
+    # are 16 j + 8 + k (k = 0..15), at k + 0.5 past c_j, so each block's 16 values are one row of a
+    # (blocks, 16) product: ``np.interp(samples, centres, g)`` bit for bit (the same slope (g_j+1 - g_j) / 16,
+    # the same slope * (x - c_j) + g_j), without its search per sample.  Before c_0 and after the last
+    # centre the end values hold.  A block range at a time (no float64 curve of the signal's length).
+    half = _BLOCK // 2
+    head = min(n, half)
+    np.minimum(np.float32(g[0]), need[:head], out=env[:head])
+    offsets = np.arange(_BLOCK, dtype=np.float64) + 0.5
+    per = _CHUNK // _BLOCK
+    for j0 in range(0, m - 1, per):
+        j1 = min(m - 1, j0 + per)
+        slope = (g[j0 + 1 : j1 + 1] - g[j0:j1]) / float(_BLOCK)
+        part = (slope[:, None] * offsets[None, :] + g[j0:j1, None]).astype(np.float32).reshape(-1)
+        a = half + j0 * _BLOCK
+        b = min(n, half + j1 * _BLOCK)
+        if b > a:
+            np.minimum(part[: b - a], need[a:b], out=env[a:b])  # exact at the samples, whatever the interpolation did
+    tail = half + (m - 1) * _BLOCK
+    if tail < n:
+        np.minimum(np.float32(g[-1]), need[tail:], out=env[tail:])
     return env
 
 
