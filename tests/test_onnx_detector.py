@@ -73,3 +73,18 @@ def test_detector_finds_the_bus_without_torch(model_path, bus_jpg):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["mods"] == []
     assert "bus" in result["labels"] and result["labels"].count("person") >= 3
+
+
+@pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
+def test_one_shot_load_finds_the_same_boxes(model_path, name):
+    """Without graph optimisation, on one thread (the CLI's load): the very boxes, classes and scores."""
+    import importlib.util
+
+    assets = os.path.join(os.path.dirname(importlib.util.find_spec("ultralytics").origin), "assets")
+    picture = np.asarray(Image.open(os.path.join(assets, name)).convert("RGB"))
+    full = OnnxYolo(str(model_path)).predict(picture, conf=0.25)
+    light = OnnxYolo(str(model_path), threads=1, optimize=False).predict(picture, conf=0.25)
+    assert len(full.xyxy) >= 3
+    np.testing.assert_array_equal(light.xyxy, full.xyxy)
+    np.testing.assert_array_equal(light.classes, full.classes)
+    np.testing.assert_array_equal(light.scores, full.scores)
