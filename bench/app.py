@@ -9,12 +9,15 @@ sounds, open the Mix page. Then, ``--moves`` times, it moves the first mix slide
 keyboard (a release: one rerun), back and forth (``alternate``: the two positions' signals are then
 known to the player) or always up (``up``: every move makes new signals, as a user dragging does), and measures
 
-* **latency**: from the key press until the page has finished its run and the players' audio has a new
-  source (the new render is playable);
+* **latency**: from the key press until the page has finished its run and the stems player has applied
+  what the run sent (it plays the new setting);
 * **server CPU**: user + system CPU seconds of the streamlit process (``/proc/<pid>/stat``, children
   included) from the key press until the run is over;
 
-and reports the medians.  **Idle RSS** is the server's resident memory with the model loaded: after the
+and reports the medians.  A move of a level slider (attenuation, loudness) is first heard as a level
+preview, and the player asks for the render once the sliders rest (``SETTLE_MS`` in pages/_player.py):
+after the last move the bench waits for that render and reports its latency and CPU too (``settle``);
+``--settle`` waits for it after every move and counts it in the move (a user who stops after each step).  **Idle RSS** is the server's resident memory with the model loaded: after the
 first detection, with that one session idle on the Image page (and, for reference, before any session).
 
 Targets (issue 15): idle <= 400 MB; each slider move <= 0.3 s of server CPU at 8 tracks, <= 0.6 s at 32.
@@ -43,7 +46,8 @@ IDLE_TARGET_MB = 400
 IDLE_JS = ("() => { const a = document.querySelector(\"[data-testid='stApp']\");"
            " return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'"
            " && a.getAttribute('data-test-script-state') === 'notRunning'; }")
-AUDIO_SRCS_JS = "() => Array.from(document.querySelectorAll(\"[data-testid='stAudio']\")).map(a => a.src).join(' ')"
+PLAYER_JS = ("() => window.__player ? {applied: window.__player.applied, settling: window.__player.settling === undefined"
+             " ? 'none' : window.__player.settling} : null")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -125,22 +129,60 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
         ".startsWith('Masking before'))._fullData[0].z.length"))
 
 
-def slider_moves(page, pid: int, moves: int, direction: str = "alternate") -> tuple[list[float], list[float]]:
-    """Latency and server CPU seconds of ``moves`` one-step moves of the first mix slider."""
+def player(page) -> dict | None:
+    """The stems player's counters (``applied``: renders it has applied; ``settling``: a level preview's token)."""
+    frame = next((f for f in page.frames if "stems_player" in f.url), None)
+    return None if frame is None else frame.evaluate(PLAYER_JS)
+
+
+def wait_applied(page, after: int, timeout_s: float = 300.0) -> dict:
+    """Wait until the player has applied more than ``after`` renders and the page is idle."""
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        state = player(page)
+        if state is not None and state["applied"] > after and page.evaluate(IDLE_JS):
+            return state
+        page.wait_for_timeout(20)
+    raise TimeoutError("the stems player applied nothing new")
+
+
+def wait_settled(page, pid: int, t0: float, c0: float) -> tuple[float, float] | None:
+    """Latency (from ``t0``) and CPU (from ``c0``) until a level preview's render has arrived; None if none is due."""
+    state = player(page)
+    if state is None or state["settling"] in (None, "none"):
+        return None
+    state = wait_applied(page, state["applied"])
+    while state["settling"] not in (None, "none"):  # (a newer preview: wait for its render)
+        state = wait_applied(page, state["applied"])
+    lat = time.perf_counter() - t0
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    return lat, cpu_seconds(pid) - c0
+
+
+def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_settle: bool = False):
+    """Latency and server CPU seconds of ``moves`` one-step moves of the first mix slider, and of the settle."""
     slider = page.get_by_role("slider").first
-    latencies, cpus = [], []
+    latencies, cpus, settle = [], [], None
     for k in range(moves):
-        before = page.evaluate(AUDIO_SRCS_JS)
+        before = player(page)["applied"]
         slider.focus()
         c0, t0 = cpu_seconds(pid), time.perf_counter()
         page.keyboard.press("ArrowRight" if k % 2 == 0 or direction == "up" else "ArrowLeft")
-        page.wait_for_function(f"() => ({AUDIO_SRCS_JS})() !== {before!r} && ({IDLE_JS})()", timeout=300_000,
-                               polling=20)
+        wait_applied(page, before)
         latencies.append(time.perf_counter() - t0)
         page.wait_for_timeout(500)  # the tail of the run (media registration, GC) is the move's CPU too
         wait_idle(page)
+        if each_settle:
+            got = wait_settled(page, pid, t0, c0)
+            if got is not None:
+                latencies[-1], c = got
+                cpus.append(c)
+                continue
         cpus.append(cpu_seconds(pid) - c0)
-    return latencies, cpus
+    if not each_settle:
+        settle = wait_settled(page, pid, time.perf_counter(), cpu_seconds(pid))
+    return latencies, cpus, settle
 
 
 def main() -> int:
@@ -149,6 +191,8 @@ def main() -> int:
     parser.add_argument("--moves", type=int, default=7)
     parser.add_argument("--direction", choices=["alternate", "up"], default="alternate",
                         help="back and forth between two positions, or a new position every move")
+    parser.add_argument("--settle", action="store_true", help="wait for the render after every move and count it "
+                        "in the move (by default only after the last: the user stops once)")
     parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the slider moves "
                         "(collapsed stacks, one file per track count: FILE.<n>)")
     args = parser.parse_args()
@@ -191,7 +235,7 @@ def main() -> int:
                                         "-f", "raw", "-o", f"{args.profile}.{n}", "--nonblocking"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            lat, cpu = slider_moves(page, pid, args.moves, args.direction)
+            lat, cpu, settled = slider_moves(page, pid, args.moves, args.direction, args.settle)
             if spy is not None:
                 import signal
 
@@ -201,6 +245,9 @@ def main() -> int:
             print(f"  slider release -> new audio: median {statistics.median(lat):.2f} s "
                   f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "
                   f"({', '.join(f'{v:.2f}' for v in cpu)})", flush=True)
+            if settled is not None:
+                print(f"  after the last move, the render when the sliders rest: {settled[0]:.2f} s after the move's "
+                      f"end, {settled[1]:.2f} server CPU-s", flush=True)
             context.close()
         peak = rss_mb(pid)
     print("\n| tracks | release -> new audio (median) | server CPU per move (median) | target CPU |")

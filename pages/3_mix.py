@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 
@@ -13,9 +14,10 @@ import streamlit as st
 from imgext.audio.io import encode_wav
 from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
 from imgext.mix.binaural import headphone_mix
+from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
 from pages._figures import dark_figure, trace
-from pages._player import FOCUS_KEY, before_settings, stems_player
+from pages._player import FOCUS_KEY, before_settings, level_preview, stems_player
 from pages._state import (
     access,
     guarded,
@@ -159,6 +161,38 @@ def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
     b.audio(wav, format="audio/wav")
 
 
+FILES_KEY = "mix_files"
+# Session key of the "rendered files" expander's open state.  (a comment: Streamlit would draw a bare string on the page)
+
+
+def rendered_files(outcome, settings: MixSettings, played: np.ndarray | None) -> None:
+    """The rendered before / after as two WAV players, made (two renders' worth of WAV) only while open."""
+    box = st.expander("The rendered files: before / after", icon=":material/audio_file:", key=FILES_KEY,
+                      on_change="rerun")
+    if not box.open:
+        return
+    with box:
+        if played is None:
+            st.caption("A level preview is playing: the files follow when the sliders rest.")
+            return
+        ab_players(outcome, settings, encode_wav(played, settings.sample_rate, subtype="PCM_16"))
+
+
+def exact_played(tracks, mixer, settings: MixSettings) -> np.ndarray:
+    """The mix of ``settings`` as the download carries it (the headphone mix with ``binaural``), rendered now.
+
+    Runs when the download button is clicked, outside the script run: on its own
+    :class:`~imgext.mix.mixer.Mixer` (the cached analysis and designs copied), like the ZIP.
+    """
+    with get_pool(app_settings().heavy_workers).slot("mix"):
+        outcome = Mixer(tracks, reuse=mixer).render(settings, measure_after=False)  # the audio does not depend on it
+        if settings.binaural:
+            mix, _ = headphone_mix(outcome, tracks, settings)
+            if mix is not None:
+                return mix.audio
+        return outcome.mix.audio
+
+
 EQ_TABLE_KEY = "mix_eq_table"
 # Session key of the "EQ filters" expander's open state.  (a comment: Streamlit would draw a bare string on the page)
 
@@ -230,12 +264,22 @@ def mixer_panel() -> None:
         for column, name in zip(st.columns(len(SCENE_WIDGETS)), SCENE_WIDGETS):
             settings = setting_widget(column, settings, name, key=f"mix_{name}", choices=choices.get(name))
     t0 = time.perf_counter()
-    with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
-                                                      show_time=settings.optimise):
-        outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
+    with guarded("Mixing"):
+        quick = level_preview(p, settings)  # a level-only move: heard at once, rendered when the sliders rest
+    if quick is None:
+        with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
+                                                          show_time=settings.optimise):
+            outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
+            played = headphones(outcome, settings)
+            played = outcome.mix.audio if played is None else played
+    elif quick.exact:  # back at the last render's settings: that render is the mix
+        outcome = quick.outcome
         played = headphones(outcome, settings)
         played = outcome.mix.audio if played is None else played
-        wav = encode_wav(played, settings.sample_rate, subtype="PCM_16")  # the player's copy; the download is 24-bit
+    else:
+        outcome, played = quick.outcome, None  # the last render's analysis is shown until the render follows
+        if settings.binaural:
+            st.caption("Headphones (binaural, MIT KEMAR HRTF): the download below is the headphone mix.")
     history_buttons(undo_slot, key="mix")
     if any(is_ambience(o) and not o.skipped and i not in p.fetched for i, o in enumerate(p.objects)):
         st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
@@ -250,19 +294,28 @@ def mixer_panel() -> None:
                       config={"displaylogo": False})
     right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if settings.optimise else ""),
                                zmax, focus), key="heat_after", theme=None, config={"displaylogo": False})
-    st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale for both"
-               " · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on the audio)")
+    if quick is not None and not quick.exact:
+        st.caption(f"Level preview in {elapsed * 1000:.0f} ms · the figures are those of the last render "
+                   f"(attenuation {quick.settings.attenuation_db:g} dB, target {quick.settings.loudness_lufs:g} LUFS) "
+                   "until the sliders rest")
+    else:
+        st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale "
+                   "for both · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on "
+                   "the audio)")
     with guarded("Comparing"):
-        stems_player(outcome, settings)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan (issue 14)
-        with st.expander("The rendered files: before / after", icon=":material/audio_file:"):
-            ab_players(outcome, settings, wav)
+        stems_player(outcome, settings, quick)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan
+        rendered_files(outcome, settings, played)
     show_timeline(p, focus=None if focus is None else p.tracks.object_indices[focus])  # when each object sounds (one lane per object), under the players
     processing_charts(outcome, names)
     eq_table(outcome, names, focus)
+    if played is None:  # a level preview: the download renders the mix of these settings when clicked
+        tracks, mixer = p.tracks, p.mixer()
+        played = functools.partial(exact_played, tracks, mixer, settings)
     d1, d2 = st.columns(2)
     # 24-bit as the README and the command line say, encoded only when clicked (not on every slider move)
     d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav",
-                       lambda: encode_wav(played, settings.sample_rate, subtype="PCM_24"),
+                       lambda: encode_wav(played() if callable(played) else played, settings.sample_rate,
+                                          subtype="PCM_24"),
                        file_name="mix_binaural.wav" if settings.binaural else "mix.wav", mime="audio/wav", icon=":material/download:",
                        on_click="ignore", key="dl_wav", width="stretch")
     s.flac_stems = d2.toggle("FLAC stems in the ZIP (lossless, half the size)", value=s.flac_stems, key="flac_stems")

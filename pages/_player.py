@@ -16,7 +16,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from imgext.composition.ambience import is_ambience
-from imgext.mix.preview import PreviewEncoder, preview_mix
+from imgext.mix.preview import LEVEL_FIELDS, PreviewEncoder, level_change, preview_mix, releveled
 from imgext.options import MixSettings
 from imgext.vision.overlay import Placed, draw_placement
 from pages._state import md, session
@@ -45,6 +45,20 @@ class PlayerState:
     sent: set = field(default_factory=set)  # ids sent since that report
     revision: int = 0  # +1 each time levels and pans are applied to the mix
     last_bytes: int = 0
+    settled: tuple | None = None  # (settings, tracks, outcome, previews) of the last render the player got
+    pending: int = 0  # token of the level preview waiting for its render (0: none)
+    tokens: int = 0
+    powers: dict = field(default_factory=dict)  # signal id -> mean power (level previews hold the loudness)
+
+
+@dataclass(frozen=True)
+class LevelPreview:
+    """A slider move that changed only levels, heard on the last render's signals (:func:`level_preview`)."""
+
+    outcome: object  # the last render (its analysis, figures and metrics are shown meanwhile)
+    settings: MixSettings  # its settings
+    previews: dict  # "after" / "before" -> PreviewMix (the new levels), "before" None when not listened to
+    exact: bool  # the settled render's own settings again: nothing is estimated
 
 
 def _state() -> PlayerState:
@@ -74,6 +88,50 @@ def before_outcome(project, settings: MixSettings, state: PlayerState):
     outcome = project.mixer().render(wanted, measure_after=False)
     state.before = (tracks, wanted, outcome)
     return outcome
+
+
+SETTLE_MS = 1500
+"""After a level preview, the player asks for the render once the sliders have rested this long (ms)."""
+
+
+def _listening_to_a(value: dict | None) -> bool:
+    return isinstance(value, dict) and value.get("ab") == "before"
+
+
+def _player_value() -> dict | None:
+    value = st.session_state.get(KEY)
+    return value if isinstance(value, dict) else None
+
+
+def level_preview(project, settings: MixSettings) -> LevelPreview | None:
+    """The last render with the new levels, when ``settings`` changed only levels since it; else None (render).
+
+    A move of the attenuation or loudness slider is heard at once: the player gets the new
+    levels on the signals it holds, and asks for the render (the EQ or ducking of the new levels,
+    the loudness and the limiter) once the sliders rest (:data:`SETTLE_MS`).  Sets ``settings``
+    on the project (an undo step) when it returns a preview.
+    """
+    state = _state()
+    value = _player_value()
+    if state.settled is None or (state.pending and value is not None and value.get("settle") == state.pending):
+        return None  # nothing rendered yet, or the player asks for the render of its preview
+    old_settings, old_tracks, outcome, previews = state.settled
+    if replace(settings, **{f: getattr(old_settings, f) for f in LEVEL_FIELDS}) != old_settings:
+        return None  # more than levels: render
+    project.set_settings(settings)  # (an attenuation retunes the ambience's volume: the tracks follow)
+    deltas = level_change(old_settings, old_tracks, settings, project.tracks)
+    if deltas is None:
+        return None
+    wants_a = _listening_to_a(value)
+    if wants_a and previews.get("before") is None:
+        return None  # A was not rendered for the last mix: render it
+    loud = settings.loudness_lufs - old_settings.loudness_lufs
+    if not deltas.any() and loud == 0.0:  # back where the render is: it is exact
+        return LevelPreview(outcome, old_settings, {"after": previews["after"],
+                                                    "before": previews["before"] if wants_a else None}, True)
+    moved = {m: None if pm is None or (m == "before" and not wants_a) else
+             releveled(pm, deltas, loudness_db=loud, powers=state.powers) for m, pm in previews.items()}
+    return LevelPreview(outcome, old_settings, moved, False)
 
 
 def _rows(project, after) -> list[dict]:
@@ -109,36 +167,64 @@ def _payload(state: PlayerState, previews: dict, value: dict | None) -> tuple[by
     return b"".join(chunks), index
 
 
-def stems_player(outcome, settings: MixSettings) -> dict | None:
-    """Draw the stems player for ``outcome`` (the processed mix) and what it reports; returns its state."""
+def _previews(p, outcome, settings: MixSettings, state: PlayerState, value: dict | None) -> dict:
+    """The rendered mix taken apart for the player, and its A/B "before" only while the player is on A.
+
+    The "before" (the mix without EQ or ducking) is a second whole render: it is made when the
+    listener switches to A (the player then asks for it), not on every slider move.
+    """
+    tracks = p.tracks
+    names, pans, sr = tracks.names, tracks.pans, settings.sample_rate
+    previews = {"after": preview_mix(outcome, names, pans, sample_rate=sr, memo=state.memos["after"]), "before": None}
+    if _listening_to_a(value):
+        before = before_outcome(p, settings, state)
+        match_db = 0.0
+        if before.mix.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
+            match_db = outcome.mix.loudness_lufs - before.mix.loudness_lufs  # A at B's loudness
+        previews["before"] = preview_mix(before, names, pans, sample_rate=sr, match_db=match_db,
+                                         memo=state.memos["before"])
+    state.settled = (settings, tracks, outcome, previews)
+    return previews
+
+
+def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = None) -> dict | None:
+    """Draw the stems player for ``outcome`` (the processed mix) and what it reports; returns its state.
+
+    With ``quick`` (:func:`level_preview`) the player gets the new levels on the signals it holds,
+    and asks for the render when the sliders rest.
+    """
     p = session().project
     state = _state()
-    tracks = p.tracks
-    before = before_outcome(p, settings, state)
-    match_db = 0.0
-    if before.mix.loudness_lufs is not None and outcome.mix.loudness_lufs is not None:
-        match_db = outcome.mix.loudness_lufs - before.mix.loudness_lufs  # A at B's loudness
-    names, pans, sr = tracks.names, tracks.pans, settings.sample_rate
-    previews = {
-        "before": preview_mix(before, names, pans, sample_rate=sr, match_db=match_db, memo=state.memos["before"]),
-        "after": preview_mix(outcome, names, pans, sample_rate=sr, memo=state.memos["after"]),
-    }
-    value = st.session_state.get(KEY)
-    value = value if isinstance(value, dict) else None
-    blob, index = _payload(state, previews, value)
+    value = _player_value()
+    if quick is None:
+        previews = _previews(p, outcome, settings, state, value)
+        state.pending = 0
+    else:
+        previews = quick.previews
+        if quick.exact:
+            state.pending = 0
+        else:
+            state.tokens += 1
+            state.pending = state.tokens
+    blob, index = _payload(state, {m: pm for m, pm in previews.items() if pm is not None}, value)
     after = previews["after"]
     rows = _rows(p, after)
-    matched = f" ({match_db:+.1f} dB to match)" if abs(match_db) >= 0.05 else ""
     if settings.binaural:
         st.caption("The stems player previews the stereo mix; the headphone mix is in the rendered files below.")
-    st.caption(f"Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
-               f"or ducking at the same loudness{matched}, **B** the processed mix. "
+    st.caption("Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
+               "or ducking at the same loudness (made when you switch to it), **B** the processed mix. "
                "Mute, solo, level and pan act at once in your browser; apply them to change the mix and the downloads.")
+    if state.pending:
+        st.caption(":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
+                   "loudness held by estimate; the EQ or ducking of the new levels, the loudness and the limiter "
+                   "follow when the sliders rest (the figures and numbers below are still those of the last render; "
+                   "the downloads are rendered exactly).")
     left, right = st.columns([3, 2])
     with left:
         value = _component(key=KEY, default=None, sample_rate=after.sample_rate, n_samples=after.n_samples,
-                           rows=rows, mixes={m: pm.describe() for m, pm in previews.items()}, blob=blob,
-                           blob_index=index, revision=state.revision, state=value)
+                           rows=rows, mixes={m: None if pm is None else pm.describe() for m, pm in previews.items()},
+                           blob=blob, blob_index=index, revision=state.revision, state=value,
+                           settle=state.pending or None, settle_ms=SETTLE_MS)
     value = value if isinstance(value, dict) and value.get("revision") == state.revision else None
     with right:
         placement_picture(p, outcome, value)

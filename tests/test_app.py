@@ -241,6 +241,17 @@ def test_typed_key_is_kept_for_the_session_and_never_shown(freesound_env, images
         w.key == "api_key_input" for w in at.text_input) else True
 
 
+def settle(at: AppTest) -> AppTest:
+    """What the stems player does once the sliders rest after a level preview: ask for the render."""
+    state = at.session_state["imgext_stems_player"]
+    if state.pending:
+        at.session_state["stems_player"] = {"mount": "apptest", "seq": state.pending, "revision": state.revision,
+                                            "ab": "after", "have": sorted(state.sent), "settle": state.pending}
+        at.run()
+        assert not at.exception and not at.session_state["imgext_stems_player"].pending
+    return at
+
+
 def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     at = upload(new_app(), "bus.jpg", bus_jpg.read_bytes())
     at = _ready_sounds(at)
@@ -248,7 +259,11 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     assert not at.exception and not at.error
     # Two heatmaps plus the EQ/ducking curves (and the ducking lane when a track is ducked), issue 13.
     assert len(at.get("plotly_chart")) >= 3
+    assert not at.get("audio"), "the rendered files are made only once their expander is opened"
+    at.session_state["mix_files"] = True
+    at.run()
     assert len(at.get("audio")) == 2  # loudness-matched before / after players (issue 13)
+    at.session_state["mix_files"] = False
     labels = [m.label for m in at.metric]
     assert "Total masking" in labels and "Loudness" in labels and "True peak" in labels
     before = {m.label: m.value for m in at.metric}
@@ -258,10 +273,18 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     assert after["Total masking"] != before["Total masking"] or after != before
     at.slider(key="mix_attenuation_db").set_value(3.0).run()
     at.slider(key="mix_loudness_lufs").set_value(-23.0).run()
+    assert at.session_state["imgext_stems_player"].pending, "a level move is first a level preview"
+    assert {m.label: m.value for m in at.metric} == after, "the last render's numbers meanwhile (and said so)"
+    assert any("Level preview" in c.value for c in at.caption)
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    early = deferred_bytes(media, buttons["Download mix.wav"])  # rendered when clicked, for the new settings
+    settle(at)
     assert {m.label: m.value for m in at.metric}["Loudness"].startswith("-23")
+    assert not any("Level preview" in c.value for c in at.caption)
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
     wav = deferred_bytes(media, buttons["Download mix.wav"])
     assert wav[:4] == b"RIFF" and len(wav) > 100_000
+    assert early == wav, "the download during a level preview is the mix of its settings, byte for byte"
     assert ZIP_LABEL not in buttons, "the ZIP is prepared on request, not on every slider move"
     data = prepared_zip(at, media)
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()

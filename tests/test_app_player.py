@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import pytest
 import soundfile as sf
 
-from tests.test_app import _ready_sounds, new_app, upload
+from tests.test_app import _ready_sounds, new_app, settle, upload
 
 pytestmark = pytest.mark.slow  # the whole app, real detector and sounds
 
@@ -29,7 +30,7 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     args, blob = player(at)
     names = [r["name"] for r in args["rows"]]
     assert "bus" in names and "reverb" in names
-    ids = {t["signal"] for m in args["mixes"].values() for t in m["tracks"]}
+    ids = {t["signal"] for m in args["mixes"].values() if m for t in m["tracks"]}
     sent = {e["id"] for e in args["blob_index"]}
     assert ids <= sent and sum(e["length"] for e in args["blob_index"]) == len(blob)
     assert blob[:4] == b"fLaC", "FLAC: cheap to encode on every slider move"
@@ -38,7 +39,7 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     first = args["blob_index"][0]
     decoded, rate = sf.read(io.BytesIO(blob[first["offset"]: first["offset"] + first["length"]]), dtype="float32")
     assert rate == args["sample_rate"] and decoded.shape[0] == args["n_samples"]
-    assert len(at.get("audio")) == 2, "the rendered before/after files stay, in an expander"
+    assert not at.get("audio"), "the rendered before/after files are made when their expander is opened"
     assert not at.dataframe, "the EQ and core-SMR tables are made only once their expander is opened"
     at.session_state["mix_eq_table"] = True  # the user opens it
     at.run()
@@ -52,6 +53,13 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     at.slider(key="mix_loudness_lufs").set_value(-20.0).run()  # a new master gain: the same signals
     args2, blob2 = player(at)
     assert blob2 == b"" and args2["mixes"]["after"]["tracks"][0]["level"] != args["mixes"]["after"]["tracks"][0]["level"]
+    assert args2["settle"] and args2["mixes"]["after"]["exact"] is False, "a level preview, rendered when asked"
+    assert args["mixes"]["before"] is None and args2["mixes"]["before"] is None, "A is made when listened to"
+    settle(at)  # the player asks for the render once the sliders rest
+    args2b, _ = player(at)
+    assert args2b["settle"] is None and args2b["mixes"]["after"]["exact"] is True
+    estimate, rendered = (a["mixes"]["after"]["tracks"][0]["level"] for a in (args2, args2b))
+    assert abs(20 * math.log10(estimate / rendered)) < 1.5, "the preview's level is near the render's"
 
     # The player reports (a new iframe that holds nothing): everything is sent to it; its state is shown.
     p = at.session_state["imgext_session"].project

@@ -149,16 +149,36 @@ def test_player_keeps_playing_while_tuning(app_url, bus_jpg):
         assert frame.evaluate("window.__player.mount") == mount, "the player was not reloaded"
         new_signals = frame.evaluate("window.__player.signals")
         assert new_signals["after"] != signals["after"], "the processed mix's new audio came in"
-        assert new_signals["before"] == signals["before"], "the unprocessed mix did not change"
+        assert new_signals["before"] == signals["before"] == {}, "the unprocessed mix is not made while B plays"
         t_after = played(frame)
         assert t_after > t_before + 0.5, (t_before, t_after)
         assert frame.evaluate("window.__player.playing")
 
-        # A/B: both mixes run in sync, switching is a crossfade with no pause.
+        # A level move (attenuation): heard at once as new levels on the signals the player holds (no new
+        # signal), rendered once the sliders rest (the player asks for it), the playback going on throughout.
+        applied = frame.evaluate("window.__player.applied")
+        swaps = frame.evaluate("window.__player.swaps")
+        page.get_by_role("slider").first.focus()
+        page.keyboard.press("ArrowRight")
+        frame.wait_for_function("([n]) => window.__player.applied > n && window.__player.settling", arg=[applied],
+                                timeout=120_000)
+        assert frame.evaluate("window.__player.swaps") == swaps, "a level preview sends and swaps no signal"
+        page.get_by_text("Level preview", exact=False).first.wait_for(timeout=30_000)
+        frame.wait_for_function("() => window.__player.settles >= 1 && window.__player.settling === null",
+                                timeout=120_000)
+        wait_for_app(page)
+        assert page.get_by_text("Level preview", exact=False).count() == 0, "the render came: no preview any more"
+        assert frame.evaluate("window.__player.playing") and frame.evaluate("window.__player.mount") == mount
+
+        # A/B: both mixes run in sync, switching is a crossfade with no pause; A is rendered when first chosen
+        # (B plays on until it arrives).
         assert frame.evaluate("window.__player.ab") == "after"
+        assert frame.evaluate("window.__player.signals")["before"] == {}, "A is not made while B is listened to"
         t0 = played(frame)
         click_in(frame, "#ab-before")
         times = watch_playing(frame, 0.8)
+        frame.wait_for_function("() => window.__player.heard === 'before'", timeout=120_000)
+        times += watch_playing(frame, 0.5)
         assert frame.evaluate("window.__player.ab") == "before"
         assert times[-1] - t0 > 0.5
         levels = mean_rms(frame)

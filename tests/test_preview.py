@@ -270,3 +270,56 @@ def test_the_flac_codec_is_exact_to_16_bits_for_tracks_and_reverb(rng):
     assert enc.encoded == 2 and enc.get("bed", bed, 24000) is enc.get("bed", bed, 24000) and enc.encoded == 2
     with pytest.raises(ParameterError, match="codec"):
         PreviewEncoder(codec="mp3")
+
+
+def test_a_level_change_is_found_only_when_nothing_but_levels_changed(project):
+    from imgext.mix.preview import level_change
+    from imgext.mix.space import level_gains_db
+
+    t = project.tracks
+    moved = replace(SETTINGS, attenuation_db=SETTINGS.attenuation_db + 4.0, loudness_lufs=-20.0)
+    deltas = level_change(SETTINGS, t, moved, t)
+    want = (level_gains_db(t.gains_db(moved.attenuation_db), t.distances_m(), distance=moved.distance)
+            - level_gains_db(t.gains_db(SETTINGS.attenuation_db), t.distances_m(), distance=SETTINGS.distance))
+    np.testing.assert_allclose(deltas, want)
+    assert deltas.any() and not np.all(deltas == deltas[0]), "attenuation moves the less important tracks"
+    assert not level_change(SETTINGS, t, replace(SETTINGS, loudness_lufs=-20.0), t).any()
+    for other in (replace(SETTINGS, eq_strength=0.3), replace(SETTINGS, reverb_amount=0.1), replace(SETTINGS, seed=2)):
+        assert level_change(SETTINGS, t, other, t) is None, other
+    panned = replace(t, pans=np.asarray(t.pans) * 0.5)
+    assert level_change(SETTINGS, t, moved, panned) is None, "a new pan is more than a level"
+    louder = replace(t, volume_db=np.asarray(t.volume_db) + np.arange(t.n_tracks))
+    np.testing.assert_allclose(level_change(SETTINGS, t, SETTINGS, louder), np.arange(t.n_tracks))
+
+
+def test_a_level_preview_keeps_the_signals_and_sounds_like_the_render_it_stands_for(project):
+    """Without EQ, reverb or limiter, a level preview is the new render up to its master gain (an estimate)."""
+    from imgext.mix.preview import level_change, releveled
+
+    plain = replace(SETTINGS, eq_strength=0.0, reverb_amount=0.0, loudness_lufs=-30.0)
+    moved = replace(plain, attenuation_db=plain.attenuation_db + 6.0, loudness_lufs=-28.0)
+    t = project.tracks
+    old, pm = _parts(project, plain)
+    new, exact = _parts(project, moved)
+    assert old.mix.envelope is None and new.mix.envelope is None and pm.reverb is None
+    powers: dict = {}
+    quick = releveled(pm, level_change(plain, t, moved, t), loudness_db=2.0, powers=powers)
+    assert not quick.exact and pm.exact and quick.describe()["exact"] is False
+    assert [x.signal for x in quick.tracks] == [x.signal for x in pm.tracks] == [x.signal for x in exact.tracks]
+    assert quick.signals is pm.signals and set(powers) == {x.signal for x in pm.tracks} | {
+        x.side for x in pm.tracks if x.side}
+    a, b = quick.render().astype(np.float64), exact.render().astype(np.float64)
+    c = float(np.sum(a * b) / np.sum(a * a))  # the one scalar between them: the master gain's estimate
+    np.testing.assert_allclose(a * c, b, atol=2e-5 * np.abs(b).max())
+    assert abs(20 * np.log10(c)) < 1.0, "the loudness is held to within 1 dB by the power estimate"
+    same = releveled(pm, np.zeros(len(pm.tracks)))
+    np.testing.assert_allclose(same.render(), pm.render(), rtol=1e-6, atol=1e-7)
+    _, full = _parts(project, SETTINGS)  # reverb, a wide ambience: held as they are, nothing new made
+    assert full.reverb is not None and any(x.side for x in full.tracks)
+    np.testing.assert_allclose(releveled(full, np.zeros(len(full.tracks))).render(), full.render(), rtol=1e-5, atol=1e-7)
+    up = releveled(full, np.full(len(full.tracks), 6.0), loudness_db=-3.0)
+    master = up.reverb_level / full.reverb_level  # the reverb takes the master gain only
+    assert all(u.level == pytest.approx(f.level * db_to_gain(6.0) * master) for u, f in zip(up.tracks, full.tracks))
+    assert db_to_gain(-3.0 - 6.0) < master < db_to_gain(-3.0), "the master gain takes back part of the +6 dB"
+    with pytest.raises(ParameterError):
+        releveled(pm, [0.0])

@@ -20,7 +20,7 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import soundfile as sf
@@ -29,7 +29,8 @@ from imgext.audio.io import db_to_gain, resample
 from imgext.errors import ParameterError
 from imgext.mix.render import pan_gains
 
-__all__ = ["PreviewEncoder", "PreviewMix", "PreviewTrack", "preview_mix", "signal_id", "DEFAULT_PREVIEW_RATE"]
+__all__ = ["PreviewEncoder", "PreviewMix", "PreviewTrack", "preview_mix", "signal_id", "DEFAULT_PREVIEW_RATE",
+           "LEVEL_FIELDS", "level_change", "releveled"]
 
 DEFAULT_PREVIEW_RATE = 24000
 """Sample rate of the browser preview in Hz: 12 kHz of bandwidth, half the data of 48 kHz."""
@@ -100,6 +101,8 @@ class PreviewMix:
     sample_rate: int
     n_samples: int
     signals: dict[str, np.ndarray] = field(repr=False)
+    exact: bool = True
+    """False for a level preview (:func:`releveled`): the levels of a new setting on an earlier render's signals."""
 
     @property
     def duration_s(self) -> float:
@@ -111,7 +114,7 @@ class PreviewMix:
         return {
             "tracks": [{"name": t.name, "signal": t.signal, "level": t.level, "pan": t.pan, "side": t.side,
                         "side_level": t.side_level} for t in self.tracks],
-            "reverb": self.reverb, "reverb_level": self.reverb_level, "envelope": self.envelope,
+            "reverb": self.reverb, "reverb_level": self.reverb_level, "envelope": self.envelope, "exact": self.exact,
         }
 
     def render(self, *, levels_db=None, pans=None, audible=None, reverb: bool = True) -> np.ndarray:
@@ -232,6 +235,109 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int = D
     n = next(iter(signals.values())).shape[-1] if signals else 0
     return PreviewMix(tracks=tracks, reverb=reverb, reverb_level=float(db_to_gain(mix.master_gain_db)) * match,
                       envelope=envelope, sample_rate=rate, n_samples=int(n), signals=signals)
+
+
+LEVEL_FIELDS = ("attenuation_db", "loudness_lufs")
+"""The :class:`~imgext.options.MixSettings` fields a stems player can preview by levels alone."""
+
+
+def _same_tracks(a, b) -> bool:
+    """The same sounds at the same places (only their levels may differ): names, audio, pans, importance, depth, sides."""
+    if a is b:
+        return True
+    if a.audio is not b.audio or list(a.names) != list(b.names) or a.sample_rate != b.sample_rate:
+        return False
+    if not (np.array_equal(a.pans, b.pans) and np.array_equal(a.importance, b.importance)):
+        return False
+    if not np.array_equal(np.asarray(a.distances_m(), dtype=float), np.asarray(b.distances_m(), dtype=float)):
+        return False
+    return a.sides.keys() == b.sides.keys() and all(
+        a.sides[k][0] == b.sides[k][0] and a.sides[k][1] is b.sides[k][1] for k in a.sides)
+
+
+def level_change(old_settings, old_tracks, settings, tracks) -> np.ndarray | None:
+    """How much each track's level moves from one mix to another, when nothing but levels changes.
+
+    Parameters
+    ----------
+    old_settings, settings : MixSettings
+        The settings of a rendered mix and the new ones.
+    old_tracks, tracks : Tracks
+        The tracks of each (the same audio; the user's volumes may differ).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_tracks,)] or None
+        The change of each track's requested gain in dB (attenuation, volume and distance:
+        :func:`~imgext.mix.space.level_gains_db`), or None when more than levels changed:
+        another field than :data:`LEVEL_FIELDS`, other sounds, pans, importance or distances.
+        (The engine's EQ and ducking follow the levels too: a level preview leaves them as they were.)
+    """
+    from imgext.mix.space import level_gains_db
+
+    if replace(settings, **{f: getattr(old_settings, f) for f in LEVEL_FIELDS}) != old_settings:
+        return None
+    if old_tracks is None or tracks is None or not _same_tracks(old_tracks, tracks):
+        return None
+
+    def requested(s, t):
+        return level_gains_db(t.gains_db(s.attenuation_db), t.distances_m(), distance=s.distance)
+
+    return np.asarray(requested(settings, tracks) - requested(old_settings, old_tracks), dtype=np.float64)
+
+
+def _power(pm: PreviewMix, sid: str, powers: dict | None) -> float:
+    """Mean power of signal ``sid`` per sample (channels summed), from ``powers`` when known."""
+    if powers is not None and sid in powers:
+        return powers[sid]
+    x = np.asarray(pm.signals[sid], dtype=np.float32)
+    flat = x.reshape(-1).astype(np.float64)
+    p = float(flat @ flat) / max(x.shape[-1], 1)
+    if powers is not None:
+        powers[sid] = p
+    return p
+
+
+def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, powers: dict | None = None) -> PreviewMix:
+    """A level preview: ``pm``'s signals with each track ``gains_db`` louder, the whole held at its loudness.
+
+    What a new attenuation or loudness target sounds like before the mix is rendered again: no
+    signal changes (nothing to prepare, encode or send), only levels.  The master gain keeps the
+    mix's power (the parts taken as uncorrelated) and adds ``loudness_db``; the reverb keeps its
+    make-up, the limiter's envelope and the EQ or ducking stay those of ``pm`` (the render that
+    follows brings them).  The result is marked ``exact=False``.
+
+    Parameters
+    ----------
+    pm : PreviewMix
+    gains_db : array-like [shape=(n_tracks,)]
+        Level change of each track in dB (:func:`level_change`).
+    loudness_db : float
+        Change of the loudness target in dB.
+    powers : dict, optional
+        Signal id -> mean power, kept by the caller between calls (each signal is measured once).
+
+    Returns
+    -------
+    PreviewMix
+    """
+    g = np.asarray(gains_db, dtype=np.float64).reshape(-1)
+    if g.shape[0] != len(pm.tracks):
+        raise ParameterError(f"need one gain change per track ({len(pm.tracks)}), got {g.shape[0]}")
+    scale = db_to_gain(g)
+    old = new = 0.0
+    for t, a in zip(pm.tracks, scale):
+        p = t.level**2 * _power(pm, t.signal, powers)
+        if t.side is not None:
+            p += t.side_level**2 * _power(pm, t.side, powers)
+        old, new = old + p, new + p * float(a) ** 2
+    if pm.reverb is not None:
+        p = pm.reverb_level**2 * _power(pm, pm.reverb, powers)
+        old, new = old + p, new + p
+    master = float(db_to_gain(loudness_db)) * (float(np.sqrt(old / new)) if new > 0 and old > 0 else 1.0)
+    tracks = [replace(t, level=t.level * float(a) * master, side_level=t.side_level * float(a) * master)
+              for t, a in zip(pm.tracks, scale)]
+    return replace(pm, tracks=tracks, reverb_level=pm.reverb_level * master, exact=False)
 
 
 class PreviewEncoder:

@@ -6,6 +6,9 @@
 // the limiter envelope (imgext/mix/preview.py), plus the compressed bytes of the signals this iframe does not
 // hold yet (one `blob`, cut by `blob_index`).  Both mixes run in sync, so A/B is a 20 ms gain crossfade;
 // a new render swaps the changed signals in at the current position (a 10 ms crossfade), it never restarts.
+// The "before" mix comes only while A is chosen (the page renders it then): until it arrives B plays on.
+// A level preview (`settle` set: new levels on the signals held) asks for its render once no new one came
+// for `settle_ms` (the sliders rested), by reporting `settle`.
 (function () {
   "use strict";
 
@@ -24,6 +27,7 @@
     args: null, rows: [], frames: 0, dur: 0, t0: null, started: false, ab: "after",
     muted: new Set(), soloed: new Set(), levels: {}, pans: {}, revision: null, restored: false,
     seq: 0, swaps: 0, decoded: 0, renders: 0, applied: 0, errors: [], asked: "", reportTimer: null,
+    settleTimer: null, settleAsk: null, settling: null, heard: null, keepBefore: new Set(), settles: 0,
   };
 
   const db = (x) => Math.pow(10, x / 20);
@@ -113,7 +117,7 @@
   }
 
   function neededIds(args) {
-    const ids = new Set();
+    const ids = new Set(args.mixes.before ? [] : S.keepBefore); // A's signals are kept while A is not sent
     for (const m of MIXES) {
       const mix = args.mixes[m];
       if (!mix) continue;
@@ -233,8 +237,17 @@
     if (S.t0 === null) S.t0 = now() + LEAD_S;
     for (const m of MIXES) {
       const mix = args.mixes[m];
-      if (!mix) continue;
       const voices = S.voices[m];
+      if (!mix) { // not sent (A while B is listened to): silence its voices, keep its signals for when it returns
+        for (const name of Object.keys(voices)) { dropSlot(voices[name].main); dropSlot(voices[name].side); delete voices[name]; }
+        const bus = S.buses[m];
+        if (bus.envSlot) { bus.envSlot.node.src.stop(now() + LEAD_S); bus.env.gain.setValueAtTime(1, now() + LEAD_S); bus.envSlot = null; }
+        continue;
+      }
+      if (m === "before") {
+        S.keepBefore = new Set();
+        for (const t of mix.tracks) { S.keepBefore.add(t.signal); if (t.side) S.keepBefore.add(t.side); }
+      }
       const present = new Set();
       for (const t of mix.tracks) {
         present.add(t.name);
@@ -273,6 +286,7 @@
       }
     }
     applyControls();
+    crossfade();
     // forget the signals no render names any more (the page sends them again when they come back)
     const keep = neededIds(args);
     for (const id of [...S.buffers.keys()]) if (!keep.has(id)) S.buffers.delete(id);
@@ -280,9 +294,25 @@
   }
 
   // -- talking to the page -------------------------------------------------------------------------------------
+  // The mix heard: the one chosen, or B while A is on its way.
+  function crossfade() {
+    const heard = S.args && S.args.mixes[S.ab] ? S.ab : "after";
+    if (heard === S.heard) return;
+    S.heard = heard;
+    for (const m of MIXES) ramp(S.buses[m].xfade.gain, m === heard ? 1 : 0, true);
+  }
+
+  function settleLater(args) {
+    clearTimeout(S.settleTimer);
+    S.settleTimer = null;
+    S.settling = args.settle || null;
+    if (!args.settle) return;
+    S.settleTimer = setTimeout(() => { S.settleAsk = args.settle; S.settles += 1; report(0); }, args.settle_ms || 1500);
+  }
+
   function snapshot() {
     return {
-      mount, seq: ++S.seq, revision: S.revision, ab: S.ab,
+      mount, seq: ++S.seq, revision: S.revision, ab: S.ab, settle: S.settleAsk,
       have: [...S.buffers.keys(), ...S.pending.keys()],
       muted: [...S.muted], soloed: [...S.soloed],
       levels_db: Object.assign({}, S.levels), pans: Object.assign({}, S.pans),
@@ -296,6 +326,7 @@
 
   async function onRender(args) {
     S.renders += 1;
+    clearTimeout(S.settleTimer); // a newer render: the sliders moved again
     S.args = args;
     ensureContext(args.sample_rate);
     if (!S.restored) {
@@ -332,6 +363,7 @@
     }
     S.asked = "";
     apply(args);
+    settleLater(args);
     document.getElementById("play").disabled = false;
     setStatus(S.errors.length ? S.errors[S.errors.length - 1] : `${S.buffers.size} sounds ready`);
   }
@@ -404,7 +436,8 @@
     S.ab = which;
     document.getElementById("ab-before").className = which === "before" ? "on" : "";
     document.getElementById("ab-after").className = which === "after" ? "on" : "";
-    if (S.ctx) for (const m of MIXES) ramp(S.buses[m].xfade.gain, m === which ? 1 : 0, true);
+    if (S.ctx) crossfade();
+    if (S.ab === "before" && S.args && !S.args.mixes.before) setStatus("A (before): rendering …");
     report(300);
   }
 
@@ -451,6 +484,9 @@
                after: rms(S.buses.after && S.buses.after.analyser), tracks };
     },
     get swaps() { return S.swaps; },
+    get heard() { return S.heard; },
+    get settling() { return S.settling; }, // the token of the level preview playing (null: a render)
+    get settles() { return S.settles; },
     get decoded() { return S.decoded; },
     get renders() { return S.renders; },
     get applied() { return S.applied; },
