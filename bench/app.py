@@ -46,8 +46,8 @@ IDLE_TARGET_MB = 400
 IDLE_JS = ("() => { const a = document.querySelector(\"[data-testid='stApp']\");"
            " return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'"
            " && a.getAttribute('data-test-script-state') === 'notRunning'; }")
-PLAYER_JS = ("() => window.__player ? {applied: window.__player.applied, settling: window.__player.settling === undefined"
-             " ? 'none' : window.__player.settling} : null")
+PLAYER_JS = ("() => window.__player ? {applied: window.__player.applied, mount: window.__player.mount,"
+             " settling: window.__player.settling === undefined ? 'none' : window.__player.settling} : null")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,7 +122,8 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
     settle(page)
     goto(page, "3 · Mix", "Mix")
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=300_000)
-    page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=300_000)  # in a collapsed expander under the stems player
+    page.locator("iframe[src*='stems_player']").first.wait_for(state="attached", timeout=300_000)
+    wait_applied(page, 0)  # the stems player has its first render
     settle(page)
     return int(page.evaluate(  # the rows of the masking heatmap: one per track
         "() => Array.from(document.querySelectorAll('.js-plotly-plot')).find(g => ((g.layout.title || {}).text || '')"
@@ -131,15 +132,22 @@ def set_up(page, url: str, tracks: int, photo: Path) -> int:
 
 def player(page) -> dict | None:
     """The stems player's counters (``applied``: renders it has applied; ``settling``: a level preview's token)."""
-    frame = next((f for f in page.frames if "stems_player" in f.url), None)
-    return None if frame is None else frame.evaluate(PLAYER_JS)
+    from playwright.sync_api import Error
+
+    frame = next((f for f in page.frames if "stems_player" in f.url and not f.is_detached()), None)
+    try:
+        return None if frame is None else frame.evaluate(PLAYER_JS)
+    except Error:  # detached meanwhile (the player was remounted: wait_applied says so)
+        return None
 
 
-def wait_applied(page, after: int, timeout_s: float = 300.0) -> dict:
+def wait_applied(page, after: int, timeout_s: float = 300.0, mount: str | None = None) -> dict:
     """Wait until the player has applied more than ``after`` renders and the page is idle."""
     end = time.perf_counter() + timeout_s
     while time.perf_counter() < end:
         state = player(page)
+        if state is not None and mount is not None and state["mount"] != mount:
+            raise RuntimeError("the stems player was remounted by a slider move (it would restart playing)")
         if state is not None and state["applied"] > after and page.evaluate(IDLE_JS):
             return state
         page.wait_for_timeout(20)
@@ -165,11 +173,11 @@ def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_
     slider = page.get_by_role("slider").first
     latencies, cpus, settle = [], [], None
     for k in range(moves):
-        before = player(page)["applied"]
+        state = player(page)
         slider.focus()
         c0, t0 = cpu_seconds(pid), time.perf_counter()
         page.keyboard.press("ArrowRight" if k % 2 == 0 or direction == "up" else "ArrowLeft")
-        wait_applied(page, before)
+        wait_applied(page, state["applied"], mount=state["mount"])
         latencies.append(time.perf_counter() - t0)
         page.wait_for_timeout(500)  # the tail of the run (media registration, GC) is the move's CPU too
         wait_idle(page)

@@ -29,7 +29,7 @@ from pages._state import (
     setting_widget,
     shared_cache,
 )
-from pages._timeline import show_timeline
+from pages._timeline import lane_names, timeline_figure
 
 
 def rgb_colorscale(name: str) -> list[list]:
@@ -68,6 +68,33 @@ def heatmap(report, names: list[str], title: str, zmax: float, focus: int | None
         fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=focus - 0.5, y1=focus + 0.5, line=frame)  # what it masks
         fig.add_shape(type="rect", x0=focus - 0.5, x1=focus + 0.5, y0=-0.5, y1=n - 0.5, line=frame)  # what masks it
     return fig
+
+
+FIGURES_KEY = "imgext_mix_figures"
+# Session key of the figures made for the last render (by name): a rerun that rendered nothing new reuses them.
+
+
+def once_per_render(outcome, name: str, key: tuple, make):
+    """``make()`` once per render ``outcome`` and ``key`` (this session's ``st.session_state``), else the last result."""
+    store = st.session_state.setdefault(FIGURES_KEY, {})
+    hit = store.get(name)
+    if hit is not None and hit[0] is outcome and hit[1] == key:
+        return hit[2]
+    value = make()
+    store[name] = (outcome, key, value)
+    return value
+
+
+def timeline(p, *, focus: int | None = None) -> None:
+    """The timeline of the project's arrangements (pages/_timeline.py), made once per composition and focus."""
+    arrangements = p.arrangements()
+    if not arrangements:
+        return
+    labels = {i: p.objects[i].label for i in arrangements if i < len(p.objects)}
+    fig = once_per_render(p.tracks.audio, "timeline", (focus, p.settings.duration_s, tuple(sorted(labels.items()))),
+                          lambda: timeline_figure(arrangements, lane_names(labels), duration_s=p.settings.duration_s,
+                                                  focus=focus))
+    st.plotly_chart(fig, key="timeline", theme=None, config={"displaylogo": False})
 
 
 def focus_selector(names: list[str]) -> int | None:
@@ -113,6 +140,18 @@ def _dark(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
 
 def processing_charts(outcome, names: list[str]) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
+    figs = once_per_render(outcome, "processing", (tuple(names),), lambda: processing_figures(outcome, names))
+    if figs is None:
+        st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(figs[0], key="eq_curves", theme=None, config={"displaylogo": False})
+    if figs[1] is not None:
+        right.plotly_chart(figs[1], key="duck_lane", theme=None, config={"displaylogo": False})
+
+
+def processing_figures(outcome, names: list[str]) -> tuple[go.Figure, go.Figure | None] | None:
+    """The EQ / ducking curves and the ducking lane of ``outcome`` (None when nothing was processed)."""
     bands = session().project.mixer().bands()
     fig = dark_figure()
     duck = outcome.ducking
@@ -131,20 +170,18 @@ def processing_charts(outcome, names: list[str]) -> None:
                 f, h = combined_response_db(filters, session().project.settings.sample_rate, n_points=400)
                 fig.add_trace(trace("Scatter", x=f, y=h, name=names[k], mode="lines"))
     if not fig.data:
-        st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
-        return
+        return None
     fig.update_xaxes(type="log", title={"text": "frequency (Hz)"})
     fig.update_yaxes(title={"text": "gain (dB)"})
-    left, right = st.columns(2)
-    left.plotly_chart(_dark(fig, "EQ / ducking curve per track"), key="eq_curves", theme=None, config={"displaylogo": False})
+    lanes = None
     if duck is not None and duck.active.any():
         t, lane = duck.gain_lane_db(max_points=600)
         lanes = dark_figure([trace("Scatter", x=t, y=lane[k], name=names[k], mode="lines", line={"shape": "spline"})
                              for k in np.flatnonzero(duck.active)])
         lanes.update_xaxes(title={"text": "time (s)"})
         lanes.update_yaxes(title={"text": "deepest band gain (dB)"})
-        right.plotly_chart(_dark(lanes, "Ducking over time (while a more important sound plays)"), key="duck_lane",
-                           theme=None, config={"displaylogo": False})
+        lanes = _dark(lanes, "Ducking over time (while a more important sound plays)")
+    return _dark(fig, "EQ / ducking curve per track"), lanes
 
 
 def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:
@@ -264,22 +301,25 @@ def mixer_panel() -> None:
         for column, name in zip(st.columns(len(SCENE_WIDGETS)), SCENE_WIDGETS):
             settings = setting_widget(column, settings, name, key=f"mix_{name}", choices=choices.get(name))
     t0 = time.perf_counter()
-    with guarded("Mixing"):
-        quick = level_preview(p, settings)  # a level-only move: heard at once, rendered when the sliders rest
-    if quick is None:
-        with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else "Mixing ...",
-                                                          show_time=settings.optimise):
-            outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
+    # One container for what only a render shows (the queue's note, the spinner, the headphone note): the
+    # elements after it keep their places whether this run renders or previews levels (a moved player remounts).
+    with st.container():
+        with guarded("Mixing"):
+            quick = level_preview(p, settings)  # a level-only move: heard at once, rendered when the sliders rest
+        if quick is None:
+            with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else
+                                                              "Mixing ...", show_time=settings.optimise):
+                outcome = p.mix(settings)  # kept in the session: the sliders start here when the user comes back
+                played = headphones(outcome, settings)
+                played = outcome.mix.audio if played is None else played
+        elif quick.exact:  # back at the last render's settings: that render is the mix
+            outcome = quick.outcome
             played = headphones(outcome, settings)
             played = outcome.mix.audio if played is None else played
-    elif quick.exact:  # back at the last render's settings: that render is the mix
-        outcome = quick.outcome
-        played = headphones(outcome, settings)
-        played = outcome.mix.audio if played is None else played
-    else:
-        outcome, played = quick.outcome, None  # the last render's analysis is shown until the render follows
-        if settings.binaural:
-            st.caption("Headphones (binaural, MIT KEMAR HRTF): the download below is the headphone mix.")
+        else:
+            outcome, played = quick.outcome, None  # the last render's analysis is shown until the render follows
+            if settings.binaural:
+                st.caption("Headphones (binaural, MIT KEMAR HRTF): the download below is the headphone mix.")
     history_buttons(undo_slot, key="mix")
     if any(is_ambience(o) and not o.skipped and i not in p.fetched for i, o in enumerate(p.objects)):
         st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
@@ -290,10 +330,12 @@ def mixer_panel() -> None:
     metrics(outcome, names)
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
-    left.plotly_chart(heatmap(outcome.masking_before, names, "Masking before EQ", zmax, focus), key="heat_before", theme=None,
-                      config={"displaylogo": False})
-    right.plotly_chart(heatmap(outcome.masking_after, names, "Masking after EQ" + (" + optimisation" if settings.optimise else ""),
-                               zmax, focus), key="heat_after", theme=None, config={"displaylogo": False})
+    after_title = "Masking after EQ" + (" + optimisation" if settings.optimise else "")
+    heat = once_per_render(outcome, "heatmaps", (tuple(names), zmax, focus, after_title), lambda: (
+        heatmap(outcome.masking_before, names, "Masking before EQ", zmax, focus),
+        heatmap(outcome.masking_after, names, after_title, zmax, focus)))
+    left.plotly_chart(heat[0], key="heat_before", theme=None, config={"displaylogo": False})
+    right.plotly_chart(heat[1], key="heat_after", theme=None, config={"displaylogo": False})
     if quick is not None and not quick.exact:
         st.caption(f"Level preview in {elapsed * 1000:.0f} ms · the figures are those of the last render "
                    f"(attenuation {quick.settings.attenuation_db:g} dB, target {quick.settings.loudness_lufs:g} LUFS) "
@@ -305,7 +347,7 @@ def mixer_panel() -> None:
     with guarded("Comparing"):
         stems_player(outcome, settings, quick)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan
         rendered_files(outcome, settings, played)
-    show_timeline(p, focus=None if focus is None else p.tracks.object_indices[focus])  # when each object sounds (one lane per object), under the players
+    timeline(p, focus=None if focus is None else p.tracks.object_indices[focus])  # when each object sounds (one lane per object), under the players
     processing_charts(outcome, names)
     eq_table(outcome, names, focus)
     if played is None:  # a level preview: the download renders the mix of these settings when clicked

@@ -9,6 +9,7 @@ objects, and the server's render stays the truth for the downloads.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +26,8 @@ KEY = "stems_player"
 FOCUS_KEY = "mix_focus"
 """Session key of the track name the user highlighted on the Mix page (photo, heatmaps, table and timeline)."""
 STATE_KEY = "imgext_stems_player"
+PICTURE_KEY = "imgext_placement_picture"
+"""Session key of the placement picture last drawn (the photo, what it shows, its JPEG bytes)."""
 PREVIEW_CODEC = "flac"
 """How the player's signals travel. FLAC (16-bit, 24 kHz): ~9x less server CPU than Ogg Vorbis per changed
 signal (a 30 s track 0.02 s instead of 0.2 s; a slider move re-encodes every ducked track and both reverb
@@ -214,8 +217,9 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
     st.caption("Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
                "or ducking at the same loudness (made when you switch to it), **B** the processed mix. "
                "Mute, solo, level and pan act at once in your browser; apply them to change the mix and the downloads.")
+    note = st.empty()  # one element either way: a caption coming and going must not move (and remount) the player
     if state.pending:
-        st.caption(":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
+        note.caption(":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
                    "loudness held by estimate; the EQ or ducking of the new levels, the loudness and the limiter "
                    "follow when the sliders rest (the figures and numbers below are still those of the last render; "
                    "the downloads are rendered exactly).")
@@ -295,7 +299,13 @@ def placement_picture(p, outcome, value: dict | None) -> None:
         placed.append(Placed(name=name, box=tuple(obj.box), pan=float(pans.get(name, tracks.pans[k])),
                              level_db=float(outcome.gains_db[k]) + float(levels.get(name, 0.0)), role=obj.role,
                              muted=silent, focused=name == st.session_state.get(FOCUS_KEY)))
-    st.image(draw_placement(p.picture, placed), caption="Where each sound sits: colour = role (red event, blue bed, "
+    key = (id(p.picture), tuple(placed))
+    cached = st.session_state.get(PICTURE_KEY)
+    if cached is None or cached[0] is not p.picture or cached[1] != key:  # drawn and encoded once per look
+        buf = io.BytesIO()
+        draw_placement(p.picture, placed).convert("RGB").save(buf, format="JPEG", quality=92)
+        cached = st.session_state[PICTURE_KEY] = (p.picture, key, buf.getvalue())
+    st.image(cached[2], caption="Where each sound sits: colour = role (red event, blue bed, "
              "green area), line to the ruler = pan, outline width = level" + (f"; everywhere: {md(', '.join(wide))}"
                                                                              if wide else ""),
              width="stretch")

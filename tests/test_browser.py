@@ -80,7 +80,7 @@ def test_whole_flow_in_a_real_browser(app_url, bus_jpg, tmp_path):
         goto_page(page, "3 · Mix", "Mix")
         page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=60_000)
         assert page.locator("[data-testid='stPlotlyChart']").count() >= 2  # the heatmaps, then the EQ/duck curves
-        assert page.locator("[data-testid='stAudio']").count() >= 1  # before/after, loudness-matched
+        page.locator("iframe[src*='stems_player']").first.wait_for(timeout=60_000)  # the player (A/B, stems)
         before = page.locator("[data-testid='stMetric']").first.inner_text()
         screenshot(page, "3-mix")
 
