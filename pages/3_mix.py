@@ -20,6 +20,8 @@ from pages._figures import dark_figure, trace
 from pages._player import FOCUS_KEY, before_settings, level_preview, stems_player
 from pages._state import (
     access,
+    app_settings,
+    get_pool,
     guarded,
     heavy,
     history_buttons,

@@ -50,6 +50,7 @@ class PlayerState:
     last_bytes: int = 0
     settled: tuple | None = None  # (settings, tracks, outcome, previews) of the last render the player got
     pending: int = 0  # token of the level preview waiting for its render (0: none)
+    pending_for: MixSettings | None = None  # the settings it previews
     tokens: int = 0
     powers: dict = field(default_factory=dict)  # signal id -> mean power (level previews hold the loudness)
 
@@ -206,9 +207,9 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
         previews = quick.previews
         if quick.exact:
             state.pending = 0
-        else:
+        elif not state.pending or state.pending_for != settings:  # (a rerun of the same preview keeps its token)
             state.tokens += 1
-            state.pending = state.tokens
+            state.pending, state.pending_for = state.tokens, settings
     blob, index = _payload(state, {m: pm for m, pm in previews.items() if pm is not None}, value)
     after = previews["after"]
     rows = _rows(p, after)
