@@ -236,6 +236,7 @@ def test_a_long_scene_mix_drops_its_processed_tracks_and_is_bit_identical(small_
     assert (long.mix.envelope is None) == (normal.mix.envelope is None)
     if normal.mix.envelope is not None:
         np.testing.assert_array_equal(long.mix.envelope, normal.mix.envelope)
+    assert long.mix.has_reverb and normal.mix.has_reverb and is_spilled(long.mix.reverb_bus)
     np.testing.assert_array_equal(long.mix.reverb, normal.mix.reverb)
     assert long.mix.loudness_lufs == normal.mix.loudness_lufs and long.mix.true_peak_dbtp == normal.mix.true_peak_dbtp
     np.testing.assert_array_equal(long.masking_after.core_smr_db, normal.masking_after.core_smr_db)

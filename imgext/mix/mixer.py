@@ -7,14 +7,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from imgext.audio.spill import release, spilled_array
+from imgext.audio.spill import release, spill, spilled_array
 from imgext.mix.render import Mix, panned_sum, render_mix
 from imgext.mix.space import (
     AIR_ABSORPTION_FROM_M,
+    SPILL_CHUNK,
     Spatial,
     apply_air_absorption,
     level_gains_db,
@@ -602,13 +603,21 @@ class Mixer:
                 return row
 
             out_tracks = ProcessedRows(read, tracks.n_tracks, tracks.audio.shape[1])
-        reverb_bus = spatial.reverb
+        reverb_bus = None
+        if spatial.reverb is not None:
+            # Added here as render_mix adds it (the same float32 sums, a stretch at a time), then kept in a
+            # temporary file for the reverb stem: the limiter runs without it in memory.
+            reverb_bus = spill(spatial.reverb)
+            for s0 in range(0, reverb_bus.shape[1], SPILL_CHUNK):
+                premixed[:, s0: s0 + SPILL_CHUNK] += reverb_bus[:, s0: s0 + SPILL_CHUNK]
+                release(reverb_bus)
         spatial = absorbed = None
         mix = render_mix(
             out_tracks, pans=tracks.pans, gains_db=gains, sample_rate=tracks.sample_rate,
-            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, reverb=reverb_bus, sides=sides,
-            premixed=premixed,
+            loudness_lufs=settings.loudness_lufs, peak_dbfs=settings.peak_dbfs, sides=sides, premixed=premixed,
         )
+        if reverb_bus is not None and mix.peak_dbfs is not None:  # (digital silence keeps no bus, as render_mix)
+            mix = replace(mix, reverb_bus=reverb_bus)
         timings["render"] = time.perf_counter() - t0
         timings["analysis_after"] = after_s
         return MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,

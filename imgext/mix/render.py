@@ -85,7 +85,8 @@ class Mix:
         own stem: the track stems plus this sum to ``audio``.  Made from :attr:`reverb_bus` when read
         (not kept: a long scene's copy is 212 MB); :attr:`has_reverb` says whether there is one.
     reverb_bus : np.ndarray [shape=(2, n_samples), dtype=float32] or None
-        The reverb bus at unit gain as it was given to :func:`render_mix` (the same array, not a copy).
+        The reverb bus at unit gain as it was given to :func:`render_mix` (the same array, not a copy; a long
+        scene's is a spilled copy, :mod:`imgext.audio.spill`, added by the Mixer before the limiter).
     reverb_gain : float
         The master gain applied to it (a float32 value).
     """
@@ -119,6 +120,7 @@ class Mix:
         if self.reverb_bus is None:
             return None
         out = self.reverb_bus * np.float32(self.reverb_gain)
+        release(self.reverb_bus)  # a long scene's bus is read from its temporary file
         if self.envelope is not None:
             out *= self.envelope[None, :]
         return out
