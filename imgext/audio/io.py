@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from imgext.audio.spill import SpilledBytes
 from imgext.errors import AudioError, ParameterError
 from imgext.options import DEFAULT_SAMPLE_RATE
 from imgext.untrusted import scrub
@@ -149,6 +150,8 @@ def decode(
     """
     if not (isinstance(max_seconds, numbers.Real) and 0 < max_seconds < math.inf):
         raise ParameterError(f"max_seconds={max_seconds!r} must be a positive number of seconds")
+    if isinstance(data, SpilledBytes):  # a long scene's source, kept in a temporary file
+        data = bytes(data)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         return _decode(os.fspath(data), name, max_seconds, mono)  # libsndfile reads only the frames asked for
     data = bytes(data)
