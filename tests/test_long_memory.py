@@ -424,3 +424,7 @@ def test_released_spilled_arrays_read_the_same(tmp_path):
     assert spilled_array((0, 5)).shape == (0, 5)
     b = SpilledBytes(b"abc" * 1000)
     assert bytes(b) == b() == b"abc" * 1000 and len(b) == 3000 and b == b"abc" * 1000
+    from imgext.audio.io import decode, encode_wav
+
+    wav = encode_wav(x[0] * np.float32(0.1), SR, subtype="PCM_16")  # a spilled source decodes as its bytes do
+    np.testing.assert_array_equal(decode(SpilledBytes(wav), name="x").audio, decode(wav, name="x").audio)
