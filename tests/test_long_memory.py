@@ -428,3 +428,15 @@ def test_released_spilled_arrays_read_the_same(tmp_path):
 
     wav = encode_wav(x[0] * np.float32(0.1), SR, subtype="PCM_16")  # a spilled source decodes as its bytes do
     np.testing.assert_array_equal(decode(SpilledBytes(wav), name="x").audio, decode(wav, name="x").audio)
+
+
+@pytest.mark.parametrize("n", [limiter._SCAN * 7, limiter._SCAN * 7 + 3, 5])
+def test_near_blocks_need_no_padded_copy_and_are_the_same(n):
+    rng = np.random.default_rng(n)
+    peaks = np.abs(rng.standard_normal(n)).astype(np.float32)
+    m = -(-n // limiter._SCAN)
+    block_max = np.pad(peaks, (0, m * limiter._SCAN - n)).reshape(m, limiter._SCAN).max(axis=1)
+    near = limiter.maximum_filter1d(block_max, size=3, mode="constant") * limiter._BOUND_SUM > 1.5
+    blocks, count = limiter._near_blocks(peaks, 1.5)
+    assert count == m
+    np.testing.assert_array_equal(blocks, np.flatnonzero(near))
