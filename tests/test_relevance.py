@@ -254,3 +254,15 @@ def test_fallback_source_steps_in_when_every_sound_is_rejected():
     assert a.candidate is not None and a.candidate.synthetic
     assert any("every decoys sound for 'elephant trumpet' was rejected" in n for n in src.notes)
     assert {r.candidate.id for r in a.ranked if r.rejected} == {"freesound:1", "freesound:2"}
+
+
+def test_installed_version_is_what_importlib_metadata_says():
+    import importlib.metadata
+    import importlib.util
+    from pathlib import Path
+
+    from imgext.sounds.relevance import _installed_version
+
+    spec = importlib.util.find_spec("wordllama")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    assert _installed_version(folder) == importlib.metadata.version("wordllama")
