@@ -480,8 +480,9 @@ def _speech(c: _Clip, n_voices: int, *, dialog: bool = False, rt60_s: float = 0.
             pos, step = pos[pos < low.n], step[pos < low.n]
             vowel = c.rng.integers(5, size=len(lengths))[syl][step]
             i, w = pos.astype(np.intp), pos % 1.0
-            np.add.at(buses[female], (vowel, i), env[step] * (1 - w))  # split between two samples: exact timing
-            np.add.at(buses[female], (vowel, i + 1), env[step] * w)
+            flat, at = buses[female].reshape(-1), vowel * buses.shape[-1] + i  # 1-D: NumPy's fast np.add.at
+            np.add.at(flat, at, env[step] * (1 - w))  # split between two samples: exact timing
+            np.add.at(flat, at + 1, env[step] * w)
             hiss += env * (c.rng.random(len(lengths)) < 0.35)[syl] * np.exp(-ph * lengths[syl] / 0.06)
         out = np.zeros(low.n)
         for female, scale in ((0, 1.0), (1, 1.17)):
