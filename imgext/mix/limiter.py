@@ -178,8 +178,11 @@ def _interpolated(x: np.ndarray, idx: np.ndarray, *, sample_peaks: np.ndarray | 
                for row in (np.ascontiguousarray(c, dtype=np.float32) for c in x)] if n > 2 * _HALF else None
     out = np.empty(idx.size, np.float32)
     centre = np.float32(_PHASES[0, _HALF])  # phase 0: the other taps are < 1e-16
-    for start in range(0, idx.size, 1 << 16):  # bounded memory: 65536 points at a time
-        chunk = idx[start : start + (1 << 16)]
+    # 4096 points at a time: bounded memory, and a product small enough that a multi-threaded BLAS runs it
+    # on one thread (one (2, 60000, 21) product took ~10x the CPU on two busy-waiting threads); every row's
+    # values are the same whatever the number of rows.
+    for start in range(0, idx.size, 1 << 12):
+        chunk = idx[start : start + (1 << 12)]
         if records is None or chunk[0] < _HALF or chunk[-1] >= n - _HALF:  # (idx is sorted) beyond the ends x is 0
             at = chunk[:, None] + _OFFSETS[None, :]
             windows = np.where((at >= 0) & (at < n), x[:, np.clip(at, 0, n - 1)], np.float32(0.0))
