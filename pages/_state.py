@@ -9,8 +9,10 @@ readable messages.
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -72,8 +74,52 @@ class Session:
 @st.cache_resource(show_spinner=False)
 def _process_setup() -> LeftSessions | None:
     tune_allocator()
-    pin_one_blas_thread()  # sessions mix at once on threads: a BLAS thread count switched under them changed bits
+    # sessions mix at once on threads: a BLAS thread count switched under them changed bits
+    off_session_thread(pin_one_blas_thread)
     return _left_sessions()
+
+
+def off_session_thread(fn: Any) -> Any:
+    """``fn()`` on a short-lived plain thread (waited for), not on this session's script thread; returns its result.
+
+    For process-wide set-up done from the first script run: a library that remembers
+    "the thread that did it" would otherwise keep that script thread, and a script thread
+    carries its session (Streamlit's run context, hence its whole session state).
+    threadpoolctl keeps the thread that first set OpenBLAS's thread count, so pinning one
+    BLAS thread from the first visitor's run kept that visitor's photo, sounds and mixes
+    for the life of the server.
+    """
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="imgext-setup", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def forget_session_state(app_session: Any) -> None:
+    """Drop what a closed Streamlit session still holds: its session state (our :class:`Session`) and unsent messages.
+
+    Streamlit's own objects keep a closed session reachable for a while: its runtime's
+    message loop keeps the last session it flushed in a loop variable until another
+    session sends something, so the last visitor's whole work stayed in memory after
+    everyone had left.  A closed session is never used again; emptying it now lets its
+    arrays go whatever still points at it.
+    """
+    state = getattr(app_session, "session_state", None)
+    if state is not None:
+        state.clear()
+    queue = getattr(app_session, "_browser_queue", None)
+    if queue is not None:
+        queue.clear()
 
 
 SWEEP_EVERY_S = 10.0
@@ -101,15 +147,28 @@ def _left_sessions() -> LeftSessions | None:
     except Exception:  # noqa: BLE001 - another Streamlit: keep its own session handling
         return None
 
+    closed: list[weakref.ref] = []  # sessions closed since the last release, emptied again then
+
     def close(session_id: str) -> None:
         def on_loop() -> None:
             if not rt.is_active_session(session_id):  # on the loop, so a reconnect cannot race it
+                info = rt._session_mgr.get_session_info(session_id)
                 rt.close_session(session_id)
+                if info is not None:
+                    forget_session_state(info.session)
+                    closed.append(weakref.ref(info.session))
 
         loop.call_soon_threadsafe(on_loop)
 
     def release() -> None:
-        loop.call_soon_threadsafe(release_memory)
+        def on_loop() -> None:
+            while closed:  # again: a script still stopping when it was closed may have stored more since
+                app_session = closed.pop()()
+                if app_session is not None:
+                    forget_session_state(app_session)
+            release_memory()
+
+        loop.call_soon_threadsafe(on_loop)
 
     def when_empty() -> None:
         def on_loop() -> None:

@@ -274,3 +274,55 @@ def test_the_app_mixes_on_one_blas_thread_for_good():
     info = [i for i in threadpool_info() if i["user_api"] == "blas" and ("numpy" in i["filepath"] or "scipy" in i["filepath"])]
     assert len(info) >= 2
     assert {i["num_threads"] for i in info} == {1}, [(i["filepath"], i["num_threads"]) for i in info]
+
+
+def test_process_setup_runs_off_the_session_thread_so_no_library_keeps_a_visitor():
+    """threadpoolctl keeps the thread that set OpenBLAS's thread count; a script thread carries its session."""
+    from threadpoolctl import OpenBLASController, threadpool_info, threadpool_limits
+
+    from pages._state import off_session_thread
+
+    OpenBLASController.clear_controlling_thread(force=True)
+    ran_on = off_session_thread(lambda: (threadpool_limits(limits=1, user_api="blas"), threading.current_thread())[1])
+    assert ran_on is not threading.current_thread() and not ran_on.is_alive()
+    holder = OpenBLASController._SHARED_STATE.controlling_thread
+    assert holder is None or holder is ran_on  # never this (script) thread
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+    assert blas and {i["num_threads"] for i in blas} == {1}  # the limit is process-wide: it holds here too
+    with pytest.raises(ZeroDivisionError):  # an error comes back to the caller
+        off_session_thread(lambda: 1 / 0)
+
+
+def test_a_closed_sessions_work_goes_even_while_streamlit_still_points_at_it():
+    """Streamlit's message loop keeps the last flushed session in a loop variable: emptying it lets the work go."""
+    import gc
+    import weakref
+
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+    from streamlit.runtime.state.session_state import SessionState
+
+    from pages._state import forget_session_state
+
+    class Work:  # stands in for a visitor's Session: its arrays
+        def __init__(self) -> None:
+            self.audio = bytearray(8 << 20)
+
+    class ClosedAppSession:  # the two parts of Streamlit's AppSession that hold a session's data
+        def __init__(self) -> None:
+            self.session_state = SessionState()
+            self._browser_queue = ForwardMsgQueue()
+
+    app = ClosedAppSession()
+    work = Work()
+    app.session_state["imgext_session"] = work
+    app.session_state["mix_widget"] = [work]  # referenced from more than one key
+    gone = weakref.ref(work)
+    del work
+    lingering = {"active_session_info": app}  # what still points at the closed session
+    gc.collect()
+    assert gone() is not None
+    forget_session_state(app)
+    gc.collect()
+    assert gone() is None and "imgext_session" not in app.session_state
+    assert lingering["active_session_info"] is app  # the session object itself may linger, empty
+    forget_session_state(object())  # something that is not a session: nothing to do, no error
