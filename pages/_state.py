@@ -161,14 +161,7 @@ def _left_sessions() -> LeftSessions | None:
         loop.call_soon_threadsafe(on_loop)
 
     def release() -> None:
-        def on_loop() -> None:
-            while closed:  # again: a script still stopping when it was closed may have stored more since
-                app_session = closed.pop()()
-                if app_session is not None:
-                    forget_session_state(app_session)
-            release_memory()
-
-        loop.call_soon_threadsafe(on_loop)
+        loop.call_soon_threadsafe(release_closed, closed, rt.media_file_mgr)
 
     def when_empty() -> None:
         def on_loop() -> None:
@@ -181,6 +174,29 @@ def _left_sessions() -> LeftSessions | None:
     left = LeftSessions(rt.is_active_session, close, grace_s=max(ttl_s, 1.0), release=release, when_empty=when_empty)
     left.start(every_s=min(SWEEP_EVERY_S, max(ttl_s / 2, 0.5)))
     return left
+
+
+def release_closed(closed: list[weakref.ref], media_files: Any) -> None:
+    """After sessions were closed: empty them again, drop their downloads, collect garbage, give pages back.
+
+    Parameters
+    ----------
+    closed : list of weakrefs to the closed Streamlit ``AppSession`` objects
+        Emptied again (a script still stopping when its session was closed may have stored
+        more since) and the list cleared.
+    media_files : streamlit's ``MediaFileManager``
+        Its orphans are removed once more: a download button's bytes (the prepared ZIP) are
+        only marked by the pass Streamlit makes when it closes a session and deleted by the
+        next pass, which otherwise comes only when some later visitor's script run ends.  The
+        same call Streamlit makes at the end of every run, so it removes nothing an open
+        session still shows.
+    """
+    while closed:
+        app_session = closed.pop()()
+        if app_session is not None:
+            forget_session_state(app_session)
+    media_files.remove_orphaned_files()
+    release_memory()
 
 
 def _note_session() -> None:

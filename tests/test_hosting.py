@@ -293,24 +293,27 @@ def test_process_setup_runs_off_the_session_thread_so_no_library_keeps_a_visitor
         off_session_thread(lambda: 1 / 0)
 
 
+class ClosedAppSession:
+    """The two parts of Streamlit's AppSession that hold a session's data (Streamlit's own classes)."""
+
+    def __init__(self) -> None:
+        from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+        from streamlit.runtime.state.session_state import SessionState
+
+        self.session_state = SessionState()
+        self._browser_queue = ForwardMsgQueue()
+
+
 def test_a_closed_sessions_work_goes_even_while_streamlit_still_points_at_it():
     """Streamlit's message loop keeps the last flushed session in a loop variable: emptying it lets the work go."""
     import gc
     import weakref
-
-    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
-    from streamlit.runtime.state.session_state import SessionState
 
     from pages._state import forget_session_state
 
     class Work:  # stands in for a visitor's Session: its arrays
         def __init__(self) -> None:
             self.audio = bytearray(8 << 20)
-
-    class ClosedAppSession:  # the two parts of Streamlit's AppSession that hold a session's data
-        def __init__(self) -> None:
-            self.session_state = SessionState()
-            self._browser_queue = ForwardMsgQueue()
 
     app = ClosedAppSession()
     work = Work()
@@ -326,3 +329,33 @@ def test_a_closed_sessions_work_goes_even_while_streamlit_still_points_at_it():
     assert gone() is None and "imgext_session" not in app.session_state
     assert lingering["active_session_info"] is app  # the session object itself may linger, empty
     forget_session_state(object())  # something that is not a session: nothing to do, no error
+
+
+def test_release_after_closes_drops_a_closed_sessions_download_bytes():
+    """Streamlit's close only marks a download's bytes; they went only when a later visitor's run ended."""
+    import weakref
+
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    from pages._state import release_closed
+
+    storage = MemoryMediaFileStorage("/media")
+    media = MediaFileManager(storage)
+    zip_bytes = bytes(3 << 20)
+    media.add(zip_bytes, "application/zip", "1.2.3", file_name="imgext-soundscape.zip", is_for_static_download=True)
+    media.add(b"RIFF" + bytes(1000), "audio/wav", "1.2.4")  # a player's audio
+    sid = "dontcare"  # Streamlit's session id outside a script run
+    media.clear_session_refs(sid)  # what AppSession.shutdown does ...
+    media.remove_orphaned_files()  # ... the player's audio goes, the ZIP is only marked
+    assert len(storage._files_by_id) == 1
+    app = ClosedAppSession()
+    app.session_state["imgext_session"] = bytearray(1 << 20)
+    closed = [weakref.ref(app)]
+    release_closed(closed, media)
+    assert storage._files_by_id == {} and closed == [] and "imgext_session" not in app.session_state
+    # a session still open keeps its download
+    media.add(zip_bytes, "application/zip", "1.2.3", file_name="imgext-soundscape.zip", is_for_static_download=True)
+    release_closed([], media)
+    release_closed([], media)
+    assert len(storage._files_by_id) == 1
