@@ -130,6 +130,8 @@ def level_preview(project, settings: MixSettings) -> LevelPreview | None:
     if wants_a and previews.get("before") is None:
         return None  # A was not rendered for the last mix: render it
     loud = settings.loudness_lufs - old_settings.loudness_lufs
+    if len(state.powers) > 4096:  # one float per signal ever previewed: forget the old ones now and then
+        state.powers.clear()
     if not deltas.any() and loud == 0.0:  # back where the render is: it is exact
         return LevelPreview(outcome, old_settings, {"after": previews["after"],
                                                     "before": previews["before"] if wants_a else None}, True)
