@@ -117,6 +117,10 @@ def forget_session_state(app_session: Any) -> None:
     state = getattr(app_session, "session_state", None)
     if state is not None:
         state.clear()
+        # clear() leaves the widgets' metadata: their callbacks and callback args (the Sounds page passes the Session)
+        metadata = getattr(getattr(state, "_new_widget_state", None), "widget_metadata", None)
+        if isinstance(metadata, dict):
+            metadata.clear()
     queue = getattr(app_session, "_browser_queue", None)
     if queue is not None:
         queue.clear()

@@ -319,6 +319,11 @@ def test_a_closed_sessions_work_goes_even_while_streamlit_still_points_at_it():
     work = Work()
     app.session_state["imgext_session"] = work
     app.session_state["mix_widget"] = [work]  # referenced from more than one key
+    from streamlit.runtime.state.common import WidgetMetadata
+
+    app.session_state._set_widget_metadata(WidgetMetadata(  # a button whose callback gets the Session (Sounds page)
+        id="$$ID-preset-load", deserializer=lambda v: v, serializer=lambda v: v, value_type="trigger_value",
+        callback=lambda s: None, callback_args=(work,)))
     gone = weakref.ref(work)
     del work
     lingering = {"active_session_info": app}  # what still points at the closed session
