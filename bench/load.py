@@ -345,8 +345,7 @@ async def run_flow(context, url: str, job: Job, *, timeout_ms: int = STEP_TIMEOU
 
         await goto_page(page, "3 · Mix", "Mix", timeout_ms)
         await page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=timeout_ms)
-        # the rendered files' players sit in a collapsed expander under the stems player: attached, not visible
-        await page.locator("[data-testid='stAudio']").first.wait_for(state="attached", timeout=timeout_ms)
+        await wait_idle(page, timeout_ms)  # the mix rendered (the rendered files' players are made only when opened)
         if on_page:
             await on_page(page, "mix")
         lap("mix")
