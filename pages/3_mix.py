@@ -381,9 +381,10 @@ def zip_panel(where, p, settings, stem_format: str) -> None:
     settings = replace(settings, binaural=True)  # the ZIP carries both mixes
     key = p.export_key(settings, stem_format=stem_format)
     ready = s.zip_bundle if s.zip_bundle is not None and s.zip_bundle[0] == key else None
+    slot = where.empty()  # the Prepare button, then in the same place the Download button
     if ready is None:
         s.zip_bundle = None  # a ZIP of an earlier state is not kept beside the new one
-        if where.button("Prepare ZIP (mix, stems, sources, credits)", key="prep_zip", icon=":material/folder_zip:",
+        if slot.button("Prepare ZIP (mix, stems, sources, credits)", key="prep_zip", icon=":material/folder_zip:",
                         width="stretch", help="Renders the mix on the audio, measures it and packs every file"):
             with where, guarded("Preparing the ZIP"), heavy("zip"):
                 bar = st.progress(0.0, text="Mixing on the rendered audio ...")
@@ -392,7 +393,7 @@ def zip_panel(where, p, settings, stem_format: str) -> None:
                 bar.empty()
             s.zip_bundle = ready = (key, data)
     if ready is not None:
-        where.download_button(ZIP_LABEL, data=ready[1], file_name="imgext-soundscape.zip", mime="application/zip",
+        slot.download_button(ZIP_LABEL, data=ready[1], file_name="imgext-soundscape.zip", mime="application/zip",
                               icon=":material/folder_zip:", on_click="ignore", key="dl_zip", width="stretch")
         where.caption(f"ZIP ready: {len(ready[1]) / 1e6:.1f} MB")
 
