@@ -21,6 +21,8 @@ Variable                       Meaning
 ``IMGEXT_ADMIN_PASSWORD``      Password that unlocks those in hosted mode (secrets only).
 ``IMGEXT_HEAVY_WORKERS``       Heavy steps (detect, find sounds, mix, ZIP) run at once, default 2.
 ``IMGEXT_LABELS``              Label table overrides (JSON file), for the app and the CLI.
+``ORT_DISABLE_TELEMETRY``      ONNX Runtime's telemetry opt-out: set to ``1`` before ONNX Runtime
+                               is imported unless already set (:mod:`imgext.vision.onnx_detector`).
 =============================  ==========================================================
 """
 

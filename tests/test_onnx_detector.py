@@ -88,3 +88,25 @@ def test_one_shot_load_finds_the_same_boxes(model_path, name):
     np.testing.assert_array_equal(light.xyxy, full.xyxy)
     np.testing.assert_array_equal(light.classes, full.classes)
     np.testing.assert_array_equal(light.scores, full.scores)
+
+
+def test_onnx_runtime_telemetry_is_off_and_writes_nothing(model_path, bus_jpg, tmp_path):
+    """ONNX Runtime's own telemetry (a session file in TMPDIR, a device id and an event database under
+    ~/.cache/Microsoft) stays off: a server detecting for its visitors does not report them."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    code = (
+        "import os\n"
+        "from imgext.vision.detection import Detector, load_image\n"
+        f"d = Detector({str(model_path)!r})\n"
+        f"pic, _ = load_image({str(bus_jpg)!r})\n"
+        "d.detect(pic)\n"
+        "print(os.environ.get('ORT_DISABLE_TELEMETRY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(PYTHONPATH=str(ROOT), HOME=str(home), TMPDIR=str(tmp), XDG_CACHE_HOME=str(home / ".cache"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "1"
+    assert sorted(p.name for p in tmp.rglob("*")) == []
+    assert not (home / ".cache" / "Microsoft").exists()

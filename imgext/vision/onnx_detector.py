@@ -21,7 +21,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OnnxYolo", "RawDetections", "letterbox", "nms", "read_names"]
+__all__ = ["OnnxYolo", "RawDetections", "letterbox", "nms", "read_names", "import_onnxruntime"]
+
+TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+"""ONNX Runtime's opt-out of its own telemetry (1.2x and later on Linux and macOS): without it the first
+import writes a session file into ``TMPDIR``, a persistent device id and an event database into
+``~/.cache/Microsoft/DeveloperTools`` and uploads them when online. Read once, when ONNX Runtime is
+first imported in the process."""
+
+def import_onnxruntime():
+    """``import onnxruntime`` with its telemetry off, unless the environment already says otherwise.
+
+    ONNX Runtime latches :data:`TELEMETRY_ENV` when it is first imported, so this has to run before
+    any other import of it in the process (a user who sets ``ORT_DISABLE_TELEMETRY=0`` keeps it on).
+    A server that detects for its visitors should not report their sessions, and ``TMPDIR`` and the
+    home folder stay as they were.
+    """
+    os.environ.setdefault(TELEMETRY_ENV, "1")
+    import onnxruntime
+
+    return onnxruntime
+
 
 PAD_VALUE = 114
 """Grey of the letterbox padding (Ultralytics' value)."""
@@ -157,8 +177,7 @@ class OnnxYolo:
     """
 
     def __init__(self, path: str, *, threads: int | None = None, optimize: bool = True) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = False  # the arena keeps its high-water mark for the process's life
