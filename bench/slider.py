@@ -12,8 +12,10 @@ through :class:`imgext.mix.mixer.Mixer` as the app drives it (``measure_after=Fa
 - ``limiter stage``: :func:`imgext.mix.render.render_mix` alone on those tracks, at a loudness target
   where the true-peak limiter works (-12 LUFS) and at the default.
 
-Medians of process CPU seconds (``time.process_time``, all threads) and wall seconds. The machine has 2
-noisy shared cores: read medians and ratios, never assert on them.
+Medians of process CPU seconds (``time.process_time``, all threads) and wall seconds, with one BLAS thread
+pinned for the whole process as the app pins it (:func:`imgext.mix.mixer.pin_one_blas_thread`; without it an
+OpenBLAS thread left spinning after a product elsewhere was counted too). The machine has 2 noisy shared
+cores: read medians and ratios, never assert on them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np  # noqa: E402
 from bench.masking import SAMPLE_RATE, synthetic_tracks  # noqa: E402
 from imgext.composition.tracks import Tracks  # noqa: E402
 from imgext.engine import duck  # noqa: E402
-from imgext.mix.mixer import Mixer  # noqa: E402
+from imgext.mix.mixer import Mixer, pin_one_blas_thread  # noqa: E402
 from imgext.mix.render import render_mix  # noqa: E402
 from imgext.options import MixSettings  # noqa: E402
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args(argv)
+    pin_one_blas_thread()  # as the app does (pages/_state.py): the threads the app runs
     audio, importance = synthetic_tracks()
     n = len(audio)
     tracks = Tracks(audio=audio, names=[f"t{k}" for k in range(n)], object_indices=list(range(n)),

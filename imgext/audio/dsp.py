@@ -2,7 +2,9 @@
 
 Every module of the package that filters, convolves or designs filters takes
 ``signal`` from here (``from imgext.audio.dsp import signal``), the same
-``scipy.signal`` module, so whichever imports it first pays the least.
+``scipy.signal`` module, so whichever imports it first pays the least; ``fft``
+is ``scipy.fft``, taken from here for the same reason (imported before
+``scipy.signal``, it would load SciPy's array-API layer the ordinary way).
 
 Why: ``scipy.signal`` imports ``scipy.stats`` for one name,
 ``scoreatpercentile`` (used by ``find_peaks_cwt`` only), and ``scipy.stats``
@@ -58,7 +60,7 @@ import sys
 import threading
 import types
 
-__all__ = ["signal"]
+__all__ = ["fft", "signal"]
 
 _LOCK = threading.Lock()
 
@@ -217,3 +219,4 @@ def import_signal() -> types.ModuleType:
 
 
 signal = import_signal()
+fft = importlib.import_module("scipy.fft")  # imported by scipy.signal above: the same module, after its lean import

@@ -454,8 +454,9 @@ class Mixer:
             out[k] = (width, apply_eq(side[None, :], [f], self.tracks.sample_rate)[0] if f else side)
         return out
 
+    @_one_blas_thread
     def render(self, settings: MixSettings, *, measure_after: bool = True) -> MixOutcome:
-        """Render the mix for ``settings``.
+        """Render the mix for ``settings`` (with one BLAS thread, the sum and the meters too).
 
         Parameters
         ----------
