@@ -154,3 +154,43 @@ def test_encode_wav_float_and_many_channels_stay_soundfiles(rng):
     x = (0.3 * rng.standard_normal((3, 500))).astype(np.float32)
     assert encode_wav(x, 8000) == _wav(x, 8000, "PCM_24")
     assert encode_wav(x[:2], 8000, subtype="FLOAT") == _wav(x[:2], 8000, "FLOAT")
+
+
+def _libsndfile(data: bytes, **kw):
+    from imgext.audio.io import _decode
+
+    return _decode(io.BytesIO(data), kw.pop("name", "x"), kw.pop("max_seconds", 600.0), **kw)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+@pytest.mark.parametrize("mono", [False, True])
+def test_plain_wavs_decode_as_libsndfile_decodes_them(subtype, channels, mono, rng):
+    """The NumPy reader of plain PCM WAVs gives libsndfile's samples, bit for bit (full scale and clipping too)."""
+    from imgext.audio.io import _decode_plain_wav
+
+    x = (0.5 * rng.standard_normal((channels, 30011))).astype(np.float32)
+    x[:, :6] = [1.0, -1.0, 0.99999994, -1.5, 1.5 / 2**15, -0.5 / 2**23]  # full scale, clipped, odd steps
+    data = _wav(x, 22050, subtype)
+    fast = _decode_plain_wav(data, "x", 600.0, mono)
+    assert fast is not None  # libsndfile writes the plain 44-byte header
+    slow = _libsndfile(data, mono=mono)
+    assert fast.sample_rate == slow.sample_rate and fast.notes == slow.notes
+    assert fast.audio.dtype == slow.audio.dtype == np.float32 and fast.audio.flags.c_contiguous
+    assert np.array_equal(fast.audio, slow.audio)
+    cut = _decode_plain_wav(data, "long one", 0.5, mono)  # cut with libsndfile's note
+    assert cut.notes == _libsndfile(data, name="long one", max_seconds=0.5, mono=mono).notes != ()
+    assert np.array_equal(cut.audio, slow.audio[:, : 11025])
+
+
+def test_other_wavs_go_to_libsndfile(rng):
+    from imgext.audio.io import _decode_plain_wav
+
+    x = (0.3 * rng.standard_normal(4000)).astype(np.float32)
+    data = _wav(x, 8000)
+    listed = data[:12] + b"LIST\x04\x00\x00\x00INFO" + data[12:]  # a chunk before fmt: not the plain layout
+    for other in (_wav(x, 8000, "FLOAT"), _wav(x, 8000, "PCM_U8"), listed, data[:-1], data[:43]):
+        assert _decode_plain_wav(other, "x", 600.0, False) is None
+    assert np.array_equal(decode(listed, name="x").audio, _libsndfile(listed).audio)
+    with pytest.raises(AudioError, match="too short"):
+        decode(_wav(np.ones(3, dtype=np.float32) * 0.5, 8000), name="blip")
