@@ -120,11 +120,32 @@ def test_chunked_oversampling_is_bit_identical(n):
     x = (rng.standard_normal((2, n)) * 0.4).astype(np.float32)
     np.testing.assert_array_equal(limiter._interpolated_all(x), _interpolated_whole(x))
     peaks = np.max(np.abs(x), axis=0)
-    bound = limiter.correlate1d(peaks, limiter._BOUND_F32, mode="constant")
+    bound = limiter._bound(peaks, 0, n)  # the whole signal at once
     level = np.float32(1.2)
-    idx, values = limiter._dense_candidates(peaks, level)
+    idx, values = limiter._dense_candidates(peaks, level)  # a chunk at a time: the same values
     np.testing.assert_array_equal(idx, np.flatnonzero(bound > level))
     np.testing.assert_array_equal(values, bound[idx].astype(np.float64))
+    # The float32 sum is the float64 bound to ~1e-6, inside the 1e-5 slack: no point that can reach
+    # the level is ruled out.
+    exact = limiter.correlate1d(peaks.astype(np.float64), limiter._BOUND_TAPS.astype(np.float64), mode="constant")
+    np.testing.assert_allclose(bound, exact, rtol=2e-6, atol=0)
+    assert set(np.flatnonzero(exact > float(level) * (1 + 2e-6))) <= set(idx.tolist())
+
+
+def test_the_bound_where_asked_is_the_whole_bound_there():
+    rng = np.random.default_rng(11)
+    n = 3 * limiter._CHUNK + 777
+    peaks = np.abs(rng.standard_normal(n)).astype(np.float32)
+    where = np.zeros(n, dtype=bool)
+    where[[5, limiter._PIECE * 3 + 1, limiter._PIECE * 4, n - 1]] = True  # runs of one and two pieces, the ends
+    where[limiter._CHUNK - 10 : 2 * limiter._CHUNK + 10] = True  # a run longer than a chunk
+    whole = limiter._bound(peaks, 0, n)
+    covered = np.zeros(n, dtype=bool)
+    for start, bound in limiter._dense_bound(peaks, where=where):
+        assert bound.size <= limiter._CHUNK
+        np.testing.assert_array_equal(bound, whole[start : start + bound.size])
+        covered[start : start + bound.size] = True
+    assert covered[where].all()
 
 
 def test_oversampling_a_long_mix_holds_no_signal_length_copies():

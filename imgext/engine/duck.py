@@ -561,20 +561,25 @@ class SpectrumCache:
         """Bytes of the spectra held."""
         return sum(v[2].nbytes for v in self._spectra.values())
 
-    def bins(self, x: np.ndarray, i: int, b0: int, b1: int, blocks: np.ndarray, window: np.ndarray):
-        """Spectrum of every frame of track ``i`` of ``x``, bins ``b0:b1`` (or None when it would not fit)."""
+    def bins(self, x: np.ndarray, i: int, b0: int, b1: int, hop: int, n_frames: int, window: np.ndarray):
+        """Spectrum of the ``n_frames + 1`` frames of track ``i`` of ``x``, bins ``b0:b1`` (or None when it would not fit).
+
+        Frame ``t`` spans ``x[i, (t - 1) hop : (t + 1) hop]`` (zeros outside the track), windowed by ``window``.
+        """
         hit = self._spectra.get(i)
         if hit is not None and hit[0] is x and hit[1] <= b0 and b1 <= hit[1] + hit[2].shape[1]:
             return hit[2][:, b0 - hit[1]: b1 - hit[1]]
         lo, hi = b0, b1
         if hit is not None and hit[0] is x:  # a wider range than held: the union, so no bin is taken twice
             lo, hi = min(b0, hit[1]), max(b1, hit[1] + hit[2].shape[1])
-        n_frames = blocks.shape[0] - 1
+        n_frames = n_frames + 1  # one frame past the analysis' last: the final partial hop gets both halves
         held = self.nbytes - (hit[2].nbytes if hit is not None else 0)
         if held + n_frames * (hi - lo) * 8 > self.max_bytes:
             self._spectra.pop(i, None)
             return None
-        hop = blocks.shape[1]
+        padded = np.zeros((n_frames + 1) * hop, np.float32)
+        padded[hop: hop + x.shape[1]] = x[i]  # frame t is centred at t * hop
+        blocks = padded.reshape(-1, hop)
         frames = np.empty((n_frames, 2 * hop), np.float32)  # every frame, windowed
         np.multiply(blocks[:-1], window[:hop], out=frames[:, :hop])
         np.multiply(blocks[1:], window[hop:], out=frames[:, hop:])
@@ -593,14 +598,15 @@ def _duck_frames(xi: np.ndarray, sel: np.ndarray, hop: int, n: int, window: np.n
                  lo, hi, w_lo, w_hi, b0: int, b1: int, held: np.ndarray | None) -> np.ndarray:
     """(processed - unprocessed) of frames ``sel`` of one track, windowed for the overlap-add [shape=(len(sel), 2 hop)].
 
-    Frame ``t`` spans ``xi[(t - 1) hop : (t + 1) hop]`` (zeros outside the track); ``held`` is its
-    spectrum's bins ``b0:b1`` when a :class:`SpectrumCache` has them.
+    Frame ``t`` spans ``xi[(t - 1) hop : (t + 1) hop]`` (zeros outside the track); ``held`` is the
+    spectrum of every frame, bins ``b0:b1``, when a :class:`SpectrumCache` has them.
     """
     n_fft = 2 * hop
     n_frames = cut_db.shape[1]
     if held is not None:
         spec = np.empty((sel.size, hop + 1), np.complex64)
-        source = held
+        source = spec[:, b0:b1]
+        np.take(held, sel, axis=0, out=source, mode="clip")  # (sel is in range) gathered straight into place
     else:
         first = int(sel[0])
         span = np.zeros((int(sel[-1]) + 2 - first) * hop, np.float32)  # rows first .. last + 1 of the padded track
@@ -682,12 +688,8 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
             continue
         b0, b1 = int(bins[0]), int(bins[-1]) + 1
         held = None
-        if cache is not None:
-            # One frame past the analysis' last, so that the final partial hop also gets both window halves.
-            padded = np.zeros((n_frames + 2) * hop, np.float32)
-            padded[hop: hop + n] = x[i]  # n_frames = n // hop + 1 analysis frames; frame t is centred at t * hop
-            held = cache.bins(x, int(i), b0, b1, padded.reshape(-1, hop), window)
-            del padded
+        if cache is not None:  # (n_frames = n // hop + 1 analysis frames)
+            held = cache.bins(x, int(i), b0, b1, hop, n_frames, window)
         # The overlap-add a block of output rows at a time (row r = padded samples [r hop, (r + 1) hop), the
         # output's [(r - 1) hop, r hop)): row r takes the first half of frame r and the second half of frame
         # r - 1, so a block needs the busy frames from one before it; every frame is transformed on its
@@ -700,7 +702,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
             if j1 > j0:
                 sel = busy[j0:j1]
                 diff = _duck_frames(x[i], sel, hop, n, window, plan.cut_db[i], lo, hi, w_lo, w_hi, b0, b1,
-                                    None if held is None else held[sel])
+                                    held)
                 # Run by run of consecutive busy frames (slices, not fancy indexing): within a run frame t
                 # gets its first half, then the second half of frame t - 1 is added; the frame after a run
                 # is not busy, so it only receives the run's last second half.

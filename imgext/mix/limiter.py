@@ -57,6 +57,7 @@ _HALF = 10  # each interpolated point uses the 2 * 10 + 1 samples around it (81 
 _SCAN = 64  # candidate search: blocks of this many samples are skipped when their neighbourhood stays low
 _CHUNK = 1 << 17  # long signals are oversampled this many samples at a time
 _PIECE = 4096  # the limiter's check bounds the signal only in pieces of this many samples where its envelope acts
+_BOUND_STEP = 1 << 16  # the candidate bound is summed over stretches of this many samples (256 KB each: in cache)
 _BLOCK = 16  # the envelope is computed on the per-16-sample minimum (0.36 ms at 44.1 kHz), then interpolated
 
 
@@ -80,14 +81,13 @@ def _phase_filters() -> np.ndarray:
 _PHASES = _phase_filters()
 _OFFSETS = np.arange(2 * _HALF + 1) - _HALF
 _BOUND_TAPS = np.abs(_PHASES).max(axis=0).astype(np.float32)
+"""The candidate bound's taps (:func:`_bound`).  They are not symmetric (the points ``n + k/4`` lie right of
+``n``: tap +1 is 0.90, tap -1 0.20), so they are not folded: a symmetrised bound (their mean with their mirror
+image) was under the true peak of sparse peaks by up to 1.2 dB."""
 _BOUND_SUM = float(_BOUND_TAPS.astype(np.float64).sum())
 """Largest value of the candidate bound per unit of the largest sample it reaches."""
 _HEADROOM = float(np.abs(_PHASES).sum(axis=1).max())
 """Bound of the interpolator: no point between samples exceeds this times the largest sample in its window."""
-_BOUND_F32 = _BOUND_TAPS.astype(np.float64)
-""":data:`_BOUND_TAPS` as ``correlate1d`` takes them (float64 weights, float32 signal and output).  They are not
-symmetric (the points ``n + k/4`` lie right of ``n``: tap +1 is 0.90, tap -1 0.20), so they are not folded: a
-symmetrised bound (their mean with their mirror image) was under the true peak of sparse peaks by up to 1.2 dB."""
 _LATE = np.concatenate([_PHASES[3][1:], [0.0]])
 """Phase 3/4 one sample earlier: the point ``n - 1/4``, the mirror image of phase 1/4 (``n + 1/4``) about ``n``."""
 _EVEN = (_PHASES[1] + _LATE) / 2.0
@@ -322,38 +322,71 @@ def _dense_candidates(peaks: np.ndarray, level: np.float32) -> tuple[np.ndarray,
     return np.concatenate(idx), np.concatenate(values)
 
 
-def _dense_bound(peaks: np.ndarray, *, where: np.ndarray | None = None):
-    """The float32 candidate bound of ``peaks`` in consecutive pieces: yields ``(start, bound)``.
+def _bound(peaks: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The candidate bound ``sum_j t_j peaks[i + j - 10]`` at ``i`` in ``start:stop`` (zeros beyond the ends), float32.
 
-    With ``where`` (bool [shape=(n_samples,)]) only the pieces (of :data:`_PIECE` samples) holding a True
-    point are yielded.  Each value reads the 21 samples around it (zeros beyond the ends), whatever the piece.
+    Summed in float32, tap by tap over stretches of :data:`_BOUND_STEP` samples (held in cache): ~3x
+    faster than ``correlate1d``, which sums in float64.  21 positive terms: the sum is within
+    ~1.3e-6 of the exact bound, well inside the 1e-5 slack every comparison with it allows, so
+    it still rules out only points that cannot reach the level (the meter's result is unchanged).
     """
     n = peaks.size
-    step = _CHUNK if where is None else _PIECE
-    starts = range(0, n, step)
-    if where is not None:
-        m = -(-n // step)
-        wanted = np.pad(where, (0, m * step - n)).reshape(m, step).any(axis=1)
-        starts = (int(k) * step for k in np.flatnonzero(wanted))
-    for start in starts:
-        stop = min(n, start + step)
-        lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
-        yield start, correlate1d(peaks[lo:hi], _BOUND_F32, mode="constant")[start - lo : stop - lo]
+    m = stop - start
+    seg = np.zeros(m + 2 * _HALF, np.float32)  # peaks[start - 10 : stop + 10], zero-padded
+    lo, hi = max(0, start - _HALF), min(n, stop + _HALF)
+    seg[lo - start + _HALF : hi - start + _HALF] = peaks[lo:hi]
+    out = np.empty(m, np.float32)
+    term = np.empty(min(m, _BOUND_STEP), np.float32)
+    for s0 in range(0, m, _BOUND_STEP):
+        s1 = min(m, s0 + _BOUND_STEP)
+        acc, t = out[s0:s1], term[: s1 - s0]
+        np.multiply(seg[s0:s1], _BOUND_TAPS[0], out=acc)
+        for j in range(1, 2 * _HALF + 1):
+            np.multiply(seg[s0 + j : s1 + j], _BOUND_TAPS[j], out=t)
+            acc += t
+    return out
 
 
-def true_peak_dbtp(audio: np.ndarray) -> float:
+def _dense_bound(peaks: np.ndarray, *, where: np.ndarray | None = None):
+    """The float32 candidate bound of ``peaks`` (:func:`_bound`) in consecutive pieces: yields ``(start, bound)``.
+
+    With ``where`` (bool [shape=(n_samples,)]) only the pieces (of :data:`_PIECE` samples) holding a True
+    point are yielded (consecutive ones together, up to :data:`_CHUNK` samples).  Each value reads the 21
+    samples around it (zeros beyond the ends), whatever the piece.
+    """
+    n = peaks.size
+    if where is None:
+        spans = ((start, min(n, start + _CHUNK)) for start in range(0, n, _CHUNK))
+    else:
+        m = -(-n // _PIECE)
+        wanted = np.pad(where, (0, m * _PIECE - n)).reshape(m, _PIECE).any(axis=1)
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], wanted, [False]]).astype(np.int8)))
+        per = _CHUNK // _PIECE
+
+        def runs():
+            for k0, k1 in zip(edges[0::2], edges[1::2]):  # runs of wanted pieces, at most _CHUNK samples each
+                for a in range(int(k0), int(k1), per):
+                    yield a * _PIECE, min(n, min(int(k1), a + per) * _PIECE)
+
+        spans = runs()
+    for start, stop in spans:
+        yield start, _bound(peaks, start, stop)
+
+
+def true_peak_dbtp(audio: np.ndarray, *, sample_peaks: np.ndarray | None = None) -> float:
     """True peak in dBTP (BS.1770-4 Annex 2, 4x oversampling); ``-inf`` for silence.
 
     Only points whose bound (:func:`_candidates`) exceeds the sample peak are interpolated:
-    nothing else can hold the maximum.
+    nothing else can hold the maximum.  ``sample_peaks`` [shape=(n_samples,), float32], when the
+    caller has it, is ``max |audio|`` over channels (``_abs_max`` of the float32 audio): not taken again.
     """
-    top = _true_peak(_as_channels(audio).astype(np.float32, copy=False))
+    top = _true_peak(_as_channels(audio).astype(np.float32, copy=False), sample_peaks=sample_peaks)
     return 20.0 * math.log10(top) if top > 0.0 else -math.inf
 
 
-def _true_peak(x: np.ndarray) -> float:
+def _true_peak(x: np.ndarray, *, sample_peaks: np.ndarray | None = None) -> float:
     """:func:`true_peak_dbtp` of float32 ``x`` [shape=(n_channels, n_samples)], linear (0 for silence)."""
-    peaks = _abs_max(x)
+    peaks = _abs_max(x) if sample_peaks is None else sample_peaks
     top = float(peaks.max()) if peaks.size else 0.0
     if top == 0.0:
         return 0.0
@@ -368,7 +401,7 @@ def _true_peak(x: np.ndarray) -> float:
             chunk = np.sort(idx[start : start + first])
             top = max(top, float(_interpolated(x, chunk, sample_peaks=peaks).max()))
             rest = idx[start + first :]
-            keep = bound[start + first :] > top
+            keep = bound[start + first :] > top * (1.0 - 1e-5)  # (a hair of slack for the float32 bound's rounding)
             idx, bound, start = rest[keep], bound[start + first :][keep], 0
         return top
     # Longer (every 4096 points gathered, as before): the most promising points first (an O(n)
@@ -555,7 +588,7 @@ class _LazyPeaks:
     def __init__(self, x: np.ndarray) -> None:
         self.x = x.astype(np.float32, copy=False)
         self.peaks = _abs_max(self.x)
-        self.bound = correlate1d(self.peaks, _BOUND_F32, mode="constant")  # float32: see _candidates
+        self.bound = _bound(self.peaks, 0, self.peaks.size)  # float32: see _candidates
         self.floor = math.inf
         self.top = 0.0
         if self.peaks.size:
@@ -658,16 +691,17 @@ def limit_to_loudness(
     n = x.shape[-1]
     gain_db = loudness_lufs - measured_lufs
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    sample_peak = float(_abs_max(x).max()) if n else 0.0
     tp0 = true_peaks
     if tp0 is not None:
         input_true_peak = tp0.top
-    elif input_true_peak is None and sample_peak * 10.0 ** (gain_db / 20.0) > ceiling and sample_peak > 0:
-        # The limiter will work: its true peaks at unit gain, exact (so far) where they could exceed the sample peak.
-        tp0 = _LazyPeaks(x)
-        input_true_peak = tp0.top
     elif input_true_peak is None:
-        input_true_peak = 10.0 ** (true_peak_dbtp(x) / 20.0) if n else 0.0
+        sample_peak = float(_abs_max(x).max()) if n else 0.0
+        if sample_peak * 10.0 ** (gain_db / 20.0) > ceiling and sample_peak > 0:
+            # The limiter will work: its true peaks at unit gain, exact (so far) where they could exceed the sample peak.
+            tp0 = _LazyPeaks(x)
+            input_true_peak = tp0.top
+        else:
+            input_true_peak = 10.0 ** (true_peak_dbtp(x) / 20.0) if n else 0.0
     top = float(input_true_peak)
     if top * 10.0 ** (gain_db / 20.0) <= ceiling:
         return LimitResult(float(gain_db), None, 0.0, 0.0)

@@ -252,7 +252,8 @@ def render_mix(
             raise ParameterError(f"the reverb bus must have shape (2, {n_samples}), got {reverb.shape}")
         summed += reverb  # summed is this function's own array
     loud, blocks, summed_power = _loudness_blocks_power(summed, sample_rate)
-    peak = float(_abs_max(summed).max()) if summed.size else 0.0  # no |summed| copy
+    sample_peaks = _abs_max(summed)  # (no |summed| copy) read again by the true-peak meter
+    peak = float(sample_peaks.max()) if summed.size else 0.0
     if peak == 0.0:  # digital silence stays silence: no gain can be derived, none is applied
         return Mix(summed, sample_rate, coeffs * 0.0, 0.0, None, None, loudness_lufs, False)
     if not math.isfinite(loud):
@@ -277,9 +278,10 @@ def render_mix(
         if peak * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):  # the limiter will work
             k_power = power()  # (it measures its own peaks)
         else:
-            in_tp = 10.0 ** (true_peak_dbtp(summed) / 20.0)
+            in_tp = 10.0 ** (true_peak_dbtp(summed, sample_peaks=sample_peaks) / 20.0)
             if in_tp * db_to_gain(loudness_lufs - loud) > db_to_gain(ceiling_dbtp):
                 k_power = power()
+        sample_peaks = None  # (a long scene's is ~100 MB: not held while the limiter makes its own)
         result = limit_to_loudness(summed, sample_rate=sample_rate, loudness_lufs=loudness_lufs, measured_lufs=loud,
                                    ceiling_dbtp=ceiling_dbtp, input_true_peak=in_tp, k_power=k_power)
         if result.envelope is not None:
@@ -305,7 +307,11 @@ def render_mix(
     placed_sides = {k: (side_coeffs[k] * float(g), np.asarray(side, dtype=np.float32)) for k, (_, side) in (sides or {}).items()}
     if envelope is not None:
         audio *= envelope[None, :]
-    out_peak = float(_abs_max(audio).max())
+    if envelope is None:
+        # max |fl(g x)| = fl(g max |x|): rounding is monotonic, so the scaled peak is the peak scaled (exact)
+        out_peak = float(np.float32(peak) * g)
+    else:
+        out_peak = float(_abs_max(audio).max())
     applied_db = float(gain_to_db(float(g)))
     if envelope is None and math.isfinite(loud) and _gates_unchanged(blocks, applied_db):
         out_loud = loud + applied_db  # exact (see _gates_unchanged); saves a second pass over the mix
