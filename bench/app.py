@@ -5,7 +5,8 @@ Run from the repo root: ``python bench/app.py [--tracks 8 32] [--moves 7] [--dir
 It starts one ``streamlit run app.py`` (fresh cache, data and temp folders; the detector from
 ``../shared/models``; built-in sounds, no network) and drives it with headless Chromium (Debian's, via
 Playwright): upload ``bus.jpg``, add objects by hand until the scene has N sounding tracks, find the
-sounds, open the Mix page. Then, ``--moves`` times, it moves the first mix slider one step with the
+sounds, open the Mix page. Then, ``--moves`` times, it moves one mix slider (``--slider NAME``, a
+:class:`~imgext.options.MixSettings` field; attenuation by default) one step with the
 keyboard (a release: one rerun), back and forth (``alternate``: the two positions' signals are then
 known to the player) or always up (``up``: every move makes new signals, as a user dragging does), and measures
 
@@ -168,15 +169,26 @@ def wait_settled(page, pid: int, t0: float, c0: float) -> tuple[float, float] | 
     return lat, cpu_seconds(pid) - c0
 
 
-def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_settle: bool = False):
-    """Latency and server CPU seconds of ``moves`` one-step moves of the first mix slider, and of the settle."""
-    slider = page.get_by_role("slider").first
+def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_settle: bool = False,
+                 name: str = "attenuation_db"):
+    """Latency and server CPU seconds of ``moves`` one-step moves of mix slider ``name``, and of the settle.
+
+    ``name`` is the :class:`~imgext.options.MixSettings` field (widget key ``mix_<name>``). A slider at
+    its top moves down first (EQ strength starts at 1).
+    """
+    from imgext.options import MixSettings, specs
+
+    label = next(s.label for s in specs(MixSettings) if s.name == name)
+    slider = page.locator("[data-testid='stSlider']").filter(has=page.get_by_text(label, exact=True)) \
+        .get_by_role("slider").first
+    at_top = slider.get_attribute("aria-valuenow") == slider.get_attribute("aria-valuemax")
+    keys = ("ArrowLeft", "ArrowRight") if at_top else ("ArrowRight", "ArrowLeft")
     latencies, cpus, settle = [], [], None
     for k in range(moves):
         state = player(page)
         slider.focus()
         c0, t0 = cpu_seconds(pid), time.perf_counter()
-        page.keyboard.press("ArrowRight" if k % 2 == 0 or direction == "up" else "ArrowLeft")
+        page.keyboard.press(keys[0] if k % 2 == 0 or direction == "up" else keys[1])
         wait_applied(page, state["applied"], mount=state["mount"])
         latencies.append(time.perf_counter() - t0)
         page.wait_for_timeout(500)  # the tail of the run (media registration, GC) is the move's CPU too
@@ -201,8 +213,11 @@ def main() -> int:
                         help="back and forth between two positions, or a new position every move")
     parser.add_argument("--settle", action="store_true", help="wait for the render after every move and count it "
                         "in the move (by default only after the last: the user stops once)")
+    parser.add_argument("--slider", nargs="+", default=["attenuation_db"], metavar="NAME",
+                        help="the MixSettings fields whose sliders move, one after the other in the same session (attenuation_db, loudness_lufs, eq_strength, "
+                        "max_cut_db, reverb_amount, fov_deg, activity, ambience_db ...)")
     parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the slider moves "
-                        "(collapsed stacks, one file per track count: FILE.<n>)")
+                        "(raw stacks, one file per slider and track count: FILE.<slider>.<n>)")
     args = parser.parse_args()
 
     from importlib.util import find_spec
@@ -235,35 +250,37 @@ def main() -> int:
             t0 = time.perf_counter()
             got = set_up(page, url, n, photo)
             print(f"{n} objects, {got} tracks: set up in {time.perf_counter() - t0:.0f} s", flush=True)
-            spy = None
-            if args.profile:
-                import subprocess
+            for name in args.slider:
+                spy = None
+                if args.profile:
+                    import subprocess
 
-                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", "50",
-                                        "-f", "raw", "-o", f"{args.profile}.{n}", "--nonblocking"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(1.0)
-            lat, cpu, settled = slider_moves(page, pid, args.moves, args.direction, args.settle)
-            if spy is not None:
-                import signal
+                    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid),
+                                            "-r", "50", "-f", "raw", "-o", f"{args.profile}.{name}.{n}", "--nonblocking"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1.0)
+                lat, cpu, settled = slider_moves(page, pid, args.moves, args.direction, args.settle, name)
+                if spy is not None:
+                    import signal
 
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
-            rows.append((got, statistics.median(lat), statistics.median(cpu), lat, cpu))
-            print(f"  slider release -> new audio: median {statistics.median(lat):.2f} s "
-                  f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "
-                  f"({', '.join(f'{v:.2f}' for v in cpu)})", flush=True)
-            if settled is not None:
-                print(f"  after the last move, the render when the sliders rest: {settled[0]:.2f} s after the move's "
-                      f"end, {settled[1]:.2f} server CPU-s", flush=True)
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(30)
+                rows.append((got, name, statistics.median(lat), statistics.median(cpu), lat, cpu, settled))
+                print(f"  {name}: slider release -> new audio: median {statistics.median(lat):.2f} s "
+                      f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "
+                      f"({', '.join(f'{v:.2f}' for v in cpu)})", flush=True)
+                if settled is not None:
+                    print(f"  {name}: after the last move, the render when the sliders rest: {settled[0]:.2f} s after "
+                          f"the move's end, {settled[1]:.2f} server CPU-s", flush=True)
             context.close()
         peak = rss_mb(pid)
-    print("\n| tracks | release -> new audio (median) | server CPU per move (median) | target CPU |")
-    print("|---|---|---|---|")
-    for n, lat, cpu, _, _ in rows:
+    print("\n| tracks | slider | release -> new audio (median) | server CPU per move (median) | settle render CPU "
+          "| target CPU |")
+    print("|---|---|---|---|---|---|")
+    for n, name, lat, cpu, _, _, settled in rows:
         target = TARGETS_CPU_S.get(min(TARGETS_CPU_S, key=lambda t: abs(t - n)))
-        print(f"| {n} | {lat:.2f} s | {cpu:.2f} s | {'<= %.1f s' % target if target else '-'}"
-              f"{' (missed)' if target and cpu > target else ''} |")
+        print(f"| {n} | {name} | {lat:.2f} s | {cpu:.2f} s | {'-' if settled is None else '%.2f s' % settled[1]} "
+              f"| {'<= %.1f s' % target if target else '-'}{' (missed)' if target and cpu > target else ''} |")
     print(f"\nidle RSS with the model loaded: {idle:.0f} MB (target <= {IDLE_TARGET_MB} MB); "
           f"{cold:.0f} MB before any session; {peak:.0f} MB at the end")
     return 0
