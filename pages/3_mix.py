@@ -212,7 +212,7 @@ def rendered_files(outcome, settings: MixSettings, played: np.ndarray | None) ->
         return
     with box:
         if played is None:
-            st.caption("A level preview is playing: the files follow when the sliders rest.")
+            st.caption("A preview is playing: the files follow when the sliders rest.")
             return
         ab_players(outcome, settings, encode_wav(played, settings.sample_rate, subtype="PCM_16"))
 
@@ -307,7 +307,7 @@ def mixer_panel() -> None:
     # elements after it keep their places whether this run renders or previews levels (a moved player remounts).
     with st.container():
         with guarded("Mixing"):
-            quick = level_preview(p, settings)  # a level-only move: heard at once, rendered when the sliders rest
+            quick = level_preview(p, settings)  # a level or EQ slider's move: previewed, rendered when the sliders rest
         if quick is None:
             with guarded("Mixing"), heavy("mix"), st.spinner("Optimising the mix ..." if settings.optimise else
                                                               "Mixing ...", show_time=settings.optimise):
@@ -339,9 +339,11 @@ def mixer_panel() -> None:
     left.plotly_chart(heat[0], key="heat_before", theme=None, config={"displaylogo": False})
     right.plotly_chart(heat[1], key="heat_after", theme=None, config={"displaylogo": False})
     if quick is not None and not quick.exact:
-        st.caption(f"Level preview in {elapsed * 1000:.0f} ms · the figures are those of the last render "
-                   f"(attenuation {quick.settings.attenuation_db:g} dB, target {quick.settings.loudness_lufs:g} LUFS) "
-                   "until the sliders rest")
+        then = quick.settings
+        st.caption(f"{'Level preview' if quick.heard else 'Waiting for the sliders to rest'} in {elapsed * 1000:.0f} ms"
+                   f" · the figures are those of the last render (attenuation {then.attenuation_db:g} dB, target "
+                   f"{then.loudness_lufs:g} LUFS, reverb {then.reverb_amount:g}, EQ strength {then.eq_strength:g}, "
+                   f"max cut {then.max_cut_db:g} dB) until the sliders rest")
     else:
         st.caption(f"Rendered in {elapsed * 1000:.0f} ms from the cached analysis · rows mask columns · one colour scale "
                    "for both · 'after' is estimated from the cached band analysis (the ZIP's scene.json measures it on "

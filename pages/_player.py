@@ -17,8 +17,8 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from imgext.composition.ambience import is_ambience
-from imgext.mix.preview import LEVEL_FIELDS, PreviewEncoder, level_change, preview_mix, releveled
-from imgext.options import MixSettings
+from imgext.mix.preview import PreviewEncoder, level_move, measure_powers, preview_mix, releveled
+from imgext.options import MixSettings, specs
 from imgext.vision.overlay import Placed, draw_placement
 from pages._state import md, session
 
@@ -57,12 +57,14 @@ class PlayerState:
 
 @dataclass(frozen=True)
 class LevelPreview:
-    """A slider move that changed only levels, heard on the last render's signals (:func:`level_preview`)."""
+    """A slider move heard on the last render's signals, its render to follow (:func:`level_preview`)."""
 
     outcome: object  # the last render (its analysis, figures and metrics are shown meanwhile)
     settings: MixSettings  # its settings
     previews: dict  # "after" / "before" -> PreviewMix (the new levels), "before" None when not listened to
     exact: bool  # the settled render's own settings again: nothing is estimated
+    deferred: tuple = ()  # the changed fields not heard until the render (imgext.mix.preview.DEFERRED_FIELDS)
+    heard: bool = False  # some of the change is heard now (levels, loudness or reverb)
 
 
 def _state() -> PlayerState:
@@ -108,36 +110,41 @@ def _player_value() -> dict | None:
 
 
 def level_preview(project, settings: MixSettings) -> LevelPreview | None:
-    """The last render with the new levels, when ``settings`` changed only levels since it; else None (render).
+    """The last render with the new levels, when the player can play the change on it; else None (render).
 
-    A move of the attenuation or loudness slider is heard at once: the player gets the new
-    levels on the signals it holds, and asks for the render (the EQ or ducking of the new levels,
-    the loudness and the limiter) once the sliders rest (:data:`SETTLE_MS`).  Sets ``settings``
-    on the project (an undo step) when it returns a preview.
+    A move of a level slider (attenuation, ambience level, reverb, loudness:
+    :data:`~imgext.mix.preview.LEVEL_FIELDS`) is heard at once: the player gets the new levels on
+    the signals it holds.  A move of a slider that reshapes the processing (EQ strength, maximum cut:
+    :data:`~imgext.mix.preview.DEFERRED_FIELDS`) is not rendered step by step: the last render plays
+    on.  Either way the player asks for the render (the EQ or ducking of the new settings, the
+    loudness and the limiter) once the sliders rest (:data:`SETTLE_MS`).  Sets ``settings`` on the
+    project (an undo step; the downloads follow) when it returns a preview.
     """
     state = _state()
     value = _player_value()
     if state.settled is None or (state.pending and value is not None and value.get("settle") == state.pending):
         return None  # nothing rendered yet, or the player asks for the render of its preview
     old_settings, old_tracks, outcome, previews = state.settled
-    if replace(settings, **{f: getattr(old_settings, f) for f in LEVEL_FIELDS}) != old_settings:
-        return None  # more than levels: render
-    project.set_settings(settings)  # (an attenuation retunes the ambience's volume: the tracks follow)
-    deltas = level_change(old_settings, old_tracks, settings, project.tracks)
-    if deltas is None:
+    if level_move(old_settings, old_tracks, settings, old_tracks) is None:
+        return None  # more than levels (or no reverb to scale): render
+    project.set_settings(settings)  # (an attenuation or ambience level retunes the ambience's volume: the tracks follow)
+    move = level_move(old_settings, old_tracks, settings, project.tracks)
+    if move is None:
         return None
     wants_a = _listening_to_a(value)
     if wants_a and previews.get("before") is None:
         return None  # A was not rendered for the last mix: render it
-    loud = settings.loudness_lufs - old_settings.loudness_lufs
-    if len(state.powers) > 4096:  # one float per signal ever previewed: forget the old ones now and then
-        state.powers.clear()
-    if not deltas.any() and loud == 0.0:  # back where the render is: it is exact
+    if move.exact:  # back where the render is: it is exact
         return LevelPreview(outcome, old_settings, {"after": previews["after"],
                                                     "before": previews["before"] if wants_a else None}, True)
-    moved = {m: None if pm is None or (m == "before" and not wants_a) else
-             releveled(pm, deltas, loudness_db=loud, powers=state.powers) for m, pm in previews.items()}
-    return LevelPreview(outcome, old_settings, moved, False)
+    def preview(pm):  # the new levels, or (a deferred move alone) the last render as it is, marked not exact
+        if not move.heard:
+            return replace(pm, exact=False)
+        return releveled(pm, move.gains_db, loudness_db=move.loudness_db, reverb_gain=move.reverb_gain,
+                         powers=state.powers)
+
+    moved = {m: None if pm is None or (m == "before" and not wants_a) else preview(pm) for m, pm in previews.items()}
+    return LevelPreview(outcome, old_settings, moved, False, deferred=move.deferred, heard=move.heard)
 
 
 def _rows(project, after) -> list[dict]:
@@ -190,6 +197,11 @@ def _previews(p, outcome, settings: MixSettings, state: PlayerState, value: dict
         previews["before"] = preview_mix(before, names, pans, sample_rate=sr, match_db=match_db,
                                          memo=state.memos["before"])
     state.settled = (settings, tracks, outcome, previews)
+    if len(state.powers) > 4096:  # one float per signal ever previewed: forget the old ones now and then
+        state.powers.clear()
+    for pm in previews.values():  # what a level preview of this render needs, paid by the render, not the move
+        if pm is not None:
+            measure_powers(pm, state.powers)
     return previews
 
 
@@ -222,10 +234,7 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
                "Mute, solo, level and pan act at once in your browser; apply them to change the mix and the downloads.")
     note = st.empty()  # one element either way: a caption coming and going must not move (and remount) the player
     if state.pending:
-        note.caption(":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
-                   "loudness held by estimate; the EQ or ducking of the new levels, the loudness and the limiter "
-                   "follow when the sliders rest (the figures and numbers below are still those of the last render; "
-                   "the downloads are rendered exactly).")
+        note.caption(pending_note(quick))
     left, right = st.columns([3, 2])
     with left:
         value = _component(key=KEY, default=None, sample_rate=after.sample_rate, n_samples=after.n_samples,
@@ -237,6 +246,21 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
         placement_picture(p, outcome, value)
     listening_summary(p, rows, value, state)
     return value
+
+
+def pending_note(quick: LevelPreview | None) -> str:
+    """What the player plays while a render is pending, in words (heard now, and what follows when the sliders rest)."""
+    labels = {s.name: s.label for s in specs(MixSettings)}
+    waiting = ", ".join(labels[f] for f in quick.deferred) if quick is not None and quick.deferred else ""
+    if quick is not None and quick.deferred and not quick.heard:
+        return (f":material/hourglass_top: **Rendered when the sliders rest**: the new {md(waiting)} is mixed once "
+                "you stop moving; until then you hear the last render (the figures and numbers below are its; the "
+                "downloads are rendered exactly for the new settings).")
+    also = f", the new {md(waiting)}" if waiting else ""
+    return (":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
+            f"loudness held by estimate; the EQ or ducking of the new levels{also}, the loudness and the limiter "
+            "follow when the sliders rest (the figures and numbers below are still those of the last render; "
+            "the downloads are rendered exactly).")
 
 
 def _offsets(rows: list[dict], value: dict | None) -> tuple[dict, dict]:

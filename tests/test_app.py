@@ -269,6 +269,9 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     before = {m.label: m.value for m in at.metric}
     at.slider(key="mix_eq_strength").set_value(0.0).run()
     assert not at.exception
+    assert at.session_state["imgext_stems_player"].pending, "an EQ move is rendered when the sliders rest"
+    assert {m.label: m.value for m in at.metric} == before, "the last render's numbers meanwhile"
+    settle(at)
     after = {m.label: m.value for m in at.metric}
     assert after["Total masking"] != before["Total masking"] or after != before
     at.slider(key="mix_attenuation_db").set_value(3.0).run()

@@ -9,9 +9,17 @@ import math
 import pytest
 import soundfile as sf
 
-from tests.test_app import _ready_sounds, new_app, settle, upload
+from tests.test_app import RecordingMediaFileManager, _ready_sounds, deferred_bytes, new_app, settle, upload
 
 pytestmark = pytest.mark.slow  # the whole app, real detector and sounds
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """The media managers of the runs (tests/test_app.py's fixture of the same name), to read what a download serves."""
+    RecordingMediaFileManager.instances = []
+    monkeypatch.setattr("streamlit.testing.v1.app_test.MediaFileManager", RecordingMediaFileManager)
+    return RecordingMediaFileManager.instances
 
 
 def player(at):
@@ -84,3 +92,39 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     args4, _ = player(at)
     assert args4["revision"] == 1 and args4["rows"][k]["pan"] == -0.5
     assert not [b for b in at.button if b.key == "player_apply"], "applied: nothing left to apply"
+
+
+def test_an_eq_move_plays_the_last_render_until_the_sliders_rest(bus_jpg, media, monkeypatch):
+    """EQ strength and maximum cut are not rendered step by step: the last render plays, the render follows."""
+    monkeypatch.setenv("FREESOUND_API_KEY", "")
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception
+    p = at.session_state["imgext_session"].project
+    args, _ = player(at)
+    metrics = {m.label: m.value for m in at.metric}
+    at.slider(key="mix_eq_strength").set_value(0.5).run()
+    at.slider(key="mix_max_cut_db").set_value(3.0).run()  # another step before the sliders rest
+    assert not at.exception
+    moved, blob = player(at)
+    assert blob == b"" and moved["settle"] and moved["mixes"]["after"]["exact"] is False, "pending, and said so"
+    assert [(t["signal"], t["level"]) for t in moved["mixes"]["after"]["tracks"]] == [
+        (t["signal"], t["level"]) for t in args["mixes"]["after"]["tracks"]], "the last render plays on as it was"
+    assert any("Rendered when the sliders rest" in c.value and "EQ strength, Max cut" in c.value for c in at.caption)
+    assert {m.label: m.value for m in at.metric} == metrics, "the last render's numbers meanwhile"
+    assert (p.settings.eq_strength, p.settings.max_cut_db) == (0.5, 3.0), "the project has the new settings"
+    assert all(key[0] != p.settings for key, _ in p.mixer()._rendered), "not rendered on the move"
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    early = deferred_bytes(media, buttons["Download mix.wav"])  # rendered when clicked, for the new settings
+    settle(at)  # the player asks for the render once the sliders rest
+    assert not at.exception
+    done, blob = player(at)
+    assert done["settle"] is None and done["mixes"]["after"]["exact"] is True
+    assert blob, "the tracks the new EQ changed are sent"
+    assert {m.label: m.value for m in at.metric} != metrics
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert deferred_bytes(media, buttons["Download mix.wav"]) == early, "the pending download was this mix, exactly"
+    at.button(key="mix_undo").click().run()  # back to the first maximum cut: an undo step of its own
+    assert not at.exception
+    assert at.slider(key="mix_max_cut_db").value == pytest.approx(6.0) and p.settings.max_cut_db == 6.0
+    assert p.settings.eq_strength == 0.5 and player(at)[0]["settle"], "pending again, for the undone settings"

@@ -284,8 +284,13 @@ def test_a_level_change_is_found_only_when_nothing_but_levels_changed(project):
     np.testing.assert_allclose(deltas, want)
     assert deltas.any() and not np.all(deltas == deltas[0]), "attenuation moves the less important tracks"
     assert not level_change(SETTINGS, t, replace(SETTINGS, loudness_lufs=-20.0), t).any()
-    for other in (replace(SETTINGS, eq_strength=0.3), replace(SETTINGS, reverb_amount=0.1), replace(SETTINGS, seed=2)):
+    assert not level_change(SETTINGS, t, replace(SETTINGS, reverb_amount=0.1), t).any(), "the reverb is a bus level"
+    for other in (replace(SETTINGS, eq_strength=0.3), replace(SETTINGS, max_cut_db=3.0), replace(SETTINGS, seed=2),
+                  replace(SETTINGS, fov_deg=90.0), replace(SETTINGS, distance=False)):
         assert level_change(SETTINGS, t, other, t) is None, other
+    no_reverb = replace(SETTINGS, reverb_amount=0.0)
+    assert level_change(no_reverb, t, SETTINGS, t) is None, "no bus was rendered: none to bring up"
+    assert not level_change(SETTINGS, t, no_reverb, t).any(), "a bus brought down to nothing is a level"
     panned = replace(t, pans=np.asarray(t.pans) * 0.5)
     assert level_change(SETTINGS, t, moved, panned) is None, "a new pan is more than a level"
     louder = replace(t, volume_db=np.asarray(t.volume_db) + np.arange(t.n_tracks))
@@ -323,3 +328,72 @@ def test_a_level_preview_keeps_the_signals_and_sounds_like_the_render_it_stands_
     assert db_to_gain(-3.0 - 6.0) < master < db_to_gain(-3.0), "the master gain takes back part of the +6 dB"
     with pytest.raises(ParameterError):
         releveled(pm, [0.0])
+
+
+def _similar(a: np.ndarray, b: np.ndarray) -> float:
+    """The one scalar ``c`` with ``a * c`` nearest ``b``, after checking that it makes them equal (up to 2e-5 of peak)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    c = float(np.sum(a * b) / np.sum(a * a))
+    np.testing.assert_allclose(a * c, b, atol=2e-5 * np.abs(b).max())
+    return c
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.1, 0.5, 1.0])
+def test_a_reverb_move_is_the_bus_level_of_the_render_it_stands_for(project, amount):
+    """The reverb's sends are linear in the amount: the preview is the render up to the master gain (no limiter here)."""
+    from imgext.mix.preview import level_move, releveled
+
+    plain = replace(SETTINGS, loudness_lufs=-30.0)  # a wide ambience, the reverb, no limiter
+    moved = replace(plain, reverb_amount=amount)
+    t = project.tracks
+    old, pm = _parts(project, plain)
+    new, exact = _parts(project, moved)
+    assert old.mix.envelope is None and new.mix.envelope is None and pm.reverb is not None
+    move = level_move(plain, t, moved, t)
+    assert not move.gains_db.any() and move.loudness_db == 0.0 and not move.deferred and move.heard
+    assert move.reverb_gain == pytest.approx(amount / plain.reverb_amount)
+    quick = releveled(pm, move.gains_db, reverb_gain=move.reverb_gain)
+    assert quick.signals is pm.signals and quick.reverb == pm.reverb, "nothing new to make or send"
+    c = _similar(quick.render(), exact.render())  # the one scalar between them: the master gain's estimate
+    assert abs(20 * np.log10(c)) < (1.0 if amount <= 0.5 else 1.5), "the loudness is held by the power estimate"
+    reverb_only = quick.render() - quick.render(reverb=False)
+    np.testing.assert_allclose(reverb_only * c, exact.render() - exact.render(reverb=False),
+                               atol=2e-5 * max(np.abs(exact.render()).max(), 1e-9))
+    with pytest.raises(ParameterError, match="reverb_gain"):
+        releveled(pm, move.gains_db, reverb_gain=-1.0)
+
+
+def test_an_ambience_level_move_is_the_ambience_tracks_level():
+    """The ambience level is the ambience object's volume: a track level, previewed like the attenuation (no EQ here)."""
+    from imgext.mix.preview import level_move, releveled
+
+    p = Project(settings=replace(SETTINGS, loudness_lufs=-30.0, reverb_amount=0.0, eq_strength=0.0))  # no EQ redesign
+    p.detect(_png(), TwoBoxes(), name="grey.png")
+    p.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    old_settings, t0 = p.settings, p.tracks
+    old, pm = _parts(p, old_settings)
+    k = next(k for k, n in enumerate(t0.names) if n.startswith("ambience"))
+    p.set_settings(replace(old_settings, ambience_db=old_settings.ambience_db - 6.0))
+    t1 = p.tracks
+    move = level_move(old_settings, t0, p.settings, t1)
+    want = np.zeros(t0.n_tracks)
+    want[k] = -6.0
+    np.testing.assert_allclose(move.gains_db, want)
+    new, exact = _parts(p, p.settings)
+    quick = releveled(pm, move.gains_db)
+    _similar(quick.render(), exact.render())
+
+
+def test_an_eq_move_is_deferred_and_said_so(project):
+    """EQ strength and maximum cut change the processed signals: not previewed, the render follows."""
+    from imgext.mix.preview import DEFERRED_FIELDS, level_move
+
+    t = project.tracks
+    moved = replace(SETTINGS, eq_strength=0.4, max_cut_db=3.0, attenuation_db=SETTINGS.attenuation_db + 2.0)
+    move = level_move(SETTINGS, t, moved, t)
+    assert move.deferred == ("eq_strength", "max_cut_db") == DEFERRED_FIELDS and move.heard and not move.exact
+    only_eq = level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t)
+    assert only_eq.deferred == ("eq_strength",) and not only_eq.heard and not only_eq.exact
+    assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t, defer=()) is None
+    assert level_move(SETTINGS, t, SETTINGS, t).exact
+    assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4, activity=2.0), t) is None, "the tracks change"

@@ -30,7 +30,7 @@ from imgext.errors import ParameterError
 from imgext.mix.render import pan_gains
 
 __all__ = ["PreviewEncoder", "PreviewMix", "PreviewTrack", "preview_mix", "signal_id", "DEFAULT_PREVIEW_RATE",
-           "LEVEL_FIELDS", "level_change", "releveled"]
+           "LEVEL_FIELDS", "DEFERRED_FIELDS", "LevelMove", "level_change", "level_move", "measure_powers", "releveled"]
 
 DEFAULT_PREVIEW_RATE = 24000
 """Sample rate of the browser preview in Hz: 12 kHz of bandwidth, half the data of 48 kHz."""
@@ -237,8 +237,46 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int = D
                       envelope=envelope, sample_rate=rate, n_samples=int(n), signals=signals)
 
 
-LEVEL_FIELDS = ("attenuation_db", "loudness_lufs")
-"""The :class:`~imgext.options.MixSettings` fields a stems player can preview by levels alone."""
+LEVEL_FIELDS = ("attenuation_db", "loudness_lufs", "ambience_db", "reverb_amount")
+"""The :class:`~imgext.options.MixSettings` fields a stems player can preview by levels alone: the tracks'
+levels (attenuation; the ambience level, which is the ambience object's volume), the loudness target (the
+master gain) and the reverb amount (the reverb bus is linear in it: its level)."""
+
+DEFERRED_FIELDS = ("eq_strength", "max_cut_db")
+"""The fields that change the processed signals but not the tracks (their EQ or ducking only): a player keeps
+playing the last render until the render of the new value follows (:func:`level_move`)."""
+
+
+@dataclass(frozen=True)
+class LevelMove:
+    """What a stems player can do about a settings change on the last render's signals (:func:`level_move`).
+
+    Attributes
+    ----------
+    gains_db : np.ndarray [shape=(n_tracks,)]
+        Change of each track's requested gain in dB.
+    loudness_db : float
+        Change of the loudness target in dB.
+    reverb_gain : float
+        Linear factor on the reverb bus (the new reverb amount over the old; >= 0).
+    deferred : tuple of str
+        The :data:`DEFERRED_FIELDS` that changed: not heard until the render follows.
+    """
+
+    gains_db: np.ndarray
+    loudness_db: float = 0.0
+    reverb_gain: float = 1.0
+    deferred: tuple = ()
+
+    @property
+    def exact(self) -> bool:
+        """Nothing changed that the last render does not already sound like."""
+        return not np.any(self.gains_db) and self.loudness_db == 0.0 and self.reverb_gain == 1.0 and not self.deferred
+
+    @property
+    def heard(self) -> bool:
+        """Some of the change is heard in a level preview (levels, loudness or reverb moved)."""
+        return bool(np.any(self.gains_db)) or self.loudness_db != 0.0 or self.reverb_gain != 1.0
 
 
 def _same_tracks(a, b) -> bool:
@@ -273,21 +311,58 @@ def level_change(old_settings, old_tracks, settings, tracks) -> np.ndarray | Non
         another field than :data:`LEVEL_FIELDS`, other sounds, pans, importance or distances.
         (The engine's EQ and ducking follow the levels too: a level preview leaves them as they were.)
     """
+    move = level_move(old_settings, old_tracks, settings, tracks, defer=())
+    return None if move is None else move.gains_db
+
+
+def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIELDS) -> LevelMove | None:
+    """What of a settings change a stems player can play on the last render's signals, or None (render now).
+
+    A change of :data:`LEVEL_FIELDS` is heard as new levels: each track's gain, the master gain and
+    the reverb bus's level (its send scales with the reverb amount, so the bus does; from no reverb
+    to some there is no bus to scale: None). A change of the fields in ``defer`` is not heard until
+    the render follows (the last render's EQ or ducking plays meanwhile). Anything else (another
+    field, other sounds, pans, importance or distances) needs the render now: None.
+
+    Parameters
+    ----------
+    old_settings, settings : MixSettings
+        The settings of a rendered mix and the new ones.
+    old_tracks, tracks : Tracks
+        The tracks of each (the same audio; the user's volumes may differ).
+    defer : tuple of str
+        The fields whose change may wait for the render (:data:`DEFERRED_FIELDS`).
+
+    Returns
+    -------
+    LevelMove or None
+    """
     from imgext.mix.space import level_gains_db
 
-    if replace(settings, **{f: getattr(old_settings, f) for f in LEVEL_FIELDS}) != old_settings:
+    free = (*LEVEL_FIELDS, *defer)
+    if replace(settings, **{f: getattr(old_settings, f) for f in free}) != old_settings:
         return None
     if old_tracks is None or tracks is None or not _same_tracks(old_tracks, tracks):
         return None
+    old_amount, amount = float(old_settings.reverb_amount), float(settings.reverb_amount)
+    if amount != old_amount and old_amount <= 0.0:
+        return None  # no reverb bus was rendered: there is none to bring up
 
     def requested(s, t):
         return level_gains_db(t.gains_db(s.attenuation_db), t.distances_m(), distance=s.distance)
 
-    return np.asarray(requested(settings, tracks) - requested(old_settings, old_tracks), dtype=np.float64)
+    gains = np.asarray(requested(settings, tracks) - requested(old_settings, old_tracks), dtype=np.float64)
+    return LevelMove(gains, loudness_db=float(settings.loudness_lufs - old_settings.loudness_lufs),
+                     reverb_gain=1.0 if amount == old_amount else amount / old_amount,
+                     deferred=tuple(f for f in defer if getattr(settings, f) != getattr(old_settings, f)))
 
 
 def _power(pm: PreviewMix, sid: str, powers: dict | None) -> float:
-    """Mean power of signal ``sid`` per sample (channels summed), from ``powers`` when known."""
+    """Mean power of signal ``sid`` per sample (channels summed), from ``powers`` when known.
+
+    Plain power, not K-weighted as the loudness is (that would cost ~10 ms per 30 s signal, ~1 ms
+    now): a reverb brought up 12 dB at once is then misjudged by ~1.1 dB, one slider step by far less.
+    """
     if powers is not None and sid in powers:
         return powers[sid]
     x = np.asarray(pm.signals[sid], dtype=np.float32)
@@ -298,14 +373,29 @@ def _power(pm: PreviewMix, sid: str, powers: dict | None) -> float:
     return p
 
 
-def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, powers: dict | None = None) -> PreviewMix:
+def measure_powers(pm: PreviewMix, powers: dict) -> None:
+    """Measure into ``powers`` (signal id -> mean power) what :func:`releveled` will need of ``pm``.
+
+    For a caller that prefers to pay when it renders rather than on the first level move after it.
+    """
+    for t in pm.tracks:
+        _power(pm, t.signal, powers)
+        if t.side is not None:
+            _power(pm, t.side, powers)
+    if pm.reverb is not None:
+        _power(pm, pm.reverb, powers)
+
+
+def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, reverb_gain: float = 1.0,
+              powers: dict | None = None) -> PreviewMix:
     """A level preview: ``pm``'s signals with each track ``gains_db`` louder, the whole held at its loudness.
 
-    What a new attenuation or loudness target sounds like before the mix is rendered again: no
-    signal changes (nothing to prepare, encode or send), only levels.  The master gain keeps the
-    mix's power (the parts taken as uncorrelated) and adds ``loudness_db``; the reverb keeps its
-    make-up, the limiter's envelope and the EQ or ducking stay those of ``pm`` (the render that
-    follows brings them).  The result is marked ``exact=False``.
+    What a new attenuation, ambience level, reverb amount or loudness target sounds like before the
+    mix is rendered again: no signal changes (nothing to prepare, encode or send), only levels.  The
+    master gain keeps the mix's power (the parts taken as uncorrelated) and adds ``loudness_db``;
+    the reverb bus is scaled by ``reverb_gain`` (its sends are linear in the amount, so the bus is;
+    at 1 it keeps its make-up), the limiter's envelope and the EQ or ducking stay those of ``pm``
+    (the render that follows brings them).  The result is marked ``exact=False``.
 
     Parameters
     ----------
@@ -314,8 +404,11 @@ def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, powers: dic
         Level change of each track in dB (:func:`level_change`).
     loudness_db : float
         Change of the loudness target in dB.
+    reverb_gain : float >= 0
+        Linear factor on the reverb bus (:attr:`LevelMove.reverb_gain`).
     powers : dict, optional
-        Signal id -> mean power, kept by the caller between calls (each signal is measured once).
+        Signal id -> mean power, kept by the caller between calls (each signal is measured
+        once; :func:`measure_powers`).
 
     Returns
     -------
@@ -324,6 +417,8 @@ def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, powers: dic
     g = np.asarray(gains_db, dtype=np.float64).reshape(-1)
     if g.shape[0] != len(pm.tracks):
         raise ParameterError(f"need one gain change per track ({len(pm.tracks)}), got {g.shape[0]}")
+    if not reverb_gain >= 0.0:
+        raise ParameterError(f"reverb_gain={reverb_gain} must be >= 0")
     scale = db_to_gain(g)
     old = new = 0.0
     for t, a in zip(pm.tracks, scale):
@@ -333,11 +428,11 @@ def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, powers: dic
         old, new = old + p, new + p * float(a) ** 2
     if pm.reverb is not None:
         p = pm.reverb_level**2 * _power(pm, pm.reverb, powers)
-        old, new = old + p, new + p
+        old, new = old + p, new + p * float(reverb_gain) ** 2
     master = float(db_to_gain(loudness_db)) * (float(np.sqrt(old / new)) if new > 0 and old > 0 else 1.0)
     tracks = [replace(t, level=t.level * float(a) * master, side_level=t.side_level * float(a) * master)
               for t, a in zip(pm.tracks, scale)]
-    return replace(pm, tracks=tracks, reverb_level=pm.reverb_level * master, exact=False)
+    return replace(pm, tracks=tracks, reverb_level=pm.reverb_level * float(reverb_gain) * master, exact=False)
 
 
 class PreviewEncoder:
