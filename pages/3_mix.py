@@ -135,11 +135,6 @@ def metrics(outcome, names: list[str]) -> None:
                      f"for {mix.limited_s:.1f} s")
 
 
-def _dark(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
-    fig.update_layout(title={"text": title}, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return fig
-
-
 def processing_charts(outcome, names: list[str]) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
     figs = once_per_render(outcome, "processing", (tuple(names),), lambda: processing_figures(outcome, names))
@@ -153,37 +148,47 @@ def processing_charts(outcome, names: list[str]) -> None:
 
 
 def processing_figures(outcome, names: list[str]) -> tuple[go.Figure, go.Figure | None] | None:
-    """The EQ / ducking curves and the ducking lane of ``outcome`` (None when nothing was processed)."""
+    """The EQ / ducking curves and the ducking lane of ``outcome`` (None when nothing was processed).
+
+    Built in one go with plain lists (a trace's numpy arrays cost plotly a typed-array conversion each
+    when sent, and a figure's validated ``update_*`` calls ~1 ms each: 80 -> 30 ms at 29 ducked tracks).
+    """
     bands = session().project.mixer().bands()
-    fig = dark_figure()
+    data = []
     duck = outcome.ducking
-    if duck is not None and duck.active.any():
+    active = np.flatnonzero(duck.active) if duck is not None else np.zeros(0, dtype=int)
+    if active.size:
         curves = duck.frequency_response_db()
-        for k in np.flatnonzero(duck.active):
-            fig.add_trace(trace("Scatter", x=bands.band_centres_hz, y=curves["deepest"][k],
-                                name=f"{names[k]} (deepest)", mode="lines+markers"))
-            fig.add_trace(trace("Scatter", x=bands.band_centres_hz, y=curves["static"][k],
-                                name=f"{names[k]} (always on)", mode="lines", line={"dash": "dot"}))
+        centres = np.asarray(bands.band_centres_hz, dtype=float).tolist()
+        for k in active:
+            data.append(trace("Scatter", x=centres, y=np.asarray(curves["deepest"][k], dtype=float).tolist(),
+                              name=f"{names[k]} (deepest)", mode="lines+markers"))
+            data.append(trace("Scatter", x=centres, y=np.asarray(curves["static"][k], dtype=float).tolist(),
+                              name=f"{names[k]} (always on)", mode="lines", line={"dash": "dot"}))
     else:
         from imgext.engine.eq import combined_response_db
 
         for k, filters in enumerate(outcome.filters):
             if filters:
                 f, h = combined_response_db(filters, session().project.settings.sample_rate, n_points=400)
-                fig.add_trace(trace("Scatter", x=f, y=h, name=names[k], mode="lines"))
-    if not fig.data:
+                data.append(trace("Scatter", x=np.asarray(f, dtype=float).tolist(),
+                                  y=np.asarray(h, dtype=float).tolist(), name=names[k], mode="lines"))
+    if not data:
         return None
-    fig.update_xaxes(type="log", title={"text": "frequency (Hz)"})
-    fig.update_yaxes(title={"text": "gain (dB)"})
+    margin = {"l": 10, "r": 10, "t": 40, "b": 10}
+    fig = dark_figure(data, xaxis={"type": "log", "title": {"text": "frequency (Hz)"}},
+                      yaxis={"title": {"text": "gain (dB)"}}, title={"text": "EQ / ducking curve per track"},
+                      height=320, margin=margin)
     lanes = None
-    if duck is not None and duck.active.any():
+    if active.size:
         t, lane = duck.gain_lane_db(max_points=600)
-        lanes = dark_figure([trace("Scatter", x=t, y=lane[k], name=names[k], mode="lines", line={"shape": "spline"})
-                             for k in np.flatnonzero(duck.active)])
-        lanes.update_xaxes(title={"text": "time (s)"})
-        lanes.update_yaxes(title={"text": "deepest band gain (dB)"})
-        lanes = _dark(lanes, "Ducking over time (while a more important sound plays)")
-    return _dark(fig, "EQ / ducking curve per track"), lanes
+        t = np.asarray(t, dtype=float).tolist()
+        lanes = dark_figure([trace("Scatter", x=t, y=np.asarray(lane[k], dtype=float).tolist(), name=names[k],
+                                   mode="lines", line={"shape": "spline"}) for k in active],
+                            xaxis={"title": {"text": "time (s)"}}, yaxis={"title": {"text": "deepest band gain (dB)"}},
+                            title={"text": "Ducking over time (while a more important sound plays)"}, height=320,
+                            margin=margin)
+    return fig, lanes
 
 
 def ab_players(outcome, settings: MixSettings, wav: bytes) -> None:

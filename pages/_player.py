@@ -29,7 +29,7 @@ STATE_KEY = "imgext_stems_player"
 PICTURE_KEY = "imgext_placement_picture"
 """Session key of the placement picture last drawn (the photo, what it shows, its JPEG bytes)."""
 PREVIEW_CODEC = "flac"
-"""How the player's signals travel. FLAC (16-bit, 24 kHz): ~9x less server CPU than Ogg Vorbis per changed
+"""How the player's signals travel. FLAC (16-bit, 22.05 kHz for a 44.1 kHz mix): ~9x less server CPU than Ogg Vorbis per changed
 signal (a 30 s track 0.02 s instead of 0.2 s; a slider move re-encodes every ducked track and both reverb
 buses), for 2-7x its bytes (a 30 s noise bed 1.2 MB instead of 0.18 MB; less for sounds with silences)."""
 

@@ -397,3 +397,26 @@ def test_an_eq_move_is_deferred_and_said_so(project):
     assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t, defer=()) is None
     assert level_move(SETTINGS, t, SETTINGS, t).exact
     assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4, activity=2.0), t) is None, "the tracks change"
+
+
+@pytest.mark.parametrize(("rate", "want"), [(44100, 22050), (48000, 24000), (96000, 24000), (32000, 24000),
+                                            (16000, 16000), (22050, 22050)])
+def test_the_preview_rate_halves_a_cd_or_dvd_rate_exactly(rate, want):
+    from imgext.mix.preview import preview_rate_for
+
+    assert preview_rate_for(rate) == want
+
+
+def test_a_44k_mix_previews_at_22k_and_sums_to_the_mix_resampled():
+    """The default preview of a 44.1 kHz mix is at 22.05 kHz and is the mix at that rate (the parts, resampled)."""
+    from imgext.audio.io import resample
+    from imgext.mix.mixer import Mixer
+
+    p = Project(settings=replace(SETTINGS, sample_rate=44100, reverb_amount=0.0, loudness_lufs=-30.0))
+    p.detect(_png(), TwoBoxes(), name="grey.png")
+    p.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    outcome = Mixer(p.tracks).render(p.settings, measure_after=False)
+    pm = preview_mix(outcome, p.tracks.names, p.tracks.pans, sample_rate=44100)
+    assert pm.sample_rate == 22050 and pm.n_samples == outcome.mix.audio.shape[1] // 2
+    want = resample(outcome.mix.audio, 44100, 22050)
+    np.testing.assert_allclose(pm.render(), want, atol=2e-4 * np.abs(want).max())
