@@ -128,3 +128,11 @@ def test_an_eq_move_plays_the_last_render_until_the_sliders_rest(bus_jpg, media,
     assert not at.exception
     assert at.slider(key="mix_max_cut_db").value == pytest.approx(6.0) and p.settings.max_cut_db == 6.0
     assert p.settings.eq_strength == 0.5 and player(at)[0]["settle"], "pending again, for the undone settings"
+    settle(at)
+    at.slider(key="mix_fov_deg").set_value(90.0).run()  # new pans and distances: the last render plays as it was
+    assert not at.exception
+    moved, blob = player(at)
+    assert blob == b"" and moved["settle"] and any("Field of view" in c.value for c in at.caption)
+    assert p.settings.fov_deg == 90.0
+    settle(at)
+    assert player(at)[0]["mixes"]["after"]["exact"] is True and p.mixer()._rendered[-1][0][0] == p.settings

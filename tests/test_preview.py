@@ -391,7 +391,7 @@ def test_an_eq_move_is_deferred_and_said_so(project):
     t = project.tracks
     moved = replace(SETTINGS, eq_strength=0.4, max_cut_db=3.0, attenuation_db=SETTINGS.attenuation_db + 2.0)
     move = level_move(SETTINGS, t, moved, t)
-    assert move.deferred == ("eq_strength", "max_cut_db") == DEFERRED_FIELDS and move.heard and not move.exact
+    assert move.deferred == ("eq_strength", "max_cut_db") == DEFERRED_FIELDS[:2] and move.heard and not move.exact
     only_eq = level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t)
     assert only_eq.deferred == ("eq_strength",) and not only_eq.heard and not only_eq.exact
     assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t, defer=()) is None
@@ -420,3 +420,21 @@ def test_a_44k_mix_previews_at_22k_and_sums_to_the_mix_resampled():
     assert pm.sample_rate == 22050 and pm.n_samples == outcome.mix.audio.shape[1] // 2
     want = resample(outcome.mix.audio, 44100, 22050)
     np.testing.assert_allclose(pm.render(), want, atol=2e-4 * np.abs(want).max())
+
+
+def test_a_field_of_view_move_is_deferred_whole():
+    """A new field of view moves the objects (pans, distances): the last render plays as it was until the render."""
+    from imgext.mix.preview import level_move
+
+    p = Project(settings=SETTINGS)
+    p.detect(_png(), TwoBoxes(), name="grey.png")
+    p.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
+    s0, t0 = p.settings, p.tracks
+    p.set_settings(replace(s0, fov_deg=110.0, attenuation_db=s0.attenuation_db + 3.0))
+    t1 = p.tracks
+    assert t1.audio is t0.audio and not (np.array_equal(t0.pans, t1.pans) and np.array_equal(
+        t0.distances_m(), t1.distances_m())), "the same sounds, placed anew"
+    move = level_move(s0, t0, p.settings, t1)
+    assert move.deferred == ("attenuation_db", "fov_deg") and not move.heard and not move.gains_db.any()
+    assert level_move(s0, t0, p.settings, t1, defer=()) is None
+    assert level_move(s0, t0, replace(s0, fov_deg=110.0, seed=5), t1) is None, "more than a placing field"

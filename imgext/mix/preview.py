@@ -31,7 +31,7 @@ from imgext.mix.render import pan_gains
 
 __all__ = ["PreviewEncoder", "PreviewMix", "PreviewTrack", "preview_mix", "signal_id", "DEFAULT_PREVIEW_RATE",
            "preview_rate_for",
-           "LEVEL_FIELDS", "DEFERRED_FIELDS", "LevelMove", "level_change", "level_move", "measure_powers", "releveled"]
+           "LEVEL_FIELDS", "DEFERRED_FIELDS", "PLACING_FIELDS", "LevelMove", "level_change", "level_move", "measure_powers", "releveled"]
 
 DEFAULT_PREVIEW_RATE = 24000
 """Highest sample rate of the browser preview in Hz: 12 kHz of bandwidth, half the data of 48 kHz."""
@@ -257,9 +257,14 @@ LEVEL_FIELDS = ("attenuation_db", "loudness_lufs", "ambience_db", "reverb_amount
 levels (attenuation; the ambience level, which is the ambience object's volume), the loudness target (the
 master gain) and the reverb amount (the reverb bus is linear in it: its level)."""
 
-DEFERRED_FIELDS = ("eq_strength", "max_cut_db")
-"""The fields that change the processed signals but not the tracks (their EQ or ducking only): a player keeps
-playing the last render until the render of the new value follows (:func:`level_move`)."""
+DEFERRED_FIELDS = ("eq_strength", "max_cut_db", "fov_deg")
+"""The fields whose move a player cannot hear on the last render's signals, and that may wait for the render
+when the sliders rest (:func:`level_move`): the EQ strength and maximum cut (the processing of the same
+tracks) and the field of view (the objects' pans and distances: :data:`PLACING_FIELDS`)."""
+
+PLACING_FIELDS = ("fov_deg",)
+"""The deferred fields that move the objects (their pans and distances), not their sounds: while one is
+pending the last render plays as it was, levels included."""
 
 
 @dataclass(frozen=True)
@@ -294,15 +299,19 @@ class LevelMove:
         return bool(np.any(self.gains_db)) or self.loudness_db != 0.0 or self.reverb_gain != 1.0
 
 
-def _same_tracks(a, b) -> bool:
-    """The same sounds at the same places (only their levels may differ): names, audio, pans, importance, depth, sides."""
+def _same_tracks(a, b, *, placed: bool = True) -> bool:
+    """The same sounds at the same places (only their levels may differ): names, audio, pans, importance, depth, sides.
+
+    ``placed=False`` leaves the places out (pans and distances may differ).
+    """
     if a is b:
         return True
     if a.audio is not b.audio or list(a.names) != list(b.names) or a.sample_rate != b.sample_rate:
         return False
-    if not (np.array_equal(a.pans, b.pans) and np.array_equal(a.importance, b.importance)):
+    if not np.array_equal(a.importance, b.importance):
         return False
-    if not np.array_equal(np.asarray(a.distances_m(), dtype=float), np.asarray(b.distances_m(), dtype=float)):
+    if placed and not (np.array_equal(a.pans, b.pans) and np.array_equal(
+            np.asarray(a.distances_m(), dtype=float), np.asarray(b.distances_m(), dtype=float))):
         return False
     return a.sides.keys() == b.sides.keys() and all(
         a.sides[k][0] == b.sides[k][0] and a.sides[k][1] is b.sides[k][1] for k in a.sides)
@@ -336,8 +345,10 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
     A change of :data:`LEVEL_FIELDS` is heard as new levels: each track's gain, the master gain and
     the reverb bus's level (its send scales with the reverb amount, so the bus does; from no reverb
     to some there is no bus to scale: None). A change of the fields in ``defer`` is not heard until
-    the render follows (the last render's EQ or ducking plays meanwhile). Anything else (another
-    field, other sounds, pans, importance or distances) needs the render now: None.
+    the render follows (the last render's EQ or ducking plays meanwhile; while a
+    :data:`PLACING_FIELDS` change is pending, the last render plays as it was, levels included).
+    Anything else (another field, other sounds or importance; pans or distances but by a placing
+    field) needs the render now: None.
 
     Parameters
     ----------
@@ -357,7 +368,14 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
     free = (*LEVEL_FIELDS, *defer)
     if replace(settings, **{f: getattr(old_settings, f) for f in free}) != old_settings:
         return None
-    if old_tracks is None or tracks is None or not _same_tracks(old_tracks, tracks):
+    if old_tracks is None or tracks is None:
+        return None
+    if any(f in defer and getattr(settings, f) != getattr(old_settings, f) for f in PLACING_FIELDS):
+        if not _same_tracks(old_tracks, tracks, placed=False):
+            return None  # (other sounds)
+        return LevelMove(np.zeros(old_tracks.n_tracks), deferred=tuple(  # nothing heard until the render
+            f for f in free if getattr(settings, f) != getattr(old_settings, f)))
+    if not _same_tracks(old_tracks, tracks):
         return None
     old_amount, amount = float(old_settings.reverb_amount), float(settings.reverb_amount)
     if amount != old_amount and old_amount <= 0.0:
