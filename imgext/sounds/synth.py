@@ -73,16 +73,20 @@ class _Kind:
     render: Callable[[_Clip], np.ndarray]
     what: str  # completes "synthetic ..."
     top_hz: float | None  # highest frequency the recipe makes, if well below Nyquist: render it decimated
+    dc_free: bool = False  # every layer is high- or band-passed already: no 12 Hz high-pass over the whole
 
 
 _KINDS: dict[str, _Kind] = {}
 
 
-def _kind(name: str, what: str, *, top_hz: float | None = None) -> Callable:
-    """Register a recipe ``render(clip) -> [shape=(clip.n,)]`` under ``name``; see :func:`_decimated` for ``top_hz``."""
+def _kind(name: str, what: str, *, top_hz: float | None = None, dc_free: bool = False) -> Callable:
+    """Register a recipe ``render(clip) -> [shape=(clip.n,)]`` under ``name``; see :func:`_decimated` for ``top_hz``.
+
+    ``dc_free``: the recipe high- or band-passes every layer itself, so :func:`synthesize` need not.
+    """
 
     def register(render: Callable[[_Clip], np.ndarray]) -> Callable[[_Clip], np.ndarray]:
-        _KINDS[name] = _Kind(render, what, top_hz)
+        _KINDS[name] = _Kind(render, what, top_hz, dc_free)
         return render
 
     return register
@@ -207,9 +211,21 @@ def _ping(c: _Clip, freqs_hz, decays_s, amps=1.0, *, duration_s: float | None = 
 
 def _burst(c: _Clip, duration_s: float, low_hz, high_hz, *, decay_s: float, attack_s: float = 0.0005):
     """Make a filtered noise burst, fast attack and exponential decay, unit peak [shape=(m,)]: click, step, hiss."""
-    t = _time(c, max(min(int(duration_s * c.sr), c.n), 16))
-    burst = _white(c, len(t)) * np.minimum(t / attack_s, 1.0) * np.exp(-t / decay_s)
-    return _peak1(_filt(burst, c.sr, low_hz, high_hz))
+    return _bursts(c, _white(c, _burst_len(c, duration_s))[None], low_hz, high_hz, decay_s=decay_s, attack_s=attack_s)[0]
+
+
+def _burst_len(c: _Clip, duration_s: float) -> int:
+    """Samples of a :func:`_burst` of ``duration_s`` seconds."""
+    return max(min(int(duration_s * c.sr), c.n), 16)
+
+
+def _bursts(c: _Clip, white: np.ndarray, low_hz, high_hz, *, decay_s: float, attack_s: float = 0.0005) -> np.ndarray:
+    """:func:`_burst` of each row of ``white`` [shape=(k, m)], the noise drawn already: one filter call for all."""
+    t = _time(c, white.shape[-1])
+    burst = white * np.minimum(t / attack_s, 1.0) * np.exp(-t / decay_s)  # the same order of products as one burst
+    y = _filt(burst, c.sr, low_hz, high_hz)
+    peak = np.max(np.abs(y), axis=-1, keepdims=True)
+    return y * (1.0 / np.where(peak > 0, peak, 1.0))
 
 
 def _mix(*parts: np.ndarray) -> np.ndarray:
@@ -794,14 +810,19 @@ def _footsteps(c: _Clip) -> np.ndarray:
     low, high, decay = _vary(c, *surface, spread=1.3)  # hard floor, wood, gravel, grass
     times = _onsets(c, 1 / c.rng.uniform(0.45, 0.65), regularity=30.0)
     toe_s = c.rng.uniform(0.05, 0.12)
-
-    def step() -> np.ndarray:  # heel strike with a body thump, then the toe
-        heel = _mix(_burst(c, 0.15, low, high, decay_s=decay), 0.5 * _burst(c, 0.06, 40, 200, decay_s=0.02))
-        toe = 0.5 * _burst(c, 0.15, 1.3 * low, high, decay_s=1.3 * decay)
-        return _mix(heel, np.concatenate((np.zeros(int(toe_s * c.sr)), toe)))
-
+    # every step: a heel strike with a body thump, then the toe; the noise of all steps drawn in one go,
+    # in the order one step after another would draw it, and each kind of burst filtered in one call
+    m_heel, m_thump, m_toe = _burst_len(c, 0.15), _burst_len(c, 0.06), _burst_len(c, 0.15)
+    noise = _white(c, len(times) * (m_heel + m_thump + m_toe)).reshape(len(times), -1)
+    heel = _bursts(c, noise[:, :m_heel], low, high, decay_s=decay)
+    heel[:, :m_thump] += 0.5 * _bursts(c, noise[:, m_heel : m_heel + m_thump], 40, 200, decay_s=0.02)
+    toe = 0.5 * _bursts(c, noise[:, m_heel + m_thump :], 1.3 * low, high, decay_s=1.3 * decay)
+    at = int(toe_s * c.sr)
+    steps = np.zeros((len(times), max(m_heel, at + m_toe)))
+    steps[:, :m_heel] = heel
+    steps[:, at : at + m_toe] += toe
     left_right = 1 - 0.2 * (np.arange(len(times)) % 2)
-    return _place(c, times, [step() for _ in times], left_right * c.rng.uniform(0.7, 1, len(times)))
+    return _place(c, times, list(steps), left_right * c.rng.uniform(0.7, 1, len(times)))
 
 
 @_kind("voices", "crowd murmur (unintelligible voices)", top_hz=8000)
@@ -893,6 +914,22 @@ def _part(c: _Clip, kind: str, *, far_hz: float | None = None) -> np.ndarray:
     return _unit(_decimated(c, recipe.render, top_hz=top) if top else recipe.render(c))
 
 
+def _distant(c: _Clip, layers: Sequence[tuple[str, float, float]]) -> np.ndarray:
+    """The distant layers of a bed, ``(kind, far_hz, gain)`` each, summed at one reduced rate [shape=(n,)].
+
+    As ``sum(gain * _part(c, kind, far_hz=far_hz))``, but every layer is rendered at the rate of the
+    lowest ``far_hz``'s factor (:func:`_factor`), scaled to unit RMS there and summed before one
+    resampling up: one resampler and one full-rate sum instead of one per layer.
+    """
+    q = min(_factor(c.sr, min(filter(None, (_KINDS[kind].top_hz, far)))) for kind, far, _ in layers)
+    low = c if q == 1 else _Clip(-(-c.n // q), c.sr / q, c.rng)
+    mix = np.zeros(low.n)
+    for kind, _, gain in layers:  # in the given order: each draws from the clip's generator in turn
+        mix += gain * _unit(_KINDS[kind].render(low))
+    mix = _filt(mix, low.sr, low_hz=12.0, order=1)  # no DC (as synthesize does it for a whole sound)
+    return mix if q == 1 else _upsampled(mix, low.sr, c.sr, c.n)
+
+
 def _floor(c: _Clip, level: float = 0.05) -> np.ndarray:
     """A recording's noise floor [shape=(n,)]: pink-ish air and mains-free hiss at ``level`` of unit RMS.
 
@@ -902,13 +939,15 @@ def _floor(c: _Clip, level: float = 0.05) -> np.ndarray:
     return level * (_noise(c, 20, 800, order=1) + 0.3 * _noise(c, 800, 0.45 * c.sr))
 
 
-@_kind("amb_street", "city street ambience (distant traffic, footsteps, voices)")
+@_kind("amb_street", "city street ambience (distant traffic, footsteps, voices)", dc_free=True)
 def _amb_street(c: _Clip) -> np.ndarray:
     k = c.ctrl
     rumble = _noise(c, 25, c.rng.uniform(300, 600), order=1) * _up(c, 1 + 0.4 * _wander(k, 0.08))
-    # distant traffic, passers-by and voices, their highs lost on the way (rendered decimated: -40 % CPU)
-    return (rumble + 0.35 * _part(c, "car_passing", far_hz=5000.0) * 0.5 + 0.12 * _part(c, "footsteps", far_hz=6000.0)
-            + 0.15 * _part(c, "voices", far_hz=4500.0) + _floor(c))
+    # distant traffic, passers-by and voices, their highs (above ~5 kHz) lost on the way: rendered at a quarter
+    # of the rate and resampled up together
+    far = _distant(c, [("car_passing", 5000.0, 0.35 * 0.5), ("footsteps", 5000.0, 0.12), ("voices", 4500.0, 0.15)])
+    hiss = 0.05 * 0.3 * _noise(c, 800, 0.45 * c.sr, order=1)  # the noise floor's highs (its lows lie under the rumble)
+    return rumble + far + hiss
 
 
 @_kind("amb_park", "park ambience (birds, leaves, distant voices)")
@@ -1288,7 +1327,7 @@ def synthesize(
     clip = _Clip(_n_samples(duration_s, sample_rate), float(sample_rate), np.random.default_rng(rng))
 
     def dc_free(c: _Clip) -> np.ndarray:  # no DC or sub-audio drift (at the recipe's own rate: fewer samples)
-        return _filt(recipe.render(c), c.sr, low_hz=12.0, order=1)
+        return recipe.render(c) if recipe.dc_free else _filt(recipe.render(c), c.sr, low_hz=12.0, order=1)
 
     y = _decimated(clip, dc_free, top_hz=recipe.top_hz) if recipe.top_hz else dc_free(clip)
     peak = max(float(np.max(y)), -float(np.min(y)))
