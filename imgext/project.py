@@ -569,20 +569,47 @@ class Project:
             return None
         key = self._tracks_key()
         if self._tracks is None or self._tracks.key != key:
+            t0 = time.perf_counter()
+            tracks, self._arranged = self._tracks_maker()()
             if self.settings.compose:
-                t0 = time.perf_counter()
-                draw = (self.settings.activity, self.settings.seed, self.settings.duration_s)
-                given = self._given[1] if self._given is not None and self._given[0] == draw else None
-                tracks, self._arranged, _ = compose_tracks(self.objects, self.fetched, settings=self.settings,
-                                                           notes=self._fetch_notes, given=given)
                 self.timings_s["compose"] = time.perf_counter() - t0
-            else:
-                tracks = assemble_tracks(self.objects, self.fetched, settings=self.settings, notes=self._fetch_notes)
-                self._arranged = {}
         else:
             tracks = retune_tracks(self._tracks.value, self.objects)
         self._tracks = _Keyed(key, tracks)
         return tracks
+
+    def _tracks_maker(self) -> Callable[[], tuple[Tracks, dict]]:
+        """A function making the tracks (and the arranged sounds) of the objects, sounds and settings as they are now.
+
+        It holds its own copies of what it reads (the objects, the fetched sounds, the settings, the notes and
+        a saved plan's arrangements), so it gives the same tracks whenever, and from whichever thread, it runs.
+        """
+        objects, fetched, settings, notes = list(self.objects), dict(self.fetched), self.settings, list(self._fetch_notes)
+        draw = (settings.activity, settings.seed, settings.duration_s)
+        given = self._given[1] if self._given is not None and self._given[0] == draw else None
+
+        def make() -> tuple[Tracks, dict]:
+            if settings.compose:
+                tracks, arranged, _ = compose_tracks(objects, fetched, settings=settings, notes=notes, given=given)
+                return tracks, arranged
+            return assemble_tracks(objects, fetched, settings=settings, notes=notes), {}
+
+        return make
+
+    def tracks_later(self) -> Callable[[], Tracks | None]:
+        """A function giving the tracks of the objects, sounds and settings as they are now, made when it is called.
+
+        For a UI that must not arrange the sounds on every slider step (a new activity recomposes
+        them: seconds) but offers a download of exactly these settings: safe to call from another
+        thread, it touches nothing of the project (the tracks made now are returned as they are).
+        """
+        if not self._found:
+            return lambda: None
+        if self._tracks is not None and self._tracks.key == self._tracks_key():
+            tracks = retune_tracks(self._tracks.value, self.objects)
+            return lambda: tracks
+        maker = self._tracks_maker()
+        return lambda: maker()[0]
 
     def arrangements(self) -> dict[int, Arrangement]:
         """Object index -> how it sounds in time (empty when not composed or before sounds were found)."""

@@ -87,13 +87,13 @@ def once_per_render(outcome, name: str, key: tuple, make):
     return value
 
 
-def timeline(p, *, focus: int | None = None) -> None:
-    """The timeline of the project's arrangements (pages/_timeline.py), made once per composition and focus."""
-    arrangements = p.arrangements()
+def timeline(p, tracks, *, focus: int | None = None) -> None:
+    """The timeline of ``tracks``' arrangements (pages/_timeline.py), made once per composition and focus."""
+    arrangements = {tracks.object_indices[k]: a for k, a in tracks.arrangements.items()}
     if not arrangements:
         return
     labels = {i: p.objects[i].label for i in arrangements if i < len(p.objects)}
-    fig = once_per_render(p.tracks.audio, "timeline", (focus, p.settings.duration_s, tuple(sorted(labels.items()))),
+    fig = once_per_render(tracks.audio, "timeline", (focus, p.settings.duration_s, tuple(sorted(labels.items()))),
                           lambda: timeline_figure(arrangements, lane_names(labels), duration_s=p.settings.duration_s,
                                                   focus=focus))
     st.plotly_chart(fig, key="timeline", theme=None, config={"displaylogo": False})
@@ -109,7 +109,7 @@ def focus_selector(names: list[str]) -> int | None:
     return names.index(chosen) if chosen in names else None
 
 
-def metrics(outcome, names: list[str]) -> None:
+def metrics(outcome, names: list[str], importance) -> None:
     b, a = outcome.masking_before, outcome.masking_after
     c = st.columns(5)
     c[0].metric("Total masking", f"{a.total_db:.2f} dB", f"{a.total_db - b.total_db:+.2f} dB", delta_color="inverse",
@@ -124,7 +124,7 @@ def metrics(outcome, names: list[str]) -> None:
                          "A more important sound covering a background one is intended and left alone.")
     else:
         c[1].metric("Worst clash", "none")
-    top = int(np.argmax(session().project.tracks.importance))
+    top = int(np.argmax(importance))
     c[2].metric(f"Masked fraction of {md(names[top])}", f"{a.masked_fraction[top] * 100:.0f} %",
                 f"{(a.masked_fraction[top] - b.masked_fraction[top]) * 100:+.0f} pts", delta_color="inverse")
     mix = outcome.mix
@@ -135,9 +135,9 @@ def metrics(outcome, names: list[str]) -> None:
                      f"for {mix.limited_s:.1f} s")
 
 
-def processing_charts(outcome, names: list[str]) -> None:
+def processing_charts(outcome, names: list[str], mixer) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
-    figs = once_per_render(outcome, "processing", (tuple(names),), lambda: processing_figures(outcome, names))
+    figs = once_per_render(outcome, "processing", (tuple(names),), lambda: processing_figures(outcome, names, mixer))
     if figs is None:
         st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
         return
@@ -147,13 +147,13 @@ def processing_charts(outcome, names: list[str]) -> None:
         right.plotly_chart(figs[1], key="duck_lane", theme=None, config={"displaylogo": False})
 
 
-def processing_figures(outcome, names: list[str]) -> tuple[go.Figure, go.Figure | None] | None:
+def processing_figures(outcome, names: list[str], mixer) -> tuple[go.Figure, go.Figure | None] | None:
     """The EQ / ducking curves and the ducking lane of ``outcome`` (None when nothing was processed).
 
     Built in one go with plain lists (a trace's numpy arrays cost plotly a typed-array conversion each
     when sent, and a figure's validated ``update_*`` calls ~1 ms each: 80 -> 30 ms at 29 ducked tracks).
     """
-    bands = session().project.mixer().bands()
+    bands = mixer.bands()  # (the Mixer that rendered ``outcome``: its analysis)
     data = []
     duck = outcome.ducking
     active = np.flatnonzero(duck.active) if duck is not None else np.zeros(0, dtype=int)
@@ -227,8 +227,10 @@ def exact_played(tracks, mixer, settings: MixSettings) -> np.ndarray:
 
     Runs when the download button is clicked, outside the script run: on its own
     :class:`~imgext.mix.mixer.Mixer` (the cached analysis and designs copied), like the ZIP.
+    ``tracks`` may be a function making them then (:meth:`~imgext.project.Project.tracks_later`).
     """
     with get_pool(app_settings().heavy_workers).slot("mix"):
+        tracks = tracks() if callable(tracks) else tracks
         outcome = Mixer(tracks, reuse=mixer).render(settings, measure_after=False)  # the audio does not depend on it
         if settings.binaural:
             mix, _ = headphone_mix(outcome, tracks, settings)
@@ -332,9 +334,11 @@ def mixer_panel() -> None:
         st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
                 icon=":material/library_music:")
     elapsed = time.perf_counter() - t0
-    names = p.tracks.names
+    shown = p.tracks if quick is None else quick.tracks  # the tracks of the mix shown (a pending activity's are not made)
+    mixer = p.mixer() if quick is None else quick.mixer
+    names = shown.names
     focus = focus_selector(names)
-    metrics(outcome, names)
+    metrics(outcome, names, shown.importance)
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
     after_title = "Masking after EQ" + (" + optimisation" if settings.optimise else "")
@@ -356,12 +360,14 @@ def mixer_panel() -> None:
     with guarded("Comparing"):
         stems_player(outcome, settings, quick)  # pages/_player.py: plays on across reruns, A/B, mute/solo/level/pan
         rendered_files(outcome, settings, played)
-    timeline(p, focus=None if focus is None else p.tracks.object_indices[focus])  # when each object sounds (one lane per object), under the players
-    processing_charts(outcome, names)
+    timeline(p, shown, focus=None if focus is None else shown.object_indices[focus])  # when each object sounds (one lane per object), under the players
+    processing_charts(outcome, names, mixer)
     eq_table(outcome, names, focus)
-    if played is None:  # a level preview: the download renders the mix of these settings when clicked
-        tracks, mixer = p.tracks, p.mixer()
-        played = functools.partial(exact_played, tracks, mixer, settings)
+    if played is None:  # a preview: the download renders the mix of these settings when clicked
+        if quick.recomposed:  # (the new arrangement too, then: not on every step of the slider)
+            played = functools.partial(exact_played, p.tracks_later(), mixer, settings)
+        else:
+            played = functools.partial(exact_played, p.tracks, p.mixer(), settings)
     d1, d2 = st.columns(2)
     # 24-bit as the README and the command line say, encoded only when clicked (not on every slider move)
     d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav",

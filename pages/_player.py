@@ -17,7 +17,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from imgext.composition.ambience import is_ambience
-from imgext.mix.preview import PreviewEncoder, level_move, measure_powers, preview_mix, releveled
+from imgext.mix.preview import COMPOSING_FIELDS, PreviewEncoder, level_move, measure_powers, preview_mix, releveled
 from imgext.options import MixSettings, specs
 from imgext.vision.overlay import Placed, draw_placement
 from pages._state import md, session
@@ -49,6 +49,7 @@ class PlayerState:
     revision: int = 0  # +1 each time levels and pans are applied to the mix
     last_bytes: int = 0
     settled: tuple | None = None  # (settings, tracks, outcome, previews) of the last render the player got
+    settled_mixer: object = None  # the Mixer that rendered it
     pending: int = 0  # token of the level preview waiting for its render (0: none)
     pending_for: MixSettings | None = None  # the settings it previews
     tokens: int = 0
@@ -65,6 +66,14 @@ class LevelPreview:
     exact: bool  # the settled render's own settings again: nothing is estimated
     deferred: tuple = ()  # the changed fields not heard until the render (imgext.mix.preview.DEFERRED_FIELDS)
     heard: bool = False  # some of the change is heard now (levels, loudness or reverb)
+    tracks: object = None  # the last render's tracks (what the page shows meanwhile)
+    mixer: object = None  # and its Mixer (its analysis)
+    recomposed: bool = False  # the new settings arrange the sounds anew: their tracks are made by the render
+
+    @property
+    def pending(self) -> bool:
+        """A render is to follow (not the last render's own settings)."""
+        return not self.exact
 
 
 def _state() -> PlayerState:
@@ -114,29 +123,33 @@ def level_preview(project, settings: MixSettings) -> LevelPreview | None:
 
     A move of a level slider (attenuation, ambience level, reverb, loudness:
     :data:`~imgext.mix.preview.LEVEL_FIELDS`) is heard at once: the player gets the new levels on
-    the signals it holds.  A move of a slider that reshapes the processing (EQ strength, maximum cut:
-    :data:`~imgext.mix.preview.DEFERRED_FIELDS`) is not rendered step by step: the last render plays
-    on.  Either way the player asks for the render (the EQ or ducking of the new settings, the
-    loudness and the limiter) once the sliders rest (:data:`SETTLE_MS`).  Sets ``settings`` on the
-    project (an undo step; the downloads follow) when it returns a preview.
+    the signals it holds.  A move of a slider that reshapes the processing, places or arranges the
+    sounds (EQ strength, maximum cut, field of view, activity: :data:`~imgext.mix.preview.DEFERRED_FIELDS`)
+    is not rendered step by step: the last render plays on (a new activity's tracks are not even made).
+    Either way the player asks for the render (the EQ or ducking of the new settings, the loudness and
+    the limiter) once the sliders rest (:data:`SETTLE_MS`).  Sets ``settings`` on the project (an undo
+    step; the downloads follow) when it returns a preview.
     """
     state = _state()
     value = _player_value()
     if state.settled is None or (state.pending and value is not None and value.get("settle") == state.pending):
         return None  # nothing rendered yet, or the player asks for the render of its preview
     old_settings, old_tracks, outcome, previews = state.settled
-    if level_move(old_settings, old_tracks, settings, old_tracks) is None:
+    gate = level_move(old_settings, old_tracks, settings, old_tracks)
+    if gate is None:
         return None  # more than levels (or no reverb to scale): render
     project.set_settings(settings)  # (an attenuation or ambience level retunes the ambience's volume: the tracks follow)
-    move = level_move(old_settings, old_tracks, settings, project.tracks)
+    recomposed = any(f in gate.deferred for f in COMPOSING_FIELDS)  # (then the new tracks are not made now)
+    move = gate if recomposed else level_move(old_settings, old_tracks, settings, project.tracks)
     if move is None:
         return None
+    kept = {"tracks": old_tracks, "mixer": state.settled_mixer}
     wants_a = _listening_to_a(value)
     if wants_a and previews.get("before") is None:
         return None  # A was not rendered for the last mix: render it
     if move.exact:  # back where the render is: it is exact
         return LevelPreview(outcome, old_settings, {"after": previews["after"],
-                                                    "before": previews["before"] if wants_a else None}, True)
+                                                    "before": previews["before"] if wants_a else None}, True, **kept)
     def preview(pm):  # the new levels, or (a deferred move alone) the last render as it is, marked not exact
         if not move.heard:
             return replace(pm, exact=False)
@@ -144,11 +157,11 @@ def level_preview(project, settings: MixSettings) -> LevelPreview | None:
                          powers=state.powers)
 
     moved = {m: None if pm is None or (m == "before" and not wants_a) else preview(pm) for m, pm in previews.items()}
-    return LevelPreview(outcome, old_settings, moved, False, deferred=move.deferred, heard=move.heard)
+    return LevelPreview(outcome, old_settings, moved, False, deferred=move.deferred, heard=move.heard,
+                        recomposed=recomposed, **kept)
 
 
-def _rows(project, after) -> list[dict]:
-    tracks = project.tracks
+def _rows(project, tracks, after) -> list[dict]:
     rows = []
     for k, t in enumerate(after.tracks):
         i = tracks.object_indices[k]
@@ -196,7 +209,7 @@ def _previews(p, outcome, settings: MixSettings, state: PlayerState, value: dict
             match_db = outcome.mix.loudness_lufs - before.mix.loudness_lufs  # A at B's loudness
         previews["before"] = preview_mix(before, names, pans, sample_rate=sr, match_db=match_db,
                                          memo=state.memos["before"])
-    state.settled = (settings, tracks, outcome, previews)
+    state.settled, state.settled_mixer = (settings, tracks, outcome, previews), p.mixer()
     if len(state.powers) > 4096:  # one float per signal ever previewed: forget the old ones now and then
         state.powers.clear()
     for pm in previews.values():  # what a level preview of this render needs, paid by the render, not the move
@@ -214,6 +227,7 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
     p = session().project
     state = _state()
     value = _player_value()
+    tracks = p.tracks if quick is None else quick.tracks  # (a pending activity's tracks are made by the render)
     if quick is None:
         previews = _previews(p, outcome, settings, state, value)
         state.pending = 0
@@ -226,7 +240,7 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
             state.pending, state.pending_for = state.tokens, settings
     blob, index = _payload(state, {m: pm for m, pm in previews.items() if pm is not None}, value)
     after = previews["after"]
-    rows = _rows(p, after)
+    rows = _rows(p, tracks, after)
     if settings.binaural:
         st.caption("The stems player previews the stereo mix; the headphone mix is in the rendered files below.")
     st.caption("Listen while you tune: the player keeps playing when a slider moves; **A** is the mix without EQ "
@@ -243,7 +257,7 @@ def stems_player(outcome, settings: MixSettings, quick: LevelPreview | None = No
                            settle=state.pending or None, settle_ms=SETTLE_MS)
     value = value if isinstance(value, dict) and value.get("revision") == state.revision else None
     with right:
-        placement_picture(p, outcome, value)
+        placement_picture(p, tracks, outcome, value)
     listening_summary(p, rows, value, state)
     return value
 
@@ -304,11 +318,10 @@ def listening_summary(p, rows: list[dict], value: dict | None, state: PlayerStat
         st.rerun()
 
 
-def placement_picture(p, outcome, value: dict | None) -> None:
+def placement_picture(p, tracks, outcome, value: dict | None) -> None:
     """The photo with each sounding box marked by its pan, level and role (as the player has them)."""
     if p.picture is None:
         return
-    tracks = p.tracks
     levels = {} if value is None else value.get("levels_db", {})
     pans = {} if value is None else value.get("pans", {})
     muted = set() if value is None else set(value.get("muted", []))

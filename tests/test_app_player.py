@@ -136,3 +136,26 @@ def test_an_eq_move_plays_the_last_render_until_the_sliders_rest(bus_jpg, media,
     assert p.settings.fov_deg == 90.0
     settle(at)
     assert player(at)[0]["mixes"]["after"]["exact"] is True and p.mixer()._rendered[-1][0][0] == p.settings
+
+
+def test_an_activity_move_is_arranged_and_rendered_when_the_sliders_rest(bus_jpg, media, monkeypatch):
+    """A new activity arranges the sounds anew (seconds): not on every step; the download is still this mix."""
+    monkeypatch.setenv("FREESOUND_API_KEY", "")
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    p = at.session_state["imgext_session"].project
+    first = p.tracks.audio
+    at.slider(key="mix_activity").set_value(2.5).run()
+    at.slider(key="mix_activity").set_value(3.0).run()
+    assert not at.exception
+    moved, blob = player(at)
+    assert blob == b"" and moved["settle"] and any("Activity" in c.value for c in at.caption)
+    assert p.settings.activity == 3.0 and p._tracks.key != p._tracks_key(), "not arranged on the move"
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    early = deferred_bytes(media, buttons["Download mix.wav"])  # arranged and rendered when clicked
+    assert p._tracks.key != p._tracks_key(), "the download's arrangement is its own"
+    settle(at)
+    assert not at.exception and player(at)[0]["mixes"]["after"]["exact"] is True
+    assert p._tracks.key == p._tracks_key() and p.tracks.audio is not first, "arranged anew by the render"
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert deferred_bytes(media, buttons["Download mix.wav"]) == early, "the pending download was this mix, exactly"

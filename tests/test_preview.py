@@ -396,7 +396,9 @@ def test_an_eq_move_is_deferred_and_said_so(project):
     assert only_eq.deferred == ("eq_strength",) and not only_eq.heard and not only_eq.exact
     assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4), t, defer=()) is None
     assert level_move(SETTINGS, t, SETTINGS, t).exact
-    assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4, activity=2.0), t) is None, "the tracks change"
+    assert level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4, seed=3), t) is None, "the seed is not deferred"
+    recomposed = level_move(SETTINGS, t, replace(SETTINGS, eq_strength=0.4, activity=2.0), None)
+    assert recomposed.deferred == ("eq_strength", "activity") and not recomposed.heard, "new tracks: none needed"
 
 
 @pytest.mark.parametrize(("rate", "want"), [(44100, 22050), (48000, 24000), (96000, 24000), (32000, 24000),

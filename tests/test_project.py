@@ -167,6 +167,27 @@ def test_a_composed_project_adds_the_ambience_and_arranges_the_tracks():
     assert project.tracks.audio is not tracks.audio, "a new seed draws the arrangement anew"
 
 
+def test_tracks_later_are_the_tracks_of_then_made_when_asked():
+    """``tracks_later`` snapshots the objects, sounds and settings: a new activity is arranged only when called."""
+    import threading
+
+    project = _composed_project(replace(COMPOSED, duration_s=6.0))  # (room for the dog's events to move)
+    now = project.tracks
+    assert project.tracks_later()().audio is now.audio, "the tracks made already are given as they are"
+    project.set_settings(replace(project.settings, activity=3.0))
+    later = project.tracks_later()
+    assert project._tracks.key != project._tracks_key(), "nothing arranged yet"
+    project.set_settings(replace(project.settings, activity=1.0))  # the project moves on meanwhile
+    got = []
+    thread = threading.Thread(target=lambda: got.append(later()))  # as a download made on click would
+    thread.start()
+    thread.join()
+    project.set_settings(replace(project.settings, activity=3.0))
+    np.testing.assert_array_equal(got[0].audio, project.tracks.audio)  # the arrangement of activity 3
+    assert not np.array_equal(got[0].audio, now.audio)
+    assert Project().tracks_later()() is None
+
+
 def test_a_composed_export_then_from_folder_reproduces_the_audio(tmp_path):
     project = _composed_project()
     first = project.export(tmp_path / "a")

@@ -31,7 +31,7 @@ from imgext.mix.render import pan_gains
 
 __all__ = ["PreviewEncoder", "PreviewMix", "PreviewTrack", "preview_mix", "signal_id", "DEFAULT_PREVIEW_RATE",
            "preview_rate_for",
-           "LEVEL_FIELDS", "DEFERRED_FIELDS", "PLACING_FIELDS", "LevelMove", "level_change", "level_move", "measure_powers", "releveled"]
+           "LEVEL_FIELDS", "DEFERRED_FIELDS", "PLACING_FIELDS", "COMPOSING_FIELDS", "LevelMove", "level_change", "level_move", "measure_powers", "releveled"]
 
 DEFAULT_PREVIEW_RATE = 24000
 """Highest sample rate of the browser preview in Hz: 12 kHz of bandwidth, half the data of 48 kHz."""
@@ -257,14 +257,19 @@ LEVEL_FIELDS = ("attenuation_db", "loudness_lufs", "ambience_db", "reverb_amount
 levels (attenuation; the ambience level, which is the ambience object's volume), the loudness target (the
 master gain) and the reverb amount (the reverb bus is linear in it: its level)."""
 
-DEFERRED_FIELDS = ("eq_strength", "max_cut_db", "fov_deg")
+DEFERRED_FIELDS = ("eq_strength", "max_cut_db", "fov_deg", "activity")
 """The fields whose move a player cannot hear on the last render's signals, and that may wait for the render
 when the sliders rest (:func:`level_move`): the EQ strength and maximum cut (the processing of the same
-tracks) and the field of view (the objects' pans and distances: :data:`PLACING_FIELDS`)."""
+tracks), the field of view (the objects' pans and distances: :data:`PLACING_FIELDS`) and the activity (the
+sounds arranged anew in time: :data:`COMPOSING_FIELDS`)."""
 
 PLACING_FIELDS = ("fov_deg",)
 """The deferred fields that move the objects (their pans and distances), not their sounds: while one is
 pending the last render plays as it was, levels included."""
+
+COMPOSING_FIELDS = ("activity",)
+"""The deferred fields that arrange the sounds anew (other tracks: seconds to make): while one is pending the
+last render plays as it was, and the new tracks need not be made before the render."""
 
 
 @dataclass(frozen=True)
@@ -348,7 +353,8 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
     the render follows (the last render's EQ or ducking plays meanwhile; while a
     :data:`PLACING_FIELDS` change is pending, the last render plays as it was, levels included).
     Anything else (another field, other sounds or importance; pans or distances but by a placing
-    field) needs the render now: None.
+    field) needs the render now: None.  With a :data:`COMPOSING_FIELDS` change ``tracks`` is not
+    looked at (it may be None: the new arrangement is made by the render).
 
     Parameters
     ----------
@@ -368,13 +374,16 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
     free = (*LEVEL_FIELDS, *defer)
     if replace(settings, **{f: getattr(old_settings, f) for f in free}) != old_settings:
         return None
-    if old_tracks is None or tracks is None:
+    if old_tracks is None:
         return None
-    if any(f in defer and getattr(settings, f) != getattr(old_settings, f) for f in PLACING_FIELDS):
-        if not _same_tracks(old_tracks, tracks, placed=False):
-            return None  # (other sounds)
-        return LevelMove(np.zeros(old_tracks.n_tracks), deferred=tuple(  # nothing heard until the render
-            f for f in free if getattr(settings, f) != getattr(old_settings, f)))
+    changed = tuple(f for f in free if getattr(settings, f) != getattr(old_settings, f))
+    whole = LevelMove(np.zeros(old_tracks.n_tracks), deferred=changed)  # nothing heard until the render
+    if any(f in defer and f in changed for f in COMPOSING_FIELDS):
+        return whole  # (``tracks`` is not looked at: the caller need not make them)
+    if tracks is None:
+        return None
+    if any(f in defer and f in changed for f in PLACING_FIELDS):
+        return whole if _same_tracks(old_tracks, tracks, placed=False) else None  # (None: other sounds)
     if not _same_tracks(old_tracks, tracks):
         return None
     old_amount, amount = float(old_settings.reverb_amount), float(settings.reverb_amount)
