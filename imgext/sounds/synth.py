@@ -294,8 +294,13 @@ def _time(c: _Clip, m: int | None = None) -> np.ndarray:
 
 def _up(c: _Clip, x_ctrl: np.ndarray) -> np.ndarray:
     """Interpolate a control-rate signal [shape=(c.ctrl.n,)] linearly to audio rate [shape=(c.n,)]."""
+    return _up_to(c, x_ctrl, c.ctrl.sr)
+
+
+def _up_to(c: _Clip, x_ctrl: np.ndarray, ctrl_sr: float) -> np.ndarray:
+    """As :func:`_up` for a contour made at ``ctrl_sr`` Hz (another clip's control rate) [shape=(c.n,)]."""
     pos = np.arange(c.n, dtype=np.float64)
-    pos *= c.ctrl.sr / c.sr
+    pos *= ctrl_sr / c.sr
     return np.interp(pos, np.arange(len(x_ctrl)), x_ctrl)
 
 
@@ -717,7 +722,11 @@ _kind("truck", "diesel truck passing by", top_hz=5000)(partial(
 @_kind("bus", "diesel bus with air-brake hiss", top_hz=9000)
 def _bus(c: _Clip) -> np.ndarray:
     f0 = c.rng.uniform(28.0, 45.0) * (1.25 + 0.25 * _wander(c.ctrl, 0.1))  # idles and pulls away
-    engine = _filt(_engine(c, _up(c, f0), tilt=1.3, rough=0.7, band=(300, 3000)), c.sr, high_hz=2500)
+
+    def engine_at(low: _Clip) -> np.ndarray:  # the engine ends at ~3 kHz: made at its own rate, not the hiss's
+        return _filt(_engine(low, _up_to(low, f0, c.ctrl.sr), tilt=1.3, rough=0.7, band=(300, 3000)), low.sr, high_hz=2500)
+
+    engine = _decimated(c, engine_at, top_hz=3000.0)
     times = _onsets(c, c.rng.uniform(1 / 12, 1 / 5), regularity=2.0)
     hiss = [_burst(c, d, 1500, 9000, decay_s=0.4 * d, attack_s=0.02) for d in c.rng.uniform(0.5, 1.8, len(times))]
     return _unit(engine) + _place(c, times, hiss, c.rng.uniform(1.0, 2.5, len(times)))
