@@ -39,6 +39,7 @@ _PEAK = 0.5  # output sample peak, -6 dBFS: headroom for the mix
 _CONTROL_HZ = 1000.0  # rate of contours and envelopes
 _SOUND_MPS = 343.0  # speed of sound in air at 20 °C, for doppler
 _TAU = 2.0 * np.pi
+_TONE_TABLE = 8192  # points per period of a harmonic tone's waveform (:func:`_tone`)
 _VOWELS = {  # formants in Hz, adult male: F1-F3 of Peterson & Barney (1952), F4-F5 typical; "m" a nasal murmur
     "a": (730.0, 1090.0, 2440.0, 3400.0, 4200.0),
     "e": (530.0, 1840.0, 2480.0, 3400.0, 4200.0),
@@ -163,12 +164,19 @@ def _tone(c: _Clip, f0_hz, *, tilt: float = 1.0, jitter: float = 0.0, n_harm: in
     ks = np.arange(1, int(min(n_harm, 0.45 * c.sr / max(f0_hz.max(), 1.0))) + 1, 2 if odd else 1)
     amps = ks ** -float(tilt) * (1.0 + jitter * c.rng.uniform(-1.0, 1.0, ks.size))
     phase = _phase(c, f0_hz)
-    out, tmp = np.zeros_like(phase), np.empty_like(phase)
-    for k, a in zip(ks, amps):  # a handful of harmonics, each one vectorised, no temporaries
-        np.multiply(phase, np.float32(k), out=tmp)
-        np.sin(tmp, out=tmp)
-        tmp *= np.float32(a)
-        out += tmp
+    # The harmonics keep their amplitudes while f0 glides, so the tone is one fixed waveform of the phase:
+    # a period of it is tabulated (_TONE_TABLE points) and read at every sample's phase, linearly
+    # interpolated (within ~1e-5 of summing the sines: -94 dB at the 16th harmonic), instead of one sine
+    # per harmonic and sample.
+    grid = np.arange(_TONE_TABLE + 2) * (_TAU / _TONE_TABLE)
+    table = (amps[:, None] * np.sin(ks[:, None] * grid)).sum(axis=0).astype(np.float32)
+    step = np.diff(table)
+    pos = phase * np.float32(_TONE_TABLE / _TAU)
+    i = np.minimum(pos.astype(np.intp), _TONE_TABLE)  # a phase rounded up to 2 pi reads the period's end
+    pos -= i
+    out = step[i]
+    out *= pos
+    out += table[i]
     return out
 
 
