@@ -595,17 +595,22 @@ hop: their spectra, gains and samples, ~1 MB each, stay in cache; ~15 % less CPU
 block, and a 600 s track holds ~1 MB per array instead of ~200 MB). The samples do not depend on it."""
 
 
-def _duck_frames(xi: np.ndarray, sel: np.ndarray, hop: int, n: int, window: np.ndarray, cut_db: np.ndarray,
-                 lo, hi, w_lo, w_hi, b0: int, b1: int, held: np.ndarray | None) -> np.ndarray:
+def _duck_frames(xi: np.ndarray, sel: np.ndarray, hop: int, n: int, window: np.ndarray, gains: np.ndarray,
+                 first: int, n_frames: int, b0: int, b1: int, held: np.ndarray | None,
+                 buffer: np.ndarray | None) -> np.ndarray:
     """(processed - unprocessed) of frames ``sel`` of one track, windowed for the overlap-add [shape=(len(sel), 2 hop)].
 
-    Frame ``t`` spans ``xi[(t - 1) hop : (t + 1) hop]`` (zeros outside the track); ``held`` is the
-    spectrum of every frame, bins ``b0:b1``, when a :class:`SpectrumCache` has them.
+    Frame ``t`` spans ``xi[(t - 1) hop : (t + 1) hop]`` (zeros outside the track); ``gains`` is the gain
+    minus one on bins ``b0:b1`` of analysis frames ``first, first + 1, ...`` [shape=(frames, b1 - b0)]
+    (:func:`_bin_gains`; frame ``n_frames`` takes the last analysis frame's); ``held`` is the spectrum of
+    every frame, bins ``b0:b1``, when a :class:`SpectrumCache` has them, gathered into ``buffer``
+    (complex64 [shape=(>= len(sel), hop + 1)], zero outside ``b0:b1``: the inverse transform does not
+    write its input).
     """
     n_fft = 2 * hop
-    n_frames = cut_db.shape[1]
+    rows = np.minimum(sel, n_frames - 1) - first
     if held is not None:
-        spec = np.empty((sel.size, hop + 1), np.complex64)
+        spec = buffer[: sel.size]
         source = spec[:, b0:b1]
         np.take(held, sel, axis=0, out=source, mode="clip")  # (sel is in range) gathered straight into place
     else:
@@ -614,25 +619,34 @@ def _duck_frames(xi: np.ndarray, sel: np.ndarray, hop: int, n: int, window: np.n
         a, b = max(0, (first - 1) * hop), min(n, (int(sel[-1]) + 1) * hop)
         span[a - (first - 1) * hop: b - (first - 1) * hop] = xi[a:b]
         blocks = span.reshape(-1, hop)
-        rows = sel - first
+        local = sel - first
         frames = np.empty((sel.size, n_fft), np.float32)  # (n_sel, n_fft), windowed
-        np.multiply(blocks[rows], window[:hop], out=frames[:, :hop])
-        np.multiply(blocks[rows + 1], window[hop:], out=frames[:, hop:])
+        np.multiply(blocks[local], window[:hop], out=frames[:, :hop])
+        np.multiply(blocks[local + 1], window[hop:], out=frames[:, hop:])
         del span, blocks
         spec = scipy.fft.rfft(frames, axis=1)
         del frames
+        spec[:, :b0] = 0.0
+        spec[:, b1:] = 0.0
         source = spec[:, b0:b1]
-    cut_t = cut_db[:, np.minimum(sel, n_frames - 1)].T  # (n_sel, B)
-    gain = cut_t[:, lo[b0:b1]] * w_lo[b0:b1]  # interpolated linearly in Bark between band centres (no BLAS: thread-free)
-    gain += cut_t[:, hi[b0:b1]] * w_hi[b0:b1]
-    np.exp(gain, out=gain)
-    gain -= np.float32(1.0)
-    spec[:, :b0] = 0.0
-    spec[:, b1:] = 0.0
-    np.multiply(source, gain, out=spec[:, b0:b1])
-    diff = scipy.fft.irfft(spec, n_fft, axis=1, overwrite_x=True).astype(np.float32, copy=False)
+    np.multiply(source, gains[rows], out=source)
+    diff = scipy.fft.irfft(spec, n_fft, axis=1).astype(np.float32, copy=False)
     diff *= window
     return diff
+
+
+def _bin_gains(cut_db: np.ndarray, lo: np.ndarray, hi: np.ndarray, w_lo: np.ndarray, w_hi: np.ndarray) -> np.ndarray:
+    """Each frame's gain minus one on the given bins [shape=(n_frames, n_bins), float32] from one track's cut (B, T) dB.
+
+    The band cuts interpolated linearly in Bark between band centres (``w_lo``, ``w_hi``: the weights
+    of bands ``lo`` and ``hi`` times ``-ln(10) / 20``), as amplitude: ``exp(...) - 1`` (no BLAS: thread-free).
+    """
+    cut_t = np.ascontiguousarray(cut_db.T)  # (T, B)
+    gain = cut_t[:, lo] * w_lo
+    gain += cut_t[:, hi] * w_hi
+    np.exp(gain, out=gain)
+    gain -= np.float32(1.0)
+    return gain
 
 
 def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
@@ -691,6 +705,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
         held = None
         if cache is not None:  # (n_frames = n // hop + 1 analysis frames)
             held = cache.bins(x, int(i), b0, b1, hop, n_frames, window)
+        buffer = np.zeros((block_rows + 1, hop + 1), np.complex64) if held is not None else None
         # The overlap-add a block of output rows at a time (row r = padded samples [r hop, (r + 1) hop), the
         # output's [(r - 1) hop, r hop)): row r takes the first half of frame r and the second half of frame
         # r - 1, so a block needs the busy frames from one before it; every frame is transformed on its
@@ -702,8 +717,9 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
             ola = np.zeros((r1 - r0, hop), np.float32)
             if j1 > j0:
                 sel = busy[j0:j1]
-                diff = _duck_frames(x[i], sel, hop, n, window, plan.cut_db[i], lo, hi, w_lo, w_hi, b0, b1,
-                                    held)
+                f0, f1 = min(int(sel[0]), n_frames - 1), min(int(sel[-1]), n_frames - 1) + 1  # analysis frames read
+                gains = _bin_gains(plan.cut_db[i][:, f0:f1], lo[b0:b1], hi[b0:b1], w_lo[b0:b1], w_hi[b0:b1])
+                diff = _duck_frames(x[i], sel, hop, n, window, gains, f0, n_frames, b0, b1, held, buffer)
                 # Run by run of consecutive busy frames (slices, not fancy indexing): within a run frame t
                 # gets its first half, then the second half of frame t - 1 is added; the frame after a run
                 # is not busy, so it only receives the run's last second half.
