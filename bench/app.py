@@ -15,8 +15,9 @@ known to the player) or always up (``up``: every move makes new signals, as a us
 * **server CPU**: user + system CPU seconds of the streamlit process (``/proc/<pid>/stat``, children
   included) from the key press until the run is over;
 
-and reports the medians.  A move of a level slider (attenuation, loudness) is first heard as a level
-preview, and the player asks for the render once the sliders rest (``SETTLE_MS`` in pages/_player.py):
+and reports the medians.  A slider move is first a preview (a level slider's -- attenuation, loudness,
+reverb, ambience level -- heard as new levels; EQ strength, maximum cut, field of view and activity play the
+last render on), and the player asks for the render once the sliders rest (``SETTLE_MS`` in pages/_player.py):
 after the last move the bench waits for that render and reports its latency and CPU too (``settle``);
 ``--settle`` waits for it after every move and counts it in the move (a user who stops after each step).  **Idle RSS** is the server's resident memory with the model loaded: after the
 first detection, with that one session idle on the Image page (and, for reference, before any session).
