@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -264,16 +268,54 @@ def test_clear_memory_caches_empties_every_cache():
 
 
 def test_the_app_mixes_on_one_blas_thread_for_good():
-    """Sessions mix at once on threads: the app pins one BLAS thread for the process (tests/test_determinism.py)."""
-    from threadpoolctl import threadpool_info
+    """Sessions mix at once on threads: the app pins one BLAS thread for the process (tests/test_determinism.py).
 
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    assert not at.exception
-    # numpy's and scipy's BLAS, the engine's (OpenCV, imported by other tests, brings its own and never mixes)
-    info = [i for i in threadpool_info() if i["user_api"] == "blas" and ("numpy" in i["filepath"] or "scipy" in i["filepath"])]
+    In a process of its own, as a server is: OpenBLAS ignores a thread count set from another thread once the
+    main thread has set one, and other tests of this process mix on the main thread.
+    """
+    code = (
+        "import json\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "from threadpoolctl import threadpool_info\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=180)\n"
+        "at.run()\n"
+        "assert not at.exception, at.exception\n"
+        # numpy's and scipy's BLAS, the engine's (OpenCV brings its own and never mixes)
+        "print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas'"
+        " and ('numpy' in i['filepath'] or 'scipy' in i['filepath'])]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(Path(APP).parent)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(info) >= 2
-    assert {i["num_threads"] for i in info} == {1}, [(i["filepath"], i["num_threads"]) for i in info]
+    assert {n for _, n in info} == {1}, info
+
+
+def test_a_pin_that_openblas_ignores_is_not_taken_for_one():
+    """OpenBLAS ignores a count set from another thread once the main thread has set one: the pin says so
+    and leaves the per-call limit in place instead of trusting a count that did not change."""
+    code = (
+        "import threading, warnings\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from imgext.mix import mixer\n"
+        "with mixer.single_blas_thread():\n    pass\n"
+        "caught = []\n"
+        "def pin():\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        mixer.pin_one_blas_thread()\n"
+        "    caught.extend(str(x.message) for x in w)\n"
+        "t = threading.Thread(target=pin); t.start(); t.join()\n"
+        "counts = sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})\n"
+        "print(counts == [1] or (mixer._blas_state['pinned'] is None and any('BLAS' in c for c in caught)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(Path(APP).parent)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_process_setup_runs_off_the_session_thread_so_no_library_keeps_a_visitor():

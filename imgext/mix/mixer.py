@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -37,13 +38,24 @@ def pin_one_blas_thread() -> None:
     the last bits: two of four concurrent renders of the load bench differed from
     the same renders made one at a time (knife-edge EQ decisions can follow from
     such bits).  Pinned, the count never changes and :func:`single_blas_thread`
-    does nothing.  Idempotent.
+    does nothing.  Idempotent.  OpenBLAS ignores a count set from another thread
+    once the main thread has set one (:func:`single_blas_thread` on the main
+    thread does): the pin is then not taken, with a ``RuntimeWarning``, and the
+    per-call limit stays.
     """
     with _blas_lock:
         if _blas_state["pinned"] is None:
-            from threadpoolctl import threadpool_limits
+            from threadpoolctl import threadpool_info, threadpool_limits
 
-            _blas_state["pinned"] = threadpool_limits(limits=1, user_api="blas")  # kept: never restored
+            pin = threadpool_limits(limits=1, user_api="blas")  # kept: never restored
+            counts = {int(i["num_threads"]) for i in threadpool_info() if i.get("user_api") == "blas"}
+            if counts - {1}:
+                # OpenBLAS ignores a count set from this thread once the main thread has set one: say so,
+                # and keep limiting per call rather than trust a count that did not change.
+                warnings.warn(f"one BLAS thread could not be pinned from this thread (BLAS thread counts {sorted(counts)}); "
+                              "pin it from the main thread, or set OPENBLAS_NUM_THREADS=1", RuntimeWarning, stacklevel=2)
+                return
+            _blas_state["pinned"] = pin
 
 
 @contextmanager
