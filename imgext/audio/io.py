@@ -159,9 +159,6 @@ def decode(
         raise AudioError(f"sound {name!r} is an empty file (0 bytes)")
     if len(data) > MAX_SOURCE_BYTES:
         raise AudioError(f"sound {name!r} is {len(data) / 2**20:.0f} MB; the limit is {MAX_SOURCE_BYTES // 2**20} MB")
-    plain = _decode_plain_wav(data, name, max_seconds, mono)
-    if plain is not None:
-        return plain
     try:
         return _decode(io.BytesIO(data), name, max_seconds, mono)
     except AudioError as exc:
@@ -271,53 +268,6 @@ def _decode(src, name: str, max_seconds: float, mono: bool = False) -> Decoded:
         audio /= np.float32(peak)
         notes.append(f"sound {name!r} peaked at {20 * np.log10(peak):+.0f} dBFS; it was scaled down to full scale")
     return Decoded(audio=audio, sample_rate=sr, notes=tuple(notes))
-
-
-def _decode_plain_wav(data: bytes, name: str, max_seconds: float, mono: bool) -> Decoded | None:
-    """:func:`_decode` of a plain 16- or 24-bit PCM WAV in NumPy; ``None`` for any other file.
-
-    "Plain" is the 44-byte header :func:`encode_wav` writes (and most PCM WAVs have): ``RIFF``/``WAVE``, a
-    16-byte ``fmt`` chunk of format 1 (PCM), then the ``data`` chunk, whole.  libsndfile reads such a
-    sample as ``int * 2**-15`` (16 bit) or ``(int << 8) * 2**-31`` (24 bit) in float32, both exact, so the
-    audio, notes and errors are libsndfile's (``tests/test_audio.py`` compares them), for a tenth of the
-    CPU: the built-in sounds are decoded twice per render (fitting, arranging), ~10-25 ms each.  Anything
-    else (other formats, chunks before ``data``, a short or odd-sized ``data`` chunk) returns ``None``
-    and goes to libsndfile.
-    """
-    if len(data) < 44 or data[:4] != b"RIFF" or data[8:16] != b"WAVEfmt " or data[36:40] != b"data":
-        return None
-    fmt_size, tag, ch = int.from_bytes(data[16:20], "little"), int.from_bytes(data[20:22], "little"), data[22] | data[23] << 8
-    sr, byte_rate = int.from_bytes(data[24:28], "little"), int.from_bytes(data[28:32], "little")
-    align, bits, size = int.from_bytes(data[32:34], "little"), int.from_bytes(data[34:36], "little"), int.from_bytes(data[40:44], "little")
-    width = bits // 8
-    if (fmt_size != 16 or tag != 1 or bits not in (16, 24) or not 0 < ch <= MAX_CHANNELS or not 0 < sr <= MAX_SAMPLE_RATE
-            or align != ch * width or byte_rate != sr * align or size % align or 44 + size > len(data)):
-        return None
-    total = size // align
-    limit = max(1, min(int(max_seconds * sr), MAX_DECODE_SAMPLES // ch))
-    n = min(total, limit)
-    if n == 0:
-        raise AudioError(f"sound {name!r} holds no audio samples")
-    if n < MIN_SOURCE_SECONDS * sr:
-        raise AudioError(
-            f"sound {name!r} is too short to use ({n} samples, "
-            f"{n / sr * 1000:.1f} ms; at least {MIN_SOURCE_SECONDS * 1000:.0f} ms needed)"
-        )
-    if bits == 16:
-        frames = np.frombuffer(data, dtype="<i2", count=n * ch, offset=44).astype(np.float32)
-        frames *= np.float32(2.0**-15)
-    else:
-        raw = np.frombuffer(data, dtype=np.uint8, count=n * ch * 3, offset=44).reshape(-1, 3)
-        ints = (raw[:, 0].astype(np.int32) << 8) | (raw[:, 1].astype(np.int32) << 16) | (raw[:, 2].astype(np.int32) << 24)
-        frames = ints.astype(np.float32)
-        frames *= np.float32(2.0**-31)
-    frames = frames.reshape(n, ch)
-    if mono and ch > 1:
-        frames = np.mean(frames, axis=1, keepdims=True, dtype=np.float32)  # as _read_blocks folds each block
-    notes = ()
-    if total > limit:
-        notes = (f"sound {name!r} is {total / sr:.0f} s; only the first {limit / sr:g} s are used",)
-    return Decoded(audio=np.ascontiguousarray(frames.T), sample_rate=sr, notes=notes)
 
 
 def _first_line(exc: BaseException) -> str:
