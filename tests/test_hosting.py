@@ -267,6 +267,15 @@ def test_clear_memory_caches_empties_every_cache():
     assert len(a) == 0 and len(b) == 0 and a.nbytes == 0
 
 
+def _fresh_process(code: str, *, timeout_s: float) -> subprocess.CompletedProcess:
+    """Run ``code`` in a Python process of its own (no BLAS thread count from the environment); it must succeed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(Path(APP).parent)}, timeout=timeout_s)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_the_app_mixes_on_one_blas_thread_for_good():
     """Sessions mix at once on threads: the app pins one BLAS thread for the process (tests/test_determinism.py).
 
@@ -284,10 +293,7 @@ def test_the_app_mixes_on_one_blas_thread_for_good():
         "print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas'"
         " and ('numpy' in i['filepath'] or 'scipy' in i['filepath'])]))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": str(Path(APP).parent)}, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _fresh_process(code, timeout_s=300)
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(info) >= 2
     assert {n for _, n in info} == {1}, info
@@ -311,10 +317,7 @@ def test_a_pin_that_openblas_ignores_is_not_taken_for_one():
         "counts = sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'})\n"
         "print(counts == [1] or (mixer._blas_state['pinned'] is None and any('BLAS' in c for c in caught)))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": str(Path(APP).parent)}, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _fresh_process(code, timeout_s=120)
     assert done.stdout.strip().splitlines()[-1] == "True"
 
 
