@@ -349,7 +349,9 @@ def mixer_panel() -> None:
     right.plotly_chart(heat[1], key="heat_after", theme=None, config={"displaylogo": False})
     if quick is not None and not quick.exact:
         then = quick.settings
-        st.caption(f"{'Level preview' if quick.heard else 'Waiting for the sliders to rest'} in {elapsed * 1000:.0f} ms"
+        ran = f"Level preview in {elapsed * 1000:.0f} ms" if quick.heard else \
+            f"Waiting for the sliders to rest (this run took {elapsed * 1000:.0f} ms)"
+        st.caption(f"{ran}"
                    f" · the figures are those of the last render (attenuation {then.attenuation_db:g} dB, target "
                    f"{then.loudness_lufs:g} LUFS, reverb {then.reverb_amount:g}, EQ strength {then.eq_strength:g}, "
                    f"max cut {then.max_cut_db:g} dB) until the sliders rest")
