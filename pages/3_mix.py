@@ -13,7 +13,7 @@ import streamlit as st
 
 from imgext.audio.io import encode_wav
 from imgext.composition.ambience import AUTO, NONE, ambience_names, is_ambience
-from imgext.mix.binaural import headphone_mix
+from imgext.mix.binaural import HrtfUnavailable, headphone_mix, load_hrtf
 from imgext.mix.mixer import Mixer
 from imgext.options import MixSettings
 from pages._figures import dark_figure, trace
@@ -209,8 +209,11 @@ FILES_KEY = "mix_files"
 # Session key of the "rendered files" expander's open state.  (a comment: Streamlit would draw a bare string on the page)
 
 
-def rendered_files(outcome, settings: MixSettings, played: np.ndarray | None) -> None:
-    """The rendered before / after as two WAV players, made (two renders' worth of WAV) only while open."""
+def rendered_files(outcome, settings: MixSettings, played) -> None:
+    """The rendered before / after as two WAV players, made (two renders' worth of WAV) only while open.
+
+    ``played`` is the mix's audio, a function making it (the headphone mix), or None during a preview.
+    """
     box = st.expander("The rendered files: before / after", icon=":material/audio_file:", key=FILES_KEY,
                       on_change="rerun")
     if not box.open:
@@ -219,6 +222,7 @@ def rendered_files(outcome, settings: MixSettings, played: np.ndarray | None) ->
         if played is None:
             st.caption("A preview is playing: the files follow when the sliders rest.")
             return
+        played = played() if callable(played) else played  # (the headphone mix: made now, once per render)
         ab_players(outcome, settings, encode_wav(played, settings.sample_rate, subtype="PCM_16"))
 
 
@@ -283,16 +287,31 @@ SCENE_WIDGETS = ["activity", "ambience", "ambience_db"]
 # The scene row: how often events happen, the ambience bed and its level (a new ambience needs its sound found).  (a comment: Streamlit would draw a bare string on the page)
 
 
-def headphones(outcome, settings: MixSettings) -> np.ndarray | None:
-    """The binaural mix's audio when the headphone toggle is on (a missing HRTF is said, not raised)."""
+def headphones(outcome, settings: MixSettings):
+    """The binaural mix's audio as a function, run when first asked (the rendered files, the download), once per render.
+
+    None when the headphone toggle is off or no HRTF is there (then said, not raised). The HRTF
+    convolution (~0.3 CPU-s at 8 tracks) is not paid on every slider move of a headphone session.
+    """
     if not settings.binaural:
         return None
-    mix, note = headphone_mix(outcome, session().project.tracks, settings)
-    if mix is None:
-        st.warning(f"Headphone mix unavailable: {md(note)}; playing the stereo mix.", icon=":material/headphones:")
+    tracks = session().project.tracks
+    try:
+        load_hrtf(tracks.sample_rate)
+    except HrtfUnavailable as exc:
+        st.warning(f"Headphone mix unavailable: {md(str(exc))}; playing the stereo mix.", icon=":material/headphones:")
         return None
-    st.caption("Headphones (binaural, MIT KEMAR HRTF): the player and the download below are the headphone mix.")
-    return mix.audio
+    st.caption("Headphones (binaural, MIT KEMAR HRTF): the download below is the headphone mix.")
+
+    def make():
+        @functools.lru_cache(maxsize=1)
+        def audio() -> np.ndarray:
+            with get_pool(app_settings().heavy_workers).slot("mix"):  # (heavy work: in the queue, as a render is)
+                mix, _ = headphone_mix(outcome, tracks, settings)
+            return outcome.mix.audio if mix is None else mix.audio
+        return audio
+
+    return once_per_render(outcome, "headphones", (settings, id(tracks)), make)
 
 
 @st.fragment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -300,6 +301,42 @@ def test_mix_page_sliders_heatmaps_player_and_downloads(bus_jpg, media):
     assert ZIP_LABEL not in {b.proto.label for b in at.get("download_button")}
     assert at.session_state["imgext_session"].zip_bundle is None
     assert any(b.key == "prep_zip" for b in at.button)
+
+
+def test_headphone_toggle_reuses_the_render_and_makes_the_headphone_mix_when_asked(bus_jpg, media, monkeypatch):
+    """Binaural on: the stereo render is not redone, the HRTF mix is made for the download and the files only."""
+    import numpy as np
+    import soundfile as sf
+
+    from imgext.mix import binaural
+
+    try:
+        binaural.load_hrtf(44100)
+    except binaural.HrtfUnavailable as exc:
+        if os.environ.get("CI"):
+            raise  # CI installs libmysofa1
+        pytest.skip(str(exc))
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    p = at.session_state["imgext_session"].project
+    stereo = p.mixer()._rendered[-1][1]
+    made = []
+    real = binaural.headphone_mix
+    monkeypatch.setattr(binaural, "headphone_mix", lambda *a, **k: made.append(1) or real(*a, **k))  # the page imports it per run
+    at.toggle(key="mix_binaural").set_value(True).run()
+    assert not at.exception and not at.error
+    assert p.mixer()._rendered[-1][1] is stereo, "the toggle reuses the stereo render"
+    assert not made, "no HRTF mix until something asks for it"
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    wav = deferred_bytes(media, buttons["Download mix_binaural.wav"])
+    assert len(made) == 1
+    y, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
+    expected, _ = real(stereo, p.tracks, p.settings)
+    assert rate == 44100 and np.max(np.abs(y.T - expected.audio)) < 2.0 ** -22, "the headphone mix, to 24 bits"
+    assert np.max(np.abs(y.T - stereo.mix.audio)) > 1e-3, "not the stereo mix"
+    at.session_state["mix_files"] = True  # the rendered files: the same render's headphone mix, not made again
+    at.run()
+    assert not at.exception and len(at.get("audio")) == 2 and len(made) == 1
 
 
 def test_optimise_toggle(bus_jpg):

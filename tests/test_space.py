@@ -350,6 +350,20 @@ def test_distance_and_reverb_off_is_the_plain_stereo_mix():
     np.testing.assert_array_equal(out.gains_db, tracks.gains_db(settings.attenuation_db))
 
 
+def test_the_headphone_toggle_does_not_render_the_stereo_mix_again():
+    """The binaural mix is made from the stereo render's outcome: toggling it reuses the render (not redone)."""
+    from dataclasses import replace
+
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    mixer = Mixer(_tracks(_click_tracks(2), pans=[-0.5, 0.5], distances=[3.0, 30.0]))
+    settings = MixSettings(duration_s=3, seed=1)
+    stereo = mixer.render(settings)
+    assert mixer.render(replace(settings, binaural=True)) is stereo
+    assert mixer.render(replace(settings, binaural=True, reverb_amount=0.5)) is not stereo  # anything else renders
+
+
 def test_far_tracks_lose_highs_and_stems_plus_reverb_sum_to_the_mix():
     from imgext.mix.mixer import Mixer
     from imgext.options import MixSettings

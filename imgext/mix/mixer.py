@@ -487,7 +487,9 @@ class Mixer:
         from imgext.engine.eq import band_response_db
         from imgext.masking.analysis import band_energies, masking_report
 
-        key = (settings, bool(measure_after))
+        # The headphone (binaural) mix is made from the outcome (imgext.mix.binaural.headphone_mix): the toggle
+        # does not change the stereo render, so it shares the render's cache entry.
+        key = (replace(settings, binaural=False), bool(measure_after))
         for entry in self._rendered:
             if entry[0] == key:
                 return entry[1]  # the same settings again (a rerun that changed nothing): the same outcome
