@@ -29,7 +29,7 @@ from imgext.errors import ParameterError
 from imgext.sounds.filters import BUILTIN_PRESETS, PresetStore, SearchFilter, _check_name
 
 __all__ = ["Access", "HeavyPool", "LeftSessions", "Presets", "SessionPresets", "check_password", "describe_queue",
-           "release_memory"]
+           "release_memory", "tune_server_malloc"]
 
 MAX_PRESET_UPLOAD_BYTES = 64 * 1024
 """Largest presets JSON a visitor may upload, in bytes."""
@@ -385,6 +385,33 @@ class LeftSessions:
         thread = threading.Thread(target=loop, name="imgext-left-sessions", daemon=True)
         thread.start()
         return thread
+
+
+def tune_server_malloc() -> None:
+    """Tune glibc's allocator for the app server: two arenas, arrays up to 32 MB from the heap, freed heap kept.
+
+    Call once, early (the app does from its first script run).
+
+    * ``M_ARENA_MAX`` 2: with glibc's default of one arena per thread (8 per core), the memory the
+      script threads free stays in their arenas (measured: 3.0 GB after 8 sessions had left).
+    * ``M_MMAP_THRESHOLD`` 32 MB (glibc's own upper bound for its sliding threshold) and
+      ``M_TRIM_THRESHOLD`` 256 MB: a render's arrays reuse the pages the last render freed.  With
+      both at 128 KB (every array mapped and unmapped) a slider's render took fresh pages each
+      time: at 8 tracks ~67,000 page faults and 0.35 s of kernel time, more than the render's own
+      0.25 s.  Memory goes back when sessions close (:func:`~imgext.hosting.release_memory`,
+      ``malloc_trim`` frees every arena's free pages whatever the threshold).
+
+    Not glibc: nothing to tune.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _libc_trim() -> Callable[[int], int] | None:

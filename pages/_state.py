@@ -32,6 +32,7 @@ from imgext.hosting import (
     check_password,
     describe_queue,
     release_memory,
+    tune_server_malloc,
 )
 from imgext.mix.mixer import pin_one_blas_thread
 from imgext.options import DetectSettings, MixSettings, SoundSettings, specs
@@ -73,7 +74,7 @@ class Session:
 
 @st.cache_resource(show_spinner=False)
 def _process_setup() -> LeftSessions | None:
-    tune_allocator()
+    tune_server_malloc()
     # sessions mix at once on threads: a BLAS thread count switched under them changed bits
     off_session_thread(pin_one_blas_thread)
     return _left_sessions()
@@ -213,23 +214,6 @@ def _note_session() -> None:
     ctx = get_script_run_ctx()
     if ctx is not None:
         left.seen(ctx.session_id)
-
-
-def tune_allocator() -> None:
-    """Let glibc return freed memory: each session frees ~200 MB of audio arrays when it ends.
-
-    With the default arenas a long-running server keeps that memory (measured:
-    3.0 GB after 8 sessions had left, 1.15 GB with these settings).
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-        libc.mallopt(-3, 131072)  # M_MMAP_THRESHOLD: big arrays come from mmap and go back on free
-        libc.mallopt(-1, 131072)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
 
 
 def new_project() -> Project:
