@@ -383,15 +383,9 @@ def tune_malloc() -> None:
 
     Not glibc: nothing to do.
     """
-    try:
-        import ctypes
+    from imgext.malloc import tune
 
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 1)  # M_ARENA_MAX
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+    tune(arenas=1, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=256 << 20)
 
 
 _MIXING_COMMANDS = ("render", "mix", "remix", "batch")

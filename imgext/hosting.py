@@ -406,15 +406,9 @@ def tune_server_malloc() -> None:
 
     Not glibc: nothing to tune.
     """
-    try:
-        import ctypes
+    from imgext.malloc import tune
 
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 128 << 10)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+    tune(arenas=2, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=128 << 10)
 
 
 def _libc_trim() -> Callable[[int], int] | None:

@@ -14,7 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "imgext"
 
 STAGES = [
-    ["imgext", "imgext.errors", "imgext.settings", "imgext.options", "imgext.untrusted", "imgext.budget"],  # shared by every stage
+    ["imgext", "imgext.errors", "imgext.settings", "imgext.options", "imgext.untrusted", "imgext.budget",
+     "imgext.malloc"],  # shared by every stage
     ["imgext.audio"],  # decode, resample, encode, loudness: a utility of sounds and everything after
     ["imgext.vision"],
     ["imgext.sounds"],

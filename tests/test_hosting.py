@@ -329,7 +329,7 @@ def test_the_servers_allocator_reuses_a_renders_pages_on_the_next_script_thread(
     if sys.platform != "linux":
         pytest.skip("glibc's mallopt")
     code = (
-        "import ctypes, resource, sys, threading\n"
+        "import resource, sys, threading\n"
         "import numpy as np\n"
         "from dataclasses import replace\n"
         "from imgext import hosting\n"
@@ -339,7 +339,7 @@ def test_the_servers_allocator_reuses_a_renders_pages_on_the_next_script_thread(
         "if sys.argv[1] == 'tuned':\n"
         "    hosting.tune_server_malloc()\n"
         "else:  # what the app set before: both thresholds at 128 KB\n"
-        "    libc = ctypes.CDLL('libc.so.6'); libc.mallopt(-8, 2); libc.mallopt(-3, 131072); libc.mallopt(-1, 131072)\n"
+        "    from imgext.malloc import tune; tune(arenas=2, mmap_threshold_bytes=131072, trim_threshold_bytes=131072)\n"
         "sr, n = 44100, 4\n"
         "rng = np.random.default_rng(0)\n"
         "on = (np.sin(np.linspace(0, 40, 20 * sr)) > 0).astype(np.float32)\n"
