@@ -175,13 +175,12 @@ def _sum(tracks: np.ndarray, coeffs: np.ndarray, side_coeffs: dict, sides: dict 
     if n_tracks == 0 or n_samples == 0:
         return np.zeros((2, n_samples), dtype=np.float32)
     summed = weighted_sum(coeffs.astype(np.float32), tracks)  # a spilled (long-scene) array a stretch at a time
-    scratch = None
-    for k, (_, side) in (sides or {}).items():
-        # In float32 a channel at a time (one signal-length scratch, not a float64 (2, n) product and its cast)
-        s = np.asarray(side, dtype=np.float32)
-        scratch = np.empty_like(s) if scratch is None or scratch.shape != s.shape else scratch
-        for c in range(2):
-            summed[c] += np.multiply(s, np.float32(side_coeffs[k][c]), out=scratch)
+    if sides:
+        scratch = np.empty(n_samples, np.float32)  # one channel's product at a time, in float32 (no (2, n) float64)
+        for k, (_, side) in sides.items():
+            s = np.asarray(side, dtype=np.float32)
+            for c in range(2):
+                summed[c] += np.multiply(s, np.float32(side_coeffs[k][c]), out=scratch)
     return summed
 
 
