@@ -12,7 +12,7 @@ from PIL import Image
 
 from imgext.audio.io import db_to_gain
 from imgext.errors import ParameterError
-from imgext.mix.preview import PreviewEncoder, encode_preview, preview_mix, signal_id
+from imgext.mix.preview import PreviewEncoder, encode_preview, pcm16, preview_mix, signal_id
 from imgext.options import MixSettings, SoundSettings
 from imgext.project import Project
 from imgext.sounds.builtin import BuiltinSource
@@ -130,6 +130,19 @@ def test_encoding_is_compact_decodes_to_the_signal_and_is_cached(rng):
     assert np.abs(back - envelope).max() < 1e-4
     stereo = encode_preview(np.stack([noise, -noise]), 24000)
     assert sf.info(io.BytesIO(stereo)).channels == 2
+
+
+def test_flac_previews_are_the_bytes_libsndfile_makes_from_the_floats(rng):
+    """The preview quantises to 16 bits itself (cheaper): the FLAC must not change by a bit."""
+    x = np.clip(0.4 * rng.standard_normal((2, 30000)), -1.0, 1.0).astype(np.float32)
+    x[0, :6] = [1.0, -1.0, 0.5 / 32768, 1.5 / 32768, -0.5 / 32768, 32767.5 / 32768]  # the edges and ties of rounding
+    for signal in (x, x[1], 3.0 * x[0]):  # stereo, mono, and clipped
+        clipped = np.clip(signal, -1.0, 1.0)
+        buf = io.BytesIO()
+        sf.write(buf, clipped.T if clipped.ndim == 2 else clipped, 22050, format="FLAC", subtype="PCM_16")
+        assert encode_preview(signal, 22050, lossless=True) == buf.getvalue()
+        back, _ = sf.read(io.BytesIO(buf.getvalue()), dtype="int16")
+        np.testing.assert_array_equal(pcm16(clipped), back.T)
 
 
 def test_the_encoder_cache_is_bounded(rng):

@@ -129,3 +129,25 @@ def test_the_unvalidated_figures_are_valid_and_the_same_as_validated_ones():
         validated = go.Figure(fig.to_dict())  # raises on any invalid property
         assert json.loads(validated.to_json()) == json.loads(fig.to_json())
         assert fig.to_dict()["layout"]["template"] == pio.templates["plotly_dark"].to_plotly_json()
+
+
+def test_figures_go_out_through_orjson_with_the_same_content():
+    """Streamlit serialises every figure on every rerun (plotly.io.to_json): with orjson installed (requirements.txt)
+    plotly's "auto" engine takes it, and a Mix-page heatmap (NaN diagonal, text, shapes) reads back the same."""
+    import plotly.io as pio
+
+    from pages import _figures  # noqa: F401  (the app's figure helpers: importing them must not pin the engine)
+
+    assert pio.json.config.default_engine == "auto"
+    pytest.importorskip("orjson")
+    from pages._figures import dark_figure, trace
+
+    z = np.array([[np.nan, 3.25, 0.0], [1.0, np.nan, 7.5], [2.0, 0.125, np.nan]])
+    fig = dark_figure(trace("Heatmap", z=z, x=["dog", "car", "bird"], y=["dog", "car", "bird"], zmin=0.0, zmax=8.0,
+                            hoverongaps=False, text=[["", "3.2", "0.0"], ["1.0", "", "7.5"], ["2.0", "0.1", ""]],
+                            texttemplate="%{text}"), title={"text": "Masking"}, height=400)
+    fig.add_shape(type="rect", x0=-0.5, x1=2.5, y0=0.5, y1=1.5, line={"color": "#ffffff", "width": 2})
+    fast = pio.to_json(fig, validate=False, engine="orjson")
+    plain = pio.to_json(fig, validate=False, engine="json")
+    assert json.loads(fast) == json.loads(plain)
+    assert pio.to_json(fig, validate=False) == fast  # what Streamlit calls: orjson
