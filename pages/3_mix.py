@@ -76,11 +76,23 @@ FIGURES_KEY = "imgext_mix_figures"
 # Session key of the figures made for the last render (by name): a rerun that rendered nothing new reuses them.
 
 
+def _same(a, b) -> bool:
+    """``a is b``, or for two tuples the same objects in the same places."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
+
+
 def once_per_render(outcome, name: str, key: tuple, make):
-    """``make()`` once per render ``outcome`` and ``key`` (this session's ``st.session_state``), else the last result."""
+    """``make()`` once per ``outcome`` and ``key`` (this session's ``st.session_state``), else the last result.
+
+    ``outcome`` is compared by identity (a tuple element by element): a render, or what a figure shows
+    of it (its ducking plan, its masking reports), which a render that changed only the reverb or the
+    loudness shares.
+    """
     store = st.session_state.setdefault(FIGURES_KEY, {})
     hit = store.get(name)
-    if hit is not None and hit[0] is outcome and hit[1] == key:
+    if hit is not None and _same(hit[0], outcome) and hit[1] == key:
         return hit[2]
     value = make()
     store[name] = (outcome, key, value)
@@ -137,7 +149,10 @@ def metrics(outcome, names: list[str], importance) -> None:
 
 def processing_charts(outcome, names: list[str], mixer) -> None:
     """What the engine did: each processed track's curve over frequency and, for the duck, its gain over time."""
-    figs = once_per_render(outcome, "processing", (tuple(names),), lambda: processing_figures(outcome, names, mixer))
+    # What the charts show is the processing (the duck's plan, or the EQ's filters), made once per design and
+    # strength: a reverb or loudness render shares it, and its charts are not rebuilt.
+    shown = outcome.ducking if outcome.ducking is not None else outcome.filters
+    figs = once_per_render(shown, "processing", (tuple(names), id(mixer)), lambda: processing_figures(outcome, names, mixer))
     if figs is None:
         st.caption("Nothing processed: no less important sound covers a more important one, or the EQ is off.")
         return
@@ -361,7 +376,8 @@ def mixer_panel() -> None:
     zmax = max(1.0, float(np.max(outcome.masking_before.matrix_db)), float(np.max(outcome.masking_after.matrix_db)))
     left, right = st.columns(2)
     after_title = "Masking after EQ" + (" + optimisation" if settings.optimise else "")
-    heat = once_per_render(outcome, "heatmaps", (tuple(names), zmax, focus, after_title), lambda: (
+    heat = once_per_render((outcome.masking_before, outcome.masking_after), "heatmaps",
+                           (tuple(names), zmax, focus, after_title), lambda: (
         heatmap(outcome.masking_before, names, "Masking before EQ", zmax, focus),
         heatmap(outcome.masking_after, names, after_title, zmax, focus)))
     left.plotly_chart(heat[0], key="heat_before", theme=None, config={"displaylogo": False})

@@ -58,6 +58,7 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
 
     at.run()  # nothing changed: nothing is sent again
     assert player(at)[1] == b""
+    figures = dict(at.session_state["imgext_mix_figures"])
     at.slider(key="mix_loudness_lufs").set_value(-20.0).run()  # a new master gain: the same signals
     args2, blob2 = player(at)
     assert blob2 == b"" and args2["mixes"]["after"]["tracks"][0]["level"] != args["mixes"]["after"]["tracks"][0]["level"]
@@ -68,6 +69,9 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
     assert args2b["settle"] is None and args2b["mixes"]["after"]["exact"] is True
     estimate, rendered = (a["mixes"]["after"]["tracks"][0]["level"] for a in (args2, args2b))
     assert abs(20 * math.log10(estimate / rendered)) < 1.5, "the preview's level is near the render's"
+    kept = at.session_state["imgext_mix_figures"]
+    for name in ("heatmaps", "processing"):  # a new loudness target processes nothing anew: its figures are kept
+        assert kept[name][2] is figures[name][2], name
 
     # The player reports (a new iframe that holds nothing): everything is sent to it; its state is shown.
     p = at.session_state["imgext_session"].project

@@ -288,3 +288,30 @@ def test_the_mixer_keeps_the_duck_spectra_once_it_renders_again():
     for s, out in zip((0.5, 0.8), outs):
         np.testing.assert_array_equal(out.processed, Mixer(tracks).render(replace(settings, eq_strength=s),
                                                                           measure_after=False).processed)
+
+
+def test_a_reverb_or_loudness_render_reuses_the_after_report_and_an_eq_move_does_not():
+    """The "after" masking depends on the processing alone: a render that changes only the reverb or the loudness
+    target returns the same report object (the Mix page keeps its heatmaps), equal to a fresh Mixer's."""
+    from dataclasses import replace
+
+    from imgext.composition.tracks import Tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
+    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
+                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.2)
+    mixer = Mixer(tracks)
+    first = mixer.render(settings, measure_after=False)
+    for change in ({"reverb_amount": 0.6}, {"loudness_lufs": -20.0}):
+        moved = mixer.render(replace(settings, **change), measure_after=False)
+        assert moved is not first and moved.masking_after is first.masking_after, change
+        assert moved.ducking is first.ducking and moved.masking_before is first.masking_before
+    fresh = Mixer(tracks).render(replace(settings, reverb_amount=0.6), measure_after=False)
+    np.testing.assert_array_equal(fresh.masking_after.matrix_db, first.masking_after.matrix_db)
+    eq = mixer.render(replace(settings, eq_strength=0.5), measure_after=False)
+    assert eq.masking_after is not first.masking_after and eq.ducking is not first.ducking
+    exact = mixer.render(settings, measure_after=True)  # measured on the audio: a report of its own
+    assert exact.masking_after is not first.masking_after

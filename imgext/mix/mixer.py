@@ -251,7 +251,8 @@ class Mixer:
         self.tracks = tracks
         self._bands = None
         self._analysis_s = 0.0
-        self._processed: list = []  # (key, result) of the last CACHED_RENDERS settings, most recent last
+        self._processed: list = []  # (key, result, its "after" reports by measure_after) of the last CACHED_RENDERS
+        # settings, most recent last
         self._spatial: list = []  # (key, result, processed) likewise
         self._rendered: list = []  # ((settings, measure_after), MixOutcome) likewise: treat outcomes as read-only
         self._designs: dict = {}  # full-strength EQ designs by (gains, importance, max cut), most recent last
@@ -359,7 +360,7 @@ class Mixer:
         rows = self._row_keys(key, processed, filters, plan)
         result = (requested, gains, filters, processed, before, opt, timings, plan, rows)
         if filtered:
-            self._processed = [*self._processed, (key, result)][-CACHED_RENDERS:]
+            self._processed = [*self._processed, (key, result, {})][-CACHED_RENDERS:]
         return result
 
     def _row_keys(self, key: tuple, processed: np.ndarray, filters: list, plan) -> tuple:
@@ -498,7 +499,8 @@ class Mixer:
             outcome = self._render_long(settings, measure_after)
             self._rendered = [*self._rendered, (key, outcome)][-CACHED_RENDERS:]
             return outcome
-        requested, gains, filters, processed, before, opt, stage_timings, plan, rows = self._process(settings)
+        result = self._process(settings)
+        requested, gains, filters, processed, before, opt, stage_timings, plan, rows = result
         timings = dict(stage_timings)
         after = None
         t0 = time.perf_counter()
@@ -525,8 +527,13 @@ class Mixer:
         timings["render"] = time.perf_counter() - t0
         reverb_bus = spatial.reverb
         if tracks.n_tracks > 0:
+            # The "after" report depends on the processing alone (not on the reverb, the room or the loudness
+            # target): a move of those reuses the report, the same object, so the page's figures of it stay.
             t0 = time.perf_counter()
-            after = analyse_after()
+            kept = next((entry[2] for entry in self._processed if entry[1] is result), {})  # ({}: not cached)
+            after = kept.get(bool(measure_after))
+            if after is None:
+                after = kept[bool(measure_after)] = analyse_after()
             timings["analysis_after"] = time.perf_counter() - t0
         outcome = MixOutcome(mix, out_tracks, gains, requested, filters, before, after, opt, timings,
                              reverb_bus=reverb_bus, ducking=plan, row_keys=row_keys)
