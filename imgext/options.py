@@ -216,7 +216,9 @@ class MixSettings(_Options):
                               label="Peak ceiling (dBFS)", flag="--peak-dbfs", metavar="DB",
                               help="sample-peak ceiling of the mix")
     eq_strength: float = option(1.0, lo=0.0, hi=1.0, step=0.05, label="EQ strength", flag="--eq-strength",
-                                metavar="0..1", help="depth of the masking-driven EQ; 0 turns it off")
+                                metavar="0..1", help="how much of the masking-driven EQ is heard: with time-aware unmasking a blend of "
+                                     "the full duck and the dry track (0 turns it off, 1 is the full duck); with "
+                                     "static EQ the depth of its filters")
     max_cut_db: float = option(6.0, lo=0.0, hi=24.0, ui=(0.0, 12.0), step=0.5, unit="dB", label="Max cut (dB)",
                                flag="--max-cut-db", metavar="DB", help="deepest cut an EQ filter may make")
     optimise: bool = option(False, label="Optimise", flag="--optimise", aliases=("--optimize",),

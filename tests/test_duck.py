@@ -147,13 +147,14 @@ def _reference_ducking(tracks: np.ndarray, plan: duck.DuckPlan, sample_rate: int
     lo, hi, w = duck._bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
     window = np.sqrt(np.hanning(n_fft + 1)[:-1])
     out = np.zeros(tracks.shape)
+    full = plan.at_full_strength  # a plan at partial strength blends its full duck with the dry track
     for i in range(plan.n_tracks):
         padded = np.zeros((n_frames + 2) * hop)
         padded[hop: hop + n] = tracks[i]
         acc = np.zeros_like(padded)
         for t in range(n_frames + 1):
-            cut = plan.cut_db[i][:, min(t, n_frames - 1)]
-            gain = 10.0 ** (-(cut[lo] * (1.0 - w) + cut[hi] * w) / 20.0)
+            cut = full.cut_db[i][:, min(t, n_frames - 1)]
+            gain = 1.0 + plan.strength * (10.0 ** (-(cut[lo] * (1.0 - w) + cut[hi] * w) / 20.0) - 1.0)
             frame = np.fft.irfft(np.fft.rfft(padded[t * hop: t * hop + n_fft] * window) * gain, n_fft) * window
             acc[t * hop: t * hop + n_fft] += frame
         out[i] = acc[hop: hop + n]
@@ -315,3 +316,32 @@ def test_a_reverb_or_loudness_render_reuses_the_after_report_and_an_eq_move_does
     assert eq.masking_after is not first.masking_after and eq.ducking is not first.ducking
     exact = mixer.render(settings, measure_after=True)  # measured on the audio: a report of its own
     assert exact.masking_after is not first.masking_after
+
+
+def test_eq_strength_blends_the_full_duck_with_the_dry_track(scene):
+    """At strength s the track is dry + s * (full duck - dry): linear in s (a wet/dry mix of a zero-phase filter),
+    made bit-identically from the full duck's difference (:func:`duck.blend`), and its dB cut at most s times."""
+    tracks, _, _, _, _, plan = scene
+    full = duck.apply_ducking(tracks, plan, SR)
+    differences: dict = {}
+    assert np.array_equal(duck.apply_ducking(tracks, plan, SR, differences=differences), full)
+    assert set(differences) == set(np.flatnonzero(plan.active).tolist())
+    for s in (0.25, 0.5, 0.8):
+        scaled = plan.scaled(s)
+        got = duck.apply_ducking(tracks, scaled, SR)
+        np.testing.assert_array_equal(scaled.active, plan.active)
+        np.testing.assert_allclose(got - tracks, s * (full - tracks), atol=2e-6)
+        for k, diff in differences.items():
+            np.testing.assert_array_equal(duck.blend(tracks[k], diff, s), got[k])
+        assert np.all(scaled.cut_db <= s * plan.cut_db + 1e-4) and np.all(scaled.cut_db * plan.cut_db >= 0.0)
+    np.testing.assert_array_equal(plan.scaled(1.0).cut_db, plan.cut_db)
+    assert not plan.scaled(0.0).active.any()
+    twice = plan.scaled(0.5).scaled(0.5)
+    assert twice.strength == 0.25 and twice.full is plan
+    np.testing.assert_array_equal(twice.cut_db, plan.scaled(0.25).cut_db)
+    makeup = duck.blended_cut_db(np.array([-3.0, 0.0, 6.0]), 0.5)  # a makeup gain (negative cut) blends the same way
+    np.testing.assert_allclose(makeup, -20 * np.log10(1 + 0.5 * (10 ** (np.array([3.0, 0.0, -6.0]) / 20) - 1)),
+                               rtol=1e-5)
+    row = plan.scaled(0.5).row(1)
+    np.testing.assert_array_equal(duck.apply_ducking(tracks[1:2], row, SR)[0],
+                                  duck.apply_ducking(tracks, plan.scaled(0.5), SR)[1])

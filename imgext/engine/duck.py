@@ -39,7 +39,7 @@ Bark scale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
@@ -58,6 +58,8 @@ __all__ = [
     "DuckPlan",
     "SpectrumCache",
     "apply_ducking",
+    "blend",
+    "blended_cut_db",
     "design_ducking",
     "ducked_bands",
 ]
@@ -87,6 +89,31 @@ MAX_DAMAGE_DB = 3.0
 """RMS cut over a ducked track's own active band-frames may not exceed this, dB (spectral damage)."""
 
 
+def blended_cut_db(cut_db, strength: float) -> np.ndarray:
+    """The cut in dB of a duck at ``strength``: the gain ``1 + strength * (10 ** (-cut_db / 20) - 1)``.
+
+    The EQ-strength slider blends the full-strength duck with the dry track (a wet/dry mix of a
+    zero-phase filter: no phase, no comb), so the rendered track is ``dry + strength * (ducked - dry)``,
+    linear in the strength. In dB this is at most ``strength * cut_db`` (the log is concave), equal at 0 and 1.
+
+    Parameters
+    ----------
+    cut_db : array-like
+        Full-strength cuts, dB (negative: makeup gain).
+    strength : float in [0, 1]
+
+    Returns
+    -------
+    np.ndarray [same shape, dtype=float32]
+    """
+    c = np.asarray(cut_db, dtype=np.float32)
+    s = np.float32(strength)
+    if s == 1.0:
+        return c.copy()
+    return (np.float32(-20.0) * np.log10(np.float32(1.0) + s * (np.power(np.float32(10.0), -c / np.float32(20.0))
+                                                                 - np.float32(1.0)))).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class DuckPlan:
     """Per-band gain over time for every track (0 dB for tracks left alone).
@@ -95,7 +122,8 @@ class DuckPlan:
     ----------
     cut_db : np.ndarray [shape=(n_tracks, n_bands, n_frames), dtype=float32], <= max cut
         Cut per band and analysis frame, dB (the gain is ``-cut_db``); negative where a track gets
-        makeup gain back (only where no maskee needs anything, see the module docstring).
+        makeup gain back (only where no maskee needs anything, see the module docstring).  For a
+        plan at partial strength (:meth:`scaled`), the cut its blend makes (:func:`blended_cut_db`).
     static_db : np.ndarray [shape=(n_tracks, n_bands)], >= 0
         The part of the cut that is on all the time (10th percentile over time, makeup left out), dB.
     hop_s : float
@@ -104,9 +132,14 @@ class DuckPlan:
         The same in samples.
     band_centres_hz : np.ndarray [shape=(n_bands,)]
     loudness_change_lu : np.ndarray [shape=(n_tracks,)]
-        Estimated BS.1770 change of each track (<= 0).
+        Estimated BS.1770 change of each track (<= 0); at partial strength the full plan's times the
+        strength (a bound: the blend cuts less than that in dB).
     maskees : np.ndarray [shape=(n_tracks,), dtype=bool]
         The important tracks the duck serves.
+    strength : float in [0, 1]
+        The EQ strength: the rendered track is ``dry + strength * (full duck - dry)``.
+    full : DuckPlan or None
+        The full-strength plan this one blends (None: this plan is at full strength).
     """
 
     cut_db: np.ndarray
@@ -116,6 +149,8 @@ class DuckPlan:
     band_centres_hz: np.ndarray
     loudness_change_lu: np.ndarray
     maskees: np.ndarray
+    strength: float = 1.0
+    full: DuckPlan | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_tracks(self) -> int:
@@ -123,17 +158,40 @@ class DuckPlan:
         return int(self.cut_db.shape[0])
 
     @property
+    def at_full_strength(self) -> DuckPlan:
+        """The full-strength plan (this one, or the one :meth:`scaled` blends)."""
+        return self if self.full is None else self.full
+
+    @property
     def active(self) -> np.ndarray:
-        """(n_tracks,) bool: tracks with any cut (or makeup) of at least 0.5 dB."""
-        return np.abs(self.cut_db).reshape(self.n_tracks, -1).max(axis=1, initial=0.0) >= 0.5
+        """(n_tracks,) bool: tracks the full plan cuts (or gives makeup) by at least 0.5 dB; none at strength 0.
+
+        At any strength above 0 the same tracks are processed (the blend of their full duck).
+        """
+        if self.strength == 0.0:
+            return np.zeros(self.n_tracks, dtype=bool)
+        full = self.at_full_strength.cut_db
+        return np.abs(full).reshape(self.n_tracks, -1).max(axis=1, initial=0.0) >= 0.5
 
     def scaled(self, factor: float) -> DuckPlan:
-        """The same plan with every cut scaled by ``factor`` in [0, 1] (the EQ-strength slider)."""
+        """The plan at ``factor`` in [0, 1] times this one's strength (the EQ-strength slider).
+
+        The track is blended with its full duck (:func:`blended_cut_db`): ``dry + s * (ducked - dry)``.
+        """
         if not 0.0 <= factor <= 1.0:
             raise ParameterError(f"factor={factor} must lie in [0, 1]")
-        f = np.float32(factor)
-        return DuckPlan(self.cut_db * f, self.static_db * float(factor), self.hop_s, self.hop_length,
-                        self.band_centres_hz, self.loudness_change_lu * float(factor), self.maskees)
+        full = self.at_full_strength
+        s = float(self.strength) * float(factor)
+        return DuckPlan(blended_cut_db(full.cut_db, s), blended_cut_db(full.static_db, s), self.hop_s,
+                        self.hop_length, self.band_centres_hz, full.loudness_change_lu * s, self.maskees,
+                        strength=s, full=full if full.strength == 1.0 else full.full)
+
+    def row(self, k: int) -> DuckPlan:
+        """The plan of track ``k`` alone (one track, the same strength): it renders that track's samples."""
+        full = None if self.full is None else self.full.row(k)
+        return DuckPlan(self.cut_db[k: k + 1], self.static_db[k: k + 1], self.hop_s, self.hop_length,
+                        self.band_centres_hz, self.loudness_change_lu[k: k + 1], self.maskees[k: k + 1],
+                        strength=self.strength, full=full)
 
     def frequency_response_db(self) -> dict[str, np.ndarray]:
         """Curves to draw: ``static`` (always on) and ``deepest`` (the most the duck takes), (N, B) dB <= 0."""
@@ -649,20 +707,46 @@ def _bin_gains(cut_db: np.ndarray, lo: np.ndarray, hi: np.ndarray, w_lo: np.ndar
     return gain
 
 
+def blend(dry: np.ndarray, difference: np.ndarray, strength: float, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``dry + strength * difference`` in float32, as :func:`apply_ducking` makes each block of a ducked track.
+
+    Parameters
+    ----------
+    dry : np.ndarray [shape=(n,), dtype=float32]
+    difference : np.ndarray [shape=(n,), dtype=float32]
+        The full-strength duck minus the dry track (``differences=`` of :func:`apply_ducking`).
+    strength : float in [0, 1]
+    out : np.ndarray [shape=(n,), dtype=float32], optional
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+        Bit-identical to the track :func:`apply_ducking` renders at ``strength``.
+    """
+    s = np.float32(strength)
+    part = difference if s == 1.0 else difference * s
+    return np.add(dry, part, out=out)
+
+
 def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
-                  cache: SpectrumCache | None = None) -> np.ndarray:
-    """Render the duck: a zero-phase STFT gain per bin and frame.
+                  cache: SpectrumCache | None = None, differences: dict | None = None) -> np.ndarray:
+    """Render the duck: a zero-phase STFT gain per bin and frame, blended with the dry track by the plan's strength.
 
     Parameters
     ----------
     tracks : np.ndarray [shape=(n_tracks, n_samples)]
         The tracks the plan was designed on (unit gain).
     plan : DuckPlan
+        At full strength, or :meth:`DuckPlan.scaled` (the track is then ``dry + s * (full duck - dry)``).
     sample_rate : int
         In Hz.
     cache : SpectrumCache, optional
         Keeps the tracks' spectra for the next render of the same ``tracks`` array (the same
         output, without the forward transforms).
+    differences : dict, optional
+        Filled with track index -> the full-strength duck minus the dry track [shape=(n_samples,),
+        dtype=float32] for every active track: :func:`blend` makes the track at any strength from it,
+        bit-identical to this function.
 
     Returns
     -------
@@ -673,11 +757,13 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     x = np.asarray(tracks, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != plan.n_tracks:
         raise ParameterError(f"need {plan.n_tracks} tracks of shape (n_tracks, n_samples), got {x.shape}")
+    strength = np.float32(plan.strength)
+    active = plan.active
+    plan = plan.at_full_strength  # the frames, bins and gains of the full duck; the strength scales its difference
     hop = plan.hop_length
     n_fft = 2 * hop
     n = x.shape[1]
     n_frames = plan.cut_db.shape[2]
-    active = plan.active
     out = np.empty_like(x)
     for k in np.flatnonzero(~active):  # tracks without cuts: copied unchanged (the rest is written once, below)
         out[k] = x[k]
@@ -691,6 +777,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
         # Only frames with a cut are transformed: the output is the input plus the overlap-add of
         # (processed - unprocessed) frames, which is zero wherever nothing is cut.
         busy = np.flatnonzero(np.append(frame_max, frame_max[-1:]) > 1e-3)
+        diff_row = None if differences is None else differences.setdefault(int(i), np.zeros(n, np.float32))
         if not busy.size:
             out[i] = x[i]
             continue
@@ -734,5 +821,8 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
                         ola[sa + 1 - r0: sb + 1 - r0] += diff[a + sa - t0: a + sb - t0, hop:]
             s0, s1 = max(0, (r0 - 1) * hop), min(n, (r1 - 1) * hop)
             if s1 > s0:
-                np.add(x[i, s0:s1], ola.reshape(-1)[s0 - (r0 - 1) * hop: s1 - (r0 - 1) * hop], out=out[i, s0:s1])
+                part = ola.reshape(-1)[s0 - (r0 - 1) * hop: s1 - (r0 - 1) * hop]
+                if diff_row is not None:
+                    diff_row[s0:s1] = part
+                blend(x[i, s0:s1], part, strength, out=out[i, s0:s1])
     return out

@@ -430,8 +430,6 @@ class Mixer:
 
     def _row_maker(self, settings: MixSettings, filters: list, plan):
         """A function making processed row ``k`` as :meth:`_process` and :meth:`spatial` make it (for long scenes)."""
-        from dataclasses import replace
-
         from imgext.engine.duck import apply_ducking
         from imgext.engine.eq import apply_eq
 
@@ -445,10 +443,7 @@ class Mixer:
             row = audio[k]
             if ducked:
                 if active[k]:  # every row of apply_ducking is its own: one row's plan gives the same samples
-                    one = replace(plan, cut_db=plan.cut_db[k : k + 1], static_db=plan.static_db[k : k + 1],
-                                  loudness_change_lu=plan.loudness_change_lu[k : k + 1],
-                                  maskees=plan.maskees[k : k + 1])
-                    row = apply_ducking(audio[k : k + 1], one, sr)[0]
+                    row = apply_ducking(audio[k : k + 1], plan.row(k), sr)[0]
             elif any(filters) and k < len(filters) and filters[k]:
                 row = apply_eq(audio[k : k + 1], [filters[k]], sr)[0]
             if air and settings.distance and d[k] > AIR_ABSORPTION_FROM_M:
