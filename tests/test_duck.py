@@ -291,6 +291,45 @@ def test_the_mixer_keeps_the_duck_spectra_once_it_renders_again():
                                                                           measure_after=False).processed)
 
 
+def test_eq_strength_moves_blend_the_kept_differences_with_the_same_bits(monkeypatch):
+    """Once the duck renders again, the Mixer keeps its full-strength differences: an EQ-strength move blends
+    them (no STFT), bit-identical to a fresh Mixer's filtering; a new design (attenuation) filters again."""
+    from dataclasses import replace
+
+    from imgext.composition.tracks import Tracks
+    from imgext.mix import mixer as mixer_module
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
+    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
+                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
+    mixer = Mixer(tracks)
+    calls = []
+    real = duck.apply_ducking
+    monkeypatch.setattr(duck, "apply_ducking", lambda *a, **k: calls.append(1) or real(*a, **k))
+    mixer.render(settings, measure_after=False)
+    assert mixer._duck_differences is None, "a one-off render keeps nothing"
+    mixer.render(replace(settings, eq_strength=0.9), measure_after=False)
+    assert mixer._duck_differences is not None and len(calls) == 2
+    for s in (0.3, 0.55, 1.0):
+        out = mixer.render(replace(settings, eq_strength=s), measure_after=False)
+        fresh = Mixer(tracks).render(replace(settings, eq_strength=s), measure_after=False)
+        np.testing.assert_array_equal(out.processed, fresh.processed)
+        np.testing.assert_array_equal(out.mix.audio, fresh.mix.audio)
+    assert len(calls) == 2 + 3, "the moves blended (each fresh Mixer filtered once)"
+    mixer.render(replace(settings, attenuation_db=9.0), measure_after=False)  # a new design
+    assert len(calls) == 6
+    monkeypatch.setattr(mixer_module, "DUCK_DIFFERENCES_MAX_BYTES", 1)
+    small = Mixer(tracks)
+    for s in (1.0, 0.5, 0.7):
+        np.testing.assert_array_equal(small.render(replace(settings, eq_strength=s), measure_after=False).processed,
+                                      Mixer(tracks).render(replace(settings, eq_strength=s),
+                                                           measure_after=False).processed)
+    assert small._duck_differences is None, "over the bound: filtered on every move"
+
+
 def test_a_reverb_or_loudness_render_reuses_the_after_report_and_an_eq_move_does_not():
     """The "after" masking depends on the processing alone: a render that changes only the reverb or the loudness
     target returns the same report object (the Mix page keeps its heatmaps), equal to a fresh Mixer's."""

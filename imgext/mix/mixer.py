@@ -228,6 +228,10 @@ class ProcessedRows:
 
 
 CACHED_RENDERS = 2
+DUCK_DIFFERENCES_MAX_BYTES = 192 << 20
+"""Most bytes a :class:`Mixer` keeps of its duck's full-strength differences (float32, one row per ducked track:
+29 ducked tracks of 30 s at 44.1 kHz take 153 MB). With them an EQ-strength move blends instead of filtering
+(:func:`imgext.engine.duck.blend`, the same bits); a design that needs more is filtered on every move."""
 """Settings whose processing and reverb a :class:`Mixer` keeps: the Mix page renders two per run (the
 processed mix and the unprocessed "before" of its A/B), which a one-entry cache would evict in turn."""
 
@@ -260,6 +264,7 @@ class Mixer:
         self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
         self._duck_spectra = None  # the duck render's spectra of these tracks (engine.duck.SpectrumCache)
         self._duck_renders = 0
+        self._duck_differences = None  # (design key, {track: full duck - dry}) of the last design, once rendered again
         self._before: list = []  # (gains, importance) -> the dry mix's masking report, the last CACHED_RENDERS
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
@@ -284,7 +289,7 @@ class Mixer:
         ``filtered=False`` (a long scene) designs only: ``processed`` is then None and nothing is cached
         (:meth:`_long_rows` makes the rows one at a time).
         """
-        from imgext.engine.duck import SpectrumCache, apply_ducking, design_ducking
+        from imgext.engine.duck import SpectrumCache, design_ducking
         from imgext.engine.eq import apply_eq, band_response_db, design_eq, filters_loudness_change_lu
         from imgext.engine.optimise import optimise_mix, scale_filters
         from imgext.masking.analysis import masking_report
@@ -353,7 +358,7 @@ class Mixer:
                     # Rendered again (a slider move, not a one-off render): keep the spectra from now on, so
                     # the next moves take no forward STFT (bounded: SpectrumCache.max_bytes).
                     self._duck_spectra = SpectrumCache()
-                processed = apply_ducking(tracks.audio, plan, tracks.sample_rate, cache=self._duck_spectra)
+                processed = self._duck(plan, design_key)
             elif any(filters):
                 processed = apply_eq(tracks.audio, filters, tracks.sample_rate)
             timings["filter"] = time.perf_counter() - t0
@@ -362,6 +367,35 @@ class Mixer:
         if filtered:
             self._processed = [*self._processed, (key, result, {})][-CACHED_RENDERS:]
         return result
+
+    def _duck(self, plan, design_key: tuple) -> np.ndarray:
+        """The tracks through ``plan``: blended from the kept differences of its full duck, else filtered.
+
+        The same bits either way (:func:`imgext.engine.duck.blend`); the differences are kept once the
+        duck is rendered again (a slider, not a one-off render) and while they fit
+        :data:`DUCK_DIFFERENCES_MAX_BYTES`.
+        """
+        from imgext.engine.duck import apply_ducking, blend
+
+        audio = self.tracks.audio
+        kept = self._duck_differences
+        if kept is not None and kept[0] == design_key:
+            active = plan.active
+            out = np.empty_like(audio)
+            for k in range(audio.shape[0]):
+                if active[k]:
+                    blend(audio[k], kept[1][k], plan.strength, out=out[k])
+                else:
+                    out[k] = audio[k]
+            return out
+        n_active = int(np.count_nonzero(plan.active))
+        keep = self._duck_renders > 1 and n_active * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
+        differences: dict | None = {} if keep else None
+        self._duck_differences = None  # (a new design: the last one's differences are not needed again soon)
+        out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
+        if differences is not None:
+            self._duck_differences = (design_key, differences)
+        return out
 
     def _row_keys(self, key: tuple, processed: np.ndarray, filters: list, plan) -> tuple:
         """A key per processed row: the dry track's (the row is the track itself) or this processing's."""
