@@ -159,6 +159,9 @@ class Project:
         settings to :meth:`mix` / :meth:`export`).
     labels : LabelMap, optional
         Label table for detection (default: the package's table).
+    interactive : bool
+        Sliders will move (the app): its Mixers keep what a slider move reuses from the first render
+        on (:attr:`imgext.mix.mixer.Mixer.interactive`); a one-off render keeps nothing it will not use.
 
     Attributes
     ----------
@@ -186,8 +189,10 @@ class Project:
         How many times :meth:`undo` or :meth:`redo` changed the state (a UI keys its editors on it).
     """
 
-    def __init__(self, *, settings: MixSettings | None = None, labels: LabelMap | None = None) -> None:
+    def __init__(self, *, settings: MixSettings | None = None, labels: LabelMap | None = None,
+                 interactive: bool = False) -> None:
         self.settings = settings if settings is not None else MixSettings()
+        self.interactive = bool(interactive)
         self.labels = labels if labels is not None else LabelMap.default()
         self._labels_key = content_digest(repr(sorted(self.labels.items())).encode())
         self.image_name: str | None = None
@@ -623,7 +628,7 @@ class Project:
         old = self._mixer.value if self._mixer is not None and self._mixer.key == key else None
         if old is not None and old.tracks is tracks:
             return old
-        mixer = Mixer(tracks, reuse=old)  # same sounds: the analysis and EQ designs carry over
+        mixer = Mixer(tracks, reuse=old, interactive=self.interactive)  # same sounds: the analysis and designs carry over
         self._mixer = _Keyed(key, mixer)
         return mixer
 

@@ -69,6 +69,7 @@ class LevelPreview:
     tracks: object = None  # the last render's tracks (what the page shows meanwhile)
     mixer: object = None  # and its Mixer (its analysis)
     recomposed: bool = False  # the new settings arrange the sounds anew: their tracks are made by the render
+    strength: float | None = None  # a new EQ strength heard as the level of the ducked tracks' wet parts
 
     @property
     def pending(self) -> bool:
@@ -135,12 +136,13 @@ def level_preview(project, settings: MixSettings) -> LevelPreview | None:
     if state.settled is None or (state.pending and value is not None and value.get("settle") == state.pending):
         return None  # nothing rendered yet, or the player asks for the render of its preview
     old_settings, old_tracks, outcome, previews = state.settled
-    gate = level_move(old_settings, old_tracks, settings, old_tracks)
+    blended = previews["after"].strength is not None  # (its ducked tracks as dry and wet: EQ strength is a level)
+    gate = level_move(old_settings, old_tracks, settings, old_tracks, blended=blended)
     if gate is None:
         return None  # more than levels (or no reverb to scale): render
     project.set_settings(settings)  # (an attenuation or ambience level retunes the ambience's volume: the tracks follow)
     recomposed = any(f in gate.deferred for f in COMPOSING_FIELDS)  # (then the new tracks are not made now)
-    move = gate if recomposed else level_move(old_settings, old_tracks, settings, project.tracks)
+    move = gate if recomposed else level_move(old_settings, old_tracks, settings, project.tracks, blended=blended)
     if move is None:
         return None
     kept = {"tracks": old_tracks, "mixer": state.settled_mixer}
@@ -154,11 +156,11 @@ def level_preview(project, settings: MixSettings) -> LevelPreview | None:
         if not move.heard:
             return replace(pm, exact=False)
         return releveled(pm, move.gains_db, loudness_db=move.loudness_db, reverb_gain=move.reverb_gain,
-                         powers=state.powers)
+                         powers=state.powers, strength=move.strength if pm.strength is not None else None)
 
     moved = {m: None if pm is None or (m == "before" and not wants_a) else preview(pm) for m, pm in previews.items()}
     return LevelPreview(outcome, old_settings, moved, False, deferred=move.deferred, heard=move.heard,
-                        recomposed=recomposed, **kept)
+                        recomposed=recomposed, strength=move.strength, **kept)
 
 
 def _rows(project, tracks, after) -> list[dict]:
@@ -201,7 +203,10 @@ def _previews(p, outcome, settings: MixSettings, state: PlayerState, value: dict
     """
     tracks = p.tracks
     names, pans, sr = tracks.names, tracks.pans, settings.sample_rate
-    previews = {"after": preview_mix(outcome, names, pans, sample_rate=sr, memo=state.memos["after"]), "before": None}
+    # The ducked tracks as dry and wet parts (an EQ-strength move is then a level: nothing new to send)
+    parts = p.mixer().blend_parts(outcome, settings)
+    previews = {"after": preview_mix(outcome, names, pans, sample_rate=sr, memo=state.memos["after"], parts=parts),
+                "before": None}
     if _listening_to_a(value):
         before = before_outcome(p, settings, state)
         match_db = 0.0
@@ -271,6 +276,11 @@ def pending_note(quick: LevelPreview | None) -> str:
                 "you stop moving; until then you hear the last render (the figures and numbers below are its; the "
                 "downloads are rendered exactly for the new settings).")
     also = f", the new {md(waiting)}" if waiting else ""
+    if quick is not None and quick.strength is not None and not waiting:
+        return (":material/hourglass_top: **EQ strength, heard now**: your browser blends each ducked sound's full "
+                "duck with its dry sound at the new strength, as the render does, the loudness held by estimate; "
+                "the reverb's tail, the loudness and the limiter follow when the sliders rest (the figures and "
+                "numbers below are still those of the last render; the downloads are rendered exactly).")
     return (":material/hourglass_top: **Level preview**: you hear the new levels on the last render, its "
             f"loudness held by estimate; the EQ or ducking of the new levels{also}, the loudness and the limiter "
             "follow when the sliders rest (the figures and numbers below are still those of the last render; "

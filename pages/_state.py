@@ -220,7 +220,7 @@ def new_project() -> Project:
     """An empty project with the server's label table (``IMGEXT_LABELS`` overrides the package's)."""
     labels = LabelMap.default()
     cfg = app_settings()
-    return Project(labels=labels.with_file(cfg.labels_file) if cfg.labels_file else labels)
+    return Project(labels=labels.with_file(cfg.labels_file) if cfg.labels_file else labels, interactive=True)
 
 
 def session() -> Session:

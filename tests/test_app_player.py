@@ -99,22 +99,33 @@ def test_the_player_gets_each_signal_once_and_its_levels_and_pans_apply_to_the_m
 
 
 def test_an_eq_move_plays_the_last_render_until_the_sliders_rest(bus_jpg, media, monkeypatch):
-    """EQ strength and maximum cut are not rendered step by step: the last render plays, the render follows."""
+    """EQ strength is heard at once as the level of the ducked tracks' wet parts (nothing new is sent); a maximum
+    cut is not rendered step by step: the last render plays on, and the render follows when the sliders rest."""
     monkeypatch.setenv("FREESOUND_API_KEY", "")
     at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))
     at.switch_page("pages/3_mix.py").run()
     assert not at.exception
     p = at.session_state["imgext_session"].project
     args, _ = player(at)
+    wet = [t for t in args["mixes"]["after"]["tracks"] if t["wet"]]
+    assert wet and all(t["wet_level"] == pytest.approx(t["level"]) for t in wet), "ducked: dry + 1.0 x wet"
     metrics = {m.label: m.value for m in at.metric}
     at.slider(key="mix_eq_strength").set_value(0.5).run()
-    at.slider(key="mix_max_cut_db").set_value(3.0).run()  # another step before the sliders rest
+    assert not at.exception
+    heard, blob = player(at)
+    assert blob == b"" and heard["settle"] and heard["mixes"]["after"]["exact"] is False, "a preview, rendered later"
+    assert [(t["signal"], t["wet"]) for t in heard["mixes"]["after"]["tracks"]] == [
+        (t["signal"], t["wet"]) for t in args["mixes"]["after"]["tracks"]], "the same signals, new levels"
+    assert all(t["wet_level"] == pytest.approx(0.5 * t["level"]) for t in heard["mixes"]["after"]["tracks"] if t["wet"])
+    assert any("EQ strength, heard now" in c.value for c in at.caption)
+    at.slider(key="mix_max_cut_db").set_value(3.0).run()  # another step before the sliders rest: a new design
     assert not at.exception
     moved, blob = player(at)
     assert blob == b"" and moved["settle"] and moved["mixes"]["after"]["exact"] is False, "pending, and said so"
-    assert [(t["signal"], t["level"]) for t in moved["mixes"]["after"]["tracks"]] == [
-        (t["signal"], t["level"]) for t in args["mixes"]["after"]["tracks"]], "the last render plays on as it was"
-    assert any("Rendered when the sliders rest" in c.value and "EQ strength, Max cut" in c.value for c in at.caption)
+    assert [(t["signal"], t["level"], t["wet_level"]) for t in moved["mixes"]["after"]["tracks"]] == [
+        (t["signal"], t["level"], t["wet_level"]) for t in heard["mixes"]["after"]["tracks"]], \
+        "the maximum cut is not heard until the render: the preview plays on as it was"
+    assert any("Level preview" in c.value and "Max cut" in c.value for c in at.caption)
     assert {m.label: m.value for m in at.metric} == metrics, "the last render's numbers meanwhile"
     assert (p.settings.eq_strength, p.settings.max_cut_db) == (0.5, 3.0), "the project has the new settings"
     assert all(key[0] != p.settings for key, _ in p.mixer()._rendered), "not rendered on the move"

@@ -139,8 +139,23 @@ def test_player_keeps_playing_while_tuning(app_url, bus_jpg):
         t_before = played(frame)
         slider = page.get_by_role("slider").nth(1)  # EQ strength
         slider.focus()
-        for _ in range(20):
-            page.keyboard.press("ArrowLeft")
+        # Heard at once: the ducked tracks play as dry + strength x wet, and the strength is the wet part's level.
+        wet = frame.evaluate("window.__player.wet")
+        assert wet and all(w["gain"] == pytest.approx(w["level"], rel=1e-3) for w in wet.values()), wet
+        applied = frame.evaluate("window.__player.applied")
+        for _ in range(10):
+            page.keyboard.press("ArrowLeft")  # 1.0 -> 0.5
+        frame.wait_for_function("([n]) => window.__player.applied > n && window.__player.settling", arg=[applied],
+                                timeout=120_000)
+        page.get_by_text("EQ strength, heard now", exact=False).first.wait_for(timeout=60_000)
+        frame.wait_for_function(  # the last of the ten reruns applied, and the gains glided there (20 ms smoothing)
+            "() => { const w = Object.values(window.__player.wet); return w.length > 0 && "
+            "w.every((x) => Math.abs(x.gain - 0.5 * x.level) <= 0.01 * x.level); }", timeout=60_000)
+        half = frame.evaluate("window.__player.wet")
+        assert {n: w["id"] for n, w in half.items()} == {n: w["id"] for n, w in wet.items()}, "the same wet parts"
+        assert all(w["gain"] == pytest.approx(0.5 * w["level"], rel=0.02) for w in half.values()), half
+        for _ in range(10):
+            page.keyboard.press("ArrowLeft")  # -> 0.0: no duck at all
         released = time.monotonic()
         frame.wait_for_function("([n]) => window.__player.swaps > n", arg=[swaps], timeout=120_000)
         record("slider release to new audio playing (s)", time.monotonic() - released)

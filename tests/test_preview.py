@@ -453,3 +453,43 @@ def test_a_field_of_view_move_is_deferred_whole():
     assert move.deferred == ("attenuation_db", "fov_deg") and not move.heard and not move.gains_db.any()
     assert level_move(s0, t0, p.settings, t1, defer=()) is None
     assert level_move(s0, t0, replace(s0, fov_deg=110.0, seed=5), t1) is None, "more than a placing field"
+
+
+def test_an_eq_strength_move_is_heard_as_the_wet_parts_level_and_is_the_render_up_to_the_master_gain():
+    """A ducked track reaches the player as dry + strength x wet (Mixer.blend_parts): another strength of the same duck
+    is a level (releveled(strength=)), the same sum as the exact render at that strength but for the master gain
+    (held by estimate: within 0.3 dB of the render's loudness here)."""
+    from imgext.audio.loudness import integrated_loudness
+    from imgext.composition.tracks import Tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.mix.preview import level_move, releveled
+    from tests.test_duck import SR as DUCK_SR
+    from tests.test_duck import barks_over_bed
+
+    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
+    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.array([-0.3, 0.4]),
+                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=DUCK_SR)
+    settings = MixSettings(duration_s=3.0, sample_rate=DUCK_SR, seed=0, compose=False, reverb_amount=0.0,
+                           loudness_lufs=-30.0)  # far under the ceiling: no limiter, the master gain is all
+    mixer = Mixer(tracks, interactive=True)
+    first = mixer.render(settings, measure_after=False)
+    parts = mixer.blend_parts(first, settings)
+    assert parts is not None and parts[0] == 1.0 and set(parts[1]) == {1}, "the bed is ducked: dry and wet parts"
+    dry, wet = parts[1][1]
+    np.testing.assert_allclose(dry + wet, first.processed[1], atol=1e-6)
+    pm = preview_mix(first, tracks.names, tracks.pans, sample_rate=DUCK_SR, preview_rate=DUCK_SR, parts=parts)
+    assert pm.strength == 1.0 and pm.tracks[1].wet is not None and pm.tracks[0].wet is None
+    np.testing.assert_allclose(pm.render(), first.mix.audio, atol=2e-5)
+    new = replace(settings, eq_strength=0.4)
+    assert level_move(settings, tracks, new, tracks).deferred == ("eq_strength",), "without parts: deferred"
+    move = level_move(settings, tracks, new, tracks, blended=True)
+    assert move.strength == 0.4 and not move.deferred and move.heard and not move.exact
+    heard = releveled(pm, move.gains_db, strength=move.strength, powers={})
+    exact = mixer.render(new, measure_after=False)
+    assert mixer.blend_parts(exact, new)[1][1][1] is wet, "the same wet part: nothing new to send"
+    got, want = heard.render(), exact.mix.audio
+    gain = float(np.dot(got.ravel(), want.ravel()) / np.dot(got.ravel(), got.ravel()))
+    np.testing.assert_allclose(gain * got, want, atol=1e-4 * float(np.abs(want).max()))
+    assert abs(integrated_loudness(got, DUCK_SR) - integrated_loudness(want, DUCK_SR)) < 0.3
+    with pytest.raises(ParameterError, match="strength"):
+        releveled(replace(pm, strength=None), move.gains_db, strength=0.5)

@@ -251,8 +251,10 @@ class Mixer:
     thread count.
     """
 
-    def __init__(self, tracks, *, reuse: Mixer | None = None) -> None:
+    def __init__(self, tracks, *, reuse: Mixer | None = None, interactive: bool = False) -> None:
         self.tracks = tracks
+        self.interactive = bool(interactive)
+        """Sliders will move: the duck's spectra and differences are kept from the first render (else from the second)."""
         self._bands = None
         self._analysis_s = 0.0
         self._processed: list = []  # (key, result, its "after" reports by measure_after) of the last CACHED_RENDERS
@@ -264,7 +266,8 @@ class Mixer:
         self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
         self._duck_spectra = None  # the duck render's spectra of these tracks (engine.duck.SpectrumCache)
         self._duck_renders = 0
-        self._duck_differences = None  # (design key, {track: full duck - dry}) of the last design, once rendered again
+        self._duck_differences = None  # (design key, {track: full duck - dry}, the full plan) of the last design
+        self._blend_rows: dict = {}  # (track, kind, distance) -> the dry or wet row as the mix has it (air included)
         self._before: list = []  # (gains, importance) -> the dry mix's masking report, the last CACHED_RENDERS
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
@@ -354,7 +357,7 @@ class Mixer:
                 processed = None
             elif plan is not None and plan.active.any():
                 self._duck_renders += 1
-                if self._duck_spectra is None and self._duck_renders > 1:
+                if self._duck_spectra is None and (self._duck_renders > 1 or self.interactive):
                     # Rendered again (a slider move, not a one-off render): keep the spectra from now on, so
                     # the next moves take no forward STFT (bounded: SpectrumCache.max_bytes).
                     self._duck_spectra = SpectrumCache()
@@ -389,13 +392,40 @@ class Mixer:
                     out[k] = audio[k]
             return out
         n_active = int(np.count_nonzero(plan.active))
-        keep = self._duck_renders > 1 and n_active * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
+        keep = (self._duck_renders > 1 or self.interactive) and n_active * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
         differences: dict | None = {} if keep else None
         self._duck_differences = None  # (a new design: the last one's differences are not needed again soon)
         out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
+        self._blend_rows = {key: row for key, row in self._blend_rows.items() if key[1] == "dry"}
         if differences is not None:
-            self._duck_differences = (design_key, differences)
+            self._duck_differences = (design_key, differences, plan.at_full_strength)
         return out
+
+    def blend_parts(self, outcome: MixOutcome, settings: MixSettings) -> tuple[float, dict] | None:
+        """The ducked tracks of ``outcome`` as dry and wet rows: ``(strength, {track: (dry, wet)})``, or None.
+
+        Row ``k`` of ``outcome.processed`` is ``dry + strength * wet`` up to float rounding (each part
+        through the track's air absorption, which is linear), so a player holding both hears any EQ
+        strength of this design as a level.  None when ``outcome`` is not a blend of the duck this
+        Mixer keeps (static EQ, nothing ducked, a long scene, or its differences not kept).  The rows
+        are the same arrays from one call to the next (the wet ones while the design stays).
+        """
+        plan, kept = outcome.ducking, self._duck_differences
+        if plan is None or kept is None or plan.at_full_strength is not kept[2] or not plan.active.any():
+            return None
+        d = np.asarray(self.tracks.distances_m(), dtype=np.float64)
+        sr = self.tracks.sample_rate
+        parts = {}
+        for k, wet in kept[1].items():
+            far = settings.distance and d[k] > AIR_ABSORPTION_FROM_M
+            dist = round(float(d[k]), 1) if far else None
+            for kind, row in (("dry", self.tracks.audio[k]), ("wet", wet)):
+                key = (k, kind, dist)
+                if key not in self._blend_rows:
+                    self._blend_rows[key] = (np.asarray(apply_air_absorption(row, float(d[k]), sr), dtype=np.float32)
+                                             if far else row)
+            parts[k] = (self._blend_rows[(k, "dry", dist)], self._blend_rows[(k, "wet", dist)])
+        return float(plan.strength), parts
 
     def _row_keys(self, key: tuple, processed: np.ndarray, filters: list, plan) -> tuple:
         """A key per processed row: the dry track's (the row is the track itself) or this processing's."""

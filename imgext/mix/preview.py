@@ -77,6 +77,11 @@ class PreviewTrack:
     side_level : float
         Linear amplitude of the companion: ``L = +side_level * cos(theta) * s``,
         ``R = -side_level * sin(theta) * s`` with ``theta = (pan + 1) * pi / 4``.
+    wet : str or None
+        Id of a ducked track's wet part (its full duck minus the dry track, :meth:`imgext.mix.mixer.Mixer.blend_parts`),
+        or None; ``signal`` is then the dry track, and the two go through the same level and pan.
+    wet_level : float
+        Linear amplitude of the wet part: ``level * strength`` (the EQ strength is heard as this level).
     """
 
     name: str
@@ -85,6 +90,8 @@ class PreviewTrack:
     pan: float
     side: str | None = None
     side_level: float = 0.0
+    wet: str | None = None
+    wet_level: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,8 @@ class PreviewMix:
     signals: dict[str, np.ndarray] = field(repr=False)
     exact: bool = True
     """False for a level preview (:func:`releveled`): the levels of a new setting on an earlier render's signals."""
+    strength: float | None = None
+    """The EQ strength its wet parts are heard at, when its ducked tracks come as dry and wet parts (else None)."""
 
     @property
     def duration_s(self) -> float:
@@ -127,7 +136,7 @@ class PreviewMix:
         """The mix without its samples, as JSON-ready plain data (ids, levels, pans)."""
         return {
             "tracks": [{"name": t.name, "signal": t.signal, "level": t.level, "pan": t.pan, "side": t.side,
-                        "side_level": t.side_level} for t in self.tracks],
+                        "side_level": t.side_level, "wet": t.wet, "wet_level": t.wet_level} for t in self.tracks],
             "reverb": self.reverb, "reverb_level": self.reverb_level, "envelope": self.envelope, "exact": self.exact,
         }
 
@@ -162,6 +171,8 @@ class PreviewMix:
             g = db_to_gain(offsets[k])
             lr = pan_gains(pan[k])
             out += (g * t.level) * lr[:, None] * self.signals[t.signal][None, :]
+            if t.wet is not None:
+                out += (g * t.wet_level) * lr[:, None] * self.signals[t.wet][None, :]
             if t.side is not None:
                 out += (g * t.side_level) * (lr * np.array([1.0, -1.0]))[:, None] * self.signals[t.side][None, :]
         if reverb and self.reverb is not None:
@@ -172,7 +183,7 @@ class PreviewMix:
 
 
 def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int | None = None,
-                match_db: float = 0.0, memo: dict | None = None) -> PreviewMix:
+                match_db: float = 0.0, memo: dict | None = None, parts: tuple | None = None) -> PreviewMix:
     """Take a rendered mix apart into the parts a browser player rebuilds it from.
 
     Parameters
@@ -195,6 +206,11 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int | N
         object, or a track row whose key in ``outcome.row_keys`` was met: a track the
         processing did not touch, whatever array holds it) is not resampled or hashed again.
         Entries this call does not use are dropped.
+    parts : tuple, optional
+        ``(strength, {track: (dry, wet)})`` (:meth:`imgext.mix.mixer.Mixer.blend_parts`): those tracks
+        go out as their dry and wet rows, the wet one at ``level * strength``, so a player can play
+        another EQ strength of the same duck as a level (the rows are the same arrays from one render
+        to the next: a memo sends them once).
 
     Returns
     -------
@@ -231,14 +247,25 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int | N
         return sid
 
     coeffs = np.asarray(mix.coefficients, dtype=np.float64)
+    blend = None
+    if parts is not None:
+        blend = (float(parts[0]), {int(k): v for k, v in parts[1].items()})
+        if not 0.0 <= blend[0] <= 1.0 or any(not 0 <= k < n_tracks for k in blend[1]):
+            raise ParameterError(f"parts must be (strength in [0, 1], {{track in 0..{n_tracks - 1}: (dry, wet)}})")
     tracks = []
     for k in range(n_tracks):
         side = side_level = None
         if k in mix.sides:
             side_coeffs, companion = mix.sides[k]
             side, side_level = add(companion), float(np.hypot(*side_coeffs)) * match
-        tracks.append(PreviewTrack(name=str(names[k]), signal=add(processed, k),
-                                   level=float(np.hypot(coeffs[0, k], coeffs[1, k])) * match, pan=float(pans[k]),
+        level = float(np.hypot(coeffs[0, k], coeffs[1, k])) * match
+        if blend is not None and k in blend[1]:
+            dry, wet = blend[1][k]
+            tracks.append(PreviewTrack(name=str(names[k]), signal=add(dry), level=level, pan=float(pans[k]),
+                                       side=side, side_level=side_level or 0.0, wet=add(wet),
+                                       wet_level=level * blend[0]))
+            continue
+        tracks.append(PreviewTrack(name=str(names[k]), signal=add(processed, k), level=level, pan=float(pans[k]),
                                    side=side, side_level=side_level or 0.0))
     reverb = None
     if outcome.reverb_bus is not None and mix.has_reverb:
@@ -249,7 +276,8 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int | N
         memo.update(used)
     n = next(iter(signals.values())).shape[-1] if signals else 0
     return PreviewMix(tracks=tracks, reverb=reverb, reverb_level=float(db_to_gain(mix.master_gain_db)) * match,
-                      envelope=envelope, sample_rate=rate, n_samples=int(n), signals=signals)
+                      envelope=envelope, sample_rate=rate, n_samples=int(n), signals=signals,
+                      strength=None if blend is None else blend[0])
 
 
 LEVEL_FIELDS = ("attenuation_db", "loudness_lufs", "ambience_db", "reverb_amount")
@@ -259,8 +287,8 @@ master gain) and the reverb amount (the reverb bus is linear in it: its level)."
 
 DEFERRED_FIELDS = ("eq_strength", "max_cut_db", "fov_deg", "activity")
 """The fields whose move a player cannot hear on the last render's signals, and that may wait for the render
-when the sliders rest (:func:`level_move`): the EQ strength and maximum cut (the processing of the same
-tracks), the field of view (the objects' pans and distances: :data:`PLACING_FIELDS`) and the activity (the
+when the sliders rest (:func:`level_move`): the EQ strength (unless the player holds the ducked tracks as dry
+and wet parts, ``blended=``: then it is a level) and maximum cut (the processing of the same tracks), the field of view (the objects' pans and distances: :data:`PLACING_FIELDS`) and the activity (the
 sounds arranged anew in time: :data:`COMPOSING_FIELDS`)."""
 
 PLACING_FIELDS = ("fov_deg",)
@@ -286,22 +314,27 @@ class LevelMove:
         Linear factor on the reverb bus (the new reverb amount over the old; >= 0).
     deferred : tuple of str
         The :data:`DEFERRED_FIELDS` that changed: not heard until the render follows.
+    strength : float or None
+        The new EQ strength, heard as the level of the ducked tracks' wet parts (None: unchanged, or
+        not heard that way).
     """
 
     gains_db: np.ndarray
     loudness_db: float = 0.0
     reverb_gain: float = 1.0
     deferred: tuple = ()
+    strength: float | None = None
 
     @property
     def exact(self) -> bool:
         """Nothing changed that the last render does not already sound like."""
-        return not np.any(self.gains_db) and self.loudness_db == 0.0 and self.reverb_gain == 1.0 and not self.deferred
+        return not self.heard and not self.deferred
 
     @property
     def heard(self) -> bool:
-        """Some of the change is heard in a level preview (levels, loudness or reverb moved)."""
-        return bool(np.any(self.gains_db)) or self.loudness_db != 0.0 or self.reverb_gain != 1.0
+        """Some of the change is heard in a level preview (levels, loudness, reverb or EQ strength moved)."""
+        return (bool(np.any(self.gains_db)) or self.loudness_db != 0.0 or self.reverb_gain != 1.0
+                or self.strength is not None)
 
 
 def _same_tracks(a, b, *, placed: bool = True) -> bool:
@@ -344,7 +377,8 @@ def level_change(old_settings, old_tracks, settings, tracks) -> np.ndarray | Non
     return None if move is None else move.gains_db
 
 
-def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIELDS) -> LevelMove | None:
+def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIELDS,
+               blended: bool = False) -> LevelMove | None:
     """What of a settings change a stems player can play on the last render's signals, or None (render now).
 
     A change of :data:`LEVEL_FIELDS` is heard as new levels: each track's gain, the master gain and
@@ -364,6 +398,9 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
         The tracks of each (the same audio; the user's volumes may differ).
     defer : tuple of str
         The fields whose change may wait for the render (:data:`DEFERRED_FIELDS`).
+    blended : bool
+        The last render's ducked tracks reached the player as dry and wet parts (:func:`preview_mix`
+        ``parts=``): an EQ-strength move is then heard as a level (:attr:`LevelMove.strength`), not deferred.
 
     Returns
     -------
@@ -371,7 +408,9 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
     """
     from imgext.mix.space import level_gains_db
 
-    free = (*LEVEL_FIELDS, *defer)
+    as_level = ("eq_strength",) if blended else ()
+    defer = tuple(f for f in defer if f not in as_level)
+    free = (*LEVEL_FIELDS, *as_level, *defer)
     if replace(settings, **{f: getattr(old_settings, f) for f in free}) != old_settings:
         return None
     if old_tracks is None:
@@ -394,9 +433,13 @@ def level_move(old_settings, old_tracks, settings, tracks, *, defer=DEFERRED_FIE
         return level_gains_db(t.gains_db(s.attenuation_db), t.distances_m(), distance=s.distance)
 
     gains = np.asarray(requested(settings, tracks) - requested(old_settings, old_tracks), dtype=np.float64)
+    strength = None
+    if as_level and settings.eq_strength != old_settings.eq_strength:
+        strength = float(settings.eq_strength)
     return LevelMove(gains, loudness_db=float(settings.loudness_lufs - old_settings.loudness_lufs),
                      reverb_gain=1.0 if amount == old_amount else amount / old_amount,
-                     deferred=tuple(f for f in defer if getattr(settings, f) != getattr(old_settings, f)))
+                     deferred=tuple(f for f in defer if getattr(settings, f) != getattr(old_settings, f)),
+                     strength=strength)
 
 
 def _power(pm: PreviewMix, sid: str, powers: dict | None) -> float:
@@ -415,6 +458,26 @@ def _power(pm: PreviewMix, sid: str, powers: dict | None) -> float:
     return p
 
 
+def _cross(pm: PreviewMix, a: str, b: str, powers: dict | None) -> float:
+    """Mean product of signals ``a`` and ``b`` per sample (a dry part and its wet part are correlated)."""
+    key = (a, b)
+    if powers is not None and key in powers:
+        return powers[key]
+    x, y = (np.ascontiguousarray(np.asarray(pm.signals[i], dtype=np.float32)).reshape(-1) for i in (a, b))
+    c = float(np.dot(x, y)) / max(pm.signals[a].shape[-1], 1)
+    if powers is not None:
+        powers[key] = c
+    return c
+
+
+def _track_power(pm: PreviewMix, t: PreviewTrack, level: float, wet_level: float, powers: dict | None) -> float:
+    """Mean power of track ``t`` at these levels: ``level * signal + wet_level * wet`` (and its side at its level)."""
+    p = level**2 * _power(pm, t.signal, powers)
+    if t.wet is not None:
+        p += 2.0 * level * wet_level * _cross(pm, t.signal, t.wet, powers) + wet_level**2 * _power(pm, t.wet, powers)
+    return p
+
+
 def measure_powers(pm: PreviewMix, powers: dict) -> None:
     """Measure into ``powers`` (signal id -> mean power) what :func:`releveled` will need of ``pm``.
 
@@ -424,12 +487,15 @@ def measure_powers(pm: PreviewMix, powers: dict) -> None:
         _power(pm, t.signal, powers)
         if t.side is not None:
             _power(pm, t.side, powers)
+        if t.wet is not None:
+            _power(pm, t.wet, powers)
+            _cross(pm, t.signal, t.wet, powers)
     if pm.reverb is not None:
         _power(pm, pm.reverb, powers)
 
 
 def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, reverb_gain: float = 1.0,
-              powers: dict | None = None) -> PreviewMix:
+              powers: dict | None = None, strength: float | None = None) -> PreviewMix:
     """A level preview: ``pm``'s signals with each track ``gains_db`` louder, the whole held at its loudness.
 
     What a new attenuation, ambience level, reverb amount or loudness target sounds like before the
@@ -451,6 +517,9 @@ def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, reverb_gain
     powers : dict, optional
         Signal id -> mean power, kept by the caller between calls (each signal is measured
         once; :func:`measure_powers`).
+    strength : float in [0, 1], optional
+        A new EQ strength, for a ``pm`` whose ducked tracks come as dry and wet parts
+        (:attr:`PreviewMix.strength`): the wet parts' level follows it (the mix's power is held with it).
 
     Returns
     -------
@@ -461,20 +530,29 @@ def releveled(pm: PreviewMix, gains_db, *, loudness_db: float = 0.0, reverb_gain
         raise ParameterError(f"need one gain change per track ({len(pm.tracks)}), got {g.shape[0]}")
     if not reverb_gain >= 0.0:
         raise ParameterError(f"reverb_gain={reverb_gain} must be >= 0")
+    if strength is not None and (pm.strength is None or not 0.0 <= strength <= 1.0):
+        raise ParameterError(f"strength={strength}: needs a mix of dry and wet parts and a value in [0, 1]")
+    new_strength = pm.strength if strength is None else float(strength)
     scale = db_to_gain(g)
     old = new = 0.0
     for t, a in zip(pm.tracks, scale):
-        p = t.level**2 * _power(pm, t.signal, powers)
+        a = float(a)
+        wet_new = t.level * new_strength if t.wet is not None else 0.0  # (wet_level is level * strength)
+        p_old = _track_power(pm, t, t.level, t.wet_level, powers)
+        p_new = a**2 * _track_power(pm, t, t.level, wet_new, powers)
         if t.side is not None:
-            p += t.side_level**2 * _power(pm, t.side, powers)
-        old, new = old + p, new + p * float(a) ** 2
+            side = t.side_level**2 * _power(pm, t.side, powers)
+            p_old, p_new = p_old + side, p_new + side * a**2
+        old, new = old + p_old, new + p_new
     if pm.reverb is not None:
         p = pm.reverb_level**2 * _power(pm, pm.reverb, powers)
         old, new = old + p, new + p * float(reverb_gain) ** 2
     master = float(db_to_gain(loudness_db)) * (float(np.sqrt(old / new)) if new > 0 and old > 0 else 1.0)
-    tracks = [replace(t, level=t.level * float(a) * master, side_level=t.side_level * float(a) * master)
+    tracks = [replace(t, level=t.level * float(a) * master, side_level=t.side_level * float(a) * master,
+                      wet_level=(t.level * new_strength * float(a) * master) if t.wet is not None else 0.0)
               for t, a in zip(pm.tracks, scale)]
-    return replace(pm, tracks=tracks, reverb_level=pm.reverb_level * float(reverb_gain) * master, exact=False)
+    return replace(pm, tracks=tracks, reverb_level=pm.reverb_level * float(reverb_gain) * master, exact=False,
+                   strength=new_strength)
 
 
 class PreviewEncoder:

@@ -124,6 +124,7 @@
       for (const t of mix.tracks) {
         ids.add(t.signal);
         if (t.side) ids.add(t.side);
+        if (t.wet) ids.add(t.wet);
       }
       if (mix.reverb) ids.add(mix.reverb);
       if (mix.envelope) ids.add(mix.envelope);
@@ -154,6 +155,10 @@
     const when = now() + LEAD_S;
     const fresh = startSource(slot, buffer, when);
     const paramOnly = slot.dests.every((d) => d instanceof AudioParam);
+    if (!slot.node && slot.fadeIn) { // a part that joins a signal swapping at the same time (a ducked track's wet part)
+      fresh.fade.gain.setValueAtTime(0, when);
+      fresh.fade.gain.linearRampToValueAtTime(1, when + SWAP_S);
+    }
     if (slot.node) {
       const old = slot.node;
       if (paramOnly) {
@@ -196,6 +201,10 @@
     v.level.connect(v.pan);
     v.pan.connect(v.user);
     v.main = { dests: [v.level], node: null, id: null };
+    // a ducked track's wet part (its full duck minus the dry track) at level * EQ strength, through the same pan
+    v.wetGain = S.ctx.createGain();
+    v.wetGain.connect(v.pan);
+    v.wet = { dests: [v.wetGain], node: null, id: null, fadeIn: true };
     // a wide (area) track's companion: L = +s cos(theta), R = -s sin(theta), in mid/side with the track
     v.sideL = S.ctx.createGain();
     v.sideR = S.ctx.createGain();
@@ -239,14 +248,14 @@
       const mix = args.mixes[m];
       const voices = S.voices[m];
       if (!mix) { // not sent (A while B is listened to): silence its voices, keep its signals for when it returns
-        for (const name of Object.keys(voices)) { dropSlot(voices[name].main); dropSlot(voices[name].side); delete voices[name]; }
+        for (const name of Object.keys(voices)) { dropSlot(voices[name].main); dropSlot(voices[name].side); dropSlot(voices[name].wet); delete voices[name]; }
         const bus = S.buses[m];
         if (bus.envSlot) { bus.envSlot.node.src.stop(now() + LEAD_S); bus.env.gain.setValueAtTime(1, now() + LEAD_S); bus.envSlot = null; }
         continue;
       }
       if (m === "before") {
         S.keepBefore = new Set();
-        for (const t of mix.tracks) { S.keepBefore.add(t.signal); if (t.side) S.keepBefore.add(t.side); }
+        for (const t of mix.tracks) { S.keepBefore.add(t.signal); if (t.side) S.keepBefore.add(t.side); if (t.wet) S.keepBefore.add(t.wet); }
       }
       const present = new Set();
       for (const t of mix.tracks) {
@@ -258,6 +267,9 @@
         setSignal(v.main, t.signal);
         if (t.side) setSignal(v.side, t.side);
         else if (v.side.node) { dropSlot(v.side); v.side.node = null; v.side.id = null; }
+        ramp(v.wetGain.gain, t.wet ? t.wet_level : 0, false, v.fresh);
+        if (t.wet) setSignal(v.wet, t.wet);
+        else if (v.wet.node) { dropSlot(v.wet); v.wet.node = null; v.wet.id = null; }
       }
       if (mix.reverb) {
         present.add(REVERB);
@@ -269,6 +281,7 @@
         if (present.has(name)) continue;
         dropSlot(voices[name].main);
         dropSlot(voices[name].side);
+        if (voices[name].wet) dropSlot(voices[name].wet);
         delete voices[name];
       }
       const bus = S.buses[m];
@@ -482,6 +495,13 @@
       for (const [name, v] of Object.entries(S.voices[S.ab] || {})) tracks[name] = rms(v.analyser);
       return { master: rms(S.analyser), before: rms(S.buses.before && S.buses.before.analyser),
                after: rms(S.buses.after && S.buses.after.analyser), tracks };
+    },
+    get wet() { // the processed mix's ducked tracks: their wet part's id, its gain and the dry part's (level * strength)
+      const out = {};
+      for (const [name, v] of Object.entries(S.voices.after || {})) {
+        if (v.wet && v.wet.id) out[name] = { id: v.wet.id, gain: v.wetGain.gain.value, level: v.level.gain.value };
+      }
+      return out;
     },
     get swaps() { return S.swaps; },
     get heard() { return S.heard; },
