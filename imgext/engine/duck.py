@@ -724,8 +724,15 @@ def blend(dry: np.ndarray, difference: np.ndarray, strength: float, *, out: np.n
         Bit-identical to the track :func:`apply_ducking` renders at ``strength``.
     """
     s = np.float32(strength)
-    part = difference if s == 1.0 else difference * s
-    return np.add(dry, part, out=out)
+    if s == 1.0:
+        return np.add(dry, difference, out=out)
+    if out is None:
+        out = np.empty(np.shape(difference), np.float32)
+    # s * difference straight into ``out``, then the dry added (IEEE addition commutes: the bits of
+    # dry + s * difference), with no temporary: a freed 5 MB block goes back to the system and the
+    # next one is faulted in again, which in the app server cost more than the arithmetic.
+    np.multiply(difference, s, out=out)
+    return np.add(out, dry, out=out)
 
 
 def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
