@@ -753,7 +753,7 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     differences : dict, optional
         Filled with track index -> the full-strength duck minus the dry track [shape=(n_samples,),
         dtype=float32] for every active track: :func:`blend` makes the track at any strength from it,
-        bit-identical to this function.
+        bit-identical to this function.  A row already there (zeros, e.g. a view of one block) is written into.
 
     Returns
     -------

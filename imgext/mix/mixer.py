@@ -391,9 +391,12 @@ class Mixer:
                 else:
                     out[k] = audio[k]
             return out
-        n_active = int(np.count_nonzero(plan.active))
-        keep = (self._duck_renders > 1 or self.interactive) and n_active * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
-        differences: dict | None = {} if keep else None
+        active = np.flatnonzero(plan.active)
+        keep = (self._duck_renders > 1 or self.interactive) and active.size * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
+        differences: dict | None = None
+        if keep:  # rows of one zeroed block: mapped at once (huge pages where the kernel has them), not ~5 MB
+            block = np.zeros((active.size, audio.shape[1]), np.float32)  # heap blocks faulted in page by page
+            differences = {int(k): block[j] for j, k in enumerate(active)}
         self._duck_differences = None  # (a new design: the last one's differences are not needed again soon)
         out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
         self._blend_rows = {key: row for key, row in self._blend_rows.items() if key[1] == "dry"}
