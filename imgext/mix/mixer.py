@@ -397,9 +397,11 @@ class Mixer:
         if keep:  # rows of one zeroed block: mapped at once (huge pages where the kernel has them), not ~5 MB
             block = np.zeros((active.size, audio.shape[1]), np.float32)  # heap blocks faulted in page by page
             differences = {int(k): block[j] for j, k in enumerate(active)}
-        self._duck_differences = None  # (a new design: the last one's differences are not needed again soon)
-        out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
+        # A new design: the last one's differences (and its wet rows) are let go before the new ones are written,
+        # so their memory is reused rather than new memory mapped beside it.
+        self._duck_differences = None
         self._blend_rows = {key: row for key, row in self._blend_rows.items() if key[1] == "dry"}
+        out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
         if differences is not None:
             self._duck_differences = (design_key, differences, plan.at_full_strength)
         return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
@@ -235,14 +236,16 @@ def preview_mix(outcome, names, pans, *, sample_rate: int, preview_rate: int | N
         by_row = row is not None and row_keys is not None and array is processed
         key = ("row", row_keys[row], rate) if by_row else (id(array), row, rate)
         hit = None if memo is None else memo.get(key)
-        if hit is not None and (by_row or hit[0] is array):
+        if hit is not None and (by_row or (hit[0] is not None and hit[0]() is array)):
             sid, y = hit[1], hit[2]
         else:
             y = np.asarray(array if row is None else array[row], dtype=np.float32)
             if rate != sample_rate:
                 y = np.asarray(resample(y, sample_rate, rate), dtype=np.float32)
             sid = signal_id(y, rate)
-        used[key] = (None if by_row else array, sid, y)  # a row key holds its Mixer: no id can be reused
+        # A row key holds its Mixer: no id can be reused. Another array is held weakly (its id is only trusted
+        # while it lives): the memo must not keep a freed design's 153 MB of wet parts alive into the next one.
+        used[key] = (None if by_row else weakref.ref(array), sid, y)
         signals.setdefault(sid, y)
         return sid
 
