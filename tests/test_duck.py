@@ -319,8 +319,15 @@ def test_eq_strength_moves_blend_the_kept_differences_with_the_same_bits(monkeyp
         np.testing.assert_array_equal(out.processed, fresh.processed)
         np.testing.assert_array_equal(out.mix.audio, fresh.mix.audio)
     assert len(calls) == 2 + 3, "the moves blended (each fresh Mixer filtered once)"
-    mixer.render(replace(settings, attenuation_db=9.0), measure_after=False)  # a new design
-    assert len(calls) == 6
+    mixer.render(replace(settings, attenuation_db=9.0), measure_after=False)  # a new design: filtered, nothing kept
+    assert len(calls) == 6 and mixer._duck_differences is None
+    mixer.render(replace(settings, attenuation_db=9.0, eq_strength=0.6), measure_after=False)  # its second strength
+    assert len(calls) == 7 and mixer._duck_differences is not None
+    mixer.render(replace(settings, attenuation_db=9.0, eq_strength=0.4), measure_after=False)
+    assert len(calls) == 7, "and the moves after it blend"
+    interactive = Mixer(tracks, interactive=True)
+    interactive.render(settings, measure_after=False)
+    assert interactive._duck_differences is not None, "the app's Mixer keeps its first design's differences"
     monkeypatch.setattr(mixer_module, "DUCK_DIFFERENCES_MAX_BYTES", 1)
     small = Mixer(tracks)
     for s in (1.0, 0.5, 0.7):

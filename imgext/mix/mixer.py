@@ -254,7 +254,7 @@ class Mixer:
     def __init__(self, tracks, *, reuse: Mixer | None = None, interactive: bool = False) -> None:
         self.tracks = tracks
         self.interactive = bool(interactive)
-        """Sliders will move: the duck's spectra and differences are kept from the first render (else from the second)."""
+        """Sliders will move: the duck's spectra and its first design's differences are kept from the first render."""
         self._bands = None
         self._analysis_s = 0.0
         self._processed: list = []  # (key, result, its "after" reports by measure_after) of the last CACHED_RENDERS
@@ -266,6 +266,7 @@ class Mixer:
         self._token = object()  # makes this Mixer's row keys (MixOutcome.row_keys) its own
         self._duck_spectra = None  # the duck render's spectra of these tracks (engine.duck.SpectrumCache)
         self._duck_renders = 0
+        self._duck_designs: list = []  # the design keys of the last duck renders (a second strength keeps differences)
         self._duck_differences = None  # (design key, {track: full duck - dry}, the full plan) of the last design
         self._blend_rows: dict = {}  # (track, kind, distance) -> the dry or wet row as the mix has it (air included)
         self._before: list = []  # (gains, importance) -> the dry mix's masking report, the last CACHED_RENDERS
@@ -374,9 +375,11 @@ class Mixer:
     def _duck(self, plan, design_key: tuple) -> np.ndarray:
         """The tracks through ``plan``: blended from the kept differences of its full duck, else filtered.
 
-        The same bits either way (:func:`imgext.engine.duck.blend`); the differences are kept once the
-        duck is rendered again (a slider, not a one-off render) and while they fit
-        :data:`DUCK_DIFFERENCES_MAX_BYTES`.
+        The same bits either way (:func:`imgext.engine.duck.blend`). The differences are kept (while
+        they fit :data:`DUCK_DIFFERENCES_MAX_BYTES`) when a design is rendered at a second strength (an
+        EQ-strength move: more are likely to follow), and for an interactive Mixer's first design; a new
+        design (a level move redesigns the duck) is filtered without keeping them: writing them costs as
+        much as the filtering itself, for moves that may not come.
         """
         from imgext.engine.duck import apply_ducking, blend
 
@@ -392,7 +395,10 @@ class Mixer:
                     out[k] = audio[k]
             return out
         active = np.flatnonzero(plan.active)
-        keep = (self._duck_renders > 1 or self.interactive) and active.size * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
+        again = design_key in self._duck_designs
+        self._duck_designs = [*(k for k in self._duck_designs if k != design_key), design_key][-8:]
+        first = self.interactive and self._duck_renders == 1
+        keep = (again or first) and active.size * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
         differences: dict | None = None
         if keep:  # rows of one zeroed block: mapped at once (huge pages where the kernel has them), not ~5 MB
             block = np.zeros((active.size, audio.shape[1]), np.float32)  # heap blocks faulted in page by page
