@@ -269,17 +269,23 @@ def test_a_re_render_from_the_spectrum_cache_is_the_same_render(scene):
     assert cache.transforms == 3, "another array is another set of tracks"
 
 
+def bark_and_bed_tracks(pans=(0.0, 0.0)):
+    """:func:`barks_over_bed` (3 s) as the Mixer's tracks: the bark important, the bed ducked under it."""
+    from imgext.composition.tracks import Tracks
+
+    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
+    return Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.asarray(pans, dtype=float),
+                  importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+
+
 def test_the_mixer_keeps_the_duck_spectra_once_it_renders_again():
     """A one-off render (the command line, an export) holds no spectra; a second render (a slider) keeps them."""
     from dataclasses import replace
 
-    from imgext.composition.tracks import Tracks
     from imgext.mix.mixer import Mixer
     from imgext.options import MixSettings
 
-    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
-    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
-                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    tracks = bark_and_bed_tracks()
     settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
     mixer = Mixer(tracks)
     first = mixer.render(settings, measure_after=False)
@@ -296,14 +302,11 @@ def test_eq_strength_moves_blend_the_kept_differences_with_the_same_bits(monkeyp
     them (no STFT), bit-identical to a fresh Mixer's filtering; a new design (attenuation) filters again."""
     from dataclasses import replace
 
-    from imgext.composition.tracks import Tracks
     from imgext.mix import mixer as mixer_module
     from imgext.mix.mixer import Mixer
     from imgext.options import MixSettings
 
-    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
-    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
-                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    tracks = bark_and_bed_tracks()
     settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
     mixer = Mixer(tracks)
     calls = []
@@ -342,13 +345,10 @@ def test_a_reverb_or_loudness_render_reuses_the_after_report_and_an_eq_move_does
     target returns the same report object (the Mix page keeps its heatmaps), equal to a fresh Mixer's."""
     from dataclasses import replace
 
-    from imgext.composition.tracks import Tracks
     from imgext.mix.mixer import Mixer
     from imgext.options import MixSettings
 
-    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
-    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.zeros(2),
-                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=SR)
+    tracks = bark_and_bed_tracks()
     settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.2)
     mixer = Mixer(tracks)
     first = mixer.render(settings, measure_after=False)

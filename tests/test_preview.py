@@ -460,15 +460,12 @@ def test_an_eq_strength_move_is_heard_as_the_wet_parts_level_and_is_the_render_u
     is a level (releveled(strength=)), the same sum as the exact render at that strength but for the master gain
     (held by estimate: within 0.3 dB of the render's loudness here)."""
     from imgext.audio.loudness import integrated_loudness
-    from imgext.composition.tracks import Tracks
     from imgext.mix.mixer import Mixer
     from imgext.mix.preview import level_move, releveled
     from tests.test_duck import SR as DUCK_SR
-    from tests.test_duck import barks_over_bed
+    from tests.test_duck import bark_and_bed_tracks
 
-    audio, _ = barks_over_bed(np.random.default_rng(5), seconds=3.0)
-    tracks = Tracks(audio=audio, names=["bark", "bed"], object_indices=[0, 1], pans=np.array([-0.3, 0.4]),
-                    importance=np.array([1.0, 0.5]), volume_db=np.zeros(2), sample_rate=DUCK_SR)
+    tracks = bark_and_bed_tracks(pans=(-0.3, 0.4))
     settings = MixSettings(duration_s=3.0, sample_rate=DUCK_SR, seed=0, compose=False, reverb_amount=0.0,
                            loudness_lufs=-30.0)  # far under the ceiling: no limiter, the master gain is all
     mixer = Mixer(tracks, interactive=True)
