@@ -388,7 +388,7 @@ class LeftSessions:
 
 
 def tune_server_malloc() -> None:
-    """Tune glibc's allocator for the app server: two arenas, and arrays up to 32 MB from the heap.
+    """Tune glibc's allocator for the app server: two arenas, arrays up to 32 MB from the heap, 16 MB kept at its top.
 
     Call once, early (the app does from its first script run).
 
@@ -403,12 +403,18 @@ def tune_server_malloc() -> None:
       left (``malloc_trim``, :func:`~imgext.hosting.release_memory`, does not shrink a thread
       arena's top): ``bench/load.py --sessions 1 4 --settle 60 --session-ttl 20`` left 497 MB
       behind with both thresholds at 128 KB, 671 MB with these, 895 / 1,066 MB with those.
+    * ``M_TOP_PAD`` 16 MB: what a trim leaves at the top of an arena.  At glibc's 128 KB every
+      few-MB temporary freed at the top (an encoded preview's samples, a duck block's frames) was
+      given back and faulted in again by the next: at 29 tracks the stems player's FLAC encoding
+      took 1.08 s of kernel time in 9 renders, 0.08 s with the pad, and the duck's design 0.07 -> 0.03
+      (library replay of attenuation moves on a script thread).  It keeps at most 16 MB per arena, which
+      ``malloc_trim`` gives back for the main arena only.
 
     Not glibc: nothing to tune.
     """
     from imgext.malloc import tune
 
-    tune(arenas=2, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=128 << 10)
+    tune(arenas=2, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=128 << 10, top_pad_bytes=16 << 20)
 
 
 def _libc_trim() -> Callable[[int], int] | None:

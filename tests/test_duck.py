@@ -391,3 +391,59 @@ def test_eq_strength_blends_the_full_duck_with_the_dry_track(scene):
     row = plan.scaled(0.5).row(1)
     np.testing.assert_array_equal(duck.apply_ducking(tracks[1:2], row, SR)[0],
                                   duck.apply_ducking(tracks, plan.scaled(0.5), SR)[1])
+
+
+def test_apply_ducking_writes_every_sample_of_out_and_of_the_differences(scene):
+    """``out=`` and given difference rows may hold anything (reused memory): every sample is written."""
+    tracks, _, _, _, _, plan = scene
+    full = dataclasses.replace(plan, cut_db=np.where(np.arange(plan.cut_db.shape[0])[:, None, None] == 0, 0.0,
+                                                      plan.cut_db))  # track 0 not cut, track 1 as designed
+    for p in (plan, plan.scaled(0.4), full):
+        want_diff: dict = {}
+        want = duck.apply_ducking(tracks, p, SR, differences=want_diff)
+        out = np.full(tracks.shape, np.nan, np.float32)
+        got_diff = {int(k): np.full(tracks.shape[1], np.nan, np.float32) for k in np.flatnonzero(p.active)}
+        got = duck.apply_ducking(tracks, p, SR, differences=got_diff, out=out)
+        assert got is out
+        np.testing.assert_array_equal(got, want)
+        assert got_diff.keys() == want_diff.keys()
+        for k in want_diff:
+            np.testing.assert_array_equal(got_diff[k], want_diff[k])
+    with pytest.raises(ParameterError):
+        duck.apply_ducking(tracks, plan, SR, out=np.empty(tracks.shape, np.float64))
+    with pytest.raises(ParameterError):
+        duck.apply_ducking(tracks, plan, SR, out=tracks)
+
+
+def test_a_retuned_mixer_shares_the_spectra_and_memory_and_old_outcomes_stay_as_they_were():
+    """An attenuation move retunes the tracks (same audio array, new levels): the new Mixer takes the old one's duck
+    spectra and track memory, renders the bits a fresh Mixer renders, and never writes over a live outcome."""
+    from dataclasses import replace
+
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    tracks = bark_and_bed_tracks()
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
+    mixer = Mixer(tracks, interactive=True)
+    mixer._buffers.min_bytes = 0  # (these tracks are small: pool them anyway)
+    first = mixer.render(settings, measure_after=False)
+    kept = [(first, first.processed.copy(), first.mix.audio.copy())]
+    spectra = mixer._duck_spectra
+    assert spectra is not None and spectra.transforms == 1
+    for k, attenuation in enumerate((9.0, 9.5, 10.0, 9.0, 10.5)):
+        moved = replace(tracks, pans=np.array([0.1 * k, -0.1 * k]))  # a retune: a new Tracks on the same array
+        assert moved.audio is tracks.audio
+        mixer = Mixer(moved, reuse=mixer, interactive=True)
+        assert mixer._duck_spectra is spectra
+        s = replace(settings, attenuation_db=attenuation, eq_strength=1.0 - 0.1 * k)
+        out = mixer.render(s, measure_after=False)
+        fresh = Mixer(moved).render(s, measure_after=False)
+        np.testing.assert_array_equal(out.processed, fresh.processed)
+        np.testing.assert_array_equal(out.mix.audio, fresh.mix.audio)
+        kept.append((out, out.processed.copy(), out.mix.audio.copy()))
+    assert spectra.transforms == 1, "the forward STFT taken once for every Mixer of these tracks"
+    assert mixer._buffers.reused > 0, "the memory of let-go renders was written again"
+    for outcome, processed, audio in kept:
+        np.testing.assert_array_equal(outcome.processed, processed)
+        np.testing.assert_array_equal(outcome.mix.audio, audio)

@@ -39,6 +39,7 @@ Bark scale.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -600,7 +601,8 @@ class SpectrumCache:
     forward STFT is taken once per track (every frame, only the bins next to the bands it
     cuts), and a re-render only multiplies the new gains and inverts the frames with a cut.
     Bounded: past ``max_bytes`` a track's spectrum is not kept (rendered as without a cache).
-    Use one cache per set of tracks (a :class:`~imgext.mix.mixer.Mixer` owns one); not thread-safe.
+    Use one cache per set of tracks (the :class:`~imgext.mix.mixer.Mixer` of a set owns one, and hands it to
+    the next Mixer of the same tracks); safe between threads.
 
     Parameters
     ----------
@@ -611,30 +613,33 @@ class SpectrumCache:
     def __init__(self, *, max_bytes: int = 96 << 20) -> None:
         self.max_bytes = int(max_bytes)
         self._spectra: dict = {}  # track index -> (tracks array, first bin, spectrum [shape=(T + 1, bins)])
+        self._lock = threading.Lock()  # guards _spectra: Mixers of the same tracks share one cache
         self.transforms = 0
         """How many tracks' spectra were computed (not found)."""
 
     @property
     def nbytes(self) -> int:
         """Bytes of the spectra held."""
-        return sum(v[2].nbytes for v in self._spectra.values())
+        with self._lock:
+            return sum(v[2].nbytes for v in self._spectra.values())
 
     def bins(self, x: np.ndarray, i: int, b0: int, b1: int, hop: int, n_frames: int, window: np.ndarray):
         """Spectrum of the ``n_frames + 1`` frames of track ``i`` of ``x``, bins ``b0:b1`` (or None when it would not fit).
 
         Frame ``t`` spans ``x[i, (t - 1) hop : (t + 1) hop]`` (zeros outside the track), windowed by ``window``.
         """
-        hit = self._spectra.get(i)
-        if hit is not None and hit[0] is x and hit[1] <= b0 and b1 <= hit[1] + hit[2].shape[1]:
-            return hit[2][:, b0 - hit[1]: b1 - hit[1]]
-        lo, hi = b0, b1
-        if hit is not None and hit[0] is x:  # a wider range than held: the union, so no bin is taken twice
-            lo, hi = min(b0, hit[1]), max(b1, hit[1] + hit[2].shape[1])
-        n_frames = n_frames + 1  # one frame past the analysis' last: the final partial hop gets both halves
-        held = self.nbytes - (hit[2].nbytes if hit is not None else 0)
-        if held + n_frames * (hi - lo) * 8 > self.max_bytes:
-            self._spectra.pop(i, None)
-            return None
+        with self._lock:
+            hit = self._spectra.get(i)
+            if hit is not None and hit[0] is x and hit[1] <= b0 and b1 <= hit[1] + hit[2].shape[1]:
+                return hit[2][:, b0 - hit[1]: b1 - hit[1]]
+            lo, hi = b0, b1
+            if hit is not None and hit[0] is x:  # a wider range than held: the union, so no bin is taken twice
+                lo, hi = min(b0, hit[1]), max(b1, hit[1] + hit[2].shape[1])
+            n_frames = n_frames + 1  # one frame past the analysis' last: the final partial hop gets both halves
+            held = sum(v[2].nbytes for k, v in self._spectra.items() if k != i)
+            if held + n_frames * (hi - lo) * 8 > self.max_bytes:
+                self._spectra.pop(i, None)
+                return None
         padded = np.zeros((n_frames + 1) * hop, np.float32)
         padded[hop: hop + x.shape[1]] = x[i]  # frame t is centred at t * hop
         blocks = padded.reshape(-1, hop)
@@ -642,8 +647,9 @@ class SpectrumCache:
         np.multiply(blocks[:-1], window[:hop], out=frames[:, :hop])
         np.multiply(blocks[1:], window[hop:], out=frames[:, hop:])
         spec = np.ascontiguousarray(scipy.fft.rfft(frames, axis=1)[:, lo:hi])
-        self._spectra[i] = (x, lo, spec)
-        self.transforms += 1
+        with self._lock:
+            self._spectra[i] = (x, lo, spec)
+            self.transforms += 1
         return spec[:, b0 - lo: b1 - lo]
 
 
@@ -736,7 +742,8 @@ def blend(dry: np.ndarray, difference: np.ndarray, strength: float, *, out: np.n
 
 
 def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
-                  cache: SpectrumCache | None = None, differences: dict | None = None) -> np.ndarray:
+                  cache: SpectrumCache | None = None, differences: dict | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Render the duck: a zero-phase STFT gain per bin and frame, blended with the dry track by the plan's strength.
 
     Parameters
@@ -753,7 +760,10 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     differences : dict, optional
         Filled with track index -> the full-strength duck minus the dry track [shape=(n_samples,),
         dtype=float32] for every active track: :func:`blend` makes the track at any strength from it,
-        bit-identical to this function.  A row already there (zeros, e.g. a view of one block) is written into.
+        bit-identical to this function.  A row already there (e.g. a view of one block) is written into,
+        every sample of it.
+    out : np.ndarray [shape=(n_tracks, n_samples), dtype=float32], optional
+        Where to write the result (every sample is written; it must not overlap ``tracks``); returned.
 
     Returns
     -------
@@ -771,7 +781,11 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
     n_fft = 2 * hop
     n = x.shape[1]
     n_frames = plan.cut_db.shape[2]
-    out = np.empty_like(x)
+    if out is None:
+        out = np.empty_like(x)
+    elif out.shape != x.shape or out.dtype != np.float32 or np.may_share_memory(out, x):
+        raise ParameterError(f"out must be a float32 array of shape {x.shape} apart from the tracks, got "
+                             f"{out.dtype} {out.shape}")
     for k in np.flatnonzero(~active):  # tracks without cuts: copied unchanged (the rest is written once, below)
         out[k] = x[k]
     lo, hi, w = _bin_interpolation(n_fft, sample_rate, plan.band_centres_hz)
@@ -784,16 +798,15 @@ def apply_ducking(tracks: np.ndarray, plan: DuckPlan, sample_rate: int, *,
         # Only frames with a cut are transformed: the output is the input plus the overlap-add of
         # (processed - unprocessed) frames, which is zero wherever nothing is cut.
         busy = np.flatnonzero(np.append(frame_max, frame_max[-1:]) > 1e-3)
-        diff_row = None if differences is None else differences.setdefault(int(i), np.zeros(n, np.float32))
-        if not busy.size:
-            out[i] = x[i]
-            continue
+        diff_row = None if differences is None else differences.setdefault(int(i), np.empty(n, np.float32))
         # Only bins between band centres with a cut get a gain other than 1: elsewhere
         # exp(0) - 1 == 0 exactly, so those bins of the difference are zero and left so.
         cut_bands = np.abs(plan.cut_db[i]).max(axis=1) > 0.0
-        bins = np.flatnonzero(cut_bands[lo] | cut_bands[hi])
-        if not bins.size:
+        bins = np.flatnonzero(cut_bands[lo] | cut_bands[hi]) if busy.size else busy
+        if not bins.size:  # nothing cut: the track as it is, no difference
             out[i] = x[i]
+            if diff_row is not None:
+                diff_row[:] = 0.0
             continue
         b0, b1 = int(bins[0]), int(bins[-1]) + 1
         held = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from imgext.audio.buffers import BufferPool
 from imgext.audio.spill import release, spill, spilled_array
 from imgext.mix.render import Mix, panned_sum, render_mix
 from imgext.mix.space import (
@@ -270,10 +271,18 @@ class Mixer:
         self._duck_differences = None  # (design key, {track: full duck - dry}, the full plan) of the last design
         self._blend_rows: dict = {}  # (track, kind, distance) -> the dry or wet row as the mix has it (air included)
         self._before: list = []  # (gains, importance) -> the dry mix's masking report, the last CACHED_RENDERS
+        self._buffers = BufferPool(max_blocks=4)  # the processed tracks' and differences' memory, reused once let go
         if reuse is not None and reuse._bands is not None and _same_audio(reuse.tracks.audio, tracks.audio):
             self._bands, self._analysis_s = reuse._bands, reuse._analysis_s  # same audio: keep the analysis
+            self._before = reuse._before  # (the dry mix's reports of these bands: a list replaced, never changed)
             with reuse._lock:
                 self._designs.update(reuse._designs)  # and the EQ designs (a copy: each Mixer owns its cache)
+            if reuse.tracks.audio is tracks.audio:
+                # The same array (new levels or pans: an attenuation move retunes the ambience's volume, and
+                # makes a new Mixer): the duck's spectra of it and the memory of the processed tracks serve
+                # this Mixer too (both safe between threads). (An interactive Mixer's first design keeps its
+                # differences, so after a level move the EQ strength is heard at once again.)
+                self._duck_spectra, self._buffers = reuse._duck_spectra, reuse._buffers
 
     @_one_blas_thread
     def bands(self):
@@ -387,7 +396,7 @@ class Mixer:
         kept = self._duck_differences
         if kept is not None and kept[0] == design_key:
             active = plan.active
-            out = np.empty_like(audio)
+            out = self._buffers.empty(audio.shape)
             for k in range(audio.shape[0]):
                 if active[k]:
                     blend(audio[k], kept[1][k], plan.strength, out=out[k])
@@ -399,15 +408,16 @@ class Mixer:
         self._duck_designs = [*(k for k in self._duck_designs if k != design_key), design_key][-8:]
         first = self.interactive and self._duck_renders == 1
         keep = (again or first) and active.size * audio.shape[1] * 4 <= DUCK_DIFFERENCES_MAX_BYTES
-        differences: dict | None = None
-        if keep:  # rows of one zeroed block: mapped at once (huge pages where the kernel has them), not ~5 MB
-            block = np.zeros((active.size, audio.shape[1]), np.float32)  # heap blocks faulted in page by page
-            differences = {int(k): block[j] for j, k in enumerate(active)}
         # A new design: the last one's differences (and its wet rows) are let go before the new ones are written,
         # so their memory is reused rather than new memory mapped beside it.
         self._duck_differences = None
         self._blend_rows = {key: row for key, row in self._blend_rows.items() if key[1] == "dry"}
-        out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences)
+        differences: dict | None = None
+        if keep:  # rows of one block (apply_ducking writes every sample), not ~5 MB heap blocks faulted in one by one
+            block = self._buffers.empty((active.size, audio.shape[1]))
+            differences = {int(k): block[j] for j, k in enumerate(active)}
+        out = apply_ducking(audio, plan, self.tracks.sample_rate, cache=self._duck_spectra, differences=differences,
+                            out=self._buffers.empty(audio.shape))
         if differences is not None:
             self._duck_differences = (design_key, differences, plan.at_full_strength)
         return out
@@ -475,7 +485,10 @@ class Mixer:
             out.append(hit[0][hit[1]] if hit is not None else
                        apply_air_absorption(processed[k], float(d[k]), self.tracks.sample_rate))
             keys.append(row_key)
-        return np.stack(out), tuple(keys)
+        stacked = self._buffers.empty((len(out), processed.shape[1]))
+        for k, row in enumerate(out):
+            stacked[k] = row
+        return stacked, tuple(keys)
 
     def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db, rows: tuple | None = None) -> Spatial:
         """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last two inputs).
