@@ -322,51 +322,9 @@ def test_a_pin_that_openblas_ignores_is_not_taken_for_one():
     assert done.stdout.strip().splitlines()[-1] == "True"
 
 
-def test_the_servers_allocator_reuses_a_renders_pages_on_the_next_script_thread():
-    """Streamlit runs each script run on a new thread: with every array mapped and unmapped (128 KB thresholds)
-    each render took fresh pages (~67,000 page faults, 0.35 s of kernel time at 8 tracks); tuned, a render
-    reuses most of what the last one freed (glibc only)."""
-    if sys.platform != "linux":
-        pytest.skip("glibc's mallopt")
-    code = (
-        "import resource, sys, threading\n"
-        "import numpy as np\n"
-        "from dataclasses import replace\n"
-        "from imgext import hosting\n"
-        "from imgext.composition.tracks import Tracks\n"
-        "from imgext.mix.mixer import Mixer\n"
-        "from imgext.options import MixSettings\n"
-        "if sys.argv[1] == 'tuned':\n"
-        "    hosting.tune_server_malloc()\n"
-        "else:  # what the app set before: both thresholds at 128 KB\n"
-        "    from imgext.malloc import tune; tune(arenas=2, mmap_threshold_bytes=131072, trim_threshold_bytes=131072)\n"
-        "sr, n = 44100, 4\n"
-        "rng = np.random.default_rng(0)\n"
-        "on = (np.sin(np.linspace(0, 40, 20 * sr)) > 0).astype(np.float32)\n"
-        "audio = (rng.standard_normal((n, 20 * sr)) * 0.1).astype(np.float32) * np.stack([on, 1 - on, on, on * 0 + 1])\n"
-        "tracks = Tracks(audio=audio, names=[f't{k}' for k in range(n)], object_indices=list(range(n)),\n"
-        "                pans=np.linspace(-0.8, 0.8, n), importance=np.array([1.0, 0.5, 0.7, 0.3]),\n"
-        "                volume_db=np.zeros(n), sample_rate=sr)\n"
-        "mixer, faults = Mixer(tracks), []\n"
-        "def render(strength):\n"
-        "    r0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt\n"
-        "    mixer.render(replace(MixSettings(duration_s=20.0), eq_strength=strength), measure_after=False)\n"
-        "    faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - r0)\n"
-        "for s in (1.0, 0.9, 0.8, 0.7):  # a new thread each, as Streamlit's script runs\n"
-        "    t = threading.Thread(target=render, args=(s,)); t.start(); t.join()\n"
-        "print(faults)\n"
-    )
-    runs = {how: json.loads(_fresh_process(code, how, timeout_s=120).stdout.strip().splitlines()[-1])
-            for how in ("tuned", "128k")}
-    # the first renders fill the Mixer's caches (two renders kept); from the fourth on a render frees what it
-    # replaces (measured: ~5,000-7,600 page faults tuned, ~47,000 with the 128 KB thresholds)
-    assert runs["tuned"][-1] < 0.3 * runs["128k"][-1], runs
-
-
-def test_the_servers_allocator_keeps_a_few_mb_at_the_top_of_its_heap_for_the_next_temporary():
-    """A preview's FLAC samples or a duck block's frames: a few MB freed at the top of the heap.  With glibc's 128 KB
-    top pad each was given back and faulted in again by the next (~1 s of kernel time in 9 renders at 29 tracks);
-    the server keeps 16 MB there (glibc only)."""
+def _page_faults(other: str, other_tuning: str, work: str) -> dict[str, list]:
+    """The page faults ``work`` counts into ``faults`` in a fresh process, as the server tunes glibc ("tuned") and as
+    ``other_tuning`` does (``other``); ``work`` may use numpy as np, resource, threading and hosting (glibc only)."""
     if sys.platform != "linux":
         pytest.skip("glibc's mallopt")
     code = (
@@ -376,9 +334,52 @@ def test_the_servers_allocator_keeps_a_few_mb_at_the_top_of_its_heap_for_the_nex
         "from imgext.malloc import tune\n"
         "if sys.argv[1] == 'tuned':\n"
         "    hosting.tune_server_malloc()\n"
-        "else:  # the same without the pad\n"
-        "    tune(arenas=2, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=128 << 10)\n"
+        "else:\n"
+        f"    {other_tuning}\n"
         "faults = []\n"
+        f"{work}"
+        "print(json.dumps(faults))\n"
+    )
+    return {how: json.loads(_fresh_process(code, how, timeout_s=120).stdout.strip().splitlines()[-1])
+            for how in ("tuned", other)}
+
+
+def test_the_servers_allocator_reuses_a_renders_pages_on_the_next_script_thread():
+    """Streamlit runs each script run on a new thread: with every array mapped and unmapped (128 KB thresholds)
+    each render took fresh pages (~67,000 page faults, 0.35 s of kernel time at 8 tracks); tuned, a render
+    reuses most of what the last one freed (glibc only)."""
+    work = (
+        "from dataclasses import replace\n"
+        "from imgext.composition.tracks import Tracks\n"
+        "from imgext.mix.mixer import Mixer\n"
+        "from imgext.options import MixSettings\n"
+        "sr, n = 44100, 4\n"
+        "rng = np.random.default_rng(0)\n"
+        "on = (np.sin(np.linspace(0, 40, 20 * sr)) > 0).astype(np.float32)\n"
+        "audio = (rng.standard_normal((n, 20 * sr)) * 0.1).astype(np.float32) * np.stack([on, 1 - on, on, on * 0 + 1])\n"
+        "tracks = Tracks(audio=audio, names=[f't{k}' for k in range(n)], object_indices=list(range(n)),\n"
+        "                pans=np.linspace(-0.8, 0.8, n), importance=np.array([1.0, 0.5, 0.7, 0.3]),\n"
+        "                volume_db=np.zeros(n), sample_rate=sr)\n"
+        "mixer = Mixer(tracks)\n"
+        "def render(strength):\n"
+        "    r0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt\n"
+        "    mixer.render(replace(MixSettings(duration_s=20.0), eq_strength=strength), measure_after=False)\n"
+        "    faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - r0)\n"
+        "for s in (1.0, 0.9, 0.8, 0.7):  # a new thread each, as Streamlit's script runs\n"
+        "    t = threading.Thread(target=render, args=(s,)); t.start(); t.join()\n"
+    )
+    # what the app set before: both thresholds at 128 KB
+    runs = _page_faults("128k", "tune(arenas=2, mmap_threshold_bytes=131072, trim_threshold_bytes=131072)", work)
+    # the first renders fill the Mixer's caches (two renders kept); from the fourth on a render frees what it
+    # replaces (measured: ~5,000-7,600 page faults tuned, ~47,000 with the 128 KB thresholds)
+    assert runs["tuned"][-1] < 0.3 * runs["128k"][-1], runs
+
+
+def test_the_servers_allocator_keeps_a_few_mb_at_the_top_of_its_heap_for_the_next_temporary():
+    """A preview's FLAC samples or a duck block's frames: a few MB freed at the top of the heap.  With glibc's 128 KB
+    top pad each was given back and faulted in again by the next (~1 s of kernel time in 9 renders at 29 tracks);
+    the server keeps 16 MB there (glibc only)."""
+    work = (
         "def work():\n"
         "    for _ in range(6):\n"
         "        r0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt\n"
@@ -386,10 +387,9 @@ def test_the_servers_allocator_keeps_a_few_mb_at_the_top_of_its_heap_for_the_nex
         "        del a\n"
         "        faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - r0)\n"
         "t = threading.Thread(target=work); t.start(); t.join()\n"
-        "print(json.dumps(faults))\n"
     )
-    runs = {how: json.loads(_fresh_process(code, how, timeout_s=120).stdout.strip().splitlines()[-1])
-            for how in ("tuned", "unpadded")}
+    # the same as the server without the pad
+    runs = _page_faults("unpadded", "tune(arenas=2, mmap_threshold_bytes=32 << 20, trim_threshold_bytes=128 << 10)", work)
     # measured: [514, 481, 481, 481, 481, 481] unpadded (4 KB and 2 MB pages), [514, 0, 0, 0, 0, 0] tuned
     assert min(runs["unpadded"][2:]) > 100, runs
     assert sum(runs["tuned"][2:]) < 0.1 * sum(runs["unpadded"][2:]), runs

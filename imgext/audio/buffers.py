@@ -42,8 +42,8 @@ class BufferPool:
     Notes
     -----
     The free blocks are memory held for the next request: up to ``max_blocks`` times the
-    largest shape asked for (the :class:`~imgext.mix.mixer.Mixer` keeps three: one 29-track
-    render at most beside the two it caches).
+    largest size asked for.  The :class:`~imgext.mix.mixer.Mixer` keeps four: the processed
+    tracks and the duck's differences of the render being made and of the one still shown.
     """
 
     def __init__(self, *, max_blocks: int = 3, min_bytes: int = 32 << 20) -> None:
@@ -51,7 +51,7 @@ class BufferPool:
             raise ParameterError(f"max_blocks={max_blocks}: need at least 1")
         self.max_blocks = int(max_blocks)
         self.min_bytes = int(min_bytes)
-        self._blocks: list[list] = []  # [memory, weak reference to the array over it or None], oldest first
+        self._blocks: list[tuple] = []  # (memory, weak reference to the array over it), oldest first
         self._lock = threading.Lock()
         self.reused = 0
         """How many requests were served from kept memory."""
@@ -80,18 +80,18 @@ class BufferPool:
         if nbytes < self.min_bytes:
             return np.empty(shape, dtype)
         with self._lock:
-            block = next((b for b in self._blocks if len(b[0]) == nbytes and (b[1] is None or b[1]() is None)), None)
+            block = next((b for b in self._blocks if len(b[0]) == nbytes and b[1]() is None), None)
             if block is not None:
                 self._blocks.remove(block)
                 self.reused += 1
+                memory = block[0]
             else:
-                block = [mmap.mmap(-1, nbytes), None]
+                memory = mmap.mmap(-1, nbytes)
                 while len(self._blocks) >= self.max_blocks:
-                    free = [b for b in self._blocks if b[1] is None or b[1]() is None]
+                    free = [b for b in self._blocks if b[1]() is None]
                     self._blocks.remove(free[0] if free else self._blocks[0])
-            array = np.ndarray(shape, dtype=dtype, buffer=block[0])
+            array = np.ndarray(shape, dtype=dtype, buffer=memory)
             # (its base is the memory, not an array, so every view taken of it, and of those views, has
             # this array as its base: the weak reference dies with the last of them)
-            block[1] = weakref.ref(array)
-            self._blocks.append(block)
+            self._blocks.append((memory, weakref.ref(array)))
         return array

@@ -485,10 +485,7 @@ class Mixer:
             out.append(hit[0][hit[1]] if hit is not None else
                        apply_air_absorption(processed[k], float(d[k]), self.tracks.sample_rate))
             keys.append(row_key)
-        stacked = self._buffers.empty((len(out), processed.shape[1]))
-        for k, row in enumerate(out):
-            stacked[k] = row
-        return stacked, tuple(keys)
+        return np.stack(out, out=self._buffers.empty((len(out), processed.shape[1]))), tuple(keys)
 
     def spatial(self, settings: MixSettings, processed: np.ndarray, gains_db, rows: tuple | None = None) -> Spatial:
         """Air absorption and the reverb bus for ``processed`` at ``gains_db`` (cached for the last two inputs).
