@@ -87,6 +87,8 @@ class BufferPool:
                 memory = block[0]
             else:
                 memory = mmap.mmap(-1, nbytes)
+                if hasattr(mmap, "MADV_HUGEPAGE"):  # huge pages where the kernel has them, as NumPy asks for its own
+                    memory.madvise(mmap.MADV_HUGEPAGE)
                 while len(self._blocks) >= self.max_blocks:
                     free = [b for b in self._blocks if b[1]() is None]
                     self._blocks.remove(free[0] if free else self._blocks[0])
