@@ -490,3 +490,40 @@ def test_an_eq_strength_move_is_heard_as_the_wet_parts_level_and_is_the_render_u
     assert abs(integrated_loudness(got, DUCK_SR) - integrated_loudness(want, DUCK_SR)) < 0.3
     with pytest.raises(ParameterError, match="strength"):
         releveled(replace(pm, strength=None), move.gains_db, strength=0.5)
+
+
+def test_a_retuned_mixer_hands_the_player_the_same_dry_rows_so_the_memo_knows_them():
+    """An attenuation move makes a new Mixer on the same audio: its blend parts' dry rows are the old Mixer's own
+    objects, so the player's memo finds their resampled, hashed signals (only the new wet parts are prepared)."""
+    from imgext.mix import preview as preview_module
+    from imgext.mix.mixer import Mixer
+    from tests.test_duck import SR as DUCK_SR
+    from tests.test_duck import bark_and_bed_tracks
+
+    tracks = bark_and_bed_tracks(pans=(-0.3, 0.4))
+    settings = MixSettings(duration_s=3.0, sample_rate=DUCK_SR, seed=0, compose=False, reverb_amount=0.0)
+    mixer = Mixer(tracks, interactive=True)
+    first = mixer.render(settings, measure_after=False)
+    dry, _ = mixer.blend_parts(first, settings)[1][1]
+    memo: dict = {}
+    preview_mix(first, tracks.names, tracks.pans, sample_rate=DUCK_SR, memo=memo,
+                parts=mixer.blend_parts(first, settings))
+    moved = replace(tracks, pans=np.array([-0.2, 0.3]))  # a retune: a new Tracks on the same array
+    again = Mixer(moved, reuse=mixer, interactive=True)
+    new = replace(settings, attenuation_db=settings.attenuation_db + 3.0)
+    out = again.render(new, measure_after=False)
+    parts = again.blend_parts(out, new)
+    assert parts is not None and parts[1][1][0] is dry, "the same dry row object"
+    fresh = Mixer(moved, interactive=True)
+    want = fresh.blend_parts(fresh.render(new, measure_after=False), new)
+    np.testing.assert_array_equal(parts[1][1][0], want[1][1][0])
+    np.testing.assert_array_equal(parts[1][1][1], want[1][1][1])
+    calls = []
+    real = preview_module.resample
+    try:
+        preview_module.resample = lambda x, *a, **k: calls.append(x) or real(x, *a, **k)
+        pm = preview_mix(out, moved.names, moved.pans, sample_rate=DUCK_SR, memo=memo, parts=parts)
+    finally:
+        preview_module.resample = real
+    assert pm.tracks[1].wet is not None and any(x is parts[1][1][1] for x in calls), "the new wet part is prepared"
+    assert not any(x is dry for x in calls), "the dry bed came from the memo, not resampled and hashed again"
