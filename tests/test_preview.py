@@ -492,7 +492,7 @@ def test_an_eq_strength_move_is_heard_as_the_wet_parts_level_and_is_the_render_u
         releveled(replace(pm, strength=None), move.gains_db, strength=0.5)
 
 
-def test_a_retuned_mixer_hands_the_player_the_same_dry_rows_so_the_memo_knows_them():
+def test_a_retuned_mixer_hands_the_player_the_same_dry_rows_so_the_memo_knows_them(monkeypatch):
     """An attenuation move makes a new Mixer on the same audio: its blend parts' dry rows are the old Mixer's own
     objects, so the player's memo finds their resampled, hashed signals (only the new wet parts are prepared)."""
     from imgext.mix import preview as preview_module
@@ -520,10 +520,7 @@ def test_a_retuned_mixer_hands_the_player_the_same_dry_rows_so_the_memo_knows_th
     np.testing.assert_array_equal(parts[1][1][1], want[1][1][1])
     calls = []
     real = preview_module.resample
-    try:
-        preview_module.resample = lambda x, *a, **k: calls.append(x) or real(x, *a, **k)
-        pm = preview_mix(out, moved.names, moved.pans, sample_rate=DUCK_SR, memo=memo, parts=parts)
-    finally:
-        preview_module.resample = real
+    monkeypatch.setattr(preview_module, "resample", lambda x, *a, **k: calls.append(x) or real(x, *a, **k))
+    pm = preview_mix(out, moved.names, moved.pans, sample_rate=DUCK_SR, memo=memo, parts=parts)
     assert pm.tracks[1].wet is not None and any(x is parts[1][1][1] for x in calls), "the new wet part is prepared"
     assert not any(x is dry for x in calls), "the dry bed came from the memo, not resampled and hashed again"
