@@ -13,7 +13,7 @@ known to the player) or always up (``up``: every move makes new signals, as a us
 * **latency**: from the key press until the page has finished its run and the stems player has applied
   what the run sent (it plays the new setting);
 * **server CPU**: user + system CPU seconds of the streamlit process (``/proc/<pid>/stat``, children
-  included) from the key press until the run is over;
+  included) from the key press until the run is over, and of it the system CPU and the minor page faults;
 
 and reports the medians.  A slider move is first a preview (a level slider's -- attenuation, loudness,
 reverb, ambience level -- heard as new levels; EQ strength, maximum cut, field of view and activity play the
@@ -57,6 +57,12 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (fields 14-17, 1-based)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def kernel_share(pid: int) -> tuple[float, int]:
+    """System CPU seconds and minor page faults of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])  # stime (15), minflt (10)
 
 
 def rss_mb(pid: int) -> float:
@@ -185,9 +191,11 @@ def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_
     at_top = slider.get_attribute("aria-valuenow") == slider.get_attribute("aria-valuemax")
     keys = ("ArrowLeft", "ArrowRight") if at_top else ("ArrowRight", "ArrowLeft")
     latencies, cpus, settle = [], [], None
+    kernel = []  # (system CPU-s, minor page faults) of each move
     for k in range(moves):
         state = player(page)
         slider.focus()
+        k0 = kernel_share(pid)
         c0, t0 = cpu_seconds(pid), time.perf_counter()
         page.keyboard.press(keys[0] if k % 2 == 0 or direction == "up" else keys[1])
         wait_applied(page, state["applied"], mount=state["mount"])
@@ -199,11 +207,13 @@ def slider_moves(page, pid: int, moves: int, direction: str = "alternate", each_
             if got is not None:
                 latencies[-1], c = got
                 cpus.append(c)
+                kernel.append(tuple(b - a for a, b in zip(k0, kernel_share(pid))))
                 continue
         cpus.append(cpu_seconds(pid) - c0)
+        kernel.append(tuple(b - a for a, b in zip(k0, kernel_share(pid))))
     if not each_settle:
         settle = wait_settled(page, pid, time.perf_counter(), cpu_seconds(pid))
-    return latencies, cpus, settle
+    return latencies, cpus, settle, kernel
 
 
 def main() -> int:
@@ -260,7 +270,7 @@ def main() -> int:
                                             "-r", "50", "-f", "raw", "-o", f"{args.profile}.{name}.{n}", "--nonblocking"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
-                lat, cpu, settled = slider_moves(page, pid, args.moves, args.direction, args.settle, name)
+                lat, cpu, settled, kernel = slider_moves(page, pid, args.moves, args.direction, args.settle, name)
                 if spy is not None:
                     import signal
 
@@ -269,7 +279,9 @@ def main() -> int:
                 rows.append((got, name, statistics.median(lat), statistics.median(cpu), lat, cpu, settled))
                 print(f"  {name}: slider release -> new audio: median {statistics.median(lat):.2f} s "
                       f"({', '.join(f'{v:.2f}' for v in lat)}); server CPU per move: median {statistics.median(cpu):.2f} s "
-                      f"({', '.join(f'{v:.2f}' for v in cpu)})", flush=True)
+                      f"({', '.join(f'{v:.2f}' for v in cpu)}); of it system CPU "
+                      f"{', '.join(f'{v[0]:.2f}' for v in kernel)} s, minor page faults "
+                      f"{', '.join(f'{v[1]:,}' for v in kernel)}", flush=True)
                 if settled is not None:
                     print(f"  {name}: after the last move, the render when the sliders rest: {settled[0]:.2f} s after "
                           f"the move's end, {settled[1]:.2f} server CPU-s", flush=True)

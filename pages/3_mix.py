@@ -402,9 +402,9 @@ def mixer_panel() -> None:
     eq_table(outcome, names, focus)
     if played is None:  # a preview: the download renders the mix of these settings when clicked
         if quick.recomposed:  # (the new arrangement too, then: not on every step of the slider)
-            played = functools.partial(exact_played, p.tracks_later(), mixer, settings)
+            played = functools.partial(exact_played, p.tracks_later(), mixer.without_renders(), settings)
         else:
-            played = functools.partial(exact_played, p.tracks, p.mixer(), settings)
+            played = functools.partial(exact_played, p.tracks, p.mixer().without_renders(), settings)
     d1, d2 = st.columns(2)
     # 24-bit as the README and the command line say, encoded only when clicked (not on every slider move)
     d1.download_button("Download mix_binaural.wav" if settings.binaural else "Download mix.wav",

@@ -447,3 +447,29 @@ def test_a_retuned_mixer_shares_the_spectra_and_memory_and_old_outcomes_stay_as_
     for outcome, processed, audio in kept:
         np.testing.assert_array_equal(outcome.processed, processed)
         np.testing.assert_array_equal(outcome.mix.audio, audio)
+
+
+def test_a_mixer_without_renders_keeps_the_analysis_and_lets_the_rendered_tracks_go():
+    """The app's deferred download holds ``Mixer.without_renders()``: it renders the same bits from the same analysis
+    and designs, and holding it does not keep the first Mixer's rendered tracks (~150 MB at 29 tracks) alive."""
+    import gc
+    import weakref
+
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    tracks = bark_and_bed_tracks()
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
+    mixer = Mixer(tracks, interactive=True)
+    outcome = mixer.render(settings, measure_after=False)
+    assert outcome.ducking is not None and outcome.ducking.active.any()
+    processed, audio = weakref.ref(outcome.processed), outcome.mix.audio.copy()
+    light = mixer.without_renders()
+    assert light.tracks is tracks and light._bands is mixer._bands, "the analysis is shared, not taken again"
+    assert light._rendered == [] and light._processed == [] and light._duck_differences is None
+    del mixer, outcome
+    gc.collect()
+    assert processed() is None, "nothing of the first Mixer's render is held by the one without renders"
+    again = Mixer(tracks, reuse=light).render(settings, measure_after=False)  # as the download renders
+    assert light._bands is not None and again.timings_s.get("analysis") == light._analysis_s
+    np.testing.assert_array_equal(again.mix.audio, audio)
