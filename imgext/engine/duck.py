@@ -253,6 +253,11 @@ def _gated_lufs(frame_power: np.ndarray, hop_s: float) -> np.ndarray:
     return -0.691 + 10.0 * np.log10(np.maximum(mean, 1e-300))
 
 
+def _spread(x: np.ndarray, s_t: np.ndarray) -> np.ndarray:
+    """``einsum("...bt,bc->...ct", x, s)`` as a matrix product (``s_t = s.T``, C-contiguous; float32 BLAS, one thread)."""
+    return np.matmul(s_t, x)
+
+
 def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray, hop_s: float, before=None) -> np.ndarray:
     """Estimated BS.1770 loss (LU >= 0) per track from K-weighted band-frame power under ``cut`` dB (gated).
 
@@ -275,7 +280,7 @@ def _cut_value(e_db, f, cut, s, core, active, weight, priority, eligible, maskee
     """
     n, b, t = f.shape
     fc = f * np.exp(cut * _NEG_LN10_10)
-    thr = np.einsum("nbt,bc->nct", fc, s)
+    thr = _spread(fc, np.ascontiguousarray(s.T))
     total = thr.sum(axis=0, dtype=np.float64)
     value = np.zeros((n, b, t), np.float32)
     lo_db = model.SMR_RANGE_DB[0]
@@ -493,7 +498,8 @@ def design_ducking(
         damage = np.sqrt(float((own[i] * trial**2).sum(dtype=np.float64)) / n_own[i])
         return bool(damage <= MAX_DAMAGE_DB)
 
-    thr = np.einsum("nbt,bc->nct", f, s)
+    s_t = np.ascontiguousarray(s.T)
+    thr = _spread(f, s_t)
     total = thr.sum(axis=0, dtype=np.float64)
     counted = core[:, :, None] & active
     w_core = weight * counted
@@ -509,7 +515,7 @@ def design_ducking(
         Only the frames where one of them is active in its core count (elsewhere the weight is 0).
         """
         cols = frames[int(i)]
-        thr_i = np.einsum("bt,bc->ct", f[i][:, cols] * np.exp(trial[:, cols] * _NEG_LN10_10), s)
+        thr_i = _spread(f[i][:, cols] * np.exp(trial[:, cols] * _NEG_LN10_10), s_t)
         base = total[:, cols] - thr[i][:, cols] + thr_i
         out = 0.0
         for j in served[int(i)]:
@@ -526,7 +532,7 @@ def design_ducking(
         free[i] = _free_frames(value[i], bands.hop_s) if max_makeup_db > 0 else 0.0
         smooth[i] = _spend_budget(value[i], k_energy[i], lambda trial, i=i: fits_with_makeup(i, trial, free[i]),
                                   lambda trial, i=i: score(i, trial), cap, bands.hop_s)
-        new = np.einsum("bt,bc->ct", f[i] * np.exp(smooth[i] * _NEG_LN10_10), s)
+        new = _spread(f[i] * np.exp(smooth[i] * _NEG_LN10_10), s_t)
         total = total - thr[i] + new
         thr[i] = new
     cut = smooth
@@ -539,7 +545,7 @@ def design_ducking(
     render = _render_map(bands, round(bands.hop_s * bands.sample_rate))
 
     def rendered_loss(k, trial):
-        return _loudness_loss(k_energy[k], np.einsum("...bc,...ct->...bt", render[k], trial), bands.hop_s, lufs[k])
+        return _loudness_loss(k_energy[k], np.matmul(render[k], trial), bands.hop_s, lufs[k])
 
     def fits_rendered(k, trial):
         damage = np.sqrt((own[k] * trial**2).sum(axis=(-2, -1)) / n_own[k])
