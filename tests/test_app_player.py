@@ -22,6 +22,26 @@ def media(monkeypatch):
     return RecordingMediaFileManager.instances
 
 
+
+def _mixers_held(managers, proto) -> list:
+    """The Mixers a deferred download's callable holds (through its closure and any partial in it)."""
+    import functools
+
+    from imgext.mix.mixer import Mixer
+
+    mgr = next(m for m in reversed(managers) if proto.deferred_file_id in m._deferred_callables)
+    todo, found = [mgr._deferred_callables[proto.deferred_file_id]["callable"]], []
+    while todo:
+        obj = todo.pop()
+        if isinstance(obj, Mixer):
+            found.append(obj)
+        elif isinstance(obj, functools.partial):
+            todo.extend([obj.func, *obj.args, *obj.keywords.values()])
+        elif callable(obj) and getattr(obj, "__closure__", None):
+            todo.extend(c.cell_contents for c in obj.__closure__)
+    return found
+
+
 def player(at):
     found = [e for e in at.get("component_instance") if e.proto.component_name.endswith("stems_player")]
     assert len(found) == 1
@@ -130,6 +150,9 @@ def test_an_eq_move_plays_the_last_render_until_the_sliders_rest(bus_jpg, media,
     assert (p.settings.eq_strength, p.settings.max_cut_db) == (0.5, 3.0), "the project has the new settings"
     assert all(key[0] != p.settings for key, _ in p.mixer()._rendered), "not rendered on the move"
     buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    held = _mixers_held(media, buttons["Download mix.wav"])
+    assert held and all(not m._rendered and not m._processed for m in held), \
+        "the pending download holds the analysis, not a render's tracks (kept alive after the session moved on)"
     early = deferred_bytes(media, buttons["Download mix.wav"])  # rendered when clicked, for the new settings
     settle(at)  # the player asks for the render once the sliders rest
     assert not at.exception
