@@ -22,7 +22,6 @@ def media(monkeypatch):
     return RecordingMediaFileManager.instances
 
 
-
 def _mixers_held(managers, proto) -> list:
     """The Mixers a deferred download's callable holds (through its closure and any partial in it)."""
     import functools
