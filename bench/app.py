@@ -229,6 +229,8 @@ def main() -> int:
                         "max_cut_db, reverb_amount, fov_deg, activity, ambience_db ...)")
     parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the slider moves "
                         "(raw stacks, one file per slider and track count: FILE.<slider>.<n>)")
+    parser.add_argument("--profile-rate", type=int, default=50, metavar="HZ",
+                        help="py-spy's samples per second with --profile (more: finer, and a heavier load on the server)")
     args = parser.parse_args()
 
     from importlib.util import find_spec
@@ -267,7 +269,7 @@ def main() -> int:
                     import subprocess
 
                     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid),
-                                            "-r", "50", "-f", "raw", "-o", f"{args.profile}.{name}.{n}", "--nonblocking"],
+                                            "-r", str(args.profile_rate), "-f", "raw", "-o", f"{args.profile}.{name}.{n}", "--nonblocking"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
                 lat, cpu, settled, kernel = slider_moves(page, pid, args.moves, args.direction, args.settle, name)
