@@ -52,16 +52,20 @@ PLAYER_JS = ("() => window.__player ? {applied: window.__player.applied, mount: 
              " settling: window.__player.settling === undefined ? 'none' : window.__player.settling} : null")
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards, 1-based)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its waited-for children (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime (fields 14-17, 1-based)
+    ticks = sum(int(v) for v in _stat(pid)[11:15])  # utime stime cutime cstime (fields 14-17, 1-based)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def kernel_share(pid: int) -> tuple[float, int]:
     """System CPU seconds and minor page faults of process ``pid`` so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])  # stime (15), minflt (10)
 
 
