@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.app import LABELS, WEIGHTS  # noqa: E402
 
-STEP = {"attenuation_db": 0.5, "eq_strength": -0.05, "loudness_lufs": 0.5, "reverb_amount": 0.05, "ambience_db": 0.5}
+STEP = {"attenuation_db": 0.5, "eq_strength": -0.05, "loudness_lufs": 0.5, "reverb_amount": 0.05, "ambience_db": 0.5,
+        "activity": 0.1, "max_cut_db": 0.5, "fov_deg": 5.0}
 """One slider step per field, in the field's unit (as the app's keyboard step moves it)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,42 @@ def test_compose_decodes_and_analyses_each_source_once():
     assert CLIP_CACHE.hits == hits + 4 and CLIP_CACHE.misses == misses + 2  # neither decoded nor analysed again
     assert first == again and first != other  # the same schedule from the cache, a new one for a new seed
     assert all(out_a[i].track.tobytes() == out_b[i].track.tobytes() for i in out_a)
+
+
+def test_a_scenes_memo_keeps_its_sources_when_the_shared_cache_cannot(monkeypatch):
+    """The shared cache keeps nothing (as for a crowd of sources cycled through its LRU in order, or sources over
+    a quarter of its bound): without the memo every re-arrangement decodes and analyses all of them again; with
+    it none, the tracks the same bits either way."""
+    import imgext.composition.arrange as arrange
+
+    settings = MixSettings(duration_s=10.0, seed=4)
+    objs = _objects()[:3]
+    fetched = {i: Fetched(i, Candidate(id=f"builtin:test-memo:{i}", name=f"memo-test-{i}", source="builtin"),
+                          encode_wav(synthesize(kind, duration_s=seconds, rng=i + 70), SR, subtype="PCM_16"),
+                          np.zeros(1), ()) for i, (_, kind, seconds) in enumerate(SCENE[:3])}
+    sizes = {i: load_clip(f.data, name=f.candidate.name, sample_rate=SR, max_seconds=40.0).nbytes * 3
+             for i, f in fetched.items()}  # a Source: the clip (float32) and its cumulative energy (float64)
+    monkeypatch.setattr(CLIP_CACHE, "max_bytes", 0)
+    CLIP_CACHE.clear()
+    first, _, _ = compose(objs, fetched, settings=settings)
+    misses = CLIP_CACHE.misses
+    plain, _, _ = compose(objs, fetched, settings=replace(settings, activity=1.5))
+    assert CLIP_CACHE.misses == misses + 3  # the shared cache alone: decoded and analysed again, all three
+
+    memo: dict = {}
+    compose(objs, fetched, settings=settings, sources=memo)
+    misses = CLIP_CACHE.misses
+    kept, arranged, _ = compose(objs, fetched, settings=replace(settings, activity=1.5), sources=memo)
+    assert CLIP_CACHE.misses == misses  # neither decoded nor analysed: the memo held the scene
+    assert all(kept[i].track.tobytes() == plain[i].track.tobytes() for i in plain)
+
+    # A memo smaller than the scene keeps a fixed subset (the first that fit), the same on every arrangement.
+    monkeypatch.setattr(arrange, "SOURCE_MEMO_BYTES", sizes[0] + sizes[1] + sizes[2] // 2)
+    small: dict = {}
+    compose(objs, fetched, settings=settings, sources=small)
+    held = {k for k, v in small.items() if isinstance(v, arrange.Source)}
+    misses = CLIP_CACHE.misses
+    again, _, _ = compose(objs, fetched, settings=replace(settings, activity=1.5), sources=small)
+    assert len(held) == 2 and {k for k, v in small.items() if isinstance(v, arrange.Source)} == held
+    assert CLIP_CACHE.misses == misses + 1  # the third is made again
+    assert all(again[i].track.tobytes() == plain[i].track.tobytes() for i in plain)

@@ -143,8 +143,8 @@ def test_mixing_before_sounds_is_an_error():
         Project().mix()
 
 
-def _composed_project(settings: MixSettings = COMPOSED) -> Project:
-    project = Project(settings=settings)
+def _composed_project(settings: MixSettings = COMPOSED, *, interactive: bool = False) -> Project:
+    project = Project(settings=settings, interactive=interactive)
     project.detect(_png(), CountingDetector(), name="grey.png")
     project.find_sounds(BuiltinSource(), sounds=SoundSettings(n_candidates=3))
     return project
@@ -165,6 +165,24 @@ def test_a_composed_project_adds_the_ambience_and_arranges_the_tracks():
     assert ambience_gain == pytest.approx(COMPOSED.ambience_db), "the ambience stays ambience_db under the top"
     project.set_settings(replace(COMPOSED, seed=2))
     assert project.tracks.audio is not tracks.audio, "a new seed draws the arrangement anew"
+
+
+def test_an_interactive_project_arranges_anew_without_decoding_its_sounds_again(monkeypatch):
+    """A new activity in the app re-arranges the scene's own sources, however few the shared cache holds."""
+    from imgext.composition.arrange import CLIP_CACHE
+
+    monkeypatch.setattr(CLIP_CACHE, "max_bytes", 0)  # it keeps nothing (a crowd, or long sources)
+    app = _composed_project(interactive=True)
+    one_off = _composed_project()
+    assert app.tracks is not None  # the first arrangement decodes the sources
+    for activity in (2.0, 0.5):
+        misses = CLIP_CACHE.misses
+        app.set_settings(replace(app.settings, activity=activity))
+        arranged = app.tracks
+        assert CLIP_CACHE.misses == misses, "nothing decoded or analysed again"
+        one_off.set_settings(replace(one_off.settings, activity=activity))
+        np.testing.assert_array_equal(arranged.audio, one_off.tracks.audio)
+    assert one_off._sources is None, "a one-off render keeps no memo"
 
 
 def test_tracks_later_are_the_tracks_of_then_made_when_asked():

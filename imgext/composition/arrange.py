@@ -147,17 +147,47 @@ CLIP_CACHE = MemoryCache(192 * 2**20)
 """Decoded sources and their analysis (:class:`Source`) by content digest, name, rate and length cap.
 
 A re-arrangement (another activity, seed or role) neither decodes nor
-analyses a source again; 192 MB hold about 15 sources of 30 s.
+analyses a source again while it is held; 192 MB hold about 15 sources of 30 s,
+shared by every session (a session's own scene is held by its memo as well:
+``compose(sources=...)``).
 """
 
 
-def _source(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -> Source:
+SOURCE_MEMO_BYTES = 512 * 2**20
+"""Bound in bytes on the sources one scene's memo holds (``compose(sources=...)``): ~35 sources of 30 s."""
+
+
+def _source_key(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -> tuple:
+    return content_key(bytes(data)), name, int(sample_rate), float(max_seconds)
+
+
+def _source(data: bytes, *, name: str, sample_rate: int, max_seconds: float, key: tuple | None = None) -> Source:
     def make() -> tuple[np.ndarray, np.ndarray, Source]:  # the arrays listed so the cache counts their bytes
         src = analyse_source(load_clip(data, name=name, sample_rate=sample_rate, max_seconds=max_seconds), sample_rate)
         return src.clip, src.k_energy, src
 
-    key = (content_key(bytes(data)), name, int(sample_rate), float(max_seconds))
+    if key is None:
+        key = _source_key(data, name=name, sample_rate=sample_rate, max_seconds=max_seconds)
     return CLIP_CACHE.get(key, make)[2]
+
+
+def _kept_sources(used: list[tuple[tuple, Source, bytes, dict]], max_bytes: int) -> dict:
+    """What a scene's memo keeps of ``used`` (key, source, its bytes, how it was decoded), in order.
+
+    Each source that still fits within ``max_bytes`` (by key), and the key of every source's bytes (by the
+    bytes' id, the bytes held so the id stays theirs). A fixed subset, not least-recently-used: a scene with
+    more sources than fit keeps the same ones from one arrangement to the next (an LRU cycled through in
+    order would keep none of them).
+    """
+    kept: dict = {}
+    total = 0
+    for key, src, data, how in used:
+        kept[("digest", id(data))] = (data, key, how)
+        size = int(src.clip.nbytes + src.k_energy.nbytes)
+        if key not in kept and total + size <= max_bytes:
+            kept[key] = src
+            total += size
+    return kept
 
 
 def _energy_at(src: Source, pos: np.ndarray) -> np.ndarray:
@@ -356,6 +386,7 @@ def compose(
     *,
     settings: MixSettings,
     given: Mapping[int, Arrangement] | None = None,
+    sources: dict | None = None,
 ) -> tuple[dict[int, Fetched], dict[int, Arrangement], dict[int, np.ndarray]]:
     """Arrange every fetched object by its role.
 
@@ -368,6 +399,12 @@ def compose(
         Duration, rate, seed and activity.
     given : mapping of object index -> Arrangement, optional
         Saved arrangements to render as they are (remix).
+    sources : dict, optional
+        Kept by the caller between arrangements of the same scene (an interactive session): the decoded,
+        analysed sources (:class:`Source`) of this call, up to :data:`SOURCE_MEMO_BYTES`, so the next
+        arrangement (another activity or seed) neither decodes nor analyses them again, however many
+        sources the scene has (the shared :data:`CLIP_CACHE` holds ~15 of 30 s). Replaced by this call's
+        sources; the result never depends on it (a source not found there is made as without it).
 
     Returns
     -------
@@ -381,13 +418,20 @@ def compose(
     out: dict[int, Fetched] = {}
     arrangements: dict[int, Arrangement] = {}
     sides: dict[int, np.ndarray] = {}
+    used: list[tuple[tuple, Source, bytes, dict]] = []
     for i, f in fetched.items():
         obj = objects[i]
         if obj.skipped or Role.parse(obj.role) is Role.OFF:
             out[i] = f
             continue
-        clip = _source(f.data, name=f.candidate.name, sample_rate=settings.sample_rate,
-                       max_seconds=min(600.0, settings.duration_s + 30.0))
+        how = {"name": f.candidate.name, "sample_rate": settings.sample_rate,
+               "max_seconds": min(600.0, settings.duration_s + 30.0)}
+        known = None if sources is None else sources.get(("digest", id(f.data)))  # (the same bytes: not hashed again)
+        key = known[1] if known is not None and known[0] is f.data and known[2] == how else _source_key(f.data, **how)
+        clip = None if sources is None else sources.get(key)
+        if clip is None:
+            clip = _source(f.data, **how, key=key)
+        used.append((key, clip, f.data, how))
         descriptors = {k: f.candidate.extra.get(k) for k in ("single_event", "loopable", "ac_single_event", "ac_loop")
                        if isinstance(f.candidate.extra, Mapping) and k in f.candidate.extra}
         composed = arrange_object(obj, i, clip, settings=settings, given=given.get(i), descriptors=descriptors)
@@ -395,6 +439,10 @@ def compose(
         arrangements[i] = composed.arrangement
         if composed.side is not None:
             sides[i] = (composed.arrangement.width, composed.side)
+    if sources is not None:
+        kept = _kept_sources(used, SOURCE_MEMO_BYTES)
+        sources.clear()  # (a reader on another thread may then miss one: it makes it, as without the memo)
+        sources.update(kept)
     return out, arrangements, sides
 
 
@@ -405,6 +453,7 @@ def compose_tracks(
     settings: MixSettings,
     notes: Sequence[str] = (),
     given: Mapping[int, Arrangement] | None = None,
+    sources: dict | None = None,
 ):
     """:func:`compose` then :func:`~imgext.composition.tracks.assemble_tracks`: the arranged :class:`Tracks`.
 
@@ -412,7 +461,7 @@ def compose_tracks(
     """
     from imgext.composition.tracks import assemble_tracks
 
-    fetched, arrangements, sides = compose(objects, fetched, settings=settings, given=given)
+    fetched, arrangements, sides = compose(objects, fetched, settings=settings, given=given, sources=sources)
     tracks = assemble_tracks(objects, fetched, settings=settings, notes=notes, sides=sides)
     by_track = {k: arrangements[i] for k, i in enumerate(tracks.object_indices) if i in arrangements}
     return replace(tracks, arrangements=by_track), fetched, arrangements
