@@ -623,6 +623,21 @@ class Project:
         maker = self._tracks_maker()
         return lambda: maker()[0]
 
+    def attenuated(self, tracks: Tracks | None = None) -> list[int]:
+        """Indices of the tracks whose level the attenuation setting moves (empty before sounds were found).
+
+        Those of objects below full importance (``gain = -attenuation * (1 - importance)``); the ambience
+        is not among them (its volume follows the attenuation, so it keeps ``ambience_db``). Empty when
+        every sound is at full importance (one animal and its ambience): the setting then changes nothing.
+        ``tracks`` (default :attr:`tracks`) may be the tracks of the last render, so that a pending new
+        arrangement is not made for this.
+        """
+        tracks = self.tracks if tracks is None else tracks
+        if tracks is None:
+            return []
+        return [k for k, (i, w) in enumerate(zip(tracks.object_indices, tracks.importance))
+                if float(w) < 1.0 and not (0 <= i < len(self.objects) and is_ambience(self.objects[i]))]
+
     def arrangements(self) -> dict[int, Arrangement]:
         """Object index -> how it sounds in time (empty when not composed or before sounds were found)."""
         tracks = self.tracks

@@ -363,12 +363,15 @@ def mixer_panel() -> None:
             outcome, played = quick.outcome, None  # the last render's analysis is shown until the render follows
             if settings.binaural:
                 st.caption("Headphones (binaural, MIT KEMAR HRTF): the download below is the headphone mix.")
+        shown = p.tracks if quick is None else quick.tracks  # the tracks of the mix shown (a pending activity's are not made)
+        if not p.attenuated(shown):  # (in the container: a note coming or going moves nothing below it)
+            st.caption("Attenuation changes nothing here: it turns down the less important sounds, and every sound "
+                       "is at full importance (the ambience keeps its own level, set by Ambience level).")
     history_buttons(undo_slot, key="mix")
     if any(is_ambience(o) and not o.skipped and i not in p.fetched for i, o in enumerate(p.objects)):
         st.info("A new ambience: find its sound on the Sounds page (until then the mix has none).",
                 icon=":material/library_music:")
     elapsed = time.perf_counter() - t0
-    shown = p.tracks if quick is None else quick.tracks  # the tracks of the mix shown (a pending activity's are not made)
     mixer = p.mixer() if quick is None else quick.mixer
     names = shown.names
     focus = focus_selector(names)

@@ -395,3 +395,16 @@ def test_mix_page_scene_row_activity_and_ambience(bus_jpg):
     at.selectbox(key="mix_ambience").set_value("park").run()
     assert not at.exception and not at.error
     assert any("new ambience" in i.value for i in at.info), "the new ambience's sound is still to be found"
+
+
+def test_mix_page_says_when_attenuation_has_nothing_to_turn_down(bus_jpg, images_dir):
+    """One animal and its ambience (wildcat.jpg): the slider would change nothing, and the page says so."""
+    note = "Attenuation changes nothing here"
+    at = _ready_sounds(upload(new_app(), "wildcat.jpg", (images_dir / "wildcat.jpg").read_bytes()))
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception and not at.error
+    assert note in texts(at)
+    at = _ready_sounds(upload(new_app(), "bus.jpg", bus_jpg.read_bytes()))  # people and a bus: some less important
+    at.switch_page("pages/3_mix.py").run()
+    assert not at.exception and note not in texts(at)
+

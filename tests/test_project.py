@@ -167,6 +167,20 @@ def test_a_composed_project_adds_the_ambience_and_arranges_the_tracks():
     assert project.tracks.audio is not tracks.audio, "a new seed draws the arrangement anew"
 
 
+def test_attenuated_tracks_are_those_the_attenuation_moves():
+    project = _composed_project()
+    tracks = project.tracks
+    ambience = [k for k, i in enumerate(tracks.object_indices) if project.objects[i].origin == "ambience"]
+    moved = set()
+    for attenuation in (0.0, 20.0):
+        project.set_settings(replace(project.settings, attenuation_db=attenuation))
+        moved.add(tuple(np.round(project.tracks.gains_db(attenuation), 9)))
+    gains = np.array(sorted(moved))
+    assert ambience and set(project.attenuated()) == set(np.flatnonzero(gains[0] != gains[1]).tolist())
+    assert project.attenuated() and not set(ambience) & set(project.attenuated()), "the ambience keeps its own level"
+    assert Project().attenuated() == []
+
+
 def test_an_interactive_project_arranges_anew_without_decoding_its_sounds_again(monkeypatch):
     """A new activity in the app re-arranges the scene's own sources, however few the shared cache holds."""
     from imgext.composition.arrange import CLIP_CACHE
