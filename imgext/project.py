@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgext.audio.buffers import BufferPool
 from imgext.audio.io import read_bounded
 from imgext.budget import Budget
 from imgext.composition.ambience import add_ambience, ambience_object, ambience_record, choose_ambience, is_ambience
@@ -217,6 +218,8 @@ class Project:
         # Interactive: the scene's decoded, analysed sources (compose(sources=...)), so a new activity or seed
         # does not decode them again when the shared cache cannot hold them all (a crowd of 29: 3 -> 1.5 CPU-s)
         self._sources: dict | None = {} if self.interactive else None
+        # and one memory pool for its Mixers' processed tracks (a new arrangement reuses what the last let go)
+        self._buffers = BufferPool(max_blocks=4) if self.interactive else None
         self._given: tuple[tuple, dict[int, Arrangement]] | None = None  # a saved plan's arrangements and their draw
         self._ambience: dict | None = None  # a saved plan's ambience record
         self.history = History()
@@ -302,6 +305,7 @@ class Project:
         self._found = False
         if self._sources is not None:
             self._sources = {}  # the old scene's decoded sources go (a maker running elsewhere keeps its own)
+            self._buffers = BufferPool(max_blocks=4)  # and the memory sized for its tracks
 
     # -- edit the objects ---------------------------------------------------------------------------------------
     def edit_object(self, index: int, *, keep: bool | None = None, volume_db: float | None = None,
@@ -650,7 +654,8 @@ class Project:
         old = self._mixer.value if self._mixer is not None and self._mixer.key == key else None
         if old is not None and old.tracks is tracks:
             return old
-        mixer = Mixer(tracks, reuse=old, interactive=self.interactive)  # same sounds: the analysis and designs carry over
+        mixer = Mixer(tracks, reuse=old, interactive=self.interactive,  # same sounds: the analysis and designs carry over
+                      buffers=self._buffers)
         self._mixer = _Keyed(key, mixer)
         return mixer
 

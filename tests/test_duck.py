@@ -473,3 +473,28 @@ def test_a_mixer_without_renders_keeps_the_analysis_and_lets_the_rendered_tracks
     again = Mixer(tracks, reuse=light).render(settings, measure_after=False)  # as the download renders
     assert light._bands is not None and again.timings_s.get("analysis") == light._analysis_s
     np.testing.assert_array_equal(again.mix.audio, audio)
+
+
+def test_mixers_sharing_a_pool_render_a_new_arrangement_into_the_memory_the_last_let_go():
+    """A session's Mixers share one pool: new tracks (a new arrangement) reuse the freed render's memory, same bits."""
+    import gc
+
+    from imgext.audio.buffers import BufferPool
+    from imgext.composition.tracks import Tracks
+    from imgext.mix.mixer import Mixer
+    from imgext.options import MixSettings
+
+    tracks = bark_and_bed_tracks()
+    rearranged = Tracks(**{**tracks.__dict__, "audio": np.ascontiguousarray(np.roll(tracks.audio, SR // 3, axis=1))})
+    settings = MixSettings(duration_s=3.0, sample_rate=SR, seed=0, compose=False, reverb_amount=0.0)
+    pool = BufferPool(max_blocks=4, min_bytes=0)
+    first = Mixer(tracks, interactive=True, buffers=pool).render(settings, measure_after=False)
+    assert first.ducking.active[1]
+    del first
+    gc.collect()
+    reused = pool.reused
+    second = Mixer(rearranged, interactive=True, buffers=pool).render(settings, measure_after=False)
+    assert pool.reused > reused, "written into the memory the first render let go"
+    alone = Mixer(rearranged, interactive=True).render(settings, measure_after=False)
+    np.testing.assert_array_equal(second.processed, alone.processed)
+    np.testing.assert_array_equal(second.mix.audio, alone.mix.audio)
