@@ -157,35 +157,30 @@ SOURCE_MEMO_BYTES = 512 * 2**20
 """Bound in bytes on the sources one scene's memo holds (``compose(sources=...)``): ~35 sources of 30 s."""
 
 
-def _source_key(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -> tuple:
-    return content_key(bytes(data)), name, int(sample_rate), float(max_seconds)
-
-
-def _source(data: bytes, *, name: str, sample_rate: int, max_seconds: float, key: tuple | None = None) -> Source:
+def _source(data: bytes, *, name: str, sample_rate: int, max_seconds: float) -> Source:
     def make() -> tuple[np.ndarray, np.ndarray, Source]:  # the arrays listed so the cache counts their bytes
         src = analyse_source(load_clip(data, name=name, sample_rate=sample_rate, max_seconds=max_seconds), sample_rate)
         return src.clip, src.k_energy, src
 
-    if key is None:
-        key = _source_key(data, name=name, sample_rate=sample_rate, max_seconds=max_seconds)
+    key = (content_key(bytes(data)), name, int(sample_rate), float(max_seconds))
     return CLIP_CACHE.get(key, make)[2]
 
 
-def _kept_sources(used: list[tuple[tuple, Source, bytes, dict]], max_bytes: int) -> dict:
-    """What a scene's memo keeps of ``used`` (key, source, its bytes, how it was decoded), in order.
+def _kept_sources(used: list[tuple[bytes, dict, Source]], max_bytes: int) -> dict[int, tuple[bytes, dict, Source]]:
+    """What a scene's memo keeps of ``used`` (a source's bytes, how they were decoded, the source), in order.
 
-    Each source that still fits within ``max_bytes`` (by key), and the key of every source's bytes (by the
-    bytes' id, the bytes held so the id stays theirs). A fixed subset, not least-recently-used: a scene with
-    more sources than fit keeps the same ones from one arrangement to the next (an LRU cycled through in
-    order would keep none of them).
+    By the bytes' id (the entry holds the bytes, so the id stays theirs): each source that still fits
+    within ``max_bytes``. A fixed subset, not least-recently-used: a scene with more sources than fit
+    keeps the same ones from one arrangement to the next (an LRU cycled through in order keeps none).
     """
-    kept: dict = {}
+    kept: dict[int, tuple[bytes, dict, Source]] = {}
+    counted: set[int] = set()  # (two objects may share one source)
     total = 0
-    for key, src, data, how in used:
-        kept[("digest", id(data))] = (data, key, how)
-        size = int(src.clip.nbytes + src.k_energy.nbytes)
-        if key not in kept and total + size <= max_bytes:
-            kept[key] = src
+    for data, how, src in used:
+        size = 0 if id(src) in counted else int(src.clip.nbytes + src.k_energy.nbytes)
+        if id(data) not in kept and total + size <= max_bytes:
+            kept[id(data)] = (data, how, src)
+            counted.add(id(src))
             total += size
     return kept
 
@@ -418,7 +413,7 @@ def compose(
     out: dict[int, Fetched] = {}
     arrangements: dict[int, Arrangement] = {}
     sides: dict[int, np.ndarray] = {}
-    used: list[tuple[tuple, Source, bytes, dict]] = []
+    used: list[tuple[bytes, dict, Source]] = []
     for i, f in fetched.items():
         obj = objects[i]
         if obj.skipped or Role.parse(obj.role) is Role.OFF:
@@ -426,12 +421,9 @@ def compose(
             continue
         how = {"name": f.candidate.name, "sample_rate": settings.sample_rate,
                "max_seconds": min(600.0, settings.duration_s + 30.0)}
-        known = None if sources is None else sources.get(("digest", id(f.data)))  # (the same bytes: not hashed again)
-        key = known[1] if known is not None and known[0] is f.data and known[2] == how else _source_key(f.data, **how)
-        clip = None if sources is None else sources.get(key)
-        if clip is None:
-            clip = _source(f.data, **how, key=key)
-        used.append((key, clip, f.data, how))
+        known = None if sources is None else sources.get(id(f.data))  # the same bytes: not even hashed again
+        clip = known[2] if known is not None and known[0] is f.data and known[1] == how else _source(f.data, **how)
+        used.append((f.data, how, clip))
         descriptors = {k: f.candidate.extra.get(k) for k in ("single_event", "loopable", "ac_single_event", "ac_loop")
                        if isinstance(f.candidate.extra, Mapping) and k in f.candidate.extra}
         composed = arrange_object(obj, i, clip, settings=settings, given=given.get(i), descriptors=descriptors)
