@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         for pm in previews:
             for sid, x in pm.signals.items():
                 if sid not in sent:
-                    size += len(encoder.get(sid, x, pm.sample_rate, lossless=sid == pm.envelope))
+                    size += len(encoder.get(sid, x, pm.sample_rate, lossless=sid == pm.envelope).data)
                     sent.add(sid)
         return size
 

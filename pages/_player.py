@@ -186,10 +186,14 @@ def _payload(state: PlayerState, previews: dict, value: dict | None) -> tuple[by
         for sid, signal in pm.signals.items():
             if sid in have or sid in state.sent:
                 continue
-            data = state.encoder.get(sid, signal, pm.sample_rate, lossless=sid == pm.envelope)
-            chunks.append(data)
-            index.append({"id": sid, "offset": offset, "length": len(data)})
-            offset += len(data)
+            encoded = state.encoder.get(sid, signal, pm.sample_rate, lossless=sid == pm.envelope)
+            chunks.append(encoded.data)
+            entry = {"id": sid, "offset": offset, "length": len(encoded.data)}
+            if encoded.spans is not None:  # only its nonzero spans: the player puts them in place, zeros elsewhere
+                entry.update(spans=[list(span) for span in encoded.spans], n_samples=encoded.n_samples,
+                             channels=1 if signal.ndim == 1 else int(signal.shape[0]))
+            index.append(entry)
+            offset += len(encoded.data)
             state.sent.add(sid)
     state.last_bytes = offset
     return b"".join(chunks), index

@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imgext.audio.io import decode, encode_wav, fit_duration, prepare_source, resample, to_mono, write_atomic
+from imgext.audio.io import (
+    decode,
+    encode_wav,
+    fit_duration,
+    nonzero_spans,
+    prepare_source,
+    resample,
+    resample_sparse,
+    to_mono,
+    write_atomic,
+)
 from imgext.errors import AudioError
 
 
@@ -106,6 +116,29 @@ def test_resample_keeps_a_tone(sr_in):
     spectrum = np.abs(np.fft.rfft(y[2000:42000] * np.hanning(40000)))
     peak_hz = np.argmax(spectrum) * 44100 / 40000
     assert abs(peak_hz - 440) < 3
+
+
+@pytest.mark.parametrize(("sr_in", "sr_out"), [(44100, 22050), (48000, 24000), (44100, 24000), (22050, 44100)])
+def test_resampling_only_where_a_signal_sounds_is_resampling_it_whole(sr_in, sr_out):
+    """An event track is silent between events: resample_sparse resamples the events alone, to the same samples."""
+    rng = np.random.default_rng(sr_in + sr_out)
+    n = 12 * sr_in + 5  # (not a whole number of the rates' period)
+    mono = np.zeros(n, np.float32)
+    for start in (0, 3 * sr_in, 3 * sr_in + 4000, 7 * sr_in + 1, n - 700):  # at both ends, two close together
+        mono[start:start + 900] = (0.5 * rng.standard_normal(len(mono[start:start + 900]))).astype(np.float32)
+    stereo = np.zeros((2, n), np.float32)
+    stereo[1, 5 * sr_in:5 * sr_in + 3000] = 0.3  # a step: the filter rings on both sides of it
+    for x in (mono, stereo, np.zeros(n, np.float32)):
+        whole, sparse = resample(x, sr_in, sr_out), resample_sparse(x, sr_in, sr_out)
+        assert sparse.shape == whole.shape and sparse.dtype == np.float32
+        np.testing.assert_allclose(sparse, whole, rtol=0, atol=1e-6)
+        far = np.ones(n, bool)  # more than 0.1 s from any nonzero input sample: exactly silent
+        for a, length in nonzero_spans(x, block=1):
+            far[max(0, a - sr_in // 10):a + length + sr_in // 10] = False
+        keep = far[np.minimum((np.arange(whole.shape[-1]) * sr_in) // sr_out, n - 1)]
+        assert not np.any(sparse[..., keep])
+    dense = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    np.testing.assert_array_equal(resample_sparse(dense, sr_in, sr_out), resample(dense, sr_in, sr_out))
 
 
 def test_fit_duration_loop_is_seamless_and_faded():

@@ -12,7 +12,16 @@ from PIL import Image
 
 from imgext.audio.io import db_to_gain
 from imgext.errors import ParameterError
-from imgext.mix.preview import PreviewEncoder, encode_preview, pcm16, preview_mix, signal_id
+from imgext.mix.preview import (
+    SPAN_BLOCK_SAMPLES,
+    PreviewEncoder,
+    encode_preview,
+    encode_sparse,
+    nonzero_spans,
+    pcm16,
+    preview_mix,
+    signal_id,
+)
 from imgext.options import MixSettings, SoundSettings
 from imgext.project import Project
 from imgext.sounds.builtin import BuiltinSource
@@ -118,11 +127,13 @@ def test_encoding_is_compact_decodes_to_the_signal_and_is_cached(rng):
     n = 24000 * 4
     noise = (0.2 * rng.standard_normal(n)).astype(np.float32)  # the hardest case for a codec: a noise bed
     enc = PreviewEncoder(max_bytes=10**9)
-    data = enc.get("a", noise, 24000)
+    got = enc.get("a", noise, 24000)
+    data = got.data
     assert data[:4] == b"OggS" and len(data) < 0.5 * n * 2, "well under the 16-bit WAV size"
+    assert got.spans is None and got.n_samples == n, "a lossy signal goes whole"
     decoded, sr = sf.read(io.BytesIO(data), dtype="float32")
     assert sr == 24000 and decoded.shape == (n,)
-    assert enc.get("a", noise, 24000) is data and enc.encoded == 1
+    assert enc.get("a", noise, 24000) is got and enc.encoded == 1
     envelope = np.linspace(1.0, 0.5, n).astype(np.float32)
     flac = encode_preview(envelope, 24000, lossless=True)
     assert flac[:4] == b"fLaC"
@@ -143,6 +154,67 @@ def test_flac_previews_are_the_bytes_libsndfile_makes_from_the_floats(rng):
         assert encode_preview(signal, 22050, lossless=True) == buf.getvalue()
         back, _ = sf.read(io.BytesIO(buf.getvalue()), dtype="int16")
         np.testing.assert_array_equal(pcm16(clipped), back.T)
+
+
+def test_nonzero_spans_are_the_runs_of_blocks_with_a_sample_in_them():
+    b = 4
+    x = np.zeros(23, np.int16)
+    assert nonzero_spans(x, block=b) == () and nonzero_spans(x[:0], block=b) == ()
+    x[[1, 5, 6, 17, 22]] = [3, -1, 2, 7, 1]  # blocks 0, 1, 4 and the short last one (20..23), merged where they touch
+    assert nonzero_spans(x, block=b) == ((0, 8), (16, 7))
+    x[17] = 0
+    assert nonzero_spans(x, block=b) == ((0, 8), (20, 3))
+    assert nonzero_spans(np.ones(9, np.int16), block=b) == ((0, 9),)
+    stereo = np.zeros((2, 12), np.int16)
+    stereo[1, 9] = -4  # one channel is enough
+    assert nonzero_spans(stereo, block=b) == ((8, 4),)
+    with pytest.raises(ParameterError, match="block"):
+        nonzero_spans(x, block=0)
+
+
+def _unpack(encoded, channels: int) -> np.ndarray:
+    """What the stems player makes of an encoded signal (player.js ``placeSpans``): 16-bit samples in place."""
+    out = np.zeros((channels, encoded.n_samples), np.int16)
+    if encoded.data:
+        q, _ = sf.read(io.BytesIO(encoded.data), dtype="int16", always_2d=True)
+        if encoded.spans is None:
+            return q.T
+        start = 0
+        for a, length in encoded.spans:
+            out[:, a:a + length] = q.T[:, start:start + length]
+            start += length
+        assert start == q.shape[0], "the spans are all the bytes hold"
+    return out
+
+
+def test_a_sparse_signal_goes_as_its_spans_and_comes_back_to_the_bit(rng):
+    """An event track or a duck's wet part is silent most of the time: only its nonzero spans are encoded."""
+    n = 22050 * 6
+    events = np.zeros(n, np.float32)
+    for start in (1000, 40000, 41000, n - 300):  # two that share a block run, one at the very end
+        events[start:start + 250] = 0.3 * rng.standard_normal(min(250, n - start))
+    events[70000] = 0.2 / 32768  # rounds to a 16-bit zero: silent to the player
+    wet = np.zeros((2, n), np.float32)
+    wet[1, 9000:9500] = 0.01 * rng.standard_normal(500)
+    enc = PreviewEncoder(max_bytes=10**9, codec="flac")
+    for sid, x in (("events", events), ("wet", wet)):
+        got = enc.get(sid, x, 22050)
+        assert got.spans and got.n_samples == n
+        assert all(a % SPAN_BLOCK_SAMPLES == 0 for a, _ in got.spans)
+        covered = sum(length for _, length in got.spans)
+        assert covered < 0.1 * n
+        channels = 1 if x.ndim == 1 else 2
+        np.testing.assert_array_equal(_unpack(got, channels), pcm16(x).reshape(channels, n))
+        whole = encode_preview(x, 22050, lossless=True)
+        assert len(got.data) < len(whole), "fewer bytes than the whole signal"
+    assert not any(a <= 70000 < a + length for a, length in enc.get("events", events, 22050).spans)
+    silent = encode_sparse(np.zeros(n, np.float32), 22050)
+    assert silent.data == b"" and silent.spans == () and silent.n_samples == n
+    np.testing.assert_array_equal(_unpack(silent, 1), np.zeros((1, n), np.int16))
+    dense = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    dense[:2 * SPAN_BLOCK_SAMPLES] = 0.0  # a little silence is not worth spans
+    got = encode_sparse(dense, 22050)
+    assert got.spans is None and got.data == encode_preview(dense, 22050, lossless=True)
 
 
 def test_the_encoder_cache_is_bounded(rng):
@@ -275,7 +347,9 @@ def test_the_flac_codec_is_exact_to_16_bits_for_tracks_and_reverb(rng):
     reverb = (0.01 * rng.standard_normal((2, n))).astype(np.float32)
     enc = PreviewEncoder(max_bytes=10**9, codec="flac")
     for sid, x in (("bed", bed), ("reverb", reverb)):
-        data = enc.get(sid, x, 24000)
+        got = enc.get(sid, x, 24000)
+        data = got.data
+        assert got.spans is None, "a dense signal goes whole"
         assert data[:4] == b"fLaC" and len(data) < x.size * 2, "under the 16-bit PCM size"
         back, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         assert sr == 24000
@@ -519,8 +593,8 @@ def test_a_retuned_mixer_hands_the_player_the_same_dry_rows_so_the_memo_knows_th
     np.testing.assert_array_equal(parts[1][1][0], want[1][1][0])
     np.testing.assert_array_equal(parts[1][1][1], want[1][1][1])
     calls = []
-    real = preview_module.resample
-    monkeypatch.setattr(preview_module, "resample", lambda x, *a, **k: calls.append(x) or real(x, *a, **k))
+    real = preview_module.resample_sparse
+    monkeypatch.setattr(preview_module, "resample_sparse", lambda x, *a, **k: calls.append(x) or real(x, *a, **k))
     pm = preview_mix(out, moved.names, moved.pans, sample_rate=DUCK_SR, memo=memo, parts=parts)
     assert pm.tracks[1].wet is not None and any(x is parts[1][1][1] for x in calls), "the new wet part is prepared"
     assert not any(x is dry for x in calls), "the dry bed came from the memo, not resampled and hashed again"

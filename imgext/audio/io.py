@@ -7,6 +7,7 @@ samples-first layout of soundfile and soxr is converted here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import numbers
@@ -37,6 +38,9 @@ __all__ = [
     "Decoded",
     "decode",
     "to_mono",
+    "nonzero_spans",
+    "resampler_reach",
+    "resample_sparse",
     "resample",
     "fit_duration",
     "prepare_source",
@@ -308,6 +312,123 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int, *, quality: str = "HQ")
     x = np.asarray(audio, dtype=np.float32)
     y = soxr.resample(x.T if x.ndim == 2 else x, sr_in, sr_out, quality=quality)
     return np.ascontiguousarray(y.T if x.ndim == 2 else y, dtype=np.float32)
+
+
+def nonzero_spans(q: np.ndarray, *, block: int = 1024) -> tuple[tuple[int, int], ...]:
+    """Where a signal is not silent: runs of ``block``-sample blocks holding a nonzero sample.
+
+    Parameters
+    ----------
+    q : np.ndarray [shape=(n,) or (n_channels, n)]
+        Samples; a block is silent when every channel is exactly zero in it.
+    block : int > 0
+        Block length in samples.
+
+    Returns
+    -------
+    tuple of (start, length)
+        In samples, ascending and disjoint, adjacent blocks merged; the last may end short at ``n``.
+        Empty for an all-zero signal.
+    """
+    if block <= 0:
+        raise ParameterError(f"block={block} must be a positive number of samples")
+    x = np.asarray(q)
+    n = int(x.shape[-1])
+    n_blocks = -(-n // block)
+    if n_blocks == 0:
+        return ()
+    x = x.reshape(-1, n)
+    whole = n // block
+    busy = np.empty(n_blocks, dtype=bool)
+    busy[:whole] = np.any(x[:, :whole * block].reshape(x.shape[0], whole, block), axis=(0, 2))  # (no copy)
+    if n_blocks > whole:
+        busy[whole] = np.any(x[:, whole * block:])
+    edges = np.diff(np.concatenate([[0], busy.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1) * block, np.minimum(np.flatnonzero(edges == -1) * block, n)
+    return tuple((int(a), int(b - a)) for a, b in zip(starts, ends))
+
+
+@functools.lru_cache(maxsize=16)
+def resampler_reach(sr_in: int, sr_out: int, quality: str = "HQ") -> int:
+    """How far (input samples, each way) one input sample reaches in :func:`resample`'s output: its filter's half length.
+
+    Measured once per rates and quality, on an impulse: every output sample further than this
+    from the nearest nonzero input sample is exactly zero.
+    """
+    n = 1 << 16
+    x = np.zeros(n, np.float32)
+    x[n // 2] = 1.0
+    y = np.asarray(resample(x, sr_in, sr_out, quality=quality))
+    nz = np.flatnonzero(y)
+    if not nz.size:
+        return 0
+    centre = (n // 2) * sr_out / sr_in
+    return int(math.ceil(max(centre - nz[0], nz[-1] - centre) * sr_in / sr_out)) + 2
+
+
+def resample_sparse(audio: np.ndarray, sr_in: int, sr_out: int, *, quality: str = "HQ",
+                    block: int = 2048, max_share: float = 0.9) -> np.ndarray:
+    """:func:`resample` that spends nothing on silence: only the stretches around nonzero samples are resampled.
+
+    A signal that is exactly zero in long stretches (an event track between its events, a duck's
+    wet part where it does not cut) is resampled a stretch at a time (:func:`nonzero_spans` of
+    ``block`` samples, widened by the filter's reach, :func:`resampler_reach`, and aligned to the
+    rates' common period), and the output is zero elsewhere: the same samples as :func:`resample`
+    up to float rounding (~1e-7 of full scale; the filter sees the same input, in pieces).  Spans
+    covering more than ``max_share`` of the signal: it is resampled whole.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    sr_in, sr_out : int > 0
+        Sample rates in Hz.
+    quality : str
+        soxr quality preset (:func:`resample`).
+    block : int > 0
+        Granularity of the silence looked for, in input samples.
+    max_share : float in [0, 1]
+        Above this share of nonzero blocks the signal is resampled whole.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_out,) or (n_channels, n_out), dtype=float32]
+        ``n_out`` as :func:`resample` makes it.
+    """
+    x = np.asarray(audio, dtype=np.float32)
+    if sr_in <= 0 or sr_out <= 0:
+        raise ParameterError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    if sr_in == sr_out:
+        return x
+    n = int(x.shape[-1])
+    spans = nonzero_spans(x, block=block)
+    if sum(length for _, length in spans) > max_share * n:
+        return resample(x, sr_in, sr_out, quality=quality)
+    g = math.gcd(int(sr_in), int(sr_out))
+    period_in, period_out = sr_in // g, sr_out // g  # input samples per whole number of output samples
+    reach = resampler_reach(int(sr_in), int(sr_out), quality)
+    stretches: list[list[int]] = []
+    for a, length in spans:  # widened by the reach, started on the period, merged where they meet
+        lo = max(0, a - reach) // period_in * period_in
+        hi = min(n, a + length + reach)
+        if stretches and lo <= stretches[-1][1]:
+            stretches[-1][1] = hi
+        else:
+            stretches.append([lo, hi])
+    # The stretches end to end, each from a whole period (their content stays 2 reaches apart), in one call
+    # (soxr's set-up costs ~0.5 ms a call: as much as resampling 5 s).
+    starts = np.cumsum([0] + [-(-(hi - lo) // period_in) * period_in for lo, hi in stretches])
+    packed = np.zeros(x.shape[:-1] + (int(starts[-1]),), np.float32)
+    for (lo, hi), at in zip(stretches, starts):
+        packed[..., at:at + hi - lo] = x[..., lo:hi]
+    y = resample(packed, sr_in, sr_out, quality=quality)
+    n_out = (2 * n * sr_out + sr_in) // (2 * sr_in)  # soxr's length: n * sr_out / sr_in rounded half up
+    out = np.zeros(x.shape[:-1] + (n_out,), np.float32)
+    for (lo, _hi), at, end in zip(stretches, starts[:-1], starts[1:]):
+        src, dst = at // period_in * period_out, lo // period_in * period_out
+        m = min(end // period_in * period_out, y.shape[-1]) - src
+        m = min(m, n_out - dst)
+        out[..., dst:dst + m] = y[..., src:src + m]  # (a later stretch overwrites the zeros an earlier one ends in)
+    return out
 
 
 def _loop_fades(head: np.ndarray, tail: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:

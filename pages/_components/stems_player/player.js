@@ -4,8 +4,9 @@
 // "streamlit:render" with the page's args, post "streamlit:setFrameHeight" and "streamlit:setComponentValue".
 // The page sends, per mix ("before" and "after"), each track's signal id, level and pan, the reverb bus and
 // the limiter envelope (imgext/mix/preview.py), plus the compressed bytes of the signals this iframe does not
-// hold yet (one `blob`, cut by `blob_index`).  Both mixes run in sync, so A/B is a 20 ms gain crossfade;
-// a new render swaps the changed signals in at the current position (a 10 ms crossfade), it never restarts.
+// hold yet (one `blob`, cut by `blob_index`; a signal silent in places comes as its nonzero spans).  Both mixes
+// run in sync, so A/B is a 20 ms gain crossfade; a new render swaps the changed signals in at the current
+// position (a 10 ms crossfade), it never restarts.
 // The "before" mix comes only while A is chosen (the page renders it then): until it arrives B plays on.
 // A level preview (`settle` set: new levels on the signals held) asks for its render once no new one came
 // for `settle_ms` (the sliders rested), by reporting `settle`.
@@ -100,14 +101,36 @@
     return out;
   }
 
+  // A sparse signal comes as its nonzero spans only, one after the other (`spans`: [start, length] in samples
+  // at the page's rate, `n_samples` its whole length): each goes back in place, the rest stays silent.
+  function placeSpans(decoded, spans, channels, rate) {
+    const k = S.ctx.sampleRate / rate; // 1 unless the browser would not open the context at the page's rate
+    const out = S.ctx.createBuffer(channels, S.frames, S.ctx.sampleRate);
+    let from = 0;
+    for (const [start, length] of spans) {
+      const src = Math.round(from * k), dst = Math.round(start * k);
+      const n = Math.min(Math.round((from + length) * k) - src, S.frames - dst);
+      from += length;
+      if (n <= 0 || !decoded) continue;
+      for (let c = 0; c < channels; c++) {
+        out.copyToChannel(decoded.getChannelData(c).subarray(src, src + n), c, dst);
+      }
+    }
+    return out;
+  }
+
   function decodeBlob(args) {
     const bytes = asBytes(args.blob);
     const jobs = [];
     for (const e of args.blob_index || []) {
-      if (!bytes || S.buffers.has(e.id) || S.pending.has(e.id)) continue;
-      const copy = bytes.slice(e.offset, e.offset + e.length).buffer;
-      const job = S.ctx.decodeAudioData(copy).then((b) => {
-        S.buffers.set(e.id, fit(b));
+      const sparse = Array.isArray(e.spans);
+      const silent = sparse && !e.length; // all zero: nothing to decode
+      if ((!bytes && !silent) || S.buffers.has(e.id) || S.pending.has(e.id)) continue;
+      const decoding = silent ? Promise.resolve(null)
+        : S.ctx.decodeAudioData(bytes.slice(e.offset, e.offset + e.length).buffer);
+      const job = decoding.then((b) => {
+        S.buffers.set(e.id, sparse ? placeSpans(b, e.spans, b ? b.numberOfChannels : e.channels || 1, args.sample_rate)
+                                     : fit(b));
         S.decoded += 1;
       }).catch((err) => S.errors.push(`decode ${e.id}: ${err}`)).finally(() => S.pending.delete(e.id));
       S.pending.set(e.id, job);
@@ -512,6 +535,10 @@
     get applied() { return S.applied; },
     get errors() { return [...S.errors]; },
     get rows() { return S.rows.map((r) => r.name); },
+    samples(id) { // a decoded signal's samples, one array per channel (null: not held)
+      const b = S.buffers.get(id);
+      return b ? Array.from({ length: b.numberOfChannels }, (_, c) => Array.from(b.getChannelData(c))) : null;
+    },
     get peaks() { // peak of every decoded signal, by id
       const out = {};
       for (const [id, b] of S.buffers) {
