@@ -662,7 +662,7 @@ def encode_sparse(signal: np.ndarray, sample_rate: int, *, block: int = SPAN_BLO
     EncodedSignal
         With no span and no bytes for an all-zero signal.
     """
-    q = pcm16(np.clip(np.asarray(signal, dtype=np.float32), -1.0, 1.0))
+    q = pcm16(signal)  # (pcm16 clips to the 16-bit range itself: the same integers as clipping the floats first)
     n = int(q.shape[-1])
     spans = nonzero_spans(q, block=block)
     if sum(length for _, length in spans) > SPARSE_MAX_SHARE * n:
