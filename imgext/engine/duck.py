@@ -243,9 +243,9 @@ def _gated_lufs(frame_power: np.ndarray, hop_s: float) -> np.ndarray:
     t = x.shape[-1]
     size = max(1, min(t, round(0.4 / hop_s)))
     step = max(1, round(0.1 / hop_s))
-    c = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
-    starts = np.arange(0, t - size + 1, step)
-    z = (c[..., starts + size] - c[..., starts]) / size
+    c = np.zeros(x.shape[:-1] + (t + 1,))
+    np.cumsum(x, axis=-1, out=c[..., 1:])
+    z = (c[..., size: t + 1: step] - c[..., 0: t - size + 1: step]) / size  # blocks starting every step frames
     gated = z > 10.0 ** ((-70.0 + 0.691) / 10.0)
     mean_abs = (z * gated).sum(axis=-1) / np.maximum(gated.sum(axis=-1), 1)
     keep = gated & (z > mean_abs[..., None] * 0.1)
@@ -265,7 +265,10 @@ def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray, hop_s: float, before=N
     """
     if before is None:
         before = _gated_lufs(k_energy.sum(axis=-2, dtype=np.float64), hop_s)
-    after = _gated_lufs((k_energy * np.exp(cut * _NEG_LN10_10)).sum(axis=-2, dtype=np.float64), hop_s)
+    kept = np.multiply(cut, _NEG_LN10_10)  # (one temporary, worked in place: the power kept under the cut)
+    np.exp(kept, out=kept)
+    np.multiply(kept, k_energy, out=kept)
+    after = _gated_lufs(kept.sum(axis=-2, dtype=np.float64), hop_s)
     return np.maximum(before - after, 0.0)
 
 
@@ -367,7 +370,8 @@ def _spend_budget(value: np.ndarray, k_energy: np.ndarray, fits, score, cap: flo
     under a quadratic cost (RMS damage: a cut in proportion to its value, broad and shallow) plus a
     linear one (loudness: a price per unit of power, so loud cells of the masker that buy little are
     spared). For each price ``nu`` on a short grid, ``lam`` is the largest that fits both budgets
-    (bisection); the one that ``score`` (the maskees' core SMR) rates best is kept. Smoothed over time.
+    (bisection, the prices' bisections side by side: ``fits`` takes a stack of trial cuts (P, B, T) and
+    answers for each); the one that ``score`` (the maskees' core SMR) rates best is kept. Smoothed over time.
     """
     held = _hold(value, hop_s)
     if not np.any(held > 0):
@@ -377,6 +381,7 @@ def _spend_budget(value: np.ndarray, k_energy: np.ndarray, fits, score, cap: flo
     prices = np.concatenate([[0.0], np.quantile(ratio[held > 0], _PRICE_QUANTILES)])
     best = np.zeros_like(value)
     best_gain = score(best)
+    shapes, lo, hi = [], [], []
     for nu in prices:
         x = held - np.float32(nu) * k
         top = float(x.max())
@@ -386,21 +391,28 @@ def _spend_budget(value: np.ndarray, k_energy: np.ndarray, fits, score, cap: flo
         low = float(np.quantile(pos, 0.01))
         if not cap / 1e30 < low:  # values near the float floor (a near-silent masker): no scale to search for
             continue
-        lo, hi = np.log(cap / top) - np.log(4.0), np.log(cap / low) + np.log(4.0)
-        found = None
-        for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            trial = np.minimum(np.maximum(x, 0.0) * np.float32(np.exp(mid)), np.float32(cap))
-            if fits(trial):
-                lo, found = mid, trial
-            else:
-                hi = mid
-        if found is None:
+        shapes.append(np.maximum(x, 0.0))
+        lo.append(np.log(cap / top) - np.log(4.0))
+        hi.append(np.log(cap / low) + np.log(4.0))
+    if not shapes:
+        return best
+    shape = np.stack(shapes)  # (P, B, T)
+    lo, hi = np.array(lo), np.array(hi)
+    found: list = [None] * len(shapes)
+    for _ in range(_BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        trial = np.minimum(shape * np.exp(mid).astype(np.float32)[:, None, None], np.float32(cap))
+        ok = np.asarray(fits(trial), dtype=bool)
+        for q in np.flatnonzero(ok):
+            found[q] = trial[q]
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    for cand in found:  # in the order of the prices: the first of equal scores is kept
+        if cand is None:
             continue
-        found = np.minimum(scipy.ndimage.gaussian_filter1d(found, SMOOTH_S / hop_s, axis=-1, mode="nearest"), cap)
-        gain = score(found)
+        cand = np.minimum(scipy.ndimage.gaussian_filter1d(cand, SMOOTH_S / hop_s, axis=-1, mode="nearest"), cap)
+        gain = score(cand)
         if gain > best_gain:
-            best, best_gain = found, gain
+            best, best_gain = cand, gain
     return best
 
 
@@ -481,22 +493,29 @@ def design_ducking(
     own = active.astype(np.float32)
     n_own = np.maximum(own.sum(axis=(-2, -1)), 1.0)
 
-    def fits_with_makeup(i, trial: np.ndarray, free: np.ndarray) -> bool:
-        """Whether masker i's ``trial`` fits, given makeup gain on its free frames (``free``, (T,) in [0, 1])."""
-        loss = float(_loudness_loss(k_energy[i], trial, bands.hop_s, lufs[i]))
-        if loss > max_loudness_loss_lu:
-            kept = (k_energy[i] * np.exp(trial * _NEG_LN10_10)).sum(axis=0, dtype=np.float64)
-            on_free = float((kept * free).sum())
-            if on_free <= 0:
-                return False
-            # the (ungated) makeup that restores the lost energy on the free frames alone
-            factor = 1.0 + (10.0 ** ((loss - max_loudness_loss_lu) / 10.0) - 1.0) * float(kept.sum()) / on_free
-            up = 10.0 * np.log10(factor)
-            if up > max_makeup_db:
-                return False
-            trial = trial - np.float32(up) * free
-        damage = np.sqrt(float((own[i] * trial**2).sum(dtype=np.float64)) / n_own[i])
-        return bool(damage <= MAX_DAMAGE_DB)
+    def fits_with_makeup(i, trials: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """(P,) bool: whether each of masker i's ``trials`` (P, B, T) fits, with makeup gain on its free frames.
+
+        ``free``: (T,) in [0, 1], where makeup may go (:func:`_free_frames`).
+        """
+        losses = _loudness_loss(k_energy[i], trials, bands.hop_s, lufs[i])
+        out = np.zeros(len(trials), dtype=bool)
+        for q, trial in enumerate(trials):
+            loss = float(losses[q])
+            if loss > max_loudness_loss_lu:
+                kept = (k_energy[i] * np.exp(trial * _NEG_LN10_10)).sum(axis=0, dtype=np.float64)
+                on_free = float((kept * free).sum())
+                if on_free <= 0:
+                    continue
+                # the (ungated) makeup that restores the lost energy on the free frames alone
+                factor = 1.0 + (10.0 ** ((loss - max_loudness_loss_lu) / 10.0) - 1.0) * float(kept.sum()) / on_free
+                up = 10.0 * np.log10(factor)
+                if up > max_makeup_db:
+                    continue
+                trial = trial - np.float32(up) * free
+            damage = np.sqrt(float((own[i] * trial**2).sum(dtype=np.float64)) / n_own[i])
+            out[q] = damage <= MAX_DAMAGE_DB
+        return out
 
     s_t = np.ascontiguousarray(s.T)
     thr = _spread(f, s_t)
@@ -509,20 +528,31 @@ def design_ducking(
     served = {int(i): np.flatnonzero(maskees & eligible[i]) for i in maskers}
     frames = {int(i): np.flatnonzero(w_core[served[int(i)]].any(axis=(0, 1))) for i in maskers}
 
-    def score(i, trial):
-        """Priority-weighted core SMR of the maskees masker i serves, with i cut by ``trial``.
+    def scorer(i):
+        """Priority-weighted core SMR of the maskees masker i serves, as a function of i's cut ``trial``.
 
-        Only the frames where one of them is active in its core count (elsewhere the weight is 0).
+        Only the frames where one of them is active in its core count (elsewhere the weight is 0). What
+        does not depend on the trial (the other maskers' thresholds, the maskees' levels and weights on
+        those frames) is taken once per masker; the maskees are scored side by side.
         """
-        cols = frames[int(i)]
-        thr_i = _spread(f[i][:, cols] * np.exp(trial[:, cols] * _NEG_LN10_10), s_t)
-        base = total[:, cols] - thr[i][:, cols] + thr_i
-        out = 0.0
-        for j in served[int(i)]:
-            rest = np.maximum(base - thr[j][:, cols], 1e-30).astype(np.float32)
-            smr = np.clip(e_db[j][:, cols] - model.db(rest), lo_db, hi_db)
-            out += priority[j] * float((w_core[j][:, cols] * smr).sum(dtype=np.float64)) / den[j]
-        return out
+        cols, js = frames[int(i)], served[int(i)]
+        f_i = f[i][:, cols]
+        rest_of = total[:, cols] - thr[i][:, cols]  # (C, n): everyone else's threshold on those frames
+        thr_js = thr[js][:, :, cols]  # (J, C, n)
+        e_js, w_js = e_db[js][:, :, cols], w_core[js][:, :, cols]
+        weights = [(priority[j], den[j]) for j in js]
+
+        def score(trial):
+            thr_i = _spread(f_i * np.exp(trial[:, cols] * _NEG_LN10_10), s_t)
+            rest = np.maximum((rest_of + thr_i)[None] - thr_js, 1e-30).astype(np.float32)
+            smr = np.clip(e_js - model.db(rest), lo_db, hi_db)
+            cells = w_js * smr
+            out = 0.0
+            for q, (pj, dj) in enumerate(weights):
+                out += pj * float(cells[q].sum(dtype=np.float64)) / dj
+            return out
+
+        return score
 
     smooth = np.zeros_like(cut)
     free = np.zeros((n, t), np.float32)
@@ -530,8 +560,8 @@ def design_ducking(
                        target_smr_db)
     for i in maskers:  # one masker at a time, each scored with the cuts already chosen (coordinate ascent)
         free[i] = _free_frames(value[i], bands.hop_s) if max_makeup_db > 0 else 0.0
-        smooth[i] = _spend_budget(value[i], k_energy[i], lambda trial, i=i: fits_with_makeup(i, trial, free[i]),
-                                  lambda trial, i=i: score(i, trial), cap, bands.hop_s)
+        smooth[i] = _spend_budget(value[i], k_energy[i], lambda trials, i=i: fits_with_makeup(i, trials, free[i]),
+                                  scorer(i), cap, bands.hop_s)
         new = _spread(f[i] * np.exp(smooth[i] * _NEG_LN10_10), s_t)
         total = total - thr[i] + new
         thr[i] = new
