@@ -16,7 +16,6 @@ its id and is neither encoded nor sent again.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 import weakref
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import soundfile as sf
+import xxhash
 
 from imgext.audio.io import db_to_gain, nonzero_spans, resample_sparse
 from imgext.errors import ParameterError
@@ -52,9 +52,14 @@ def preview_rate_for(sample_rate: int) -> int:
 
 
 def signal_id(signal: np.ndarray, sample_rate: int) -> str:
-    """A short content id (SHA-256, 16 hex digits) of ``signal`` as float32 at ``sample_rate`` Hz."""
+    """A short content id (XXH3-128, 16 hex digits) of ``signal`` as float32 at ``sample_rate`` Hz.
+
+    An id within one session's player (its encoder and the browser's signal cache), not a secret or a
+    signature: XXH3 reads ~20 GB/s, SHA-256 ~1.3 (a 30 s preview track: 0.11 against 1.9 ms; at 29 ducked
+    tracks SHA-256 was ~0.07 CPU-s of every render when the sliders rest).
+    """
     x = np.ascontiguousarray(signal, dtype=np.float32)
-    h = hashlib.sha256(f"{x.shape}:{sample_rate}:".encode())
+    h = xxhash.xxh3_128(f"{x.shape}:{sample_rate}:".encode())
     h.update(memoryview(x).cast("B"))  # (the array's own bytes: no copy to fault in)
     return h.hexdigest()[:16]
 
@@ -692,7 +697,8 @@ def pcm16(signal: np.ndarray) -> np.ndarray:
     -------
     np.ndarray [same shape, dtype=int16]
     """
-    q = np.rint(np.asarray(signal, dtype=np.float32) * np.float32(32768.0))
+    q = np.multiply(np.asarray(signal, dtype=np.float32), np.float32(32768.0))
+    np.rint(q, out=q)  # (in place: one float32 temporary, not two)
     np.clip(q, -32768.0, 32767.0, out=q)
     return q.astype(np.int16)
 
