@@ -258,17 +258,23 @@ def _spread(x: np.ndarray, s_t: np.ndarray) -> np.ndarray:
     return np.matmul(s_t, x)
 
 
-def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray, hop_s: float, before=None) -> np.ndarray:
+def _kept_power(k_energy: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """(..., T) float64: the K-weighted power each frame keeps under ``cut`` dB, summed over the bands."""
+    kept = np.multiply(cut, _NEG_LN10_10)  # (one temporary, worked in place)
+    np.exp(kept, out=kept)
+    np.multiply(kept, k_energy, out=kept)
+    return kept.sum(axis=-2, dtype=np.float64)
+
+
+def _loudness_loss(k_energy: np.ndarray, cut: np.ndarray, hop_s: float, before=None, *, kept=None) -> np.ndarray:
     """Estimated BS.1770 loss (LU >= 0) per track from K-weighted band-frame power under ``cut`` dB (gated).
 
-    ``before``: the uncut tracks' :func:`_gated_lufs`, when the caller has it.
+    ``before``: the uncut tracks' :func:`_gated_lufs`, when the caller has it; ``kept``: :func:`_kept_power`
+    of ``cut``, when the caller has it.
     """
     if before is None:
         before = _gated_lufs(k_energy.sum(axis=-2, dtype=np.float64), hop_s)
-    kept = np.multiply(cut, _NEG_LN10_10)  # (one temporary, worked in place: the power kept under the cut)
-    np.exp(kept, out=kept)
-    np.multiply(kept, k_energy, out=kept)
-    after = _gated_lufs(kept.sum(axis=-2, dtype=np.float64), hop_s)
+    after = _gated_lufs(_kept_power(k_energy, cut) if kept is None else kept, hop_s)
     return np.maximum(before - after, 0.0)
 
 
@@ -498,12 +504,13 @@ def design_ducking(
 
         ``free``: (T,) in [0, 1], where makeup may go (:func:`_free_frames`).
         """
-        losses = _loudness_loss(k_energy[i], trials, bands.hop_s, lufs[i])
+        powers = _kept_power(k_energy[i], trials)  # (P, T): the loss and the makeup both read it
+        losses = _loudness_loss(k_energy[i], trials, bands.hop_s, lufs[i], kept=powers)
         out = np.zeros(len(trials), dtype=bool)
         for q, trial in enumerate(trials):
             loss = float(losses[q])
             if loss > max_loudness_loss_lu:
-                kept = (k_energy[i] * np.exp(trial * _NEG_LN10_10)).sum(axis=0, dtype=np.float64)
+                kept = powers[q]
                 on_free = float((kept * free).sum())
                 if on_free <= 0:
                     continue
